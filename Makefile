@@ -1,0 +1,42 @@
+# Outpost's make targets. The README's two commands are `make run` and
+# `make test`; every other target is a step of those.
+
+SHELL := /bin/bash
+TOOLS_DIR ?= $(HOME)/.cache/outpost/tools
+export OUTPOST_TOOLS_DIR := $(TOOLS_DIR)
+TOOLS_BIN := $(TOOLS_DIR)/bin
+CONTROLLER_GEN := $(TOOLS_BIN)/controller-gen
+STATE_DIR ?= .outpost
+
+.PHONY: run test deps deps-run generate check-generated vet build bench
+
+## run: install what the single host needs, build, and run `outpost up`.
+run: deps-run build
+	./bin/outpost version
+
+## test: install everything, check generated files and vet, then run every test.
+test: deps check-generated vet
+	go test -count=1 -timeout 30m ./...
+
+## deps: install every real dependency (PostgreSQL, pgvector, MinIO, etcd, kube-apiserver, controller-gen, helm).
+deps:
+	scripts/install-deps.sh
+
+## deps-run: install only what `outpost up` needs (PostgreSQL and pgvector).
+deps-run:
+	scripts/install-deps.sh run
+
+build:
+	go build -o bin/outpost ./cmd/outpost
+
+## generate: regenerate deepcopy functions and the CRDs in charts/outpost/crds.
+generate:
+	$(CONTROLLER_GEN) object paths=./controller/api/...
+	$(CONTROLLER_GEN) crd paths=./controller/api/... output:crd:dir=charts/outpost/crds
+
+## check-generated: fail when `make generate` changes anything.
+check-generated:
+	scripts/check-generated.sh
+
+vet:
+	go vet ./...

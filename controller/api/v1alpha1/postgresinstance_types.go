@@ -1,0 +1,292 @@
+package v1alpha1
+
+import (
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Extension is a PostgreSQL extension Outpost allows an instance to create.
+// The list is an allowlist: anything else could load arbitrary code into the
+// server.
+// +kubebuilder:validation:Enum=vector;pg_stat_statements;pgcrypto;pg_trgm;btree_gin;btree_gist;uuid-ossp;hstore;citext
+type Extension string
+
+// DeletionPolicy says what happens to an instance's data when the instance is
+// deleted.
+// +kubebuilder:validation:Enum=Retain;Delete
+type DeletionPolicy string
+
+const (
+	// DeletionRetain stops the server and keeps its data directory (or PVC).
+	DeletionRetain DeletionPolicy = "Retain"
+	// DeletionDelete stops the server and removes its data.
+	DeletionDelete DeletionPolicy = "Delete"
+)
+
+// InstanceResources are the compute resources of the PostgreSQL server. They
+// are both the request and the limit, so the server gets a guaranteed share.
+type InstanceResources struct {
+	// CPU in cores, for example "2" or "500m". It is the limit usage metering
+	// bills, in vCores.
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).isGreaterThan(quantity('0'))",message="must be greater than 0"
+	CPU resource.Quantity `json:"cpu"`
+
+	// Memory, for example "4Gi". Shared memory settings are derived from it.
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('256Mi')) >= 0",message="must be at least 256Mi"
+	Memory resource.Quantity `json:"memory"`
+}
+
+// InstanceStorage is the data volume of the instance.
+type InstanceStorage struct {
+	// Size of the data volume, for example "20Gi". On a single host it is the
+	// size metered and checked against free disk.
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('1Gi')) >= 0",message="must be at least 1Gi"
+	Size resource.Quantity `json:"size"`
+
+	// StorageClassName for the PVC on Kubernetes; empty means the cluster
+	// default. Ignored on a single host.
+	// +optional
+	StorageClassName *string `json:"storageClassName,omitempty"`
+}
+
+// RetentionPolicy keeps backups for a recovery window or by count. The newest
+// completed backup is never deleted.
+// +kubebuilder:validation:XValidation:rule="has(self.recoveryWindow) != has(self.count)",message="set exactly one of recoveryWindow or count"
+type RetentionPolicy struct {
+	// RecoveryWindow keeps every backup needed to restore to any time within
+	// the window, for example "7d", "36h" or "2w".
+	// +kubebuilder:validation:Pattern=`^[1-9][0-9]*[hdw]$`
+	// +optional
+	RecoveryWindow string `json:"recoveryWindow,omitempty"`
+
+	// Count keeps this many completed backups.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	// +optional
+	Count *int32 `json:"count,omitempty"`
+}
+
+// BackupEncryption encrypts backups on the client with age (X25519) before
+// they leave the host.
+type BackupEncryption struct {
+	// KeySecret holds the age identity ("AGE-SECRET-KEY-1...") under the key
+	// "age.key". Backups are encrypted to its recipient; restores decrypt
+	// with it.
+	KeySecret LocalObjectReference `json:"keySecret"`
+}
+
+// BackupPolicy says where, when and how long an instance is backed up.
+type BackupPolicy struct {
+	// ObjectStore names the ObjectStore that receives base backups and WAL.
+	ObjectStore LocalObjectReference `json:"objectStore"`
+
+	// Schedule of base backups as a cron expression: 5 fields as people write
+	// them ("0 3 * * *"), 6 with seconds, or a descriptor such as "@daily".
+	// Empty means on demand only; WAL is archived either way.
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|@every [0-9][0-9a-z.]*|[^ ]+( +[^ ]+){4,5})$')",message="must be a cron expression of 5 or 6 fields, or a descriptor such as @daily"
+	// +optional
+	Schedule string `json:"schedule,omitempty"`
+
+	// Retention of base backups and the WAL they need.
+	// +kubebuilder:default={recoveryWindow: "7d"}
+	// +optional
+	Retention RetentionPolicy `json:"retention,omitzero"`
+
+	// Encryption, when set, encrypts every object on the client.
+	// +optional
+	Encryption *BackupEncryption `json:"encryption,omitempty"`
+}
+
+// InitDBBootstrap creates an empty cluster.
+type InitDBBootstrap struct {
+	// Database created for the application.
+	// +kubebuilder:default=app
+	// +kubebuilder:validation:Pattern=`^[a-z_][a-z0-9_]{0,62}$`
+	// +optional
+	Database string `json:"database,omitempty"`
+
+	// Owner is the application role that owns Database.
+	// +kubebuilder:default=app
+	// +kubebuilder:validation:Pattern=`^[a-z_][a-z0-9_]{0,62}$`
+	// +kubebuilder:validation:XValidation:rule="self != 'postgres'",message="must not be the superuser postgres"
+	// +optional
+	Owner string `json:"owner,omitempty"`
+}
+
+// RecoveryBootstrap creates the instance from another instance's backups.
+type RecoveryBootstrap struct {
+	// Source is the name of the instance whose backups are restored. It need
+	// not exist any more.
+	// +kubebuilder:validation:MinLength=1
+	Source string `json:"source"`
+
+	// ObjectStore holds the source's backups.
+	ObjectStore LocalObjectReference `json:"objectStore"`
+
+	// BackupID restores this base backup; empty picks the newest one that
+	// ends before TargetTime.
+	// +optional
+	BackupID string `json:"backupID,omitempty"`
+
+	// TargetTime recovers to this point in time; empty replays all archived
+	// WAL.
+	// +optional
+	TargetTime *metav1.Time `json:"targetTime,omitempty"`
+}
+
+// Bootstrap says how the instance's data directory comes to be. It cannot
+// change after creation.
+// +kubebuilder:validation:XValidation:rule="!(has(self.initdb) && has(self.recovery))",message="set at most one of initdb or recovery"
+type Bootstrap struct {
+	// InitDB creates an empty cluster. It is the default.
+	// +optional
+	InitDB *InitDBBootstrap `json:"initdb,omitempty"`
+
+	// Recovery restores a backup, optionally to a target time.
+	// +optional
+	Recovery *RecoveryBootstrap `json:"recovery,omitempty"`
+}
+
+// PostgresInstanceSpec is the desired state of one PostgreSQL server.
+type PostgresInstanceSpec struct {
+	// Version is the PostgreSQL major version.
+	// +kubebuilder:validation:Enum=15
+	// +kubebuilder:default=15
+	// +optional
+	Version int32 `json:"version,omitempty"`
+
+	// Resources of the server; CPU is what usage metering bills.
+	Resources InstanceResources `json:"resources"`
+
+	// Storage of the data directory.
+	Storage InstanceStorage `json:"storage"`
+
+	// Parameters are postgresql.conf settings. Outpost manages the listen
+	// address, port, paths, WAL archiving and replication settings itself and
+	// refuses them here.
+	// +kubebuilder:validation:MaxProperties=200
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !(k in ['listen_addresses', 'port', 'unix_socket_directories', 'data_directory', 'config_file', 'hba_file', 'ident_file', 'archive_mode', 'archive_command', 'archive_library', 'restore_command', 'recovery_target_time', 'wal_level', 'ssl', 'ssl_cert_file', 'ssl_key_file']))",message="listen_addresses, port, unix_socket_directories, data_directory, config_file, hba_file, ident_file, archive_mode, archive_command, archive_library, restore_command, recovery_target_time, wal_level and ssl* are managed by Outpost"
+	// +optional
+	Parameters map[string]string `json:"parameters,omitempty"`
+
+	// Extensions created in every application database.
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	Extensions []Extension `json:"extensions,omitempty"`
+
+	// Databases created besides the bootstrap database, owned by the
+	// application role; for example one per feature store.
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:Pattern=`^[a-z_][a-z0-9_]{0,62}$`
+	// +optional
+	Databases []string `json:"databases,omitempty"`
+
+	// Backup policy; without it the instance is not backed up.
+	// +optional
+	Backup *BackupPolicy `json:"backup,omitempty"`
+
+	// Bootstrap says how the data directory is created.
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="bootstrap cannot change after creation"
+	// +kubebuilder:default={initdb: {}}
+	// +optional
+	Bootstrap Bootstrap `json:"bootstrap,omitzero"`
+
+	// DeletionPolicy says whether deleting the instance keeps its data
+	// (Retain, the default) or removes it (Delete).
+	// +kubebuilder:default=Retain
+	// +optional
+	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+}
+
+// InstancePhase is a short summary of where the instance is in its life.
+// +kubebuilder:validation:Enum=Pending;Provisioning;Running;Failed;Deleting
+type InstancePhase string
+
+const (
+	InstancePending      InstancePhase = "Pending"
+	InstanceProvisioning InstancePhase = "Provisioning"
+	InstanceRunning      InstancePhase = "Running"
+	InstanceFailed       InstancePhase = "Failed"
+	InstanceDeleting     InstancePhase = "Deleting"
+)
+
+// PostgresInstanceStatus is the observed state of the server.
+type PostgresInstanceStatus struct {
+	// ObservedGeneration is the spec generation this status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Phase summarises the conditions.
+	// +optional
+	Phase InstancePhase `json:"phase,omitempty"`
+
+	// Conditions: Ready, BackupsHealthy and others.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// Endpoint is host:port where clients connect.
+	// +optional
+	Endpoint string `json:"endpoint,omitempty"`
+
+	// CredentialsSecret holds the application role's credentials (username,
+	// password, uri).
+	// +optional
+	CredentialsSecret *LocalObjectReference `json:"credentialsSecret,omitempty"`
+
+	// PgvectorVersion is the installed pgvector version, reported because
+	// versions before 0.8.2 build HNSW indexes serially (CVE-2026-3172).
+	// +optional
+	PgvectorVersion string `json:"pgvectorVersion,omitempty"`
+
+	// Restarts counts how often the supervisor restarted a postgres that died.
+	// +optional
+	Restarts int32 `json:"restarts,omitempty"`
+
+	// LastBackup names the newest completed Backup.
+	// +optional
+	LastBackup string `json:"lastBackup,omitempty"`
+
+	// LastBackupTime is when the newest completed backup finished.
+	// +optional
+	LastBackupTime *metav1.Time `json:"lastBackupTime,omitempty"`
+
+	// FirstRecoverabilityPoint is the earliest time a restore can target.
+	// +optional
+	FirstRecoverabilityPoint *metav1.Time `json:"firstRecoverabilityPoint,omitempty"`
+}
+
+// PostgresInstance is one PostgreSQL server with pgvector.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=pgi,categories=outpost
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.status.endpoint`
+// +kubebuilder:printcolumn:name="CPU",type=string,JSONPath=`.spec.resources.cpu`
+// +kubebuilder:printcolumn:name="Last Backup",type=date,JSONPath=`.status.lastBackupTime`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type PostgresInstance struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   PostgresInstanceSpec   `json:"spec"`
+	Status PostgresInstanceStatus `json:"status,omitempty"`
+}
+
+// PostgresInstanceList is a list of PostgresInstances.
+//
+// +kubebuilder:object:root=true
+type PostgresInstanceList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []PostgresInstance `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&PostgresInstance{}, &PostgresInstanceList{})
+}

@@ -42,10 +42,11 @@ func serverAccount() (*account, error) {
 	return &account{name: u.Username, uid: uint32(uid), gid: uint32(gid)}, nil
 }
 
-// sysProcAttr makes a child process run as the account.
+// sysProcAttr makes a child process run as the account. It is never nil,
+// so callers can add to it.
 func (a *account) sysProcAttr() *syscall.SysProcAttr {
 	if a == nil {
-		return nil
+		return &syscall.SysProcAttr{}
 	}
 	return &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: a.uid, Gid: a.gid}}
 }

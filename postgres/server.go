@@ -10,17 +10,26 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Superuser is the name of the bootstrap superuser initdb creates.
 const Superuser = "postgres"
+
+// SQLSTATE codes this package branches on (pgerrcode is not a dependency).
+const (
+	codeInvalidCatalogName = "3D000" // no such database
+	codeDuplicateObject    = "42710"
+	codeDuplicateDB        = "42P04"
+	codeUniqueViolation    = "23505"
+)
 
 // managedConfFile is the file, included from postgresql.conf, that holds the
 // settings Outpost manages; initdb's postgresql.conf is left as it was.
@@ -42,9 +51,19 @@ type Server struct {
 	// LogFile receives the server's stderr; empty means DataDir + ".log".
 	LogFile string
 
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error // why the process exited; read after done is closed
+	// ManagedSettings are settings Outpost itself owns besides the address
+	// and port, for example WAL archiving (archive_mode, archive_command), or
+	// unix_socket_directories inside a pod. WriteConfig writes them after the
+	// caller's parameters, so they win; ApplyParameters, which refuses
+	// ManagedParameters from users, passes them through.
+	ManagedSettings map[string]string
+
+	// lifecycle is held by Start, Stop, Restart, Adopt, Reload and
+	// ApplyParameters, so that, for example, a Supervisor noticing the exit
+	// Restart caused waits for Restart's own start instead of racing it.
+	lifecycle sync.Mutex
+	mu        sync.Mutex // guards proc
+	proc      *process   // the started or adopted postmaster; nil when none
 }
 
 func (s *Server) binDir() (string, error) {
@@ -151,44 +170,29 @@ func (s *Server) InitDB(ctx context.Context) error {
 	return nil
 }
 
-// WriteConfig writes the managed settings: the listen address and port,
-// no Unix sockets (every client comes over TCP with a password), and the
-// given parameters. It replaces whatever the previous call wrote.
-func (s *Server) WriteConfig(parameters map[string]string) error {
-	settings := map[string]string{
-		"listen_addresses":        s.listenAddress(),
-		"port":                    strconv.Itoa(s.Port),
-		"unix_socket_directories": "",
-	}
-	for k, v := range parameters {
-		settings[k] = v
-	}
-	keys := make([]string, 0, len(settings))
-	for k := range settings {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	b.WriteString("# Written by Outpost; edits are overwritten.\n")
-	for _, k := range keys {
-		fmt.Fprintf(&b, "%s = '%s'\n", k, strings.ReplaceAll(settings[k], "'", "''"))
-	}
-	path := filepath.Join(s.DataDir, managedConfFile)
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	acct, err := serverAccount()
-	if err != nil {
-		return err
-	}
-	return acct.own(path)
+// Start starts postgres in its own process group, so that a Ctrl-C in the
+// terminal reaches Outpost but not the server (Outpost decides when the
+// server stops), and waits until it accepts connections. If the server
+// exits, refuses the password, or ctx ends first, the error carries the end
+// of its log and no server is left running.
+func (s *Server) Start(ctx context.Context) error {
+	s.lifecycle.Lock()
+	defer s.lifecycle.Unlock()
+	return s.start(ctx)
 }
 
-// Start starts postgres and waits until it accepts connections. If the
-// server exits or ctx ends first, the error carries the end of its log.
-func (s *Server) Start(ctx context.Context) error {
-	if s.cmd != nil {
-		return fmt.Errorf("postgres %s: already started (pid %d)", s.DataDir, s.cmd.Process.Pid)
+func (s *Server) start(ctx context.Context) error {
+	if p := s.current(); p != nil {
+		return fmt.Errorf("postgres %s: already running (pid %d)", s.DataDir, p.pid)
+	}
+	if pm, err := findPostmaster(s.DataDir); err != nil {
+		return fmt.Errorf("start postgres %s: %w", s.DataDir, err)
+	} else if pm != nil {
+		return fmt.Errorf("postgres %s: already running as pid %d, which this Server did not start: Adopt it, or stop it", s.DataDir, pm.pid)
+	}
+	// Backends of a postmaster that died would stop this start.
+	if err := s.quitLeftovers(); err != nil {
+		return fmt.Errorf("start postgres %s: %w", s.DataDir, err)
 	}
 	bin, err := s.binDir()
 	if err != nil {
@@ -206,16 +210,29 @@ func (s *Server) Start(ctx context.Context) error {
 
 	cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", s.DataDir)
 	cmd.SysProcAttr = acct.sysProcAttr()
+	cmd.SysProcAttr.Setpgid = true
 	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
+	p, err := startChild(cmd)
+	if err != nil {
 		return fmt.Errorf("start postgres %s: %w", s.DataDir, err)
 	}
-	s.cmd, s.done = cmd, make(chan struct{})
-	go func() {
-		s.err = cmd.Wait()
-		close(s.done)
-	}()
+	s.setProc(p)
 
+	if err := s.waitReady(ctx, p); err != nil {
+		if p.exited() {
+			s.setProc(nil)
+			return fmt.Errorf("postgres %s exited during start (%v); last log lines:\n%s", s.DataDir, p.exitError(), tail(s.logFile(), 15))
+		}
+		stopErr := s.stop(context.Background())
+		return errors.Join(fmt.Errorf("postgres %s not ready: %w; last log lines:\n%s", s.DataDir, err, tail(s.logFile(), 15)), stopErr)
+	}
+	return nil
+}
+
+// waitReady pings until the server answers. It gives up when the process
+// exits, when ctx ends, and at once when the server refuses us (a wrong
+// password does not fix itself); "starting up" and the like are waited out.
+func (s *Server) waitReady(ctx context.Context, p *process) error {
 	for {
 		pingCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err := s.Ping(pingCtx)
@@ -223,62 +240,161 @@ func (s *Server) Start(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
+		if refusesUs(err) {
+			return err
+		}
 		select {
-		case <-s.done:
-			s.cmd = nil
-			return fmt.Errorf("postgres %s exited during start (%v); last log lines:\n%s", s.DataDir, s.err, tail(s.logFile(), 15))
+		case <-p.done:
+			return fmt.Errorf("postgres pid %d exited: %v", p.pid, p.exitError())
 		case <-ctx.Done():
-			stopErr := s.Stop(context.Background())
-			return errors.Join(fmt.Errorf("postgres %s not ready: %w (last error: %v); last log lines:\n%s", s.DataDir, ctx.Err(), err, tail(s.logFile(), 15)), stopErr)
+			return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
 
-// PID returns the server's process id, or 0 when it is not running.
-func (s *Server) PID() int {
-	if s.cmd == nil {
-		return 0
+// refusesUs reports whether the server answered a connection with an error
+// that waiting will not fix: authentication failed (class 28), or the
+// database is missing.
+func refusesUs(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "28") || pgErr.Code == codeInvalidCatalogName)
+}
+
+// Restart stops the server (as Stop does) and starts it again (as Start
+// does). A server that is not running is just started.
+func (s *Server) Restart(ctx context.Context) error {
+	s.lifecycle.Lock()
+	defer s.lifecycle.Unlock()
+	return s.restart(ctx)
+}
+
+func (s *Server) restart(ctx context.Context) error {
+	if err := s.stop(ctx); err != nil {
+		return fmt.Errorf("restart postgres %s: %w", s.DataDir, err)
 	}
-	return s.cmd.Process.Pid
+	if err := s.start(ctx); err != nil {
+		return fmt.Errorf("restart postgres %s: %w", s.DataDir, err)
+	}
+	return nil
+}
+
+// PID returns the postmaster's process id, or 0 when it is not running.
+func (s *Server) PID() int {
+	if p := s.current(); p != nil {
+		return p.pid
+	}
+	return 0
+}
+
+// Exited returns a channel closed when the running (started or adopted)
+// process exits; it is already closed when nothing runs. Each Start, Adopt
+// or Restart makes a new process, so ask again afterwards.
+func (s *Server) Exited() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return closedChan
+	}
+	return s.proc.done
+}
+
+// quitLeftovers ends the processes a dead postmaster left in DataDir, but
+// only while no postmaster runs there: otherwise they are its backends.
+func (s *Server) quitLeftovers() error {
+	pm, err := findPostmaster(s.DataDir)
+	if err != nil || pm != nil {
+		return err
+	}
+	return quitLeftovers(s.DataDir)
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// current returns the running process, or nil.
+func (s *Server) current() *process {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil || s.proc.exited() {
+		return nil
+	}
+	return s.proc
+}
+
+func (s *Server) setProc(p *process) {
+	s.mu.Lock()
+	s.proc = p
+	s.mu.Unlock()
 }
 
 // Stop shuts the server down: a fast shutdown (clients disconnected, a
 // checkpoint written), then an immediate one if that has not finished within
 // 30 seconds or when ctx ends, then SIGKILL. It stops only the process that
-// Start started.
+// this Server started or adopted, by PID; for an adopted one, which is not
+// our child, it polls for the exit.
 func (s *Server) Stop(ctx context.Context) error {
-	if s.cmd == nil {
+	s.lifecycle.Lock()
+	defer s.lifecycle.Unlock()
+	return s.stop(ctx)
+}
+
+func (s *Server) stop(ctx context.Context) error {
+	s.mu.Lock()
+	p := s.proc
+	s.mu.Unlock()
+	if p == nil {
 		return nil
 	}
-	defer func() { s.cmd = nil }()
+	if p.exited() {
+		// It died before we asked (a crash): what it left behind must not
+		// outlive Stop.
+		s.setProc(nil)
+		return s.quitLeftovers()
+	}
+	p.markStopping()
 	steps := []struct {
 		sig  syscall.Signal
 		wait time.Duration
+		ctx  bool // ctx ending cuts the wait short
 	}{
-		{syscall.SIGINT, 30 * time.Second},
-		{syscall.SIGQUIT, 5 * time.Second},
-		{syscall.SIGKILL, 5 * time.Second},
+		{syscall.SIGINT, 30 * time.Second, true},  // fast shutdown
+		{syscall.SIGQUIT, 5 * time.Second, false}, // immediate shutdown
+		{syscall.SIGKILL, 5 * time.Second, false},
 	}
 	for _, step := range steps {
-		if err := s.cmd.Process.Signal(step.sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
-			return fmt.Errorf("stop postgres pid %d: %w", s.cmd.Process.Pid, err)
+		if err := p.signal(step.sig); err != nil {
+			return err
+		}
+		var cut <-chan struct{}
+		if step.ctx {
+			cut = ctx.Done()
 		}
 		select {
-		case <-s.done:
+		case <-p.done:
+			s.setProc(nil)
+			if step.sig == syscall.SIGKILL {
+				// Its backends outlive a killed postmaster.
+				return s.quitLeftovers()
+			}
 			return nil
 		case <-time.After(step.wait):
-		case <-ctx.Done():
+		case <-cut:
 		}
 	}
-	return fmt.Errorf("postgres pid %d did not exit after SIGKILL", s.cmd.Process.Pid)
+	return fmt.Errorf("postgres pid %d did not exit after SIGKILL", p.pid)
 }
 
 // URL returns a connection URI for the superuser and a database.
 func (s *Server) URL(database string) string {
+	return s.RoleURL(Superuser, s.Password, database)
+}
+
+// RoleURL returns a connection URI for a role, its password and a database,
+// as an application would use it.
+func (s *Server) RoleURL(role, password, database string) string {
 	u := url.URL{
 		Scheme:   "postgres",
-		User:     url.UserPassword(Superuser, s.Password),
+		User:     url.UserPassword(role, password),
 		Host:     net.JoinHostPort(s.listenAddress(), strconv.Itoa(s.Port)),
 		Path:     "/" + database,
 		RawQuery: "sslmode=disable",

@@ -6,6 +6,7 @@ import (
 
 	"github.com/pgvector/pgvector-go"
 
+	"github.com/outpostdata/outpost/postgres"
 	"github.com/outpostdata/outpost/test/harness"
 )
 
@@ -75,8 +76,7 @@ func TestPostgresAnswersNearestNeighbourQueriesWithPgvector(t *testing.T) {
 
 func TestPostgresRefusesWrongPassword(t *testing.T) {
 	pg := harness.StartPostgres(t)
-	wrong := *pg.Server
-	wrong.Password = "not-the-password"
+	wrong := &postgres.Server{DataDir: pg.Server.DataDir, Port: pg.Server.Port, Password: "not-the-password"}
 	if err := wrong.Ping(context.Background()); err == nil {
 		t.Fatal("a connection with the wrong password succeeded; SCRAM authentication is not enforced")
 	}

@@ -1,0 +1,263 @@
+package postgres
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// ManagedParameters lists the postgresql.conf settings Outpost sets itself
+// and refuses from users: where the server listens, where its files are, and
+// how WAL is archived and restored. A user setting any of them could move the
+// server out of Outpost's reach or break backups silently.
+//
+// RefusedParameters (these, configDirectives and shellCommandParameters) must
+// stay identical to the CEL rule on PostgresInstanceSpec.Parameters in
+// controller/api/v1alpha1/postgresinstance_types.go, so that reconcile refuses
+// what admission refuses (a test compares the two).
+var ManagedParameters = []string{
+	"listen_addresses",
+	"port",
+	"unix_socket_directories",
+	"data_directory",
+	"config_file",
+	"hba_file",
+	"ident_file",
+	"archive_mode",
+	"archive_command",
+	"archive_library",
+	"restore_command",
+	"recovery_target_time",
+	"wal_level",
+	"ssl",
+	"ssl_cert_file",
+	"ssl_key_file",
+}
+
+// configDirectives are postgresql.conf lines that look like settings but pull
+// in other files: through them a user could load settings that never passed
+// CheckParameters.
+var configDirectives = []string{"include", "include_dir", "include_if_exists"}
+
+// shellCommandParameters run a shell command as the server's operating-system
+// user. They only run during recovery or with SSL on, both of which Outpost
+// controls, but nothing a user writes in a spec may ever execute on the host.
+var shellCommandParameters = []string{"archive_cleanup_command", "recovery_end_command", "ssl_passphrase_command"}
+
+// RefusedParameters are the names CheckParameters refuses outright, lower
+// case: the managed ones, configuration file directives and shell commands.
+func RefusedParameters() []string {
+	return slices.Concat(ManagedParameters, configDirectives, shellCommandParameters)
+}
+
+// parameterName is what postgresql.conf accepts as a setting name: an
+// identifier, or two joined by a dot for an extension's settings
+// (pg_stat_statements.max).
+var parameterName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$`)
+
+// CheckParameters returns an error naming the first parameter, in sorted
+// order, that a user may not set: one Outpost manages, a configuration file
+// directive, a shell command, a name postgresql.conf cannot hold, a value with
+// a line break, or a name given twice. Names are compared without regard to
+// case, as PostgreSQL compares them, so "PORT" is refused like "port".
+func CheckParameters(params map[string]string) error {
+	keys := sortedKeys(params)
+	seen := make(map[string]string, len(keys))
+	for _, k := range keys {
+		if err := checkSetting(k, params[k]); err != nil {
+			return err
+		}
+		lower := strings.ToLower(k)
+		if first, ok := seen[lower]; ok {
+			return fmt.Errorf("parameter %q is given twice (also as %q): PostgreSQL names are case-insensitive, keep one", k, first)
+		}
+		seen[lower] = k
+		switch {
+		case slices.Contains(ManagedParameters, lower):
+			return fmt.Errorf("parameter %q is managed by Outpost and cannot be set", k)
+		case slices.Contains(configDirectives, lower):
+			return fmt.Errorf("parameter %q is a configuration file directive, not a setting, and cannot be set", k)
+		case slices.Contains(shellCommandParameters, lower):
+			return fmt.Errorf("parameter %q runs a shell command on the host and cannot be set", k)
+		}
+	}
+	return nil
+}
+
+// checkSetting refuses what cannot be written to postgresql.conf as one
+// line: names that are not identifiers (a newline in a name would start a
+// line of the user's choosing) and values with line breaks or NUL bytes.
+func checkSetting(name, value string) error {
+	if !parameterName.MatchString(name) {
+		return fmt.Errorf("parameter %q is not a valid PostgreSQL setting name (letters, digits and underscores, optionally one dot)", name)
+	}
+	if strings.ContainsAny(value, "\n\r\x00") {
+		return fmt.Errorf("parameter %q: the value contains a line break or NUL byte, which postgresql.conf cannot hold", name)
+	}
+	return nil
+}
+
+// MemorySettings derives memory settings from the server's memory limit in
+// bytes, so that an instance sized for 4 GiB uses them instead of
+// PostgreSQL's defaults sized for a 2005 laptop:
+//
+//   - shared_buffers: 25% (PostgreSQL's own advice for a dedicated server);
+//   - effective_cache_size: 75%, what the planner may assume the OS caches;
+//   - maintenance_work_mem: 1/8, capped at 2GB, because index builds
+//     (pgvector HNSW above all) are much faster when the graph fits in it;
+//   - work_mem: what is left after shared_buffers spread over 100 connections
+//     running about three sorts or hashes each, so a busy server does not run
+//     out of memory.
+//
+// Values are whole megabytes ("256MB"), or kilobytes below one megabyte. A
+// limit of zero or less means "unknown" and yields no settings: PostgreSQL's
+// defaults are then safer than a guess. Callers let users' parameters
+// override these.
+func MemorySettings(memoryBytes int64) map[string]string {
+	if memoryBytes <= 0 {
+		return map[string]string{}
+	}
+	const (
+		kB = 1 << 10
+		mB = 1 << 20
+		gB = 1 << 30
+	)
+	sharedBuffers := max(memoryBytes/4, 128*kB)
+	maintenance := min(max(memoryBytes/8, 1*mB), 2*gB)
+	work := max((memoryBytes-sharedBuffers)/(100*3), 64*kB)
+	return map[string]string{
+		"shared_buffers":       formatMemory(sharedBuffers),
+		"effective_cache_size": formatMemory(memoryBytes * 3 / 4),
+		"maintenance_work_mem": formatMemory(maintenance),
+		"work_mem":             formatMemory(work),
+	}
+}
+
+// formatMemory writes bytes in PostgreSQL's memory units, rounded down.
+func formatMemory(bytes int64) string {
+	if bytes >= 1<<20 {
+		return strconv.FormatInt(bytes>>20, 10) + "MB"
+	}
+	return strconv.FormatInt(bytes>>10, 10) + "kB"
+}
+
+// WriteConfig writes the managed settings file: the caller's parameters,
+// then ManagedSettings, then the listen address and port, so Outpost's own
+// settings always win. There are no Unix sockets unless ManagedSettings asks
+// for them: every client comes over TCP with a password. It replaces
+// whatever the previous call wrote, atomically, so a crash never leaves half
+// a file for the next start to trip over.
+//
+// WriteConfig does not refuse managed parameters (Outpost's own callers set
+// some); ApplyParameters, the path for users' settings, does. It does refuse
+// names and values that cannot be written as one line.
+func (s *Server) WriteConfig(parameters map[string]string) error {
+	_, err := s.writeConfig(parameters)
+	return err
+}
+
+// writeConfig is WriteConfig that also reports whether the file changed.
+func (s *Server) writeConfig(parameters map[string]string) (changed bool, err error) {
+	content, err := s.renderConfig(parameters)
+	if err != nil {
+		return false, err
+	}
+	path := s.managedConfPath()
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, content) {
+		return false, nil
+	}
+	return true, s.replaceConfig(content)
+}
+
+// renderConfig returns the managed settings file for parameters.
+func (s *Server) renderConfig(parameters map[string]string) ([]byte, error) {
+	settings := map[string]string{"unix_socket_directories": ""}
+	for _, layer := range []map[string]string{parameters, s.ManagedSettings} {
+		for _, k := range sortedKeys(layer) {
+			if err := checkSetting(k, layer[k]); err != nil {
+				return nil, fmt.Errorf("write %s: %w", s.managedConfPath(), err)
+			}
+			settings[strings.ToLower(k)] = layer[k]
+		}
+	}
+	settings["listen_addresses"] = s.listenAddress()
+	settings["port"] = strconv.Itoa(s.Port)
+
+	var b bytes.Buffer
+	b.WriteString("# Written by Outpost; edits are overwritten.\n")
+	for _, k := range sortedKeys(settings) {
+		fmt.Fprintf(&b, "%s = %s\n", k, quoteConfigValue(settings[k]))
+	}
+	return b.Bytes(), nil
+}
+
+// replaceConfig writes content to the managed settings file through a
+// temporary file and a rename, owned by the server's account.
+func (s *Server) replaceConfig(content []byte) error {
+	path := s.managedConfPath()
+	acct, err := serverAccount()
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+managedConfFile+"-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(content)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o600)
+	}
+	if err == nil {
+		err = acct.own(tmp.Name())
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// readConfig returns the managed settings file, or nil when there is none.
+func (s *Server) readConfig() ([]byte, error) {
+	b, err := os.ReadFile(s.managedConfPath())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return b, err
+}
+
+// restoreConfig puts back what readConfig returned.
+func (s *Server) restoreConfig(content []byte) error {
+	if content == nil {
+		if err := os.Remove(s.managedConfPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("restore %s: %w", s.managedConfPath(), err)
+		}
+		return nil
+	}
+	return s.replaceConfig(content)
+}
+
+func (s *Server) managedConfPath() string { return filepath.Join(s.DataDir, managedConfFile) }
+
+// quoteConfigValue quotes a value for postgresql.conf, whose quoted strings
+// write a quote as two quotes and treat a backslash as an escape.
+func quoteConfigValue(v string) string {
+	v = strings.ReplaceAll(v, `\`, `\\`)
+	v = strings.ReplaceAll(v, `'`, `''`)
+	return "'" + v + "'"
+}
+
+func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }

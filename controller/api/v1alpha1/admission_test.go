@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
+	"github.com/outpostdata/outpost/test/fixtures"
 	"github.com/outpostdata/outpost/test/harness"
 )
 
@@ -28,120 +30,17 @@ func kubectl(t *testing.T, api *harness.APIServer, manifest string, args ...stri
 	return out.String(), err
 }
 
-const validInstance = `
-apiVersion: outpost.dev/v1alpha1
-kind: PostgresInstance
-metadata:
-  name: %NAME%
-  namespace: default
-spec:
-  resources:
-    cpu: "2"
-    memory: 4Gi
-  storage:
-    size: 20Gi
-  extensions: [vector, pg_trgm]
-  parameters:
-    work_mem: 64MB
-  backup:
-    objectStore: {name: site-minio}
-    schedule: "0 3 * * *"
-    retention: {recoveryWindow: 7d}
-`
-
-const validFeatureStore = `
-apiVersion: outpost.dev/v1alpha1
-kind: FeatureStore
-metadata:
-  name: %NAME%
-  namespace: default
-spec:
-  instance: {name: main}
-  database: features
-  dimensions: 768
-  index: {type: hnsw, hnsw: {m: 16}}
-  features:
-  - {name: category, type: text}
-  - {name: price, type: double}
-`
-
-const validObjectStore = `
-apiVersion: outpost.dev/v1alpha1
-kind: ObjectStore
-metadata:
-  name: %NAME%
-  namespace: default
-spec:
-  endpoint: https://minio.site.local:9000
-  bucket: outpost-backups
-  credentials: {secret: {name: minio-creds}}
-`
-
-const validDataController = `
-apiVersion: outpost.dev/v1alpha1
-kind: DataController
-metadata:
-  name: %NAME%
-  namespace: default
-spec:
-  site: {name: plant-7, labels: {costCentre: cc-42}}
-  connectivity:
-    mode: direct
-    hub: {url: "https://hub.example.com"}
-`
-
-// edit returns a manifest with the first occurrence of old replaced.
-func edit(t *testing.T, manifest, old, new string) string {
-	t.Helper()
-	if !strings.Contains(manifest, old) {
-		t.Fatalf("test bug: %q not in manifest", old)
-	}
-	return strings.Replace(manifest, old, new, 1)
-}
-
 func TestAdmissionRejectsBadSpecsNamingTheField(t *testing.T) {
 	api := harness.StartAPIServer(t)
 
-	cases := []struct {
-		name     string
-		manifest string
-		// wantInMessage are substrings of what kubectl prints, the first
-		// being the field path.
-		wantInMessage []string
-	}{
-		{"cpu zero", edit(t, validInstance, `cpu: "2"`, `cpu: "0"`), []string{"spec.resources.cpu", "must be greater than 0"}},
-		{"cpu not a quantity", edit(t, validInstance, `cpu: "2"`, `cpu: "two"`), []string{"spec.resources.cpu"}},
-		{"memory too small", edit(t, validInstance, `memory: 4Gi`, `memory: 64Mi`), []string{"spec.resources.memory", "at least 256Mi"}},
-		{"unknown extension", edit(t, validInstance, `[vector, pg_trgm]`, `[vector, plpython3u]`), []string{"spec.extensions[1]", "plpython3u"}},
-		{"managed parameter", edit(t, validInstance, `work_mem: 64MB`, `port: "6543"`), []string{"spec.parameters", "managed by Outpost"}},
-		{"unsupported version", edit(t, validInstance, `spec:`, "spec:\n  version: 14"), []string{"spec.version"}},
-		{"unknown deletion policy", edit(t, validInstance, `spec:`, "spec:\n  deletionPolicy: Purge"), []string{"spec.deletionPolicy"}},
-		{"bad cron schedule", edit(t, validInstance, `"0 3 * * *"`, `"every night"`), []string{"spec.backup.schedule", "cron"}},
-		{"retention window and count", edit(t, validInstance, `{recoveryWindow: 7d}`, `{recoveryWindow: 7d, count: 3}`), []string{"spec.backup.retention", "exactly one"}},
-		{"retention window unit", edit(t, validInstance, `{recoveryWindow: 7d}`, `{recoveryWindow: 7 days}`), []string{"spec.backup.retention.recoveryWindow"}},
-		{"two bootstraps", edit(t, validInstance, `spec:`, "spec:\n  bootstrap:\n    initdb: {}\n    recovery: {source: old, objectStore: {name: s}}"), []string{"spec.bootstrap", "at most one"}},
-		{"missing storage", edit(t, validInstance, "  storage:\n    size: 20Gi\n", ""), []string{"spec.storage", "Required"}},
-		{"zero dimensions", edit(t, validFeatureStore, `dimensions: 768`, `dimensions: 0`), []string{"spec.dimensions"}},
-		{"too many dimensions for an index", edit(t, validFeatureStore, `dimensions: 768`, `dimensions: 5000`), []string{"spec.dimensions", "4000"}},
-		{"unknown distance", edit(t, validFeatureStore, `dimensions: 768`, "dimensions: 768\n  distance: dot"), []string{"spec.distance"}},
-		{"hnsw m out of range", edit(t, validFeatureStore, `{m: 16}`, `{m: 1}`), []string{"spec.index.hnsw.m"}},
-		{"ivfflat parameters on hnsw", edit(t, validFeatureStore, `hnsw: {m: 16}`, `ivfflat: {lists: 10}`), []string{"spec.index.ivfflat", "need type ivfflat"}},
-		{"reserved feature name", edit(t, validFeatureStore, `{name: price, type: double}`, `{name: embedding, type: double}`), []string{"spec.features[1].name"}},
-		{"unknown feature type", edit(t, validFeatureStore, `type: double`, `type: float`), []string{"spec.features[1].type"}},
-		{"endpoint not a URL", edit(t, validObjectStore, `https://minio.site.local:9000`, `minio.site.local:9000`), []string{"spec.endpoint", "URL"}},
-		{"no credentials", edit(t, validObjectStore, `{secret: {name: minio-creds}}`, `{}`), []string{"spec.credentials", "exactly one"}},
-		{"bad bucket name", edit(t, validObjectStore, `outpost-backups`, `Outpost_Backups`), []string{"spec.bucket"}},
-		{"direct mode without hub", edit(t, validDataController, "\n    hub: {url: \"https://hub.example.com\"}", ""), []string{"spec.connectivity.hub", "required when mode is direct"}},
-		{"unknown connectivity mode", edit(t, validDataController, `mode: direct`, `mode: offline`), []string{"spec.connectivity.mode"}},
-	}
-	for i, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			manifest := strings.ReplaceAll(tc.manifest, "%NAME%", "bad-"+string(rune('a'+i)))
+	for i, tc := range fixtures.BadSpecs {
+		t.Run(tc.Name, func(t *testing.T) {
+			manifest := fixtures.Named(tc.Manifest, fmt.Sprintf("bad-%d", i))
 			out, err := kubectl(t, api, manifest, "apply", "-f", "-")
 			if err == nil {
 				t.Fatalf("kubectl apply accepted the bad spec:\n%s", out)
 			}
-			for _, want := range tc.wantInMessage {
+			for _, want := range append([]string{tc.Field}, tc.WantInMessage...) {
 				if !strings.Contains(out, want) {
 					t.Errorf("kubectl apply's message does not mention %q:\n%s", want, out)
 				}
@@ -150,8 +49,8 @@ func TestAdmissionRejectsBadSpecsNamingTheField(t *testing.T) {
 	}
 
 	t.Run("valid specs are accepted", func(t *testing.T) {
-		for _, m := range []string{validInstance, validFeatureStore, validObjectStore, validDataController} {
-			if out, err := kubectl(t, api, strings.ReplaceAll(m, "%NAME%", "good"), "apply", "-f", "-"); err != nil {
+		for _, m := range fixtures.Valid {
+			if out, err := kubectl(t, api, fixtures.Named(m, "good"), "apply", "-f", "-"); err != nil {
 				t.Errorf("kubectl apply rejected a valid spec: %v\n%s", err, out)
 			}
 		}
@@ -160,23 +59,22 @@ func TestAdmissionRejectsBadSpecsNamingTheField(t *testing.T) {
 
 func TestAdmissionRejectsChangesToImmutableFields(t *testing.T) {
 	api := harness.StartAPIServer(t)
-	apply := func(manifest string) (string, error) {
-		return kubectl(t, api, strings.ReplaceAll(manifest, "%NAME%", "immutable"), "apply", "-f", "-")
-	}
-	if out, err := apply(validFeatureStore); err != nil {
-		t.Fatalf("create: %v\n%s", err, out)
-	}
-	out, err := apply(edit(t, validFeatureStore, `dimensions: 768`, `dimensions: 1024`))
-	if err == nil || !strings.Contains(out, "spec.dimensions") || !strings.Contains(out, "cannot change") {
-		t.Errorf("changing dimensions: err=%v, want a message naming spec.dimensions:\n%s", err, out)
-	}
-
-	if out, err := apply(validInstance); err != nil {
-		t.Fatalf("create: %v\n%s", err, out)
-	}
-	out, err = apply(edit(t, validInstance, `spec:`, "spec:\n  bootstrap:\n    initdb: {database: other}"))
-	if err == nil || !strings.Contains(out, "spec.bootstrap") || !strings.Contains(out, "cannot change") {
-		t.Errorf("changing bootstrap: err=%v, want a message naming spec.bootstrap:\n%s", err, out)
+	for i, tc := range fixtures.ImmutableChanges {
+		t.Run(tc.Name, func(t *testing.T) {
+			name := fmt.Sprintf("immutable-%d", i)
+			if out, err := kubectl(t, api, fixtures.Named(tc.From, name), "apply", "-f", "-"); err != nil {
+				t.Fatalf("create: %v\n%s", err, out)
+			}
+			out, err := kubectl(t, api, fixtures.Named(tc.To, name), "apply", "-f", "-")
+			if err == nil {
+				t.Fatalf("kubectl apply accepted the change:\n%s", out)
+			}
+			for _, want := range append([]string{tc.Field}, tc.WantInMessage...) {
+				if !strings.Contains(out, want) {
+					t.Errorf("kubectl apply's message does not mention %q:\n%s", want, out)
+				}
+			}
+		})
 	}
 }
 

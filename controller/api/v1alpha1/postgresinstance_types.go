@@ -163,10 +163,11 @@ type PostgresInstanceSpec struct {
 	Storage InstanceStorage `json:"storage"`
 
 	// Parameters are postgresql.conf settings. Outpost manages the listen
-	// address, port, paths, WAL archiving and replication settings itself and
-	// refuses them here.
+	// address, port, paths, WAL archiving and restore, wal_level and ssl
+	// itself and refuses them here, as it refuses include directives and
+	// settings that run shell commands. Names are case-insensitive.
 	// +kubebuilder:validation:MaxProperties=200
-	// +kubebuilder:validation:XValidation:rule="self.all(k, !(k in ['listen_addresses', 'port', 'unix_socket_directories', 'data_directory', 'config_file', 'hba_file', 'ident_file', 'archive_mode', 'archive_command', 'archive_library', 'restore_command', 'recovery_target_time', 'wal_level', 'ssl', 'ssl_cert_file', 'ssl_key_file']))",message="listen_addresses, port, unix_socket_directories, data_directory, config_file, hba_file, ident_file, archive_mode, archive_command, archive_library, restore_command, recovery_target_time, wal_level and ssl* are managed by Outpost"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !(k.lowerAscii() in ['listen_addresses', 'port', 'unix_socket_directories', 'data_directory', 'config_file', 'hba_file', 'ident_file', 'archive_mode', 'archive_command', 'archive_library', 'restore_command', 'recovery_target_time', 'wal_level', 'ssl', 'ssl_cert_file', 'ssl_key_file', 'include', 'include_dir', 'include_if_exists', 'archive_cleanup_command', 'recovery_end_command', 'ssl_passphrase_command']))",message="sets a parameter Outpost manages (listen address, port, paths, WAL archiving and restore, wal_level, ssl) or one that includes files or runs shell commands"
 	// +optional
 	Parameters map[string]string `json:"parameters,omitempty"`
 

@@ -12,7 +12,7 @@ STATE_DIR ?= .outpost
 
 ## run: install what the single host needs, build, and run `outpost up`.
 run: deps-run build
-	./bin/outpost version
+	./bin/outpost up --state-dir $(STATE_DIR)
 
 ## test: install everything, check generated files and vet, then run every test.
 test: deps check-generated vet
@@ -40,3 +40,7 @@ check-generated:
 
 vet:
 	go vet ./...
+
+## bench: run the benchmarks in test/bench; each reports its ratio to the reference.
+bench: deps
+	go test -run '^$$' -bench . -benchtime 5x -timeout 30m ./test/bench/

@@ -14,6 +14,16 @@ backs every instance up to S3-compatible storage, and meters usage.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCommand())
+	var sh singleHostFlags
+	sh.register(root)
+	root.AddCommand(
+		newVersionCommand(),
+		newUpCommand(&sh),
+		newApplyCommand(&sh),
+		newGetCommand(&sh),
+		newDescribeCommand(&sh),
+		newDeleteCommand(&sh),
+		newPsqlCommand(&sh),
+	)
 	return root
 }

@@ -1,0 +1,246 @@
+package dirsource
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sort"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	k8stypes "k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/uuid"
+
+	"github.com/outpostdata/outpost/controller"
+	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
+	"github.com/outpostdata/outpost/controller/controldb"
+	"github.com/outpostdata/outpost/controller/manifest"
+)
+
+// DefaultResync is how often every manifest is read again even without a
+// file event.
+const DefaultResync = 10 * time.Second
+
+// Controller reconciles the objects of a manifests directory.
+type Controller struct {
+	dir       string
+	validator *manifest.Validator
+	db        *controldb.DB
+	instances *controller.InstanceReconciler
+	log       *slog.Logger
+	resync    time.Duration
+	kick      chan struct{}
+	synced    chan struct{}
+	// reported holds the manifest errors already logged, so each is logged
+	// once rather than on every pass.
+	reported map[string]bool
+}
+
+// New returns a controller for the manifests in dir.
+func New(dir string, v *manifest.Validator, db *controldb.DB, instances *controller.InstanceReconciler, log *slog.Logger) *Controller {
+	return &Controller{
+		dir: dir, validator: v, db: db, instances: instances, log: log,
+		resync:   DefaultResync,
+		kick:     make(chan struct{}, 1),
+		synced:   make(chan struct{}),
+		reported: map[string]bool{},
+	}
+}
+
+// Kick asks for a pass as soon as possible, for example when a server the
+// runtime supervises changes state.
+func (c *Controller) Kick() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Synced is closed once the first pass is over: from then on the status in
+// controldb is this controller's, not what a previous one left behind.
+func (c *Controller) Synced() <-chan struct{} { return c.synced }
+
+// Run reconciles until ctx ends: after every change in the directory, when
+// an object asked to be looked at again, and at least every resync period.
+func (c *Controller) Run(ctx context.Context) error {
+	if err := watch(ctx, c.dir, c.kick); err != nil {
+		return err
+	}
+	for first := true; ; first = false {
+		wait := c.pass(ctx)
+		if first {
+			close(c.synced)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-c.kick:
+		case <-time.After(wait):
+		}
+	}
+}
+
+// pass reads every manifest, reconciles every object, removes the objects
+// whose manifests are gone, and returns how soon to come back.
+func (c *Controller) pass(ctx context.Context) time.Duration {
+	next := c.resync
+	recs, err := c.db.Objects(ctx, "")
+	if err != nil {
+		c.log.Error("cannot read controller state", "err", err)
+		return requeueOnError
+	}
+	byKey := make(map[string]controldb.Record, len(recs))
+	for _, r := range recs {
+		byKey[recordKey(r)] = r
+	}
+	olds := func(key string) *unstructured.Unstructured {
+		r, ok := byKey[key]
+		if !ok {
+			return nil
+		}
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(r.Object); err != nil {
+			return nil
+		}
+		return u
+	}
+
+	d, err := Read(ctx, c.dir, c.validator, olds)
+	if err != nil {
+		c.log.Error("cannot read manifests", "dir", c.dir, "err", err)
+		return requeueOnError
+	}
+	c.reportErrors(ctx, d.Errors)
+
+	keys := make([]string, 0, len(d.Objects))
+	for k := range d.Objects {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		rec, existed := byKey[k]
+		requeue, err := c.apply(ctx, d.Objects[k], rec, existed)
+		if err != nil {
+			c.log.Error("reconcile failed", "object", k, "err", err)
+			requeue = requeueOnError
+		}
+		if requeue > 0 && requeue < next {
+			next = requeue
+		}
+	}
+
+	for k, rec := range byKey {
+		if _, ok := d.Objects[k]; ok {
+			continue
+		}
+		if d.Troubled[rec.SourceFile] {
+			// Its file cannot be read right now (a half-saved edit, a
+			// typo); deleting what it described would lose data.
+			continue
+		}
+		if err := c.remove(ctx, rec); err != nil {
+			c.log.Error("delete failed", "object", k, "err", err)
+			next = min(next, requeueOnError)
+		}
+	}
+	return next
+}
+
+const requeueOnError = 5 * time.Second
+
+func recordKey(r controldb.Record) string { return r.Kind + "/" + r.Namespace + "/" + r.Name }
+
+// apply gives obj the identity an apiserver would (uid, generation,
+// creationTimestamp), reconciles it, and stores it with its status.
+func (c *Controller) apply(ctx context.Context, obj manifest.Object, rec controldb.Record, existed bool) (time.Duration, error) {
+	u := obj.Unstructured.DeepCopy()
+	hash, err := specHash(u)
+	if err != nil {
+		return 0, err
+	}
+	uid, generation, created := string(uuid.NewUUID()), int64(1), metav1.Now()
+	var stored map[string]any
+	if existed {
+		uid, generation, created = rec.UID, rec.Generation, metav1.NewTime(rec.CreatedAt)
+		if rec.SpecHash != hash {
+			generation++
+		}
+		if err := json.Unmarshal(rec.Object, &stored); err != nil {
+			return 0, fmt.Errorf("stored state of %s: %w", obj.Key(), err)
+		}
+	}
+	u.SetUID(k8stypes.UID(uid))
+	u.SetGeneration(generation)
+	u.SetCreationTimestamp(created)
+	if status, ok := stored["status"]; ok {
+		u.Object["status"] = status
+	}
+
+	var requeue time.Duration
+	var object any = u.Object
+	if obj.Kind() == "PostgresInstance" {
+		inst := &outpostv1.PostgresInstance{}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, inst); err != nil {
+			return 0, fmt.Errorf("%s: %w", obj.Key(), err)
+		}
+		requeue = c.instances.Reconcile(ctx, inst)
+		object = inst
+	}
+	b, err := json.Marshal(object)
+	if err != nil {
+		return 0, err
+	}
+	return requeue, c.db.PutObject(ctx, controldb.Record{
+		Kind: obj.Kind(), Namespace: obj.Namespace(), Name: obj.Name(),
+		UID: uid, Generation: generation, SpecHash: hash, SourceFile: obj.File, Object: b,
+	})
+}
+
+// remove deletes an object whose manifest is gone, after the runtime has
+// stopped what it ran.
+func (c *Controller) remove(ctx context.Context, rec controldb.Record) error {
+	if rec.Kind == "PostgresInstance" {
+		inst := &outpostv1.PostgresInstance{}
+		if err := json.Unmarshal(rec.Object, inst); err != nil {
+			return fmt.Errorf("stored state: %w", err)
+		}
+		if err := c.instances.Delete(ctx, inst); err != nil {
+			return err
+		}
+	}
+	c.log.Info("deleted", "object", recordKey(rec), "file", rec.SourceFile)
+	return c.db.DeleteObject(ctx, rec.Kind, rec.Namespace, rec.Name)
+}
+
+// reportErrors stores the current manifest errors for `outpost get` and logs
+// each new one once.
+func (c *Controller) reportErrors(ctx context.Context, errs []*manifest.Error) {
+	rows := make([]controldb.ManifestError, len(errs))
+	current := map[string]bool{}
+	for i, e := range errs {
+		rows[i] = controldb.ManifestError{File: e.File, Message: e.Error()}
+		current[e.Error()] = true
+		if !c.reported[e.Error()] {
+			c.log.Warn("manifest rejected", "file", e.File, "field", e.Field, "reason", e.Reason)
+		}
+	}
+	c.reported = current
+	if err := c.db.SetManifestErrors(ctx, rows); err != nil {
+		c.log.Error("cannot store manifest errors", "err", err)
+	}
+}
+
+// specHash identifies a spec: the generation goes up when it changes.
+func specHash(u *unstructured.Unstructured) (string, error) {
+	b, err := json.Marshal(u.Object["spec"])
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
+}

@@ -1,0 +1,9 @@
+// Package localruntime runs PostgresInstances as supervised postgres
+// processes on this host: each under the state directory
+// (instances/<namespace>/<name>), on its own port, with its credentials in a
+// 0600 file beside its data. It implements controller.InstanceRuntime with
+// the postgres package.
+//
+// Servers run in their own process groups and survive a crash of the
+// controller; the next controller adopts them instead of starting them again.
+package localruntime

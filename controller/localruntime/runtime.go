@@ -1,0 +1,362 @@
+package localruntime
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/outpostdata/outpost/controller"
+	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
+	"github.com/outpostdata/outpost/postgres"
+)
+
+// PortAllocator hands out and remembers instance ports (controldb does).
+type PortAllocator interface {
+	AllocatePort(ctx context.Context, namespace, name string, from int) (int, error)
+	ReleasePort(ctx context.Context, namespace, name string) error
+}
+
+// Runtime runs instances as local postgres processes.
+type Runtime struct {
+	// StateDir holds instances/<namespace>/<name>.
+	StateDir string
+	// Ports allocates each instance's port.
+	Ports PortAllocator
+	// FirstPort is where port allocation starts; 0 means 5432.
+	FirstPort int
+	// ListenAddress of every instance; empty means 127.0.0.1.
+	ListenAddress string
+	// Log receives what happens to the servers.
+	Log *slog.Logger
+	// OnChange, if set, is called when a server starts, dies or comes back,
+	// so the controller can look again at once.
+	OnChange func()
+
+	mu        sync.Mutex
+	instances map[string]*instance
+}
+
+var _ controller.InstanceRuntime = (*Runtime)(nil)
+
+// instance is one server the runtime supervises.
+type instance struct {
+	dir        string
+	creds      Credentials
+	server     *postgres.Server
+	supervisor *postgres.Supervisor
+	stop       context.CancelFunc
+	done       chan error
+	// applied is the hash of the spec whose roles, databases, extensions
+	// and parameters are in place; setup runs again only when it changes.
+	applied  string
+	pgvector string
+}
+
+// InstanceDir is where an instance's data and credentials live.
+func InstanceDir(stateDir, namespace, name string) string {
+	return filepath.Join(stateDir, "instances", namespace, name)
+}
+
+func (r *Runtime) listenAddress() string {
+	if r.ListenAddress != "" {
+		return r.ListenAddress
+	}
+	return "127.0.0.1"
+}
+
+func (r *Runtime) firstPort() int {
+	if r.FirstPort != 0 {
+		return r.FirstPort
+	}
+	return 5432
+}
+
+// EnsureInstance creates the instance on first sight (credentials, port,
+// initdb), keeps its server supervised, and once it accepts connections puts
+// roles, databases, extensions and parameters in place.
+func (r *Runtime) EnsureInstance(ctx context.Context, inst *outpostv1.PostgresInstance) (controller.InstanceObservation, error) {
+	in, err := r.load(ctx, inst)
+	if err != nil {
+		return controller.InstanceObservation{}, err
+	}
+	obs := controller.InstanceObservation{
+		Endpoint:          net.JoinHostPort(in.creds.Host, strconv.Itoa(in.creds.Port)),
+		CredentialsSecret: inst.Name + "-credentials",
+		Restarts:          int32(in.supervisor.Restarts()),
+		PgvectorVersion:   in.pgvector,
+	}
+	if !in.supervisor.Ready() {
+		obs.Reason, obs.Message = "Starting", "waiting for PostgreSQL to accept connections"
+		if err := in.supervisor.LastError(); err != nil {
+			obs.Message += ": " + err.Error()
+		}
+		return obs, nil
+	}
+	key := setupKey(inst)
+	if in.applied != key {
+		if err := r.setup(ctx, in, inst); err != nil {
+			return obs, err
+		}
+		in.applied = key
+		obs.PgvectorVersion = in.pgvector
+	}
+	obs.Ready = in.supervisor.Ready()
+	if !obs.Ready {
+		obs.Reason, obs.Message = "Restarting", "PostgreSQL is restarting"
+	}
+	return obs, nil
+}
+
+// load returns the supervised instance, creating, initialising and starting
+// it if this runtime has not seen it yet.
+func (r *Runtime) load(ctx context.Context, inst *outpostv1.PostgresInstance) (*instance, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	key := inst.Namespace + "/" + inst.Name
+	if in, ok := r.instances[key]; ok {
+		return in, nil
+	}
+	dir := InstanceDir(r.StateDir, inst.Namespace, inst.Name)
+	creds, err := r.loadOrCreateCredentials(ctx, dir, inst)
+	if err != nil {
+		return nil, err
+	}
+	srv := &postgres.Server{
+		DataDir:       filepath.Join(dir, "data"),
+		ListenAddress: creds.Host,
+		Port:          creds.Port,
+		Password:      creds.SuperuserPassword,
+		LogFile:       filepath.Join(dir, "postgres.log"),
+	}
+	if !srv.Initialized() {
+		if err := checkFreeSpace(dir, inst.Spec.Storage.Size.Value()); err != nil {
+			return nil, err
+		}
+		// A data directory without PG_VERSION is what an interrupted
+		// initdb left; it holds no data yet.
+		if err := os.RemoveAll(srv.DataDir); err != nil {
+			return nil, err
+		}
+		r.Log.Info("initialising instance", "instance", key, "dir", srv.DataDir)
+		if err := srv.InitDB(ctx); err != nil {
+			return nil, err
+		}
+		// A new server starts with Outpost's own settings only. The user's
+		// parameters follow once it runs, through ApplyParameters, which has
+		// PostgreSQL check each one and puts the previous file back if it
+		// refuses one; a typo then cannot keep the server from starting.
+		if err := srv.WriteConfig(postgres.MemorySettings(inst.Spec.Resources.Memory.Value())); err != nil {
+			return nil, err
+		}
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	in := &instance{
+		dir:    dir,
+		creds:  creds,
+		server: srv,
+		supervisor: &postgres.Supervisor{
+			Server:   srv,
+			Logger:   r.Log.With("instance", key),
+			OnChange: r.OnChange,
+		},
+		stop: stop,
+		done: make(chan error, 1),
+	}
+	go func() { in.done <- in.supervisor.Run(runCtx) }()
+	if r.instances == nil {
+		r.instances = map[string]*instance{}
+	}
+	r.instances[key] = in
+	return in, nil
+}
+
+func (r *Runtime) loadOrCreateCredentials(ctx context.Context, dir string, inst *outpostv1.PostgresInstance) (Credentials, error) {
+	creds, err := ReadCredentials(dir)
+	if err == nil {
+		return creds, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return creds, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return creds, err
+	}
+	port, err := r.Ports.AllocatePort(ctx, inst.Namespace, inst.Name, r.firstPort())
+	if err != nil {
+		return creds, err
+	}
+	boot := inst.Spec.Bootstrap.InitDB
+	if boot == nil {
+		boot = &outpostv1.InitDBBootstrap{}
+	}
+	creds = Credentials{
+		Host:              r.listenAddress(),
+		Port:              port,
+		Database:          orDefault(boot.Database, "app"),
+		Username:          orDefault(boot.Owner, "app"),
+		Password:          postgres.GeneratePassword(),
+		SuperuserPassword: postgres.GeneratePassword(),
+	}
+	if err := writeCredentials(dir, creds); err != nil {
+		return creds, fmt.Errorf("write credentials of %s/%s: %w", inst.Namespace, inst.Name, err)
+	}
+	return creds, nil
+}
+
+// setup puts the application role, databases, extensions and parameters in
+// place. Every step is idempotent.
+func (r *Runtime) setup(ctx context.Context, in *instance, inst *outpostv1.PostgresInstance) error {
+	restarted, err := in.server.ApplyParameters(ctx, desiredParameters(inst))
+	if err != nil {
+		return fmt.Errorf("spec.parameters: %w", err)
+	}
+	if restarted {
+		r.Log.Info("restarted to apply parameters", "instance", inst.Namespace+"/"+inst.Name)
+	}
+	conn, err := pgx.Connect(ctx, in.server.URL("postgres"))
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if err := postgres.EnsureRole(ctx, conn, in.creds.Username, in.creds.Password); err != nil {
+		return err
+	}
+	databases := append([]string{in.creds.Database}, inst.Spec.Databases...)
+	for _, db := range databases {
+		if err := postgres.EnsureDatabase(ctx, conn, db, in.creds.Username); err != nil {
+			return err
+		}
+		if err := r.ensureExtensions(ctx, in, db, inst.Spec.Extensions); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *Runtime) ensureExtensions(ctx context.Context, in *instance, db string, exts []outpostv1.Extension) error {
+	if len(exts) == 0 {
+		return nil
+	}
+	conn, err := pgx.Connect(ctx, in.server.URL(db))
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	for _, e := range exts {
+		if err := postgres.EnsureExtension(ctx, conn, string(e)); err != nil {
+			return fmt.Errorf("database %s: %w", db, err)
+		}
+		if e == "vector" {
+			if in.pgvector, err = postgres.ExtensionVersion(ctx, conn, "vector"); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// DeleteInstance stops the server, adopting it first if another controller
+// process started it, and removes its data when deletionPolicy is Delete.
+func (r *Runtime) DeleteInstance(ctx context.Context, inst *outpostv1.PostgresInstance) error {
+	key := inst.Namespace + "/" + inst.Name
+	dir := InstanceDir(r.StateDir, inst.Namespace, inst.Name)
+	r.mu.Lock()
+	in, ok := r.instances[key]
+	delete(r.instances, key)
+	r.mu.Unlock()
+	if ok {
+		in.stop()
+		if err := <-in.done; err != nil {
+			return fmt.Errorf("stop %s: %w", key, err)
+		}
+	} else if creds, err := ReadCredentials(dir); err == nil {
+		srv := &postgres.Server{DataDir: filepath.Join(dir, "data"), ListenAddress: creds.Host, Port: creds.Port, Password: creds.SuperuserPassword}
+		if adopted, err := srv.Adopt(ctx); err != nil {
+			return fmt.Errorf("stop %s: %w", key, err)
+		} else if adopted {
+			if err := srv.Stop(ctx); err != nil {
+				return fmt.Errorf("stop %s: %w", key, err)
+			}
+		}
+	}
+	if inst.Spec.DeletionPolicy != outpostv1.DeletionDelete {
+		r.Log.Info("instance stopped, data kept", "instance", key, "dir", dir)
+		return nil
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("remove data of %s: %w", key, err)
+	}
+	r.Log.Info("instance stopped and its data removed", "instance", key)
+	return r.Ports.ReleasePort(ctx, inst.Namespace, inst.Name)
+}
+
+// Shutdown stops every server this runtime supervises, in parallel, with a
+// fast shutdown each.
+func (r *Runtime) Shutdown() error {
+	r.mu.Lock()
+	instances := r.instances
+	r.instances = nil
+	r.mu.Unlock()
+	var errs []error
+	for _, in := range instances {
+		in.stop()
+	}
+	for key, in := range instances {
+		if err := <-in.done; err != nil {
+			errs = append(errs, fmt.Errorf("stop %s: %w", key, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// desiredParameters are the settings derived from the spec's memory, with
+// the user's parameters on top, and the preloaded libraries the spec's
+// extensions need.
+func desiredParameters(inst *outpostv1.PostgresInstance) map[string]string {
+	params := postgres.MemorySettings(inst.Spec.Resources.Memory.Value())
+	for k, v := range inst.Spec.Parameters {
+		params[k] = v
+	}
+	// pg_stat_statements can be created without it, but its views then
+	// fail on every query.
+	if slices.Contains(inst.Spec.Extensions, "pg_stat_statements") {
+		libs := params["shared_preload_libraries"]
+		if !slices.Contains(strings.Split(strings.ReplaceAll(libs, " ", ""), ","), "pg_stat_statements") {
+			params["shared_preload_libraries"] = strings.TrimPrefix(libs+",pg_stat_statements", ",")
+		}
+	}
+	return params
+}
+
+// setupKey identifies what setup puts in place, so it runs again only when
+// that changes.
+func setupKey(inst *outpostv1.PostgresInstance) string {
+	b, _ := json.Marshal(struct {
+		P map[string]string
+		E []outpostv1.Extension
+		D []string
+	}{desiredParameters(inst), inst.Spec.Extensions, inst.Spec.Databases})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

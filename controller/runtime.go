@@ -1,0 +1,46 @@
+package controller
+
+import (
+	"context"
+
+	"k8s.io/apimachinery/pkg/runtime"
+
+	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
+)
+
+// InstanceRuntime runs PostgreSQL servers somewhere: as local processes, or as
+// pods on Kubernetes. The reconcile core calls it and does not care which.
+// Both methods are level-based: calling them again with the same spec does no
+// harm.
+type InstanceRuntime interface {
+	// EnsureInstance makes the server match the spec as far as it can
+	// without blocking for long, and reports what it sees.
+	EnsureInstance(ctx context.Context, inst *outpostv1.PostgresInstance) (InstanceObservation, error)
+	// DeleteInstance stops the server and keeps or removes its data as the
+	// spec's deletionPolicy says.
+	DeleteInstance(ctx context.Context, inst *outpostv1.PostgresInstance) error
+}
+
+// InstanceObservation is what a runtime sees of one server.
+type InstanceObservation struct {
+	// Ready is true when the server accepts connections and everything the
+	// spec asks for (roles, databases, extensions, parameters) is in place.
+	Ready bool
+	// Reason and Message say why it is not ready yet, in the words of a
+	// condition.
+	Reason, Message string
+	// Endpoint is host:port for clients.
+	Endpoint string
+	// CredentialsSecret names where the application credentials are.
+	CredentialsSecret string
+	// Restarts is how often the server was restarted after dying.
+	Restarts int32
+	// PgvectorVersion is the installed pgvector version, when known.
+	PgvectorVersion string
+}
+
+// EventRecorder keeps events a user sees with `describe`. Kubernetes' own
+// record.EventRecorder satisfies it.
+type EventRecorder interface {
+	Event(object runtime.Object, eventType, reason, message string)
+}

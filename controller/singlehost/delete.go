@@ -1,0 +1,51 @@
+package singlehost
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/outpostdata/outpost/controller/dirsource"
+	"github.com/outpostdata/outpost/controller/manifest"
+)
+
+// Delete removes an object's manifest from the manifests directory; the
+// controller then stops what it runs. It refuses when the file defines other
+// objects too, rather than rewrite a file the user wrote.
+func Delete(ctx context.Context, sd StateDir, kind, namespace, name string, out io.Writer) error {
+	if err := sd.mustExist(); err != nil {
+		return err
+	}
+	validator, err := manifest.NewValidator()
+	if err != nil {
+		return err
+	}
+	d, err := dirsource.Read(ctx, sd.Manifests(), validator, nil)
+	if err != nil {
+		return err
+	}
+	key := kind + "/" + namespace + "/" + name
+	obj, ok := d.Objects[key]
+	if !ok {
+		return fmt.Errorf("%s %s/%s not found in %s", kind, namespace, name, sd.Manifests())
+	}
+	for k, o := range d.Objects {
+		if k != key && o.File == obj.File {
+			return fmt.Errorf("%s is defined in %s together with %s; remove it from that file instead", key, obj.File, k)
+		}
+	}
+	if err := os.Remove(obj.File); err != nil {
+		return err
+	}
+	what := strings.ToLower(kind) + "/" + name
+	if kind == "PostgresInstance" {
+		policy := str(obj.Unstructured.Object, "spec", "deletionPolicy")
+		fmt.Fprintf(out, "%s deleted (removed %s); the controller stops it and, by deletionPolicy %s, %s its data\n",
+			what, obj.File, policy, map[bool]string{true: "removes", false: "keeps"}[policy == "Delete"])
+		return nil
+	}
+	fmt.Fprintf(out, "%s deleted (removed %s)\n", what, obj.File)
+	return nil
+}

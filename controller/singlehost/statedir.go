@@ -1,0 +1,50 @@
+package singlehost
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/outpostdata/outpost/controller/localruntime"
+)
+
+// DefaultStateDir is where `outpost up` keeps everything unless told
+// otherwise.
+const DefaultStateDir = ".outpost"
+
+// StateDir is the root of one single-host installation:
+//
+//	manifests/         desired state, YAML files a user drops or edits
+//	controldb/         the controller's own PostgreSQL
+//	instances/NS/NAME/ each instance's data, log and credentials
+type StateDir struct {
+	Root string
+}
+
+// OpenStateDir returns the state directory at path, made absolute.
+func OpenStateDir(path string) (StateDir, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return StateDir{}, fmt.Errorf("state directory %s: %w", path, err)
+	}
+	return StateDir{Root: abs}, nil
+}
+
+// Manifests is the manifests directory.
+func (s StateDir) Manifests() string { return filepath.Join(s.Root, "manifests") }
+
+// ControlDB is controldb's directory.
+func (s StateDir) ControlDB() string { return filepath.Join(s.Root, "controldb") }
+
+// Instance is one instance's directory.
+func (s StateDir) Instance(namespace, name string) string {
+	return localruntime.InstanceDir(s.Root, namespace, name)
+}
+
+// mustExist fails with a hint when the state directory has not been set up.
+func (s StateDir) mustExist() error {
+	if _, err := os.Stat(s.Manifests()); err != nil {
+		return fmt.Errorf("no manifests directory in %s: run `outpost up` there first, or pass --state-dir", s.Root)
+	}
+	return nil
+}

@@ -105,3 +105,10 @@ func findPostmaster(dataDir string) (*postmaster, error) {
 	}
 	return pm, nil
 }
+
+// Running reports whether a live postmaster serves DataDir, whoever started
+// it. It does not connect; Adopt does.
+func (s *Server) Running() (bool, error) {
+	pm, err := findPostmaster(s.DataDir)
+	return pm != nil, err
+}

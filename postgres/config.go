@@ -163,17 +163,27 @@ func (s *Server) WriteConfig(parameters map[string]string) error {
 	return err
 }
 
-// writeConfig is WriteConfig that also reports whether the file changed.
+// writeConfig is WriteConfig that also reports whether the settings file or
+// pg_hba.conf changed.
 func (s *Server) writeConfig(parameters map[string]string) (changed bool, err error) {
 	content, err := s.renderConfig(parameters)
 	if err != nil {
 		return false, err
 	}
-	path := s.managedConfPath()
+	confChanged, err := s.writeIfChanged(s.managedConfPath(), content)
+	if err != nil {
+		return false, err
+	}
+	hbaChanged, err := s.writeIfChanged(s.hbaPath(), s.renderHBA())
+	return confChanged || hbaChanged, err
+}
+
+// writeIfChanged replaces a file unless it already holds content.
+func (s *Server) writeIfChanged(path string, content []byte) (bool, error) {
 	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, content) {
 		return false, nil
 	}
-	return true, s.replaceConfig(content)
+	return true, s.replaceFile(path, content)
 }
 
 // renderConfig returns the managed settings file for parameters.
@@ -198,15 +208,14 @@ func (s *Server) renderConfig(parameters map[string]string) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// replaceConfig writes content to the managed settings file through a
+// replaceFile writes content to a file of the data directory through a
 // temporary file and a rename, owned by the server's account.
-func (s *Server) replaceConfig(content []byte) error {
-	path := s.managedConfPath()
+func (s *Server) replaceFile(path string, content []byte) error {
 	acct, err := serverAccount()
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+managedConfFile+"-*")
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
@@ -247,7 +256,7 @@ func (s *Server) restoreConfig(content []byte) error {
 		}
 		return nil
 	}
-	return s.replaceConfig(content)
+	return s.replaceFile(s.managedConfPath(), content)
 }
 
 func (s *Server) managedConfPath() string { return filepath.Join(s.DataDir, managedConfFile) }

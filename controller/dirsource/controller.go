@@ -39,7 +39,14 @@ type Controller struct {
 	// reported holds the manifest errors already logged, so each is logged
 	// once rather than on every pass.
 	reported map[string]bool
+	// site, if set, receives the site's DataController (nil when there is
+	// none) at the start of every pass, before any instance is reconciled.
+	site func(*outpostv1.DataController)
 }
+
+// OnSite sets a function that receives the site's DataController at the
+// start of every pass, for settings that apply to every instance.
+func (c *Controller) OnSite(f func(*outpostv1.DataController)) { c.site = f }
 
 // New returns a controller for the manifests in dir.
 func New(dir string, v *manifest.Validator, db *controldb.DB, instances *controller.InstanceReconciler, log *slog.Logger) *Controller {
@@ -116,6 +123,9 @@ func (c *Controller) pass(ctx context.Context) time.Duration {
 		return requeueOnError
 	}
 	c.reportErrors(ctx, d.Errors)
+	if c.site != nil {
+		c.site(d.DataController)
+	}
 
 	keys := make([]string, 0, len(d.Objects))
 	for k := range d.Objects {

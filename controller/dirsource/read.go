@@ -10,6 +10,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/controller/manifest"
 )
 
@@ -22,6 +23,8 @@ type Desired struct {
 	// Troubled holds files with at least one error: objects last seen in
 	// them are kept as they were, not deleted.
 	Troubled map[string]bool
+	// DataController is the site's one DataController, or nil.
+	DataController *outpostv1.DataController
 }
 
 // IsManifest reports whether a file name is one the source reads: YAML or
@@ -64,6 +67,19 @@ func Read(ctx context.Context, dir string, v *manifest.Validator, olds func(stri
 					Reason: fmt.Sprintf("%s is already defined in %s", o.Key(), first.File)})
 				d.Troubled[f] = true
 				continue
+			}
+			if o.Kind() == "DataController" {
+				if d.DataController != nil {
+					d.Errors = append(d.Errors, &manifest.Error{File: f, Index: o.Index, Field: "metadata.name",
+						Reason: fmt.Sprintf("a site has one DataController, and %s/%s is it", d.DataController.Namespace, d.DataController.Name)})
+					d.Troubled[f] = true
+					continue
+				}
+				dc := &outpostv1.DataController{}
+				if err := o.Into(dc); err != nil {
+					return d, err
+				}
+				d.DataController = dc
 			}
 			d.Objects[o.Key()] = o
 		}

@@ -38,7 +38,8 @@ type Runtime struct {
 	Ports PortAllocator
 	// FirstPort is where port allocation starts; 0 means 5432.
 	FirstPort int
-	// ListenAddress of every instance; empty means 127.0.0.1.
+	// ListenAddress of every instance; empty means 127.0.0.1. Change it with
+	// SetListenAddress once the runtime is in use.
 	ListenAddress string
 	// Log receives what happens to the servers.
 	Log *slog.Logger
@@ -72,10 +73,24 @@ func InstanceDir(stateDir, namespace, name string) string {
 }
 
 func (r *Runtime) listenAddress() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.listenAddressLocked()
+}
+
+func (r *Runtime) listenAddressLocked() string {
 	if r.ListenAddress != "" {
 		return r.ListenAddress
 	}
 	return "127.0.0.1"
+}
+
+// SetListenAddress changes where instances listen (the DataController's
+// localRuntime.listenAddress); each instance moves at its next reconcile.
+func (r *Runtime) SetListenAddress(addr string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ListenAddress = addr
 }
 
 func (r *Runtime) firstPort() int {
@@ -93,8 +108,13 @@ func (r *Runtime) EnsureInstance(ctx context.Context, inst *outpostv1.PostgresIn
 	if err != nil {
 		return controller.InstanceObservation{}, err
 	}
+	if listen := r.listenAddress(); in.server.ListenAddress != listen {
+		if in, err = r.relisten(ctx, inst, in, listen); err != nil {
+			return controller.InstanceObservation{}, err
+		}
+	}
 	obs := controller.InstanceObservation{
-		Endpoint:          net.JoinHostPort(in.creds.Host, strconv.Itoa(in.creds.Port)),
+		Endpoint:          net.JoinHostPort(advertisedHost(in.server.ListenAddress), strconv.Itoa(in.creds.Port)),
 		CredentialsSecret: inst.Name + "-credentials",
 		Restarts:          int32(in.supervisor.Restarts()),
 		PgvectorVersion:   in.pgvector,
@@ -103,6 +123,11 @@ func (r *Runtime) EnsureInstance(ctx context.Context, inst *outpostv1.PostgresIn
 		obs.Reason, obs.Message = "Starting", "waiting for PostgreSQL to accept connections"
 		if err := in.supervisor.LastError(); err != nil {
 			obs.Message += ": " + err.Error()
+			// If it failed to start with the settings it has, the next
+			// attempt gets the spec's current ones, which may fix it.
+			if err := r.refreshStoppedConfig(in.server, inst); err != nil {
+				return obs, err
+			}
 		}
 		return obs, nil
 	}
@@ -135,9 +160,24 @@ func (r *Runtime) load(ctx context.Context, inst *outpostv1.PostgresInstance) (*
 	if err != nil {
 		return nil, err
 	}
+	listen := r.listenAddressLocked()
+	if host := connectHost(listen); creds.Host != host {
+		// The listen address changed while no controller watched: a server
+		// still running on the old one is stopped, to start on the new.
+		old := &postgres.Server{DataDir: filepath.Join(dir, "data"), ListenAddress: creds.Host, Port: creds.Port, Password: creds.SuperuserPassword}
+		if adopted, err := old.Adopt(ctx); err == nil && adopted {
+			if err := old.Stop(ctx); err != nil {
+				return nil, fmt.Errorf("stop %s to change its listen address: %w", key, err)
+			}
+		}
+		creds.Host = host
+		if err := writeCredentials(dir, creds); err != nil {
+			return nil, fmt.Errorf("write credentials of %s: %w", key, err)
+		}
+	}
 	srv := &postgres.Server{
 		DataDir:       filepath.Join(dir, "data"),
-		ListenAddress: creds.Host,
+		ListenAddress: r.listenAddressLocked(),
 		Port:          creds.Port,
 		Password:      creds.SuperuserPassword,
 		LogFile:       filepath.Join(dir, "postgres.log"),
@@ -162,6 +202,8 @@ func (r *Runtime) load(ctx context.Context, inst *outpostv1.PostgresInstance) (*
 		if err := srv.WriteConfig(postgres.MemorySettings(inst.Spec.Resources.Memory.Value())); err != nil {
 			return nil, err
 		}
+	} else if err := r.refreshStoppedConfig(srv, inst); err != nil {
+		return nil, err
 	}
 	runCtx, stop := context.WithCancel(context.Background())
 	in := &instance{
@@ -204,7 +246,7 @@ func (r *Runtime) loadOrCreateCredentials(ctx context.Context, dir string, inst 
 		boot = &outpostv1.InitDBBootstrap{}
 	}
 	creds = Credentials{
-		Host:              r.listenAddress(),
+		Host:              connectHost(r.listenAddressLocked()),
 		Port:              port,
 		Database:          orDefault(boot.Database, "app"),
 		Username:          orDefault(boot.Owner, "app"),
@@ -284,6 +326,8 @@ func (r *Runtime) DeleteInstance(ctx context.Context, inst *outpostv1.PostgresIn
 			return fmt.Errorf("stop %s: %w", key, err)
 		}
 	} else if creds, err := ReadCredentials(dir); err == nil {
+		// Whatever it listens on, a server answers at the host its
+		// credentials name.
 		srv := &postgres.Server{DataDir: filepath.Join(dir, "data"), ListenAddress: creds.Host, Port: creds.Port, Password: creds.SuperuserPassword}
 		if adopted, err := srv.Adopt(ctx); err != nil {
 			return fmt.Errorf("stop %s: %w", key, err)
@@ -302,6 +346,59 @@ func (r *Runtime) DeleteInstance(ctx context.Context, inst *outpostv1.PostgresIn
 	}
 	r.Log.Info("instance stopped and its data removed", "instance", key)
 	return r.Ports.ReleasePort(ctx, inst.Namespace, inst.Name)
+}
+
+// refreshStoppedConfig writes the desired settings, with the current listen
+// address and port, for a server that is not running, so its next start uses
+// them. A running server is left alone: setup applies them with checks.
+func (r *Runtime) refreshStoppedConfig(srv *postgres.Server, inst *outpostv1.PostgresInstance) error {
+	running, err := srv.Running()
+	if err != nil || running {
+		return err
+	}
+	return srv.WriteConfig(desiredParameters(inst))
+}
+
+// relisten moves an instance to a new listen address: the supervisor stops
+// the server, and load writes the new address into the credentials and the
+// settings before a new supervisor starts it there.
+func (r *Runtime) relisten(ctx context.Context, inst *outpostv1.PostgresInstance, in *instance, listen string) (*instance, error) {
+	key := inst.Namespace + "/" + inst.Name
+	r.Log.Info("moving instance to a new listen address", "instance", key, "from", in.server.ListenAddress, "to", listen)
+	r.mu.Lock()
+	delete(r.instances, key)
+	r.mu.Unlock()
+	in.stop()
+	if err := <-in.done; err != nil {
+		return nil, fmt.Errorf("stop %s to change its listen address: %w", key, err)
+	}
+	return r.load(ctx, inst)
+}
+
+// connectHost is the host clients on this host use to reach a server
+// listening on addr: the address itself, or loopback when it listens on
+// every address.
+func connectHost(addr string) string {
+	ip := net.ParseIP(addr)
+	switch {
+	case ip == nil || !ip.IsUnspecified():
+		return addr
+	case ip.To4() != nil:
+		return "127.0.0.1"
+	default:
+		return "::1"
+	}
+}
+
+// advertisedHost is the host other machines use: the listen address, or
+// this host's name when it listens on every address.
+func advertisedHost(addr string) string {
+	if ip := net.ParseIP(addr); ip != nil && ip.IsUnspecified() {
+		if name, err := os.Hostname(); err == nil {
+			return name
+		}
+	}
+	return addr
 }
 
 // Shutdown stops every server this runtime supervises, in parallel, with a

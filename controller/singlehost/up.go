@@ -67,6 +67,13 @@ func Up(ctx context.Context, opts UpOptions) (err error) {
 	reconciler := &controller.InstanceReconciler{Runtime: rt, Events: &dirsource.EventRecorder{DB: db.DB, Log: log}}
 	ctrl := dirsource.New(sd.Manifests(), validator, db.DB, reconciler, log)
 	rt.OnChange = ctrl.Kick
+	ctrl.OnSite(func(dc *outpostv1.DataController) {
+		listen := ""
+		if dc != nil {
+			listen = dc.Spec.LocalRuntime.ListenAddress
+		}
+		rt.SetListenAddress(listen)
+	})
 
 	done := make(chan error, 1)
 	go func() { done <- ctrl.Run(ctx) }()

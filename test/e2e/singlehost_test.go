@@ -302,3 +302,36 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+func TestDataControllerSetsTheListenAddress(t *testing.T) {
+	s := newSite(t)
+	s.start()
+	port := strings.Split(s.instances()["example"].Status.Endpoint, ":")[1]
+
+	// 127.0.0.2 is loopback too, so this test serves nobody outside the host.
+	s.writeManifest("site.yaml", `apiVersion: outpost.dev/v1alpha1
+kind: DataController
+metadata:
+  name: site
+spec:
+  site: {name: plant-7}
+  localRuntime: {listenAddress: 127.0.0.2}
+`)
+	waitFor(t, 30*time.Second, "example moving to 127.0.0.2", func() bool {
+		inst := s.instances()["example"]
+		return inst.Status.Phase == "Running" && inst.Status.Endpoint == "127.0.0.2:"+port
+	})
+	if got := s.psql("example", "SELECT inet_server_addr()"); got != "127.0.0.2" {
+		t.Errorf("psql with the credentials reached %q, want 127.0.0.2", got)
+	}
+	if out, err := runShell("psql -X -h 127.0.0.1 -p " + port + " -U app app -c 'SELECT 1' </dev/null"); err == nil || !strings.Contains(out, "refused") {
+		t.Errorf("the instance still answers on 127.0.0.1: %v\n%s", err, out)
+	}
+
+	os.Remove(filepath.Join(s.stateDir, "manifests", "site.yaml"))
+	waitFor(t, 30*time.Second, "example moving back to 127.0.0.1", func() bool {
+		inst := s.instances()["example"]
+		return inst.Status.Phase == "Running" && inst.Status.Endpoint == "127.0.0.1:"+port
+	})
+	s.psql("example", "SELECT 1")
+}

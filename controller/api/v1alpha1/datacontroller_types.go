@@ -84,6 +84,20 @@ type Metering struct {
 	OverdueAfter metav1.Duration `json:"overdueAfter,omitzero"`
 }
 
+// LocalRuntime configures instances that run as processes on this host (the
+// single-host runtime).
+type LocalRuntime struct {
+	// ListenAddress is the address every local instance listens on.
+	// 127.0.0.1, the default, admits clients on this host only; another
+	// address of this host, or 0.0.0.0 for all of them, admits clients from
+	// the site's network too, always with password (SCRAM) authentication.
+	// +kubebuilder:default="127.0.0.1"
+	// +kubebuilder:validation:MaxLength=45
+	// +kubebuilder:validation:XValidation:rule="isIP(self)",message="must be an IP address, such as 127.0.0.1 or 0.0.0.0"
+	// +optional
+	ListenAddress string `json:"listenAddress,omitempty"`
+}
+
 // DataControllerSpec is the desired state of one site's data controller.
 type DataControllerSpec struct {
 	// Site identifies this site in usage records and export files.
@@ -98,6 +112,12 @@ type DataControllerSpec struct {
 	// +kubebuilder:default={}
 	// +optional
 	Metering Metering `json:"metering,omitzero"`
+
+	// LocalRuntime configures instances run as local processes; Kubernetes
+	// ignores it.
+	// +kubebuilder:default={}
+	// +optional
+	LocalRuntime LocalRuntime `json:"localRuntime,omitzero"`
 }
 
 // DataControllerStatus is the observed state of the data controller.

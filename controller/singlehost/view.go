@@ -91,6 +91,7 @@ func loadView(ctx context.Context, sd StateDir) (view, error) {
 		return v, err
 	}
 	stored := map[string]*unstructured.Unstructured{}
+	storedFile := map[string]string{}
 	db, err := controldb.ConnectLocal(ctx, sd.ControlDB())
 	if err != nil {
 		v.controllerDown = "the controller is not running (start it with `outpost up`); showing manifests only"
@@ -106,6 +107,7 @@ func loadView(ctx context.Context, sd StateDir) (view, error) {
 				return v, fmt.Errorf("stored %s/%s/%s: %w", r.Kind, r.Namespace, r.Name, err)
 			}
 			stored[r.Kind+"/"+r.Namespace+"/"+r.Name] = u
+			storedFile[r.Kind+"/"+r.Namespace+"/"+r.Name] = r.SourceFile
 		}
 	}
 
@@ -130,7 +132,13 @@ func loadView(ctx context.Context, sd StateDir) (view, error) {
 	}
 	for k, s := range stored {
 		if _, ok := byKey[k]; !ok {
-			byKey[k] = &entry{Kind: s.GetKind(), Namespace: s.GetNamespace(), Name: s.GetName(), Object: s, Reconciled: true}
+			e := &entry{Kind: s.GetKind(), Namespace: s.GetNamespace(), Name: s.GetName(), Object: s, Reconciled: true}
+			// A manifest that does not parse right now still defines what it
+			// did; the controller keeps the object as it was.
+			if d.Troubled[storedFile[k]] {
+				e.File = storedFile[k]
+			}
+			byKey[k] = e
 		}
 	}
 	for _, e := range byKey {

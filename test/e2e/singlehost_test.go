@@ -335,3 +335,39 @@ spec:
 	})
 	s.psql("example", "SELECT 1")
 }
+
+func TestHalfSavedManifestKeepsItsInstanceRunning(t *testing.T) {
+	s := newSite(t)
+	s.start()
+	pid := s.postmasterPID(s.instanceDataDir("example"))
+	path := filepath.Join(s.stateDir, "manifests", "example.yaml")
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// An editor caught mid-save: the file exists but does not parse. The
+	// instance it described must not be taken for deleted.
+	s.writeManifest("example.yaml", string(good[:len(good)/2])+"\n  : [\n")
+	waitFor(t, 10*time.Second, "the broken example.yaml being reported", func() bool {
+		return strings.Contains(s.outpost("get"), "example.yaml:")
+	})
+	time.Sleep(2 * time.Second) // a few passes of the controller
+	if !alive(pid) {
+		t.Fatal("the instance was stopped because its manifest became unreadable")
+	}
+	if got := s.instances()["example"].Status.Phase; got != "Running" {
+		t.Errorf("example is %q while its manifest is unreadable, want Running", got)
+	}
+	if table := s.outpost("get"); strings.Contains(table, "Deleting") || !strings.Contains(table, "Running") {
+		t.Errorf("outpost get while the manifest is unreadable:\n%s", table)
+	}
+
+	s.writeManifest("example.yaml", string(good))
+	waitFor(t, 10*time.Second, "the error clearing", func() bool {
+		return !strings.Contains(s.outpost("get"), "Rejected manifests")
+	})
+	if got := s.postmasterPID(s.instanceDataDir("example")); got != pid {
+		t.Errorf("postmaster pid changed from %d to %d across a manifest hiccup", pid, got)
+	}
+}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -31,6 +32,12 @@ func TestUpServesPgvectorAndKeepsDataAcrossRestarts(t *testing.T) {
 	features := strings.TrimSuffix(printed, " app") + " features"
 	if out, err := runShell(features + " -X -A -t -c \"SELECT extname FROM pg_extension WHERE extname = 'vector'\""); err != nil || lastLine(out) != "vector" {
 		t.Errorf("the example features database has no pgvector: %v\n%s", err, out)
+	}
+
+	psql := exec.Command(outpostBin, "psql", "example", "--state-dir", s.stateDir)
+	psql.Stdin = strings.NewReader("SELECT 'via outpost psql: ' || count(*) FROM items;\n")
+	if out, err := psql.CombinedOutput(); err != nil || !strings.Contains(string(out), "via outpost psql: 4") {
+		t.Errorf("outpost psql example: %v\n%s", err, out)
 	}
 
 	table := s.outpost("get")

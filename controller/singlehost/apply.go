@@ -12,7 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 
-	"github.com/outpostdata/outpost/controller/dirsource"
 	"github.com/outpostdata/outpost/controller/manifest"
 )
 
@@ -21,14 +20,7 @@ import (
 // directory: over the file that already defines it, or into a new file. If
 // any document is invalid, nothing is written.
 func Apply(ctx context.Context, sd StateDir, source string, data []byte, out io.Writer) error {
-	if err := sd.mustExist(); err != nil {
-		return err
-	}
-	validator, err := manifest.NewValidator()
-	if err != nil {
-		return err
-	}
-	current, err := dirsource.Read(ctx, sd.Manifests(), validator, nil)
+	validator, current, err := sd.readManifests(ctx)
 	if err != nil {
 		return err
 	}

@@ -6,23 +6,13 @@ import (
 	"io"
 	"os"
 	"strings"
-
-	"github.com/outpostdata/outpost/controller/dirsource"
-	"github.com/outpostdata/outpost/controller/manifest"
 )
 
 // Delete removes an object's manifest from the manifests directory; the
 // controller then stops what it runs. It refuses when the file defines other
 // objects too, rather than rewrite a file the user wrote.
 func Delete(ctx context.Context, sd StateDir, kind, namespace, name string, out io.Writer) error {
-	if err := sd.mustExist(); err != nil {
-		return err
-	}
-	validator, err := manifest.NewValidator()
-	if err != nil {
-		return err
-	}
-	d, err := dirsource.Read(ctx, sd.Manifests(), validator, nil)
+	_, d, err := sd.readManifests(ctx)
 	if err != nil {
 		return err
 	}

@@ -1,11 +1,14 @@
 package singlehost
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 
+	"github.com/outpostdata/outpost/controller/dirsource"
 	"github.com/outpostdata/outpost/controller/localruntime"
+	"github.com/outpostdata/outpost/controller/manifest"
 )
 
 // DefaultStateDir is where `outpost up` keeps everything unless told
@@ -39,6 +42,21 @@ func (s StateDir) ControlDB() string { return filepath.Join(s.Root, "controldb")
 // Instance is one instance's directory.
 func (s StateDir) Instance(namespace, name string) string {
 	return localruntime.InstanceDir(s.Root, namespace, name)
+}
+
+// readManifests validates the manifests directory as the controller does
+// (without the controller's previously accepted objects), for commands that
+// edit it.
+func (s StateDir) readManifests(ctx context.Context) (*manifest.Validator, dirsource.Desired, error) {
+	if err := s.mustExist(); err != nil {
+		return nil, dirsource.Desired{}, err
+	}
+	v, err := manifest.NewValidator()
+	if err != nil {
+		return nil, dirsource.Desired{}, err
+	}
+	d, err := dirsource.Read(ctx, s.Manifests(), v, nil)
+	return v, d, err
 }
 
 // mustExist fails with a hint when the state directory has not been set up.

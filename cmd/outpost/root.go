@@ -24,6 +24,8 @@ backs every instance up to S3-compatible storage, and meters usage.`,
 		newDescribeCommand(&sh),
 		newDeleteCommand(&sh),
 		newPsqlCommand(&sh),
+		newControllerCommand(&sh),
+		newInstanceCommand(),
 	)
 	return root
 }

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/client/config"
+
+	"github.com/outpostdata/outpost/controller/instancemanager"
+	"github.com/outpostdata/outpost/controller/kube"
+)
+
+func newControllerCommand(sh *singleHostFlags) *cobra.Command {
+	var (
+		source, kubeconfig, logLevel, pullPolicy string
+		opts                                     kube.ControllerOptions
+	)
+	cmd := &cobra.Command{
+		Use:   "controller --source kubernetes --runtime kubernetes|local",
+		Short: "Run the data controller against the Kubernetes API",
+		Long: `Runs the controller until interrupted. With --source kubernetes it watches
+PostgresInstances in the Kubernetes API (--kubeconfig, or the pod's service
+account). --runtime kubernetes runs each instance as a StatefulSet whose pod
+runs 'outpost instance run' from --instance-image; --runtime local runs them as
+postgres processes on this host under --state-dir. The directory source runs
+with 'outpost up'.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if source != "kubernetes" {
+				if strings.HasPrefix(source, "dir=") {
+					return fmt.Errorf("--source %s: the directory source runs with `outpost up --state-dir DIR`", source)
+				}
+				return fmt.Errorf("--source %q: use kubernetes", source)
+			}
+			log, err := newLogger(cmd, logLevel)
+			if err != nil {
+				return err
+			}
+			cfg, err := restConfig(kubeconfig)
+			if err != nil {
+				return err
+			}
+			opts.Manager.Log = log
+			opts.StateDir = sh.stateDir
+			opts.ImagePullPolicy = corev1.PullPolicy(pullPolicy)
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return kube.RunController(ctx, cfg, opts)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&source, "source", "kubernetes", "where desired state comes from: kubernetes")
+	f.StringVar(&opts.Runtime, "runtime", kube.RuntimeKubernetes, "where instances run: kubernetes or local")
+	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file; empty means $KUBECONFIG or the in-cluster service account")
+	f.StringSliceVar(&opts.Manager.Namespaces, "watch-namespace", nil, "namespaces to watch (repeatable); none means every namespace")
+	f.BoolVar(&opts.Manager.LeaderElection, "leader-elect", false, "act only while holding the leader Lease, so replicas never both act")
+	f.StringVar(&opts.Manager.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader Lease; empty means the pod's own")
+	f.StringVar(&opts.Manager.MetricsAddr, "metrics-bind-address", "0", "address of the Prometheus metrics endpoint; 0 turns it off")
+	f.StringVar(&opts.Manager.HealthAddr, "health-probe-bind-address", "", "address of /healthz and /readyz; empty turns them off")
+	f.IntVar(&opts.Manager.MaxConcurrentReconciles, "workers", 4, "instances reconciled at once")
+	f.StringVar(&opts.InstanceImage, "instance-image", "", "image of instance pods (kubernetes runtime)")
+	f.StringVar(&pullPolicy, "instance-image-pull-policy", "IfNotPresent", "pull policy of instance pods: Always, IfNotPresent or Never")
+	f.StringVar(&opts.ControlDBURL, "controldb-url", os.Getenv("OUTPOST_CONTROLDB_URL"), "PostgreSQL URL of controldb (default $OUTPOST_CONTROLDB_URL); empty with --runtime local starts one under --state-dir")
+	f.IntVar(&opts.FirstPort, "first-port", 5432, "lowest TCP port given to a local instance")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return cmd
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		cfg, err := ctrlconfig.GetConfig()
+		if err != nil {
+			return nil, fmt.Errorf("no Kubernetes API to talk to (set --kubeconfig): %w", err)
+		}
+		return cfg, nil
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("--kubeconfig %s: %w", kubeconfig, err)
+	}
+	return cfg, nil
+}
+
+func newLogger(cmd *cobra.Command, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	return slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: l})), nil
+}
+
+func newInstanceCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "instance", Short: "Commands that run inside an instance pod"}
+	var opts instancemanager.Options
+	var logLevel string
+	run := &cobra.Command{
+		Use:   "run",
+		Short: "Run the instance manager: initdb on first start, supervise postgres, serve health and metrics",
+		Long: `The entrypoint of an instance pod. Reads the instance's configuration from
+--config (its ConfigMap), the passwords from $` + instancemanager.EnvSuperuserPassword + ` and
+$` + instancemanager.EnvAppPassword + ` (its Secret), and runs postgres until SIGTERM,
+then shuts it down cleanly. /livez, /readyz and /metrics are served on --http-addr.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(cmd, logLevel)
+			if err != nil {
+				return err
+			}
+			opts.Log = log
+			opts.SuperuserPassword = os.Getenv(instancemanager.EnvSuperuserPassword)
+			opts.AppPassword = os.Getenv(instancemanager.EnvAppPassword)
+			m, err := instancemanager.New(opts)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return m.Run(ctx)
+		},
+	}
+	f := run.Flags()
+	f.StringVar(&opts.DataDir, "data-dir", "/var/lib/postgresql/data/pgdata", "PostgreSQL data directory")
+	f.StringVar(&opts.ConfigFile, "config", "/etc/outpost/"+instancemanager.ConfigFileName, "instance configuration (the mounted ConfigMap)")
+	f.StringVar(&opts.ListenAddress, "listen-address", "0.0.0.0", "address postgres listens on")
+	f.StringVar(&opts.HTTPAddr, "http-addr", ":8008", "address of /livez, /readyz and /metrics")
+	f.DurationVar(&opts.ReloadInterval, "reload-interval", 10*time.Second, "how often the configuration file is read again")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	cmd.AddCommand(run)
+	return cmd
+}

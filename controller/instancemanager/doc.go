@@ -1,0 +1,12 @@
+// Package instancemanager is the in-pod instance manager, `outpost instance
+// run`: the entrypoint of the pods the kubernetes runtime creates. It owns
+// one PostgreSQL server's life inside its container with the postgres
+// package: initdb on the first start, the configuration the controller put
+// in the instance's ConfigMap, the application role, databases and
+// extensions, supervision with restarts, and a clean shutdown on SIGTERM.
+//
+// It serves /livez and /readyz, which ask the server itself over a real
+// connection, and Prometheus metrics on /metrics. It does not talk to the
+// Kubernetes API: everything it needs arrives through the mounted ConfigMap
+// (re-read while it runs) and the credentials Secret's environment.
+package instancemanager

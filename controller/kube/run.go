@@ -1,0 +1,96 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/outpostdata/outpost/controller"
+	"github.com/outpostdata/outpost/controller/controldb"
+	"github.com/outpostdata/outpost/controller/kuberuntime"
+	"github.com/outpostdata/outpost/controller/localruntime"
+)
+
+// Runtime kinds a controller can drive.
+const (
+	RuntimeKubernetes = "kubernetes"
+	RuntimeLocal      = "local"
+)
+
+// ControllerOptions configure `outpost controller --source kubernetes`.
+type ControllerOptions struct {
+	Manager Options // NewRuntime is filled in by RunController
+	// Runtime is RuntimeKubernetes or RuntimeLocal.
+	Runtime string
+	// InstanceImage and its pull policy, for the kubernetes runtime.
+	InstanceImage   string
+	ImagePullPolicy corev1.PullPolicy
+	// StateDir holds the local runtime's instances and, without
+	// ControlDBURL, its own controldb (StateDir/controldb).
+	StateDir string
+	// ControlDBURL points at any PostgreSQL to keep the controller's
+	// state in; empty with the local runtime starts one under StateDir.
+	ControlDBURL string
+	// FirstPort is where local instance ports start; 0 means 5432.
+	FirstPort int
+}
+
+// RunController wires a runtime to the manager and runs it until ctx ends,
+// then stops what the runtime runs locally and controldb.
+func RunController(ctx context.Context, cfg *rest.Config, opts ControllerOptions) (err error) {
+	log := opts.Manager.Log
+	if log == nil {
+		log = slog.Default()
+		opts.Manager.Log = log
+	}
+	opts.Manager.Config = cfg
+
+	var db *controldb.DB
+	if opts.ControlDBURL != "" {
+		if db, err = controldb.Open(ctx, opts.ControlDBURL); err != nil {
+			return fmt.Errorf("--controldb-url: %w", err)
+		}
+		defer db.Close()
+	}
+
+	switch opts.Runtime {
+	case RuntimeKubernetes:
+		if opts.InstanceImage == "" {
+			return errors.New("--instance-image: the kubernetes runtime needs the image its pods run")
+		}
+		// Owned objects wake the reconciler when they change.
+		opts.Manager.MinRequeue = 10 * time.Second
+		opts.Manager.NewRuntime = func(c client.Client, s *runtime.Scheme) (controller.InstanceRuntime, error) {
+			return &kuberuntime.Runtime{Client: c, Scheme: s, Log: log,
+				Pods: kuberuntime.PodOptions{Image: opts.InstanceImage, ImagePullPolicy: opts.ImagePullPolicy}}, nil
+		}
+		return Run(ctx, opts.Manager)
+	case RuntimeLocal:
+		stateDir, err := filepath.Abs(opts.StateDir)
+		if err != nil {
+			return fmt.Errorf("--state-dir: %w", err)
+		}
+		if db == nil {
+			local, err := controldb.StartLocal(ctx, filepath.Join(stateDir, "controldb"), log)
+			if err != nil {
+				return err
+			}
+			defer func() { err = errors.Join(err, local.Stop()) }()
+			db = local.DB
+		}
+		rt := &localruntime.Runtime{StateDir: stateDir, Ports: db, FirstPort: opts.FirstPort, Log: log}
+		defer func() { err = errors.Join(err, rt.Shutdown()) }()
+		opts.Manager.NewRuntime = func(client.Client, *runtime.Scheme) (controller.InstanceRuntime, error) { return rt, nil }
+		return Run(ctx, opts.Manager)
+	default:
+		return fmt.Errorf("--runtime: %q is not a runtime; use %s or %s", opts.Runtime, RuntimeKubernetes, RuntimeLocal)
+	}
+}

@@ -1,0 +1,11 @@
+// Package kuberuntime runs PostgresInstances as pods: for each instance it
+// keeps a Secret with generated credentials, a ConfigMap with the
+// configuration, a Service for the primary endpoint and a StatefulSet of one
+// replica with a PVC from spec.storage, all owned by the instance. The pod
+// runs `outpost instance run` (package instancemanager), which does the work
+// inside the container.
+//
+// It implements controller.InstanceRuntime. It only creates and updates
+// objects and reads StatefulSet status; it never talks to the pods. Where no
+// kubelet runs them (envtest) instances stay not Ready, and say so.
+package kuberuntime

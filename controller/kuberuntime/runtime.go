@@ -1,0 +1,194 @@
+package kuberuntime
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	"github.com/outpostdata/outpost/controller"
+	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
+)
+
+// Runtime keeps each instance's Secret, ConfigMap, Service and StatefulSet.
+type Runtime struct {
+	Client client.Client
+	Scheme *runtime.Scheme
+	Pods   PodOptions
+	Log    *slog.Logger
+}
+
+var _ controller.InstanceRuntime = (*Runtime)(nil)
+
+// EnsureInstance creates or updates the instance's objects and reports
+// Ready from the StatefulSet's status.
+func (r *Runtime) EnsureInstance(ctx context.Context, inst *outpostv1.PostgresInstance) (controller.InstanceObservation, error) {
+	obs := controller.InstanceObservation{Endpoint: Endpoint(inst), CredentialsSecret: SecretName(inst)}
+	if err := r.ensureSecret(ctx, inst); err != nil {
+		return obs, fmt.Errorf("secret %s: %w", SecretName(inst), err)
+	}
+	data, err := configMapData(inst)
+	if err != nil {
+		return obs, err
+	}
+	cm := &corev1.ConfigMap{ObjectMeta: r.meta(inst, ConfigMapName(inst))}
+	if err := r.apply(ctx, inst, cm, data, func() { cm.Data = data }); err != nil {
+		return obs, fmt.Errorf("configmap %s: %w", cm.Name, err)
+	}
+	svcSpec := serviceSpec(inst)
+	svc := &corev1.Service{ObjectMeta: r.meta(inst, ServiceName(inst))}
+	if err := r.apply(ctx, inst, svc, svcSpec, func() {
+		// ClusterIP is the apiserver's to choose and cannot change.
+		svcSpec.ClusterIP, svcSpec.ClusterIPs = svc.Spec.ClusterIP, svc.Spec.ClusterIPs
+		svc.Spec.Type, svc.Spec.Selector, svc.Spec.Ports = svcSpec.Type, svcSpec.Selector, svcSpec.Ports
+	}); err != nil {
+		return obs, fmt.Errorf("service %s: %w", svc.Name, err)
+	}
+	stsSpec := statefulSetSpec(inst, r.Pods)
+	sts := &appsv1.StatefulSet{ObjectMeta: r.meta(inst, StatefulSetName(inst))}
+	if err := r.apply(ctx, inst, sts, stsSpec, func() {
+		claims := sts.Spec.VolumeClaimTemplates
+		if sts.CreationTimestamp.IsZero() {
+			claims = volumeClaimTemplates(inst)
+		}
+		sts.Spec = stsSpec
+		sts.Spec.VolumeClaimTemplates = claims
+	}); err != nil {
+		return obs, fmt.Errorf("statefulset %s: %w", sts.Name, err)
+	}
+	return observe(sts, obs), nil
+}
+
+// observe reads readiness from the StatefulSet, which the kubelet's
+// readiness probe (the instance manager's /readyz) feeds.
+func observe(sts *appsv1.StatefulSet, obs controller.InstanceObservation) controller.InstanceObservation {
+	st := sts.Status
+	switch {
+	case st.ObservedGeneration == 0:
+		obs.Reason, obs.Message = "PodNotReady", fmt.Sprintf("StatefulSet %s has no status yet: waiting for the StatefulSet controller to create pod %s-0", sts.Name, sts.Name)
+	case st.ObservedGeneration < sts.Generation:
+		obs.Reason, obs.Message = "Updating", fmt.Sprintf("StatefulSet %s has not yet acted on its latest spec", sts.Name)
+	case st.ReadyReplicas < 1:
+		obs.Reason, obs.Message = "PodNotReady", fmt.Sprintf("StatefulSet %s: %d of 1 pods ready; see `kubectl describe pod %s-0`", sts.Name, st.ReadyReplicas, sts.Name)
+	case st.UpdatedReplicas < 1 && st.CurrentRevision != st.UpdateRevision:
+		obs.Reason, obs.Message = "Updating", fmt.Sprintf("StatefulSet %s is rolling its pod to the new spec", sts.Name)
+	default:
+		obs.Ready = true
+	}
+	return obs
+}
+
+func (r *Runtime) meta(inst *outpostv1.PostgresInstance, name string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Name: name, Namespace: inst.Namespace}
+}
+
+// apply creates obj or updates it when the desired state (summarised by
+// desired) changed since Outpost last wrote it. mutate sets the desired
+// fields on obj as read from the API.
+func (r *Runtime) apply(ctx context.Context, inst *outpostv1.PostgresInstance, obj client.Object, desired any, mutate func()) error {
+	hash := hashOf(desired)
+	op, err := controllerutil.CreateOrUpdate(ctx, r.Client, obj, func() error {
+		if obj.GetAnnotations()[specHashKey] != hash || !ownedBy(obj, inst) {
+			mutate()
+		}
+		obj.SetLabels(mergeMaps(obj.GetLabels(), Labels(inst)))
+		obj.SetAnnotations(mergeMaps(obj.GetAnnotations(), map[string]string{specHashKey: hash}))
+		return controllerutil.SetControllerReference(inst, obj, r.Scheme)
+	})
+	if err != nil {
+		return err
+	}
+	if op != controllerutil.OperationResultNone {
+		r.Log.Debug("instance object written", "instance", inst.Namespace+"/"+inst.Name,
+			"kind", fmt.Sprintf("%T", obj), "name", obj.GetName(), "operation", op)
+	}
+	return nil
+}
+
+// ensureSecret creates the credentials once. An existing Secret keeps its
+// passwords: they are what the data directory was initialised with, and a
+// Secret kept by deletionPolicy Retain is adopted by an instance of the
+// same name, whose retained volume it opens.
+func (r *Runtime) ensureSecret(ctx context.Context, inst *outpostv1.PostgresInstance) error {
+	secret := &corev1.Secret{ObjectMeta: r.meta(inst, SecretName(inst))}
+	_, err := controllerutil.CreateOrUpdate(ctx, r.Client, secret, func() error {
+		if secret.CreationTimestamp.IsZero() {
+			secret.Type = corev1.SecretTypeOpaque
+			secret.Data = newSecretData(inst)
+		}
+		secret.SetLabels(mergeMaps(secret.GetLabels(), Labels(inst)))
+		return controllerutil.SetControllerReference(inst, secret, r.Scheme)
+	})
+	// Never log the object: it holds the passwords.
+	return err
+}
+
+// DeleteInstance removes the StatefulSet, Service and ConfigMap at once
+// (garbage collection would, later). With deletionPolicy Delete the
+// StatefulSet's PVC retention policy deletes the volume and the Secret
+// goes; with Retain the volume stays and so does the Secret, released from
+// the instance so that garbage collection leaves it: the retained data
+// is of no use without its passwords.
+func (r *Runtime) DeleteInstance(ctx context.Context, inst *outpostv1.PostgresInstance) error {
+	key := types.NamespacedName{Namespace: inst.Namespace}
+	background := client.PropagationPolicy(metav1.DeletePropagationBackground)
+	for _, obj := range []client.Object{
+		&appsv1.StatefulSet{ObjectMeta: r.meta(inst, StatefulSetName(inst))},
+		&corev1.Service{ObjectMeta: r.meta(inst, ServiceName(inst))},
+		&corev1.ConfigMap{ObjectMeta: r.meta(inst, ConfigMapName(inst))},
+	} {
+		if err := r.Client.Delete(ctx, obj, background); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("delete %s: %w", obj.GetName(), err)
+		}
+	}
+	secret := &corev1.Secret{}
+	key.Name = SecretName(inst)
+	if err := r.Client.Get(ctx, key, secret); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if inst.Spec.DeletionPolicy == outpostv1.DeletionDelete {
+		if err := r.Client.Delete(ctx, secret); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("delete %s: %w", secret.Name, err)
+		}
+		r.Log.Info("instance deleted with its data", "instance", inst.Namespace+"/"+inst.Name)
+		return nil
+	}
+	if ownedBy(secret, inst) {
+		patch := client.MergeFrom(secret.DeepCopy())
+		if err := controllerutil.RemoveControllerReference(inst, secret, r.Scheme); err != nil {
+			return err
+		}
+		if err := r.Client.Patch(ctx, secret, patch); err != nil {
+			return fmt.Errorf("release %s: %w", secret.Name, err)
+		}
+	}
+	r.Log.Info("instance deleted; its volume and credentials Secret are kept (deletionPolicy Retain)",
+		"instance", inst.Namespace+"/"+inst.Name, "secret", secret.Name)
+	return nil
+}
+
+func ownedBy(obj client.Object, inst *outpostv1.PostgresInstance) bool {
+	for _, ref := range obj.GetOwnerReferences() {
+		if ref.UID == inst.UID {
+			return true
+		}
+	}
+	return false
+}
+
+func mergeMaps(base, extra map[string]string) map[string]string {
+	out := maps.Clone(base)
+	if out == nil {
+		out = map[string]string{}
+	}
+	maps.Copy(out, extra)
+	return out
+}

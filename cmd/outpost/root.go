@@ -24,6 +24,7 @@ backs every instance up to S3-compatible storage, and meters usage.`,
 		newDescribeCommand(&sh),
 		newDeleteCommand(&sh),
 		newPsqlCommand(&sh),
+		newFeatureStoreCommand(&sh),
 		newControllerCommand(&sh),
 		newInstanceCommand(),
 	)

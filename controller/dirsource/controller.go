@@ -42,6 +42,8 @@ type Controller struct {
 	// site, if set, receives the site's DataController (nil when there is
 	// none) at the start of every pass, before any instance is reconciled.
 	site func(*outpostv1.DataController)
+	// featureStores reconciles FeatureStores; nil leaves them unreconciled.
+	featureStores *controller.FeatureStoreReconciler
 }
 
 // OnSite sets a function that receives the site's DataController at the
@@ -200,6 +202,14 @@ func (c *Controller) apply(ctx context.Context, obj manifest.Object, rec control
 		}
 		requeue = c.instances.Reconcile(ctx, inst)
 		object = inst
+	}
+	if obj.Kind() == "FeatureStore" && c.featureStores != nil {
+		fs := &outpostv1.FeatureStore{}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, fs); err != nil {
+			return 0, fmt.Errorf("%s: %w", obj.Key(), err)
+		}
+		requeue = c.featureStores.Reconcile(ctx, fs)
+		object = fs
 	}
 	b, err := json.Marshal(object)
 	if err != nil {

@@ -67,6 +67,7 @@ func Up(ctx context.Context, opts UpOptions) (err error) {
 	reconciler := &controller.InstanceReconciler{Runtime: rt, Events: &dirsource.EventRecorder{DB: db.DB, Log: log}}
 	ctrl := dirsource.New(sd.Manifests(), validator, db.DB, reconciler, log)
 	rt.OnChange = ctrl.Kick
+	ctrl.OnFeatureStores(&controller.FeatureStoreReconciler{Databases: rt, Events: &dirsource.EventRecorder{DB: db.DB, Log: log}})
 	ctrl.OnSite(func(dc *outpostv1.DataController) {
 		listen := ""
 		if dc != nil {

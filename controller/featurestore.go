@@ -1,0 +1,212 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
+	"github.com/outpostdata/outpost/postgres"
+	"github.com/outpostdata/outpost/vectorstore"
+)
+
+// DatabaseLocator finds a database of a running instance: the runtime
+// knows where its servers are and holds their superuser credentials.
+type DatabaseLocator interface {
+	// DatabaseURL returns a superuser connection URI for a database of an
+	// instance, creating the database (owned by the application role) if
+	// it does not exist. It fails while the instance is not running.
+	DatabaseURL(ctx context.Context, namespace, instance, database string) (string, error)
+}
+
+// Condition type and reasons of a FeatureStore.
+const (
+	ConditionIndexReady      = "IndexReady"
+	ReasonSchemaReady        = "SchemaReady"
+	ReasonInstanceNotReady   = "InstanceNotReady"
+	ReasonDimensionsChanged  = "DimensionsChanged"
+	ReasonSchemaError        = "SchemaError"
+	ReasonSerialHNSWBuild    = "SerialHNSWBuild"
+	ReasonParallelHNSWBuild  = "ParallelHNSWBuild"
+	requeueFeatureStoreReady = time.Minute
+)
+
+// FeatureStoreReconciler shapes a FeatureStore's tables, index and
+// read-only role in its instance's database with the vectorstore package.
+type FeatureStoreReconciler struct {
+	Databases DatabaseLocator
+	Events    EventRecorder
+}
+
+// Reconcile brings one feature store towards its spec, updates fs.Status
+// in place, and says when to look again. Failures are conditions.
+func (r *FeatureStoreReconciler) Reconcile(ctx context.Context, fs *outpostv1.FeatureStore) time.Duration {
+	before := fs.Status.DeepCopy()
+	defer func() { r.recordTransitions(fs, before) }()
+	fs.Status.ObservedGeneration = fs.Generation
+
+	spec, err := FeatureStoreSpec(fs)
+	if err == nil {
+		err = spec.Validate()
+	}
+	if err != nil {
+		r.fail(fs, ReasonInvalidSpec, "spec: "+err.Error())
+		return 0
+	}
+	url, err := r.Databases.DatabaseURL(ctx, fs.Namespace, fs.Spec.Instance.Name, fs.Spec.Database)
+	if err != nil {
+		r.setCondition(fs, outpostv1.ConditionReady, metav1.ConditionFalse, ReasonInstanceNotReady, err.Error())
+		fs.Status.Phase = "Pending"
+		return requeueError
+	}
+	if err := ensureVector(ctx, url); err != nil {
+		r.fail(fs, ReasonSchemaError, err.Error())
+		return requeueError
+	}
+	pool, err := vectorstore.Connect(ctx, url)
+	if err != nil {
+		r.fail(fs, ReasonSchemaError, err.Error())
+		return requeueError
+	}
+	defer pool.Close()
+	store, res, err := vectorstore.Ensure(ctx, pool, spec, vectorstore.EnsureOptions{})
+	if errors.Is(err, vectorstore.ErrDimensionsChanged) {
+		r.fail(fs, ReasonDimensionsChanged, err.Error())
+		// Nothing will change until the spec does.
+		return 0
+	}
+	if err != nil {
+		r.fail(fs, ReasonSchemaError, err.Error())
+		return requeueError
+	}
+	if len(res.AddedFeatures) > 0 {
+		r.Events.Event(fs, "Normal", "FeaturesAdded", fmt.Sprintf("added feature columns %v", res.AddedFeatures))
+	}
+	if res.IndexRebuilt {
+		r.Events.Event(fs, "Normal", "IndexRebuilt", "index rebuilt CONCURRENTLY with the new parameters")
+	}
+	st, err := store.Stats(ctx)
+	if err != nil {
+		r.fail(fs, ReasonSchemaError, err.Error())
+		return requeueError
+	}
+	fs.Status.Table = st.Table
+	fs.Status.Rows = st.Rows
+	fs.Status.IndexState = st.IndexState
+	fs.Status.PgvectorVersion = st.PgvectorVersion
+	r.setIndexCondition(fs, st)
+	r.setCondition(fs, outpostv1.ConditionReady, metav1.ConditionTrue, ReasonSchemaReady, "tables "+st.Table+" and "+st.Table+"_history are in place")
+	fs.Status.Phase = "Ready"
+	return requeueFeatureStoreReady
+}
+
+// setIndexCondition says whether the index is usable and, for HNSW, how it
+// is built: serially while pgvector is older than 0.8.2 (CVE-2026-3172).
+func (r *FeatureStoreReconciler) setIndexCondition(fs *outpostv1.FeatureStore, st vectorstore.Stats) {
+	status, reason := metav1.ConditionTrue, "IndexValid"
+	msg := "index " + st.IndexState
+	switch st.IndexState {
+	case vectorstore.IndexNone:
+		reason, msg = "NoIndex", "spec.index.type is none: searches scan"
+	case vectorstore.IndexValid:
+	default:
+		status, reason = metav1.ConditionFalse, "Index"+st.IndexState
+	}
+	if st.IndexType == vectorstore.HNSW {
+		if st.ParallelHNSWBuild {
+			reason = ReasonParallelHNSWBuild
+			msg += "; pgvector " + st.PgvectorVersion + " builds HNSW in parallel safely"
+		} else {
+			reason = ReasonSerialHNSWBuild
+			msg += "; pgvector " + st.PgvectorVersion + " is older than 0.8.2, so HNSW indexes are built serially (CVE-2026-3172)"
+		}
+	}
+	r.setCondition(fs, ConditionIndexReady, status, reason, msg)
+}
+
+// ensureVector creates pgvector in the store's database.
+func ensureVector(ctx context.Context, url string) error {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return fmt.Errorf("connect to the feature store's database: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	return postgres.EnsureExtension(ctx, conn, "vector")
+}
+
+// FeatureStoreSpec translates the resource's spec into the vectorstore's.
+func FeatureStoreSpec(fs *outpostv1.FeatureStore) (vectorstore.Spec, error) {
+	s := vectorstore.Spec{
+		Name:       fs.Name,
+		Dimensions: int(fs.Spec.Dimensions),
+		VectorType: vectorstore.VectorType(fs.Spec.VectorType),
+		Distance:   vectorstore.Distance(fs.Spec.Distance),
+		Index:      vectorstore.Index{Type: vectorstore.IndexType(fs.Spec.Index.Type)},
+	}
+	if h := fs.Spec.Index.HNSW; h != nil {
+		s.Index.M, s.Index.EfConstruction = int(h.M), int(h.EfConstruction)
+	}
+	if v := fs.Spec.Index.IVFFlat; v != nil {
+		s.Index.Lists = int(v.Lists)
+	}
+	for _, f := range fs.Spec.Features {
+		s.Features = append(s.Features, vectorstore.Feature{Name: f.Name, Type: vectorstore.FeatureType(f.Type)})
+	}
+	ret, err := parseRetention(fs.Spec.History.Retention)
+	if err != nil {
+		return s, fmt.Errorf("history.retention: %w", err)
+	}
+	s.Retention = ret
+	return s, nil
+}
+
+// parseRetention reads "30d", "12h" or "2w"; "0d" keeps no history and an
+// empty value is the default.
+func parseRetention(v string) (time.Duration, error) {
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v[:len(v)-1])
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%q: want a number and h, d or w, for example 30d", v)
+	}
+	unit := map[byte]time.Duration{'h': time.Hour, 'd': 24 * time.Hour, 'w': 7 * 24 * time.Hour}[v[len(v)-1]]
+	if unit == 0 {
+		return 0, fmt.Errorf("%q: want a number and h, d or w, for example 30d", v)
+	}
+	if n == 0 {
+		return vectorstore.NoHistory, nil
+	}
+	return time.Duration(n) * unit, nil
+}
+
+func (r *FeatureStoreReconciler) fail(fs *outpostv1.FeatureStore, reason, msg string) {
+	r.setCondition(fs, outpostv1.ConditionReady, metav1.ConditionFalse, reason, msg)
+	fs.Status.Phase = "Failed"
+}
+
+func (r *FeatureStoreReconciler) setCondition(fs *outpostv1.FeatureStore, typ string, status metav1.ConditionStatus, reason, message string) {
+	meta.SetStatusCondition(&fs.Status.Conditions, metav1.Condition{
+		Type: typ, Status: status, Reason: reason, Message: message, ObservedGeneration: fs.Generation,
+	})
+}
+
+// recordTransitions emits an event when the Ready reason or phase changes.
+func (r *FeatureStoreReconciler) recordTransitions(fs *outpostv1.FeatureStore, before *outpostv1.FeatureStoreStatus) {
+	now := meta.FindStatusCondition(fs.Status.Conditions, outpostv1.ConditionReady)
+	was := meta.FindStatusCondition(before.Conditions, outpostv1.ConditionReady)
+	if now == nil || (was != nil && was.Reason == now.Reason && before.Phase == fs.Status.Phase) {
+		return
+	}
+	eventType := "Normal"
+	if fs.Status.Phase == "Failed" {
+		eventType = "Warning"
+	}
+	r.Events.Event(fs, eventType, now.Reason, now.Message)
+}

@@ -1,0 +1,169 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/outpostdata/outpost/test/harness"
+)
+
+// featureStoreStatus polls `outpost get fs -o json` until the store has the
+// phase, and returns its status.
+func (s *site) waitFeatureStore(name, phase string, timeout time.Duration) map[string]any {
+	s.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		var list struct {
+			Items []struct {
+				Metadata struct{ Name string } `json:"metadata"`
+				Status   map[string]any        `json:"status"`
+			} `json:"items"`
+		}
+		out := s.outpost("get", "featurestores", "-o", "json")
+		if err := json.Unmarshal([]byte(out), &list); err != nil {
+			s.t.Fatalf("outpost get featurestores -o json: %v\n%s", err, out)
+		}
+		for _, it := range list.Items {
+			if it.Metadata.Name == name && it.Status["phase"] == phase {
+				return it.Status
+			}
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("feature store %s not %s after %s: %s\nlog:\n%s", name, phase, timeout, out, s.log())
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+func TestFeatureStoreIngestQueryAndPlainSQLOnASingleHost(t *testing.T) {
+	s := newSite(t)
+	s.start()
+	s.writeManifest("products.yaml", `apiVersion: outpost.dev/v1alpha1
+kind: FeatureStore
+metadata:
+  name: products
+spec:
+  instance: {name: example}
+  database: features
+  dimensions: 3
+  distance: cosine
+  index: {type: hnsw, hnsw: {m: 8, efConstruction: 32}}
+  features:
+  - {name: category, type: text}
+  - {name: price, type: double}
+`)
+	status := s.waitFeatureStore("products", "Ready", 2*time.Minute)
+	if status["pgvectorVersion"] != "0.8.0" || status["table"] != "public.products" {
+		t.Errorf("status %v: want pgvectorVersion 0.8.0 and table public.products", status)
+	}
+	conds, _ := json.Marshal(status["conditions"])
+	if !strings.Contains(string(conds), "SerialHNSWBuild") {
+		t.Errorf("conditions %s: want IndexReady saying HNSW builds are serial on pgvector 0.8.0", conds)
+	}
+
+	dir := harnessDir(t)
+	recent := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+	older := time.Now().Add(-3 * time.Hour).UTC().Format(time.RFC3339)
+	var csv strings.Builder
+	csv.WriteString("key,embedding,event_time,category,price\n")
+	for i := 0; i < 100; i++ {
+		cat := "common"
+		if i%25 == 0 {
+			cat = "rare"
+		}
+		fmt.Fprintf(&csv, "p%03d,\"[%d,1,%d]\",%s,%s,%d.5\n", i, i, 100-i, older, cat, i)
+	}
+	file := filepath.Join(dir, "products.csv")
+	os.WriteFile(file, []byte(csv.String()), 0o644)
+	out := s.outpost("featurestore", "ingest", "products", "--file", file)
+	if !strings.Contains(out, "ingested 100 rows") {
+		t.Errorf("ingest printed %q", out)
+	}
+	// Progress is for terminals: none in captured output.
+	if strings.Contains(out, "loading") {
+		t.Errorf("ingest printed progress when not on a terminal: %q", out)
+	}
+	update := filepath.Join(dir, "update.jsonl")
+	os.WriteFile(update, []byte(`{"key":"p000","embedding":[0,1,0],"event_time":"`+recent+`","category":"changed","price":1}`+"\n"), 0o644)
+	s.outpost("featurestore", "ingest", "products", "--file", update)
+
+	out = s.outpost("featurestore", "query", "products", "--vector", "[1,1,99]", "-k", "3", "--where", "category = rare", "-o", "json")
+	var res []struct {
+		Key      string         `json:"key"`
+		Features map[string]any `json:"features"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("query -o json: %v\n%s", err, out)
+	}
+	if len(res) != 3 {
+		t.Fatalf("filtered query returned %d rows, want 3: %s", len(res), out)
+	}
+	for _, r := range res {
+		if r.Features["category"] != "rare" {
+			t.Errorf("filtered query returned %s with category %v", r.Key, r.Features["category"])
+		}
+	}
+	// p000 was rare, and is "changed" now; as of two hours ago it was rare.
+	asOf := time.Now().Add(-2 * time.Hour).UTC().Format(time.RFC3339)
+	out = s.outpost("featurestore", "query", "products", "--vector", "[0,1,100]", "-k", "1", "--as-of", asOf, "-o", "json")
+	if !strings.Contains(out, `"p000"`) || !strings.Contains(out, `"rare"`) {
+		t.Errorf("as-of query: %s, want p000 as rare", out)
+	}
+
+	bad := filepath.Join(dir, "bad.csv")
+	os.WriteFile(bad, []byte("key,embedding\nq1,\"[1,2,3]\"\nq2,\"[1,2]\"\n"), 0o644)
+	if out, err := s.tryOutpost("featurestore", "ingest", "products", "--file", bad); err == nil || !strings.Contains(out, "bad.csv: row 2 (line 3), field embedding") {
+		t.Errorf("bad ingest: %v\n%s\nwant an error naming bad.csv row 2 field embedding", err, out)
+	}
+
+	out = s.outpost("featurestore", "stats", "products")
+	for _, want := range []string{"100 (history: 101 versions)", "hnsw, valid", "0.8.0, HNSW builds serial"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("stats missing %q:\n%s", want, out)
+		}
+	}
+	// Plain SQL, as the application role through psql.
+	got := s.psqlDB("example", "features", "SELECT key FROM products ORDER BY embedding <=> '[0,1,0]' LIMIT 1")
+	if got != "p000" {
+		t.Errorf("plain SQL nearest to [0,1,0] = %q, want p000", got)
+	}
+}
+
+func harnessDir(t *testing.T) string { return harness.TempDir(t) }
+
+// psqlDB runs SQL through psql as an instance's application role in the
+// named database, and returns the rows unaligned.
+func (s *site) psqlDB(name, database, sql string) string {
+	s.t.Helper()
+	dir := filepath.Join(s.stateDir, "instances", "default", name)
+	var creds struct {
+		Host     string `json:"host"`
+		Port     int    `json:"port"`
+		Username string `json:"username"`
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "credentials.json"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &creds); err != nil {
+		s.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, harness.SystemBinary(s.t, "psql"), "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+		"-h", creds.Host, "-p", strconv.Itoa(creds.Port), "-U", creds.Username, "-d", database, "-c", sql)
+	cmd.Env = append(os.Environ(), "PGPASSFILE="+filepath.Join(dir, "pgpass"), "PGCONNECT_TIMEOUT=5")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		s.t.Fatalf("psql %q in %s: %v\n%s", sql, database, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}

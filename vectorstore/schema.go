@@ -1,0 +1,210 @@
+package vectorstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// ErrDimensionsChanged is returned by Ensure when the spec asks for a
+// different embedding dimension than the table has. Embeddings of one size
+// cannot become another; it takes a new store.
+var ErrDimensionsChanged = errors.New("dimensions cannot change")
+
+// EnsureOptions tune Ensure. The zero value is fine.
+type EnsureOptions struct {
+	// OnIndexProgress, if set, receives progress while an index builds.
+	OnIndexProgress func(IndexProgress)
+}
+
+// EnsureResult says what Ensure did.
+type EnsureResult struct {
+	Created        bool
+	AddedFeatures  []string
+	IndexBuilt     bool
+	IndexRebuilt   bool
+	PrunedVersions int64
+}
+
+// Ensure makes the store's tables, index, read-only role and history
+// match spec, migrating safely: new features become new columns, changed
+// index parameters rebuild the index CONCURRENTLY, and a changed dimension
+// or vector type is refused. Running it twice does no harm. The vector
+// extension must exist in the database.
+func Ensure(ctx context.Context, pool *pgxpool.Pool, spec Spec, opts EnsureOptions) (*Store, EnsureResult, error) {
+	var res EnsureResult
+	spec = spec.withDefaults()
+	if err := spec.Validate(); err != nil {
+		return nil, res, fmt.Errorf("feature store %q: %w", spec.Name, err)
+	}
+	s := newStore(pool, spec)
+	if err := s.ensureTables(ctx, &res); err != nil {
+		return nil, res, err
+	}
+	if err := s.ensureReader(ctx); err != nil {
+		return nil, res, err
+	}
+	if err := s.ensureIndex(ctx, &res, opts.OnIndexProgress); err != nil {
+		return nil, res, err
+	}
+	n, err := s.prune(ctx, pool)
+	if err != nil {
+		return nil, res, err
+	}
+	res.PrunedVersions = n
+	return s, res, nil
+}
+
+func (s *Store) ensureTables(ctx context.Context, res *EnsureResult) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	// Two controllers (or a controller and a user's Go program) shaping the
+	// same store at once would race on CREATE and ALTER.
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext('outpost.featurestore.' || $1))", s.tableName); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+metaSchema+`;
+CREATE TABLE IF NOT EXISTS `+metaSchema+`.feature_stores (
+	name text PRIMARY KEY,
+	spec jsonb NOT NULL,
+	updated_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		return fmt.Errorf("feature store metadata: %w", err)
+	}
+	current, exists, err := s.embeddingType(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if exists {
+		if current != s.spec.columnType() {
+			return fmt.Errorf("feature store %q: spec asks for %s embeddings but table %s holds %s: %w; create a new feature store and ingest into it",
+				s.spec.Name, s.spec.columnType(), s.Table(), current, ErrDimensionsChanged)
+		}
+		if err := s.addFeatures(ctx, tx, res); err != nil {
+			return err
+		}
+	} else {
+		if err := s.createTables(ctx, tx); err != nil {
+			return err
+		}
+		res.Created = true
+	}
+	// The database's owner (the application role) owns the tables, so
+	// applications can read and ingest without the superuser.
+	var owner string
+	if err := tx.QueryRow(ctx, "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()").Scan(&owner); err != nil {
+		return err
+	}
+	for _, t := range []string{s.table, s.history} {
+		if _, err := tx.Exec(ctx, "ALTER TABLE "+t+" OWNER TO "+ident(owner)); err != nil {
+			return fmt.Errorf("give %s to %s: %w", t, owner, err)
+		}
+	}
+	raw, err := json.Marshal(s.spec)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO `+metaSchema+`.feature_stores (name, spec) VALUES ($1, $2)
+ON CONFLICT (name) DO UPDATE SET spec = EXCLUDED.spec, updated_at = now()`, s.spec.Name, raw); err != nil {
+		return fmt.Errorf("record spec of %q: %w", s.spec.Name, err)
+	}
+	return tx.Commit(ctx)
+}
+
+// embeddingType returns the embedding column's type, and whether the
+// latest table exists.
+func (s *Store) embeddingType(ctx context.Context, tx pgx.Tx) (string, bool, error) {
+	var t string
+	err := tx.QueryRow(ctx, `SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+WHERE a.attrelid = to_regclass($1) AND a.attname = 'embedding' AND NOT a.attisdropped`, s.table).Scan(&t)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("inspect %s: %w", s.Table(), err)
+	}
+	return t, true, nil
+}
+
+func (s *Store) featureColumns() string {
+	var b strings.Builder
+	for _, f := range s.spec.Features {
+		fmt.Fprintf(&b, ",\n\t%s %s", ident(f.Name), f.Type.sqlType())
+	}
+	return b.String()
+}
+
+func (s *Store) createTables(ctx context.Context, tx pgx.Tx) error {
+	emb := s.spec.columnType()
+	_, err := tx.Exec(ctx, fmt.Sprintf(`CREATE TABLE %s (
+	key text PRIMARY KEY,
+	embedding %s NOT NULL%s,
+	event_time timestamptz NOT NULL,
+	updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE %s (
+	key text NOT NULL,
+	embedding %s NOT NULL%s,
+	event_time timestamptz NOT NULL,
+	updated_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (key, event_time)
+);
+COMMENT ON TABLE %s IS %s;
+COMMENT ON TABLE %s IS %s`,
+		s.table, emb, s.featureColumns(),
+		s.history, emb, s.featureColumns(),
+		s.table, quoteLiteral("Outpost feature store "+s.spec.Name+": latest values, one row per key"),
+		s.history, quoteLiteral("Outpost feature store "+s.spec.Name+": every version, for as-of lookups")))
+	if err != nil {
+		return fmt.Errorf("create tables of %q: %w", s.spec.Name, err)
+	}
+	return nil
+}
+
+// addFeatures adds a column for each feature the tables lack, and refuses
+// a feature whose type changed: converting data in place could fail half
+// way or lose precision.
+func (s *Store) addFeatures(ctx context.Context, tx pgx.Tx, res *EnsureResult) error {
+	rows, err := tx.Query(ctx, `SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
+WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped`, s.table)
+	if err != nil {
+		return err
+	}
+	have := map[string]string{}
+	for rows.Next() {
+		var n, t string
+		if err := rows.Scan(&n, &t); err != nil {
+			return err
+		}
+		have[n] = t
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, f := range s.spec.Features {
+		t, ok := have[f.Name]
+		if ok {
+			if t != f.Type.sqlType() {
+				return fmt.Errorf("feature store %q: features[%s] is %s but column %s.%s is %s; a feature's type cannot change: add a feature with a new name",
+					s.spec.Name, f.Name, f.Type, s.Table(), f.Name, t)
+			}
+			continue
+		}
+		for _, table := range []string{s.table, s.history} {
+			// Adding a nullable column without a default only touches the
+			// catalog: no rewrite, no long lock.
+			if _, err := tx.Exec(ctx, fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s", table, ident(f.Name), f.Type.sqlType())); err != nil {
+				return fmt.Errorf("add feature %s to %s: %w", f.Name, table, err)
+			}
+		}
+		res.AddedFeatures = append(res.AddedFeatures, f.Name)
+	}
+	return nil
+}

@@ -1,0 +1,143 @@
+package vectorstore_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/outpostdata/outpost/vectorstore"
+)
+
+func TestAddingAFeatureKeepsTheDataAndADimensionChangeIsRefused(t *testing.T) {
+	_, pool := newDB(t)
+	ctx := context.Background()
+	spec := vectorstore.Spec{Name: "items", Dimensions: 8, Features: testFeatures}
+	s := ensure(t, pool, spec)
+	rows := clustered(300, 8, 3, 5)
+	ingestRows(t, s, rows)
+
+	spec.Features = append(append([]vectorstore.Feature(nil), testFeatures...), vectorstore.Feature{Name: "colour", Type: vectorstore.Text})
+	_, res, err := vectorstore.Ensure(ctx, pool, spec, vectorstore.EnsureOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.AddedFeatures) != 1 || res.AddedFeatures[0] != "colour" {
+		t.Errorf("added features %v, want [colour]", res.AddedFeatures)
+	}
+	var n int
+	var colour *string
+	if err := pool.QueryRow(ctx, "SELECT count(*), max(colour) FROM items WHERE category IS NOT NULL").Scan(&n, &colour); err != nil {
+		t.Fatal(err)
+	}
+	if n != 300 || colour != nil {
+		t.Errorf("after adding colour: %d rows with their features and colour %v, want 300 and NULL", n, colour)
+	}
+
+	spec.Dimensions = 16
+	_, _, err = vectorstore.Ensure(ctx, pool, spec, vectorstore.EnsureOptions{})
+	if !errors.Is(err, vectorstore.ErrDimensionsChanged) || !strings.Contains(err.Error(), "vector(8)") || !strings.Contains(err.Error(), "new feature store") {
+		t.Errorf("dimension change: got %v, want ErrDimensionsChanged naming vector(8) and saying to create a new store", err)
+	}
+	if err := pool.QueryRow(ctx, "SELECT count(*) FROM items").Scan(&n); err != nil || n != 300 {
+		t.Errorf("after the refused change: %d rows (%v), want 300", n, err)
+	}
+}
+
+func TestChangedIndexParametersRebuildTheIndex(t *testing.T) {
+	_, pool := newDB(t)
+	ctx := context.Background()
+	spec := vectorstore.Spec{Name: "items", Dimensions: 8, Features: testFeatures}
+	s := ensure(t, pool, spec)
+	ingestRows(t, s, clustered(500, 8, 3, 5))
+
+	spec.Index = vectorstore.Index{Type: vectorstore.HNSW, M: 8, EfConstruction: 32}
+	var phases []string
+	s, res, err := vectorstore.Ensure(ctx, pool, spec, vectorstore.EnsureOptions{OnIndexProgress: func(p vectorstore.IndexProgress) {
+		phases = append(phases, p.Phase)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.IndexRebuilt {
+		t.Errorf("result %+v: want the index rebuilt", res)
+	}
+	var def string
+	if err := pool.QueryRow(ctx, "SELECT pg_get_indexdef('items_embedding_idx'::regclass)").Scan(&def); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(def, "m='8'") || !strings.Contains(def, "ef_construction='32'") {
+		t.Errorf("index after rebuild: %s, want m=8 ef_construction=32", def)
+	}
+	st, err := s.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.IndexState != vectorstore.IndexValid || st.Rows != 500 || st.PgvectorVersion == "" || st.IndexBytes == 0 {
+		t.Errorf("stats %+v: want a valid index, 500 rows and the pgvector version", st)
+	}
+	if st.PgvectorVersion == "0.8.0" && st.ParallelHNSWBuild {
+		t.Error("pgvector 0.8.0 reported as safe for parallel HNSW builds")
+	}
+
+	spec.Index = vectorstore.Index{Type: vectorstore.IVFFlat, Lists: 10}
+	if _, _, err := vectorstore.Ensure(ctx, pool, spec, vectorstore.EnsureOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pool.QueryRow(ctx, "SELECT pg_get_indexdef('items_embedding_idx'::regclass)").Scan(&def); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(def, "USING ivfflat") {
+		t.Errorf("index after switching to ivfflat: %s", def)
+	}
+	got, err := s.Search(ctx, []float32{1, 1, 1, 1, 1, 1, 1, 1}, vectorstore.SearchOptions{K: 5})
+	if err != nil || len(got) != 5 {
+		t.Errorf("search on the swapped ivfflat index: %d rows, %v; want 5", len(got), err)
+	}
+}
+
+func TestParallelHNSWBuildSafeFromPgvector082(t *testing.T) {
+	for v, want := range map[string]bool{"0.8.0": false, "0.8.1": false, "0.7.4": false, "0.8.2": true, "0.9.0": true, "1.0.0": true, "": false, "x": false} {
+		if got := vectorstore.ParallelHNSWBuildSafe(v); got != want {
+			t.Errorf("ParallelHNSWBuildSafe(%q) = %v, want %v", v, got, want)
+		}
+	}
+}
+
+func TestReaderRoleCanSelectAndCannotWrite(t *testing.T) {
+	pg, pool := newDB(t)
+	ctx := context.Background()
+	s := ensure(t, pool, vectorstore.Spec{Name: "items", Dimensions: 3, Features: testFeatures})
+	ingestRows(t, s, []row{{Key: "a", Embedding: []float32{1, 2, 3}, EventTime: time.Now().Add(-time.Hour)}})
+	if _, err := pool.Exec(ctx, "CREATE ROLE alice LOGIN PASSWORD 'alice-pw' IN ROLE "+vectorstore.DefaultReaderRole); err != nil {
+		t.Fatal(err)
+	}
+	url := strings.Replace(pg.URL("features"), "postgres:"+pg.Server.Password, "alice:alice-pw", 1)
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("connect as alice: %v", err)
+	}
+	defer conn.Close(ctx)
+	var key string
+	if err := conn.QueryRow(ctx, "SELECT key FROM items ORDER BY embedding <=> '[1,2,3]' LIMIT 1").Scan(&key); err != nil || key != "a" {
+		t.Errorf("reader's plain SQL search: %q, %v; want a", key, err)
+	}
+	if err := conn.QueryRow(ctx, "SELECT key FROM items_history LIMIT 1").Scan(&key); err != nil {
+		t.Errorf("reader cannot read history: %v", err)
+	}
+	for _, q := range []string{
+		"INSERT INTO items (key, embedding, event_time) VALUES ('b', '[1,1,1]', now())",
+		"UPDATE items SET category = 'x'",
+		"DELETE FROM items",
+		"TRUNCATE items_history",
+		"CREATE TABLE public.mine (x int)",
+		"SELECT * FROM outpost.feature_stores",
+	} {
+		if _, err := conn.Exec(ctx, q); err == nil {
+			t.Errorf("reader could run %q", q)
+		}
+	}
+}

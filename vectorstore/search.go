@@ -1,0 +1,256 @@
+package vectorstore
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/pgvector/pgvector-go"
+)
+
+// Result is one entity a search or lookup returns.
+type Result struct {
+	Key string
+	// Distance from the query vector; for inner_product it is the negative
+	// inner product, as pgvector's <#> gives it.
+	Distance  float64
+	Features  map[string]any
+	EventTime time.Time
+	UpdatedAt time.Time
+}
+
+// Filter restricts a search to entities whose column compares to a value.
+// The column is checked against the store's columns and quoted as an
+// identifier; the value is always a query parameter.
+type Filter struct {
+	// Column is a feature, key or event_time.
+	Column string
+	// Op is one of = != <> < <= > >=.
+	Op    string
+	Value any
+}
+
+var filterOps = []string{"<=", ">=", "!=", "<>", "=", "<", ">"}
+
+// ParseFilter reads "feature = value" as the CLI's --where takes it; the
+// value is converted to the column's type (quotes around text optional).
+func (s *Store) ParseFilter(expr string) (Filter, error) {
+	for _, op := range filterOps {
+		col, val, ok := strings.Cut(expr, op)
+		if !ok {
+			continue
+		}
+		col, val = strings.TrimSpace(col), strings.TrimSpace(val)
+		if len(val) >= 2 && (val[0] == '\'' && val[len(val)-1] == '\'' || val[0] == '"' && val[len(val)-1] == '"') {
+			val = val[1 : len(val)-1]
+		}
+		conv, err := s.filterConverter(col)
+		if err != nil {
+			return Filter{}, fmt.Errorf("--where %q: %w", expr, err)
+		}
+		v, err := conv(csvText(val))
+		if err != nil {
+			return Filter{}, fmt.Errorf("--where %q: value %w", expr, err)
+		}
+		if v == nil {
+			return Filter{}, fmt.Errorf("--where %q: no value to compare with", expr)
+		}
+		return Filter{Column: col, Op: op, Value: v}, nil
+	}
+	return Filter{}, fmt.Errorf("--where %q: want COLUMN OP VALUE with OP one of = != < <= > >=, for example 'category = shoes'", expr)
+}
+
+func (s *Store) filterConverter(col string) (converter, error) {
+	switch col {
+	case "key":
+		return keyConverter, nil
+	case "event_time", "updated_at":
+		return timeConverter, nil
+	}
+	f, ok := s.spec.feature(col)
+	if !ok {
+		return nil, fmt.Errorf("%q is not a column of feature store %q (features: %s)", col, s.spec.Name, strings.Join(s.columns()[3:], ", "))
+	}
+	if f.Type == JSONB {
+		return nil, fmt.Errorf("feature %q is jsonb; filter on it with SQL", col)
+	}
+	return featureConverter(f.Type), nil
+}
+
+// SearchOptions tune a search. The zero value asks for 10 neighbours with
+// the server's settings.
+type SearchOptions struct {
+	// K is how many neighbours to return; 0 means 10.
+	K int
+	// Filters are ANDed.
+	Filters []Filter
+	// EfSearch sets hnsw.ef_search for this query (1–1000); 0 keeps the
+	// server's (40), raised to 2×K when that is lower.
+	EfSearch int
+	// MaxScanTuples sets hnsw.max_scan_tuples, how far an iterative scan
+	// goes looking for rows that pass the filters; 0 keeps 20,000.
+	MaxScanTuples int
+	// Probes sets ivfflat.probes; 0 keeps the server's.
+	Probes int
+	// AsOf answers from history: each entity as it was at that time.
+	// Search as of a time is exact (history has no vector index).
+	AsOf time.Time
+	// Exact skips the index: a full scan, exact results.
+	Exact bool
+}
+
+// Search returns the K entities nearest to vector, nearest first. With
+// filters it uses pgvector's iterative index scans, so it returns K rows
+// whenever K matching rows exist within max_scan_tuples; if the scan still
+// comes up short it answers exactly instead.
+func (s *Store) Search(ctx context.Context, vector []float32, opts SearchOptions) ([]Result, error) {
+	if len(vector) != s.spec.Dimensions {
+		return nil, fmt.Errorf("query vector has %d dimensions; feature store %q has %d", len(vector), s.spec.Name, s.spec.Dimensions)
+	}
+	if opts.K == 0 {
+		opts.K = 10
+	}
+	if opts.K < 0 || opts.K > 10000 {
+		return nil, fmt.Errorf("k %d: want 1 to 10000", opts.K)
+	}
+	if opts.EfSearch < 0 || opts.EfSearch > 1000 {
+		return nil, fmt.Errorf("ef_search %d: want 1 to 1000", opts.EfSearch)
+	}
+	var q any = pgvector.NewVector(vector)
+	if s.spec.VectorType == HalfVec {
+		q = pgvector.NewHalfVector(vector)
+	}
+	if !opts.AsOf.IsZero() {
+		if err := s.checkAsOf(opts.AsOf); err != nil {
+			return nil, err
+		}
+		return s.search(ctx, q, opts, true)
+	}
+	res, err := s.search(ctx, q, opts, opts.Exact || s.spec.Index.Type == NoIndex)
+	if err != nil || len(opts.Filters) == 0 || len(res) == opts.K || opts.Exact {
+		return res, err
+	}
+	// The iterative scan gave up (max_scan_tuples) before finding K rows
+	// that pass the filters; the exact answer may hold more.
+	return s.search(ctx, q, opts, true)
+}
+
+func (s *Store) search(ctx context.Context, q any, opts SearchOptions, exact bool) ([]Result, error) {
+	args := []any{q}
+	var where []string
+	for _, f := range opts.Filters {
+		if !isFilterOp(f.Op) {
+			return nil, fmt.Errorf("filter on %s: operator %q: want = != < <= > >=", f.Column, f.Op)
+		}
+		if _, err := s.filterConverter(f.Column); err != nil {
+			return nil, err
+		}
+		args = append(args, f.Value)
+		where = append(where, fmt.Sprintf("%s %s $%d", ident(f.Column), f.Op, len(args)))
+	}
+	args = append(args, opts.K)
+	limit := fmt.Sprintf("$%d", len(args))
+	whereSQL := ""
+	if len(where) > 0 {
+		whereSQL = "WHERE " + strings.Join(where, " AND ")
+	}
+	dist := fmt.Sprintf("%s %s %s", s.spec.indexedExpr(), s.spec.distanceOp(), s.spec.queryParam("$1"))
+	var sql string
+	switch {
+	case !opts.AsOf.IsZero():
+		args = append(args, opts.AsOf)
+		sql = fmt.Sprintf(`WITH asof AS (
+	SELECT DISTINCT ON (key) * FROM %s WHERE event_time <= $%d ORDER BY key, event_time DESC)
+SELECT key, (%s)::float8, event_time, updated_at%s FROM asof %s ORDER BY 2 LIMIT %s`,
+			s.history, len(args), dist, s.selectFeatures(""), whereSQL, limit)
+	case exact:
+		// Ordering by an expression the index does not cover makes the
+		// planner scan: exact, whatever the session's settings or a
+		// cached plan say.
+		sql = fmt.Sprintf(`SELECT key, (%s)::float8 AS d, event_time, updated_at%s FROM %s %s ORDER BY (%s) + 0 LIMIT %s`,
+			dist, s.selectFeatures(""), s.table, whereSQL, dist, limit)
+	default:
+		sql = fmt.Sprintf(`SELECT key, (%s)::float8, event_time, updated_at%s FROM %s %s ORDER BY %s LIMIT %s`,
+			dist, s.selectFeatures(""), s.table, whereSQL, dist, limit)
+	}
+
+	settings := s.settings(opts, exact)
+	if len(settings) == 0 {
+		rows, err := s.pool.Query(ctx, sql, args...)
+		if err != nil {
+			return nil, fmt.Errorf("search %q: %w", s.spec.Name, err)
+		}
+		return s.scanResults(rows)
+	}
+	// A batch runs in one implicit transaction, so set_config(..., true)
+	// is SET LOCAL for the query after it, in a single round trip.
+	b := &pgx.Batch{}
+	var names, values []string
+	for _, kv := range settings {
+		names, values = append(names, kv[0]), append(values, kv[1])
+	}
+	b.Queue("SELECT set_config(n, v, true) FROM unnest($1::text[], $2::text[]) AS s(n, v)", names, values)
+	b.Queue(sql, args...)
+	br := s.pool.SendBatch(ctx, b)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
+		return nil, fmt.Errorf("search %q: settings %v: %w", s.spec.Name, names, err)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, fmt.Errorf("search %q: %w", s.spec.Name, err)
+	}
+	res, err := s.scanResults(rows)
+	if s.spec.Index.Type == IVFFlat {
+		slices.SortStableFunc(res, func(a, b Result) int { return cmp.Compare(a.Distance, b.Distance) })
+	}
+	return res, err
+}
+
+// settings are the per-query planner settings of a search.
+func (s *Store) settings(opts SearchOptions, exact bool) [][2]string {
+	if exact {
+		return nil
+	}
+	var out [][2]string
+	switch s.spec.Index.Type {
+	case HNSW:
+		ef := opts.EfSearch
+		if ef == 0 && opts.K*2 > 40 {
+			ef = min(opts.K*2, 1000)
+		}
+		if ef > 0 {
+			out = append(out, [2]string{"hnsw.ef_search", strconv.Itoa(ef)})
+		}
+		if len(opts.Filters) > 0 {
+			out = append(out, [2]string{"hnsw.iterative_scan", "strict_order"})
+		}
+		if opts.MaxScanTuples > 0 {
+			out = append(out, [2]string{"hnsw.max_scan_tuples", strconv.Itoa(opts.MaxScanTuples)})
+		}
+	case IVFFlat:
+		if opts.Probes > 0 {
+			out = append(out, [2]string{"ivfflat.probes", strconv.Itoa(opts.Probes)})
+		}
+		if len(opts.Filters) > 0 {
+			// ivfflat offers relaxed_order only: search sorts the rows
+			// by distance again.
+			out = append(out, [2]string{"ivfflat.iterative_scan", "relaxed_order"})
+		}
+	}
+	return out
+}
+
+func isFilterOp(op string) bool {
+	for _, o := range filterOps {
+		if o == op {
+			return true
+		}
+	}
+	return false
+}

@@ -30,6 +30,9 @@ const (
 type InstanceReconciler struct {
 	Runtime InstanceRuntime
 	Events  EventRecorder
+	// Usage, when set, meters instances: it is told about every instance
+	// with a valid spec on each pass, and about every deletion.
+	Usage UsageRecorder
 }
 
 // Reconcile brings one instance towards its spec, updates inst.Status in
@@ -46,6 +49,7 @@ func (r *InstanceReconciler) Reconcile(ctx context.Context, inst *outpostv1.Post
 		// Nothing will change until the spec does.
 		return 0
 	}
+	r.recordUsage(ctx, inst, false)
 
 	obs, err := r.Runtime.EnsureInstance(ctx, inst)
 	if err != nil {
@@ -79,6 +83,12 @@ func (r *InstanceReconciler) Reconcile(ctx context.Context, inst *outpostv1.Post
 func (r *InstanceReconciler) Delete(ctx context.Context, inst *outpostv1.PostgresInstance) error {
 	if err := r.Runtime.DeleteInstance(ctx, inst); err != nil {
 		r.Events.Event(inst, "Warning", "DeleteFailed", err.Error())
+		return err
+	}
+	if err := r.recordUsage(ctx, inst, true); err != nil {
+		// Returning the error keeps the object, so the deletion (which is
+		// idempotent) and its usage record are retried; otherwise the
+		// instance would stay billed.
 		return err
 	}
 	r.Events.Event(inst, "Normal", "Deleted", "instance stopped; data "+deletionOutcome(inst.Spec.DeletionPolicy))

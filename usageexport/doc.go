@@ -1,4 +1,19 @@
 // Package usageexport owns usage metering: the ledger of usage records in
 // controldb, signed monthly export files and their verification, the upload
-// client, the direct-mode streamer, and the hub that receives both.
+// client and the direct-mode streamer. The hub that receives both lives in
+// usageexport/hub.
+//
+// How metering works, in one paragraph: the reconciler tells the Ledger what
+// each instance looks like whenever it reconciles it (Observe) and when it is
+// deleted (Deleted). The ledger keeps a timeline of intervals per instance;
+// creation, deletion and a change of what is billed (the CPU limit, memory,
+// storage or labels) end one interval and start the next. A Sampler turns
+// the timeline into usage records, one per interval per closed clock hour,
+// whose ids are the sha256 of what they describe. Because records are a pure
+// function of the timeline and the hour, a sampler that was down, crashed
+// half way or ran twice writes exactly the same records as one that never
+// stopped.
+//
+// The package does not know where instances run or where their specs come
+// from; it does not import controller.
 package usageexport

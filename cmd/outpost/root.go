@@ -25,6 +25,8 @@ backs every instance up to S3-compatible storage, and meters usage.`,
 		newDeleteCommand(&sh),
 		newPsqlCommand(&sh),
 		newFeatureStoreCommand(&sh),
+		newUsageCommand(&sh),
+		newHubCommand(),
 		newControllerCommand(&sh),
 		newInstanceCommand(),
 	)

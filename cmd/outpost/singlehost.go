@@ -53,7 +53,7 @@ data.`,
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return singlehost.Up(ctx, singlehost.UpOptions{StateDir: sd, FirstPort: firstPort, Out: cmd.OutOrStdout(), Log: log})
+			return singlehost.Up(ctx, singlehost.UpOptions{StateDir: sd, FirstPort: firstPort, Out: cmd.OutOrStdout(), Log: log, Version: Version()})
 		},
 	}
 	cmd.Flags().IntVar(&firstPort, "first-port", 5432, "lowest TCP port given to an instance")

@@ -27,6 +27,8 @@ type UpOptions struct {
 	Out io.Writer
 	// Log receives the controller's structured log.
 	Log *slog.Logger
+	// Version is the controller's version, written into usage exports.
+	Version string
 }
 
 // Up runs the single-host data controller until ctx ends: it creates the
@@ -65,6 +67,11 @@ func Up(ctx context.Context, opts UpOptions) (err error) {
 	rt := &localruntime.Runtime{StateDir: sd.Root, Ports: db, FirstPort: opts.FirstPort, Log: log}
 	defer func() { err = errors.Join(err, rt.Shutdown()) }()
 	reconciler := &controller.InstanceReconciler{Runtime: rt, Events: &dirsource.EventRecorder{DB: db.DB, Log: log}}
+	usage, err := startUsage(ctx, db.DB, sd, opts.Version, log)
+	if err != nil {
+		return err
+	}
+	reconciler.Usage = usage.ledger
 	ctrl := dirsource.New(sd.Manifests(), validator, db.DB, reconciler, log)
 	rt.OnChange = ctrl.Kick
 	ctrl.OnFeatureStores(&controller.FeatureStoreReconciler{Databases: rt, Events: &dirsource.EventRecorder{DB: db.DB, Log: log}})
@@ -74,11 +81,23 @@ func Up(ctx context.Context, opts UpOptions) (err error) {
 			listen = dc.Spec.LocalRuntime.ListenAddress
 		}
 		rt.SetListenAddress(listen)
+		usage.setSite(dc)
 	})
 
 	done := make(chan error, 1)
 	go func() { done <- ctrl.Run(ctx) }()
 	go announceReady(ctx, ctrl.Synced(), db.DB, sd, opts.Out)
+	usageDone := make(chan struct{})
+	go func() {
+		defer close(usageDone)
+		// After the first pass, so the site's DataController is known.
+		select {
+		case <-ctrl.Synced():
+			usage.run(ctx, sd)
+		case <-ctx.Done():
+		}
+	}()
+	defer func() { <-usageDone }()
 	runErr := <-done
 	fmt.Fprintln(opts.Out, "Stopping instances and controldb...")
 	return runErr

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"crypto/ed25519"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/outpostdata/outpost/controller/singlehost"
+	"github.com/outpostdata/outpost/usageexport"
+)
+
+func newUsageCommand(f *singleHostFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "usage",
+		Short: "Export, verify and upload signed usage files; print the site's signing key",
+	}
+	cmd.AddCommand(newUsageKeyCommand(f), newUsageExportCommand(f), newUsageVerifyCommand(), newUsageUploadCommand())
+	return cmd
+}
+
+func newUsageKeyCommand(f *singleHostFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "key",
+		Short: "Print the site's public signing key, to register the site at a hub",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			sd, err := f.open()
+			if err != nil {
+				return err
+			}
+			key, err := usageexport.LoadKey(sd.UsageKey())
+			if err != nil {
+				return err
+			}
+			pub := key.Public()
+			fmt.Fprintln(cmd.OutOrStdout(), usageexport.FormatPublicKey(pub))
+			fmt.Fprintf(cmd.ErrOrStderr(), "fingerprint %s, site id %s\n", usageexport.Fingerprint(pub), usageexport.SiteID(pub))
+			return nil
+		},
+	}
+}
+
+func newUsageExportCommand(f *singleHostFlags) *cobra.Command {
+	var month, output string
+	var gzip bool
+	cmd := &cobra.Command{
+		Use:   "export --month YYYY-MM [-o FILE] [--gzip]",
+		Short: "Write the signed usage file of one month (the current month is marked partial)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			sd, err := f.open()
+			if err != nil {
+				return err
+			}
+			res, site, err := singlehost.ExportUsage(cmd.Context(), sd, month, Version(), gzip)
+			if err != nil {
+				return err
+			}
+			if output == "" {
+				output = fmt.Sprintf("usage-%s-%s.outpost-usage", site.Name, month)
+				if gzip {
+					output += ".gz"
+				}
+			}
+			if output == "-" {
+				_, err = cmd.OutOrStdout().Write(res.File)
+			} else {
+				err = os.WriteFile(output, res.File, 0o644)
+			}
+			if err != nil {
+				return fmt.Errorf("-o %s: %w", output, err)
+			}
+			partial := ""
+			if res.Period.Partial {
+				partial = fmt.Sprintf(" (partial: up to %s)", res.Period.CoveredUntil.Format("2006-01-02 15:04 MST"))
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "Exported %s%s to %s: %d instances, %d records, %s vCore-hours; payload sha256 %s\n",
+				month, partial, output, res.Instances, res.Total.Records, res.Total.VCoreHours, res.PayloadSHA256)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&month, "month", "", "month to export, YYYY-MM")
+	cmd.Flags().StringVarP(&output, "output", "o", "", "file to write, - for standard output (default usage-SITE-MONTH.outpost-usage)")
+	cmd.Flags().BoolVar(&gzip, "gzip", false, "compress the file with gzip")
+	cmd.MarkFlagRequired("month")
+	return cmd
+}
+
+func newUsageVerifyCommand() *cobra.Command {
+	var publicKey string
+	cmd := &cobra.Command{
+		Use:   "verify FILE [--public-key KEY]",
+		Short: "Check a usage file's signature, period, totals, duplicates and gaps",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			data, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			pub, err := parseKeyFlag(publicKey)
+			if err != nil {
+				return err
+			}
+			v, err := usageexport.Verify(data, usageexport.VerifyOptions{PublicKey: pub})
+			if err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			p := v.Payload
+			period := ""
+			if p.Period != nil {
+				period = " for " + p.Period.Month
+				if p.Period.Partial {
+					period += " (partial, up to " + p.Period.CoveredUntil.Format("2006-01-02 15:04 MST") + ")"
+				}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: OK, site %s (%s)%s, signed by %s\n  %d instances, %d records, %s vCore-hours\n",
+				args[0], p.Site.Name, p.Site.ID, period, v.Block.KeyFingerprint, len(p.Instances), p.Total.Records, p.Total.VCoreHours)
+			if pub == nil {
+				fmt.Fprintln(cmd.ErrOrStderr(), "note: checked against the key inside the file; pass --public-key to check who signed it")
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&publicKey, "public-key", "", "the site's public key (ed25519:...), as printed by `outpost usage key`")
+	return cmd
+}
+
+func newUsageUploadCommand() *cobra.Command {
+	var hubURL, token, publicKey string
+	var attempts int
+	cmd := &cobra.Command{
+		Use:   "upload FILE --hub URL",
+		Short: "Verify a usage file and send it to the hub, with retries; uploading again counts nothing twice",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			data, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			if token == "" {
+				token = os.Getenv("OUTPOST_HUB_TOKEN")
+			}
+			if token == "" {
+				return fmt.Errorf("--token: not set (or set OUTPOST_HUB_TOKEN): the token `outpost hub site add` printed")
+			}
+			pub, err := parseKeyFlag(publicKey)
+			if err != nil {
+				return err
+			}
+			opts := usageexport.UploadOptions{HubURL: hubURL, Token: token, PublicKey: pub, Attempts: attempts}
+			if isTerminal(os.Stderr) {
+				opts.Progress = cmd.ErrOrStderr()
+			}
+			rc, err := usageexport.Upload(cmd.Context(), data, opts)
+			if err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			if rc.Duplicate {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: the hub already had this file; nothing changed\n", args[0])
+				return nil
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: uploaded to site %s, %d records (%d new)\n", args[0], rc.Site, rc.Records, rc.NewRecords)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&hubURL, "hub", "", "hub URL, for example https://hub.example.com")
+	cmd.Flags().StringVar(&token, "token", "", "the site's hub token (default $OUTPOST_HUB_TOKEN)")
+	cmd.Flags().StringVar(&publicKey, "public-key", "", "require the file to be signed by this key")
+	cmd.Flags().IntVar(&attempts, "attempts", 8, "how often to try before giving up")
+	cmd.MarkFlagRequired("hub")
+	return cmd
+}
+
+func parseKeyFlag(s string) (ed25519.PublicKey, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	pub, err := usageexport.ParsePublicKey(s)
+	if err != nil {
+		return nil, fmt.Errorf("--public-key: %w", err)
+	}
+	return pub, nil
+}
+
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,164 @@
+package usageexport
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/klauspost/compress/gzip"
+)
+
+// A signed file is the payload (one line of compact JSON, which never
+// contains a raw newline) followed by "\n", then the signature block (one
+// line of JSON) followed by "\n". The signature is over the payload's exact
+// bytes, prefixed by signingContext; nothing is re-serialised to verify.
+// The whole file may be gzipped.
+
+// signingContext separates these signatures from any other use of the key.
+const signingContext = "outpost-usage-payload-v1\x00"
+
+// maxFileSize bounds what is read or decompressed: a year of 1,000
+// instances is far below it.
+const maxFileSize = 4 << 30
+
+// SignatureBlock is the last line of a signed file.
+type SignatureBlock struct {
+	Algorithm      string `json:"algorithm"`
+	PublicKey      string `json:"publicKey"`
+	KeyFingerprint string `json:"keyFingerprint"`
+	PayloadSHA256  string `json:"payloadSha256"`
+	PayloadLength  int64  `json:"payloadLength"`
+	Signature      string `json:"signature"`
+}
+
+// Seal signs payload bytes with key and returns the file.
+func Seal(payload []byte, key SigningKey) ([]byte, error) {
+	if bytes.IndexByte(payload, '\n') >= 0 {
+		return nil, errors.New("seal: payload must be one line")
+	}
+	sum := sha256.Sum256(payload)
+	msg := make([]byte, 0, len(signingContext)+len(payload))
+	msg = append(append(msg, signingContext...), payload...)
+	pub := key.Public()
+	block, err := json.Marshal(SignatureBlock{
+		Algorithm:      "ed25519",
+		PublicKey:      FormatPublicKey(pub),
+		KeyFingerprint: Fingerprint(pub),
+		PayloadSHA256:  hex.EncodeToString(sum[:]),
+		PayloadLength:  int64(len(payload)),
+		Signature:      base64.StdEncoding.EncodeToString(ed25519.Sign(key.Private, msg)),
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, len(payload)+len(block)+2)
+	out = append(append(append(append(out, payload...), '\n'), block...), '\n')
+	return out, nil
+}
+
+// Gzip compresses a file. Verification accepts both forms.
+func Gzip(file []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&buf, gzip.DefaultCompression)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := zw.Write(file); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// Opened is a file whose signature checked out.
+type Opened struct {
+	// Payload is the exact signed bytes.
+	Payload []byte
+	// PayloadSHA256 is hex; it is the idempotency key of an upload.
+	PayloadSHA256 string
+	PublicKey     ed25519.PublicKey
+	Block         SignatureBlock
+	Gzipped       bool
+}
+
+// OpenSigned splits a file (gzipped or not) into payload and signature
+// block and checks the signature. It does not look inside the payload.
+func OpenSigned(data []byte) (*Opened, error) {
+	o := &Opened{}
+	if len(data) >= 2 && data[0] == 0x1f && data[1] == 0x8b {
+		zr, err := gzip.NewReader(bytes.NewReader(data))
+		if err != nil {
+			return nil, fmt.Errorf("gzip: %w", err)
+		}
+		// One member only: bytes appended after the stream are tampering.
+		zr.Multistream(false)
+		plain, err := io.ReadAll(io.LimitReader(zr, maxFileSize+1))
+		if err != nil {
+			return nil, fmt.Errorf("gzip: %w", err)
+		}
+		if len(plain) > maxFileSize {
+			return nil, fmt.Errorf("gzip: file is larger than %d bytes uncompressed", maxFileSize)
+		}
+		if rest, _ := io.ReadAll(zr); len(rest) > 0 {
+			return nil, errors.New("gzip: data after the compressed stream")
+		}
+		data, o.Gzipped = plain, true
+	}
+	if len(data) == 0 || data[len(data)-1] != '\n' {
+		return nil, errors.New("file does not end with the signature line and a newline")
+	}
+	cut := bytes.LastIndexByte(data[:len(data)-1], '\n')
+	if cut < 0 {
+		return nil, errors.New("file has no signature line: expected the payload line, then the signature line")
+	}
+	o.Payload = data[:cut]
+	line := data[cut+1 : len(data)-1]
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&o.Block); err != nil {
+		return nil, fmt.Errorf("signature line: %w", err)
+	}
+	// The signature line is not itself signed, so it must be exactly as
+	// Seal writes it: no second spelling of the same content is accepted.
+	if canonical, _ := json.Marshal(o.Block); !bytes.Equal(canonical, line) {
+		return nil, errors.New("signature line: not in canonical form (altered?)")
+	}
+	b := o.Block
+	if b.Algorithm != "ed25519" {
+		return nil, fmt.Errorf("signature line: algorithm %q is not supported, want ed25519", b.Algorithm)
+	}
+	pub, err := ParsePublicKey(b.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("signature line: publicKey: %w", err)
+	}
+	o.PublicKey = pub
+	if b.KeyFingerprint != Fingerprint(pub) {
+		return nil, errors.New("signature line: keyFingerprint does not match publicKey")
+	}
+	if b.PayloadLength != int64(len(o.Payload)) {
+		return nil, fmt.Errorf("signature line: payloadLength is %d, but the payload has %d bytes", b.PayloadLength, len(o.Payload))
+	}
+	sum := sha256.Sum256(o.Payload)
+	o.PayloadSHA256 = hex.EncodeToString(sum[:])
+	if b.PayloadSHA256 != o.PayloadSHA256 {
+		return nil, errors.New("signature line: payloadSha256 does not match the payload (altered?)")
+	}
+	sig, err := base64.StdEncoding.Strict().DecodeString(b.Signature)
+	if err != nil || len(sig) != ed25519.SignatureSize {
+		return nil, errors.New("signature line: signature is not the base64 of 64 bytes")
+	}
+	msg := make([]byte, 0, len(signingContext)+len(o.Payload))
+	msg = append(append(msg, signingContext...), o.Payload...)
+	if !ed25519.Verify(pub, msg, sig) {
+		return nil, errors.New("signature does not match the payload: the file was altered or signed by another key")
+	}
+	return o, nil
+}

@@ -172,3 +172,18 @@ func isCode(err error, code string) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == code
 }
+
+// CreateDatabaseIfMissing creates a database owned by owner unless one of
+// that name exists, which is then left exactly as it is: a feature store may
+// name any database, and handing, say, the postgres database to the
+// application role (as EnsureDatabase would) must not happen.
+func CreateDatabaseIfMissing(ctx context.Context, conn *pgx.Conn, name, owner string) error {
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
+		return fmt.Errorf("database %s: %w", name, err)
+	}
+	if exists {
+		return nil
+	}
+	return EnsureDatabase(ctx, conn, name, owner)
+}

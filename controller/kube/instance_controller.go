@@ -115,18 +115,6 @@ func (r *InstanceReconciler) finalize(ctx context.Context, inst *outpostv1.Postg
 	return ctrl.Result{}, client.IgnoreNotFound(r.Client.Patch(ctx, inst, patch))
 }
 
-// statusChanged ignores condition timestamps, which the core keeps when
-// nothing else changed anyway.
-func statusChanged(before, after *outpostv1.PostgresInstanceStatus) bool {
-	b, a := before.DeepCopy(), after.DeepCopy()
-	for _, s := range []*outpostv1.PostgresInstanceStatus{b, a} {
-		for i := range s.Conditions {
-			s.Conditions[i].LastTransitionTime = metav1.Time{}
-		}
-	}
-	return !equalJSON(b, a)
-}
-
 // SetupWithManager registers the reconciler; changes to the objects an
 // instance owns (a StatefulSet becoming ready, a Service deleted by hand)
 // bring the instance back into the queue.

@@ -76,7 +76,8 @@ func Scheme() (*runtime.Scheme, error) {
 }
 
 // NewManager builds a manager with the PostgresInstance reconciler
-// registered. Start it with mgr.Start(ctx); it returns when ctx ends.
+// registered, and the FeatureStore reconciler when the runtime can reach its
+// instances' databases. Start it with mgr.Start(ctx); it returns when ctx ends.
 func NewManager(opts Options) (manager.Manager, error) {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
@@ -148,6 +149,15 @@ func NewManager(opts Options) (manager.Manager, error) {
 	}
 	if err := r.SetupWithManager(mgr, opts.MaxConcurrentReconciles); err != nil {
 		return nil, err
+	}
+	if dbs, ok := rt.(controller.DatabaseLocator); ok {
+		fs := &FeatureStoreReconciler{
+			Client: mgr.GetClient(),
+			Core:   &controller.FeatureStoreReconciler{Databases: dbs, Events: mgr.GetEventRecorderFor("outpost-controller")},
+		}
+		if err := fs.SetupWithManager(mgr); err != nil {
+			return nil, err
+		}
 	}
 	return mgr, nil
 }

@@ -32,17 +32,8 @@ func (r *Runtime) DatabaseURL(ctx context.Context, namespace, name, database str
 		return "", fmt.Errorf("connect to instance %s: %w", key, err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	// An existing database is used as it is: EnsureDatabase would also
-	// hand it to the application role, which must not happen to, say,
-	// the postgres database.
-	var exists bool
-	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", database).Scan(&exists); err != nil {
+	if err := postgres.CreateDatabaseIfMissing(ctx, conn, database, in.creds.Username); err != nil {
 		return "", fmt.Errorf("instance %s: %w", key, err)
-	}
-	if !exists {
-		if err := postgres.EnsureDatabase(ctx, conn, database, in.creds.Username); err != nil {
-			return "", fmt.Errorf("instance %s: %w", key, err)
-		}
 	}
 	return in.server.URL(database), nil
 }

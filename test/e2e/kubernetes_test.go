@@ -137,6 +137,30 @@ SELECT name FROM items ORDER BY embedding <-> '[2.9,3,3.1]' LIMIT 1;`)
 		t.Fatalf("kNN query at %s: %v\n%s", endpoint, err, out)
 	}
 
+	// A FeatureStore CR on the instance gets its tables, queryable with
+	// plain SQL by the application role.
+	kubectl(t, api, `apiVersion: outpost.dev/v1alpha1
+kind: FeatureStore
+metadata: {name: products, namespace: default}
+spec:
+  instance: {name: vec}
+  database: features
+  dimensions: 3
+  features: [{name: colour, type: text}]
+`, "apply", "-f", "-")
+	waitFor(t, time.Minute, "featurestore/products Ready", func() bool {
+		out, _ := tryKubectl(t, api, "", "get", "featurestore", "products", "-o", "jsonpath={.status.phase}")
+		return out == "Ready"
+	})
+	table := kubectl(t, api, "", "get", "featurestore", "products", "-o", "jsonpath={.status.table}")
+	query := exec.Command(harness.SystemBinary(t, "psql"), "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+		"-h", host, "-p", port, "-U", "app", "-d", "features", "-c",
+		"SELECT count(*) FROM "+table+" WHERE colour IS NULL ORDER BY 1 LIMIT 1")
+	query.Env = psql.Env
+	if out, err := query.CombinedOutput(); err != nil || lastLine(string(out)) != "0" {
+		t.Errorf("plain SQL on the feature store table %q: %v\n%s", table, err, out)
+	}
+
 	// Deleting the CR runs the finalizer: the server stops and, with
 	// deletionPolicy Delete, its data goes.
 	kubectl(t, api, "", "delete", "pgi", "vec", "--timeout=90s")

@@ -1,0 +1,74 @@
+package kube
+
+import (
+	"context"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	core "github.com/outpostdata/outpost/controller"
+	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
+)
+
+// FeatureStoreReconciler adapts the core's feature-store reconcile to
+// controller-runtime. Deleting a FeatureStore leaves its tables in place, as
+// on a single host: dropping someone's data is not a side effect of
+// removing a manifest, so there is no finalizer.
+type FeatureStoreReconciler struct {
+	Client client.Client
+	Core   *core.FeatureStoreReconciler
+}
+
+// +kubebuilder:rbac:groups=outpost.dev,resources=featurestores,verbs=get;list;watch
+// +kubebuilder:rbac:groups=outpost.dev,resources=featurestores/status,verbs=get;update;patch
+
+// Reconcile shapes one feature store's tables and writes its status.
+func (r *FeatureStoreReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var fs outpostv1.FeatureStore
+	if err := r.Client.Get(ctx, req.NamespacedName, &fs); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !fs.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	before := fs.Status.DeepCopy()
+	requeue := r.Core.Reconcile(ctx, &fs)
+	if statusChanged(before, &fs.Status) {
+		if err := r.Client.Status().Update(ctx, &fs); err != nil {
+			if apierrors.IsConflict(err) {
+				return ctrl.Result{Requeue: true}, nil
+			}
+			return ctrl.Result{}, err
+		}
+	}
+	return ctrl.Result{RequeueAfter: requeue}, nil
+}
+
+// SetupWithManager registers the reconciler. A change to a PostgresInstance
+// (it became Running, say) brings the feature stores on it into the queue,
+// so a store created before its instance is ready does not wait for a
+// timer.
+func (r *FeatureStoreReconciler) SetupWithManager(mgr manager.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&outpostv1.FeatureStore{}).
+		Watches(&outpostv1.PostgresInstance{}, handler.EnqueueRequestsFromMapFunc(r.storesOn)).
+		Complete(r)
+}
+
+func (r *FeatureStoreReconciler) storesOn(ctx context.Context, obj client.Object) []reconcile.Request {
+	var list outpostv1.FeatureStoreList
+	if err := r.Client.List(ctx, &list, client.InNamespace(obj.GetNamespace())); err != nil {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for _, fs := range list.Items {
+		if fs.Spec.Instance.Name == obj.GetName() {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&fs)})
+		}
+	}
+	return reqs
+}

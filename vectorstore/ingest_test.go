@@ -153,3 +153,50 @@ func TestBadRowsAreRejectedNamingRowAndFieldWithNothingApplied(t *testing.T) {
 		}
 	})
 }
+
+func TestBulkLoadIntoAnEmptyStoreKeepsTheNewestVersionAndRefusesDuplicates(t *testing.T) {
+	_, pool := newDB(t)
+	ctx := context.Background()
+	t0 := time.Now().Add(-24 * time.Hour).Truncate(time.Second)
+	a1 := row{Key: "a", Embedding: []float32{1, 0, 0}, EventTime: t0.Add(time.Hour), Category: "v1"}
+	a0, a2, b := a1, a1, a1
+	a0.EventTime, a0.Category = t0, "v0"
+	a2.EventTime, a2.Category = t0.Add(2*time.Hour), "v2"
+	b.Key = "b"
+
+	dup := ensure(t, pool, vectorstore.Spec{Name: "dup", Dimensions: 3, Features: testFeatures})
+	path := filepath.Join(t.TempDir(), "dup.parquet")
+	writeParquet(t, path, []row{a1, b, a1})
+	_, err := dup.IngestFile(ctx, path, vectorstore.IngestOptions{})
+	var re *vectorstore.RowError
+	if !errors.As(err, &re) || re.Row != 3 || re.Field != "key" || !strings.Contains(re.Reason, "same event_time as row 1") {
+		t.Fatalf("duplicate version in a bulk load: got %v, want row 3, field key, naming row 1", err)
+	}
+	var n, h int
+	if err := pool.QueryRow(ctx, "SELECT (SELECT count(*) FROM "+dup.Table()+"), (SELECT count(*) FROM "+dup.Table()+"_history)").Scan(&n, &h); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 || h != 0 {
+		t.Errorf("after a rejected bulk load: %d latest and %d history rows, want none", n, h)
+	}
+
+	s := ensure(t, pool, vectorstore.Spec{Name: "items", Dimensions: 3, Features: testFeatures})
+	res := ingestRows(t, s, []row{a1, a2, b, a0})
+	if res.Rows != 4 || res.Inserted != 2 || res.Stale != 2 || res.HistoryAppended != 4 || !res.IndexBuiltAfterLoad {
+		t.Errorf("bulk load: %+v, want 4 rows, 2 inserted, 2 stale, 4 appended to history, index built after", res)
+	}
+	var cat string
+	if err := pool.QueryRow(ctx, "SELECT category FROM "+s.Table()+" WHERE key = 'a'").Scan(&cat); err != nil {
+		t.Fatal(err)
+	}
+	if cat != "v2" {
+		t.Errorf("latest category = %q, want v2 (the newest event time)", cat)
+	}
+	var versions []string
+	if err := pool.QueryRow(ctx, "SELECT array_agg(category ORDER BY event_time) FROM "+s.Table()+"_history WHERE key = 'a'").Scan(&versions); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(versions, []string{"v0", "v1", "v2"}) {
+		t.Errorf("history = %v, want [v0 v1 v2]", versions)
+	}
+}

@@ -52,6 +52,9 @@ func Ensure(ctx context.Context, pool *pgxpool.Pool, spec Spec, opts EnsureOptio
 	if err := s.ensureIndex(ctx, &res, opts.OnIndexProgress); err != nil {
 		return nil, res, err
 	}
+	if err := s.ensureFeatureIndexes(ctx); err != nil {
+		return nil, res, err
+	}
 	n, err := s.prune(ctx, pool)
 	if err != nil {
 		return nil, res, err

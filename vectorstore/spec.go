@@ -63,6 +63,13 @@ func (t FeatureType) sqlType() string {
 type Feature struct {
 	Name string
 	Type FeatureType
+	// Indexed puts a B-tree index on the feature in the latest table. A
+	// search filtered on it is then planned by PostgreSQL: a selective
+	// filter (say 1% of rows) reads the matching rows from the B-tree and
+	// ranks them exactly, which is much faster than walking the vector
+	// index until enough matches turn up; a broad filter still uses the
+	// vector index. Each index costs some ingest speed. Not for jsonb.
+	Indexed bool `json:",omitempty"`
 }
 
 // Index describes the index on the embedding column.
@@ -207,11 +214,24 @@ func (s Spec) Validate() error {
 		default:
 			return fmt.Errorf("features[%d].type %q: want text, bigint, double, boolean, timestamptz or jsonb", i, f.Type)
 		}
+		if f.Indexed && f.Type == JSONB {
+			return fmt.Errorf("features[%d].indexed: feature %q is jsonb, which a B-tree cannot index; index it with SQL (a GIN index) instead", i, f.Name)
+		}
 	}
 	if !identRE.MatchString(s.ReaderRole) {
 		return fmt.Errorf("readerRole %q: want lower case letters, digits and _", s.ReaderRole)
 	}
 	return nil
+}
+
+// hasIndexedFeature reports whether any feature has a B-tree index.
+func (s Spec) hasIndexedFeature() bool {
+	for _, f := range s.Features {
+		if f.Indexed {
+			return true
+		}
+	}
+	return false
 }
 
 // feature returns the feature named name.

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # install-deps.sh brings every real dependency of Outpost onto this machine:
 # PostgreSQL 15 with its headers, pgvector built from Debian's source package,
-# and the test tools (MinIO, etcd, kube-apiserver, controller-gen, helm) built
-# from Go modules. Each step is skipped when its result is already in place, so
-# a second run takes seconds.
+# the test tools (MinIO, etcd, kube-apiserver, controller-gen, helm) built from
+# Go modules, and Debian's Chromium for the hub page test. Each step is skipped
+# when its result is already in place, so a second run takes seconds.
 #
 #   scripts/install-deps.sh        everything (what `make test` needs)
 #   scripts/install-deps.sh run    only what `outpost up` needs
@@ -141,6 +141,14 @@ install_helm() {
 	echo "$HELM_VERSION" >"$stamps/helm"
 }
 
+# Chromium renders the hub's web page in a test, the way an operator's browser
+# would (headless, from 127.0.0.1, no network).
+have_chromium() { [ -x /usr/bin/chromium ]; }
+install_chromium() {
+	apt_update_once
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium
+}
+
 step postgres have_postgres install_postgres
 step pgvector have_pgvector install_pgvector
 [ "${1:-all}" = run ] && exit 0
@@ -149,3 +157,4 @@ step etcd have_etcd install_etcd
 step helm have_helm install_helm
 step minio have_minio install_minio
 step kube-apiserver have_kube_apiserver install_kube_apiserver
+step chromium have_chromium install_chromium

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -39,12 +40,27 @@ type SignatureBlock struct {
 
 // Seal signs payload bytes with key and returns the file.
 func Seal(payload []byte, key SigningKey) ([]byte, error) {
+	file, _, err := seal(payload, key)
+	return file, err
+}
+
+// seal is Seal, also returning the payload's sha256.
+func seal(payload []byte, key SigningKey) ([]byte, [sha256.Size]byte, error) {
+	msg := make([]byte, 0, len(signingContext)+len(payload)+512)
+	return sealMessage(append(append(msg, signingContext...), payload...), key)
+}
+
+// sealMessage signs msg, which is signingContext followed by the payload,
+// and returns the file, written over msg's memory when it has room.
+func sealMessage(msg []byte, key SigningKey) ([]byte, [sha256.Size]byte, error) {
+	if !bytes.HasPrefix(msg, []byte(signingContext)) {
+		return nil, [sha256.Size]byte{}, errors.New("seal: message without the signing context")
+	}
+	payload := msg[len(signingContext):]
 	if bytes.IndexByte(payload, '\n') >= 0 {
-		return nil, errors.New("seal: payload must be one line")
+		return nil, [sha256.Size]byte{}, errors.New("seal: payload must be one line")
 	}
 	sum := sha256.Sum256(payload)
-	msg := make([]byte, 0, len(signingContext)+len(payload))
-	msg = append(append(msg, signingContext...), payload...)
 	pub := key.Public()
 	block, err := json.Marshal(SignatureBlock{
 		Algorithm:      "ed25519",
@@ -55,11 +71,10 @@ func Seal(payload []byte, key SigningKey) ([]byte, error) {
 		Signature:      base64.StdEncoding.EncodeToString(ed25519.Sign(key.Private, msg)),
 	})
 	if err != nil {
-		return nil, err
+		return nil, sum, err
 	}
-	out := make([]byte, 0, len(payload)+len(block)+2)
-	out = append(append(append(append(out, payload...), '\n'), block...), '\n')
-	return out, nil
+	out := append(append(append(msg, '\n'), block...), '\n')[len(signingContext):]
+	return out, sum, nil
 }
 
 // Gzip compresses a file. Verification accepts both forms.
@@ -93,6 +108,9 @@ type Opened struct {
 // block and checks the signature. It does not look inside the payload.
 func OpenSigned(data []byte) (*Opened, error) {
 	o := &Opened{}
+	// prefixed, when set, is signingContext followed by data: the message
+	// the signature covers, without copying the payload again.
+	var prefixed []byte
 	if len(data) >= 2 && data[0] == 0x1f && data[1] == 0x8b {
 		zr, err := gzip.NewReader(bytes.NewReader(data))
 		if err != nil {
@@ -100,17 +118,25 @@ func OpenSigned(data []byte) (*Opened, error) {
 		}
 		// One member only: bytes appended after the stream are tampering.
 		zr.Multistream(false)
-		plain, err := io.ReadAll(io.LimitReader(zr, maxFileSize+1))
-		if err != nil {
+		// The gzip trailer's size (untrusted, so only a hint) spares
+		// growing the buffer step by step.
+		var buf bytes.Buffer
+		if len(data) >= 18 {
+			hint := int(binary.LittleEndian.Uint32(data[len(data)-4:]))
+			buf.Grow(len(signingContext) + min(hint, maxFileSize) + 1)
+		}
+		buf.WriteString(signingContext)
+		if _, err := buf.ReadFrom(io.LimitReader(zr, maxFileSize+1)); err != nil {
 			return nil, fmt.Errorf("gzip: %w", err)
 		}
-		if len(plain) > maxFileSize {
+		if buf.Len()-len(signingContext) > maxFileSize {
 			return nil, fmt.Errorf("gzip: file is larger than %d bytes uncompressed", maxFileSize)
 		}
 		if rest, _ := io.ReadAll(zr); len(rest) > 0 {
 			return nil, errors.New("gzip: data after the compressed stream")
 		}
-		data, o.Gzipped = plain, true
+		prefixed = buf.Bytes()
+		data, o.Gzipped = prefixed[len(signingContext):], true
 	}
 	if len(data) == 0 || data[len(data)-1] != '\n' {
 		return nil, errors.New("file does not end with the signature line and a newline")
@@ -155,8 +181,13 @@ func OpenSigned(data []byte) (*Opened, error) {
 	if err != nil || len(sig) != ed25519.SignatureSize {
 		return nil, errors.New("signature line: signature is not the base64 of 64 bytes")
 	}
-	msg := make([]byte, 0, len(signingContext)+len(o.Payload))
-	msg = append(append(msg, signingContext...), o.Payload...)
+	var msg []byte
+	if prefixed != nil {
+		msg = prefixed[:len(signingContext)+len(o.Payload)]
+	} else {
+		msg = make([]byte, 0, len(signingContext)+len(o.Payload))
+		msg = append(append(msg, signingContext...), o.Payload...)
+	}
 	if !ed25519.Verify(pub, msg, sig) {
 		return nil, errors.New("signature does not match the payload: the file was altered or signed by another key")
 	}

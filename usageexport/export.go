@@ -2,6 +2,7 @@ package usageexport
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -89,31 +90,36 @@ func Export(ctx context.Context, pool *pgxpool.Pool, opts ExportOptions) (*Expor
 	if p.Instances, err = periodInstances(ctx, pool, start, covered); err != nil {
 		return nil, fmt.Errorf("export %s: %w", opts.Month, err)
 	}
-	if p.Records, err = periodRecords(ctx, pool, siteID, start, covered); err != nil {
-		return nil, fmt.Errorf("export %s: %w", opts.Month, err)
-	}
-	if p.Records == nil {
-		p.Records = []Record{}
-	}
-	p.Totals, p.Total = totals(p.Records)
 	err = pool.QueryRow(ctx, `SELECT payload_sha256 FROM usage_exports WHERE month < $1
 		ORDER BY month DESC, exported_at DESC LIMIT 1`, opts.Month).Scan(&p.PreviousExportSHA256)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("export %s: previous export: %w", opts.Month, err)
 	}
 
-	payload, err := json.Marshal(p)
+	// Records go straight from the query into the signed buffer, summed on
+	// the way.
+	var enc recordEncoder
+	if err := enc.begin([]byte(signingContext), p, expectedRecords(p.Instances, start, covered)); err != nil {
+		return nil, fmt.Errorf("export %s: %w", opts.Month, err)
+	}
+	var sums totaller
+	err = periodRecords(ctx, pool, siteID, start, covered, func(r *Record) error {
+		sums.add(r)
+		return enc.add(r)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("export %s: %w", opts.Month, err)
 	}
-	file, err := Seal(payload, opts.Key)
+	p.Totals, p.Total = sums.result()
+	msg, err := enc.finish(p)
+	if err != nil {
+		return nil, fmt.Errorf("export %s: %w", opts.Month, err)
+	}
+	file, sum, err := sealMessage(msg, opts.Key)
 	if err != nil {
 		return nil, err
 	}
-	o, err := OpenSigned(file)
-	if err != nil {
-		return nil, fmt.Errorf("export %s: the file just signed does not verify: %w", opts.Month, err)
-	}
+	payloadSHA256 := hex.EncodeToString(sum[:])
 	if opts.Gzip {
 		if file, err = Gzip(file); err != nil {
 			return nil, err
@@ -121,14 +127,14 @@ func Export(ctx context.Context, pool *pgxpool.Pool, opts ExportOptions) (*Expor
 	}
 	_, err = pool.Exec(ctx, `INSERT INTO usage_exports (payload_sha256, month, partial, exported_at, records, milli_vcore_seconds)
 		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (payload_sha256) DO NOTHING`,
-		o.PayloadSHA256, opts.Month, p.Period.Partial, now, p.Total.Records, p.Total.MilliVCoreSeconds)
+		payloadSHA256, opts.Month, p.Period.Partial, now, p.Total.Records, p.Total.MilliVCoreSeconds)
 	if err != nil {
 		return nil, fmt.Errorf("export %s: history: %w", opts.Month, err)
 	}
 	if err := SetState(ctx, pool, StateLastExport, now); err != nil {
 		return nil, err
 	}
-	return &ExportResult{File: file, PayloadSHA256: o.PayloadSHA256, Period: *p.Period, Total: p.Total, Instances: len(p.Instances)}, nil
+	return &ExportResult{File: file, PayloadSHA256: payloadSHA256, Period: *p.Period, Total: p.Total, Instances: len(p.Instances)}, nil
 }
 
 // periodInstances lists every instance alive at some point in [start, to),
@@ -151,57 +157,96 @@ func periodInstances(ctx context.Context, pool *pgxpool.Pool, start, to time.Tim
 	})
 }
 
-// periodRecords returns the records that start in [start, to), ordered by
-// instance and time, so the same month always lists them alike.
-func periodRecords(ctx context.Context, pool *pgxpool.Pool, siteID string, start, to time.Time) ([]Record, error) {
+// periodRecords calls f with each record that starts in [start, to),
+// ordered by instance and time, so the same month always lists them alike.
+// f must not keep r.
+func periodRecords(ctx context.Context, pool *pgxpool.Pool, siteID string, start, to time.Time, f func(r *Record) error) error {
 	rows, err := pool.Query(ctx, `SELECT id, uid, start_at, end_at, milli_vcores, memory_bytes, storage_bytes, labels::text, milli_vcore_seconds
 		FROM usage_records WHERE site_id = $1 AND start_at >= $2 AND start_at < $3 ORDER BY uid, start_at, id`, siteID, start, to)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer rows.Close()
-	var out []Record
 	// Records of one interval share their labels; decode each distinct
 	// set once.
 	labelSets := map[string]map[string]string{}
-	var labels string
+	var labels []byte
+	var r Record
 	for rows.Next() {
-		var r Record
 		if err := rows.Scan(&r.ID, &r.UID, &r.Start, &r.End, &r.MilliVCores, &r.MemoryBytes, &r.StorageBytes, &labels, &r.MilliVCoreSeconds); err != nil {
-			return nil, err
+			return err
 		}
-		set, ok := labelSets[labels]
+		set, ok := labelSets[string(labels)]
 		if !ok {
-			if err := json.Unmarshal([]byte(labels), &set); err != nil {
-				return nil, err
+			if err := json.Unmarshal(labels, &set); err != nil {
+				return err
 			}
-			labelSets[labels] = set
+			labelSets[string(labels)] = set
 		}
 		r.Start, r.End, r.Labels = r.Start.UTC(), r.End.UTC(), set
 		r.VCoreHours = VCoreHours(r.MilliVCoreSeconds)
-		out = append(out, r)
+		if err := f(&r); err != nil {
+			return err
+		}
 	}
-	return out, rows.Err()
+	return rows.Err()
+}
+
+// expectedRecords is about how many records the instances have in [start,
+// to): one per hour alive, more where a change cut a slice.
+func expectedRecords(insts []Instance, start, to time.Time) int {
+	n := 0
+	for _, i := range insts {
+		from, until := i.CreatedAt, to
+		if from.Before(start) {
+			from = start
+		}
+		if i.DeletedAt != nil && i.DeletedAt.Before(until) {
+			until = *i.DeletedAt
+		}
+		if until.After(from) {
+			n += int(until.Sub(from)/time.Hour) + 1
+		}
+	}
+	return n
 }
 
 // totals sums records per instance, in order of first appearance (records
 // are ordered by instance).
 func totals(recs []Record) ([]InstanceTotal, Total) {
-	out := []InstanceTotal{}
-	var all Total
-	for _, r := range recs {
-		if len(out) == 0 || out[len(out)-1].UID != r.UID {
-			out = append(out, InstanceTotal{UID: r.UID})
-		}
-		t := &out[len(out)-1]
-		t.Records++
-		t.MilliVCoreSeconds += r.MilliVCoreSeconds
-		all.Records++
-		all.MilliVCoreSeconds += r.MilliVCoreSeconds
+	var s totaller
+	for i := range recs {
+		s.add(&recs[i])
+	}
+	return s.result()
+}
+
+// totaller sums records per instance, in order of first appearance
+// (records come ordered by instance).
+type totaller struct {
+	per []InstanceTotal
+	all Total
+}
+
+func (s *totaller) add(r *Record) {
+	if len(s.per) == 0 || s.per[len(s.per)-1].UID != r.UID {
+		s.per = append(s.per, InstanceTotal{UID: r.UID})
+	}
+	t := &s.per[len(s.per)-1]
+	t.Records++
+	t.MilliVCoreSeconds += r.MilliVCoreSeconds
+	s.all.Records++
+	s.all.MilliVCoreSeconds += r.MilliVCoreSeconds
+}
+
+func (s *totaller) result() ([]InstanceTotal, Total) {
+	out := s.per
+	if out == nil {
+		out = []InstanceTotal{}
 	}
 	for i := range out {
 		out[i].VCoreHours = VCoreHours(out[i].MilliVCoreSeconds)
 	}
-	all.VCoreHours = VCoreHours(all.MilliVCoreSeconds)
-	return out, all
+	s.all.VCoreHours = VCoreHours(s.all.MilliVCoreSeconds)
+	return out, s.all
 }

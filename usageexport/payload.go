@@ -1,8 +1,6 @@
 package usageexport
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"time"
 )
@@ -18,8 +16,8 @@ const (
 )
 
 // Payload is the signed content of an export file or a direct-mode batch.
-// It is written once with encoding/json and never re-serialised: the
-// signature covers the exact bytes.
+// It is written once (by encodePayload, as encoding/json writes it) and
+// never re-serialised: the signature covers the exact bytes.
 type Payload struct {
 	FormatVersion     int       `json:"formatVersion"`
 	Kind              string    `json:"kind"`
@@ -79,19 +77,4 @@ func ParseMonth(month string) (start, end time.Time, err error) {
 		return start, end, fmt.Errorf("month %q: must be YYYY-MM, for example 2026-11", month)
 	}
 	return t.UTC(), t.UTC().AddDate(0, 1, 0), nil
-}
-
-// decodePayload reads payload JSON strictly: unknown fields are an error,
-// so a file from a newer format is refused rather than half understood.
-func decodePayload(b []byte) (*Payload, error) {
-	var p Payload
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&p); err != nil {
-		return nil, fmt.Errorf("payload: %w", err)
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("payload: data after the JSON object")
-	}
-	return &p, nil
 }

@@ -1,6 +1,6 @@
 package usageexport
 
-import "fmt"
+import "strconv"
 
 // milliVCoreSecondsPerVCoreHour converts the ledger's integer unit into the
 // billed unit. Quantities are stored and summed as integers so that totals
@@ -11,15 +11,30 @@ const milliVCoreSecondsPerVCoreHour = 3_600_000
 // vCore-hours with six decimals, rounded half up. It is for people; the
 // integer is the quantity of record.
 func VCoreHours(milliVCoreSeconds int64) string {
+	var buf [32]byte
+	return string(appendVCoreHours(buf[:0], milliVCoreSeconds))
+}
+
+// vCoreHoursIs reports whether s == VCoreHours(milliVCoreSeconds), without
+// allocating.
+func vCoreHoursIs(s string, milliVCoreSeconds int64) bool {
+	var buf [32]byte
+	return string(appendVCoreHours(buf[:0], milliVCoreSeconds)) == s
+}
+
+func appendVCoreHours(b []byte, milliVCoreSeconds int64) []byte {
 	neg := milliVCoreSeconds < 0
 	if neg {
 		milliVCoreSeconds = -milliVCoreSeconds
+		b = append(b, '-')
 	}
 	// micro-vCore-hours = mvcs / 3.6, rounded half up.
 	micro := (milliVCoreSeconds*10 + 18) / 36
-	s := fmt.Sprintf("%d.%06d", micro/1_000_000, micro%1_000_000)
-	if neg {
-		s = "-" + s
+	b = strconv.AppendInt(b, micro/1_000_000, 10)
+	frac := micro % 1_000_000
+	b = append(b, '.')
+	for d := int64(100_000); d > 0; d /= 10 {
+		b = append(b, byte('0'+frac/d%10))
 	}
-	return s
+	return b
 }

@@ -66,10 +66,32 @@ func newRecord(siteID string, inst Instance, start, end time.Time, shape Shape) 
 // records that describe the same slice have the same id, so storing one
 // twice stores it once, at the site and at the hub.
 func RecordID(siteID string, inst Instance, r Record) string {
-	h := sha256.New()
+	var hexID [2 * sha256.Size]byte
+	sum := recordSum(siteID, inst, &r)
+	hex.Encode(hexID[:], sum[:])
+	return string(hexID[:])
+}
+
+// recordIDIs reports whether id is RecordID(siteID, inst, *r), without
+// allocating.
+func recordIDIs(id, siteID string, inst Instance, r *Record) bool {
+	if len(id) != 2*sha256.Size {
+		return false
+	}
+	var hexID [2 * sha256.Size]byte
+	sum := recordSum(siteID, inst, r)
+	hex.Encode(hexID[:], sum[:])
+	return string(hexID[:]) == id
+}
+
+func recordSum(siteID string, inst Instance, r *Record) [sha256.Size]byte {
+	var stack [512]byte
+	b := stack[:0]
 	field := func(s string) {
-		h.Write([]byte(s))
-		h.Write([]byte{0})
+		b = append(append(b, s...), 0)
+	}
+	num := func(v int64) {
+		b = append(strconv.AppendInt(b, v, 10), 0)
 	}
 	field("outpost-usage-record-v1")
 	field(siteID)
@@ -77,19 +99,28 @@ func RecordID(siteID string, inst Instance, r Record) string {
 	field(inst.Kind)
 	field(inst.Namespace)
 	field(inst.Name)
-	field(strconv.FormatInt(r.Start.Unix(), 10))
-	field(strconv.FormatInt(r.End.Unix(), 10))
-	field(strconv.FormatInt(r.MilliVCores, 10))
-	field(strconv.FormatInt(r.MemoryBytes, 10))
-	field(strconv.FormatInt(r.StorageBytes, 10))
-	keys := make([]string, 0, len(r.Labels))
-	for k := range r.Labels {
-		keys = append(keys, k)
+	num(r.Start.Unix())
+	num(r.End.Unix())
+	num(r.MilliVCores)
+	num(r.MemoryBytes)
+	num(r.StorageBytes)
+	switch len(r.Labels) {
+	case 0:
+	case 1:
+		for k, v := range r.Labels {
+			field(k)
+			field(v)
+		}
+	default:
+		keys := make([]string, 0, len(r.Labels))
+		for k := range r.Labels {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			field(k)
+			field(r.Labels[k])
+		}
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		field(k)
-		field(r.Labels[k])
-	}
-	return hex.EncodeToString(h.Sum(nil))
+	return sha256.Sum256(b)
 }

@@ -2,7 +2,6 @@ package usageexport
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"time"
@@ -110,7 +109,7 @@ func (s *Streamer) sendBatch(ctx context.Context) (int, error) {
 		Instances: insts, Records: recs,
 	}
 	p.Totals, p.Total = totals(recs)
-	payload, err := json.Marshal(p)
+	payload, err := encodePayload(p)
 	if err != nil {
 		return 0, err
 	}

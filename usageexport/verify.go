@@ -5,7 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"time"
 )
 
@@ -83,8 +83,12 @@ func CheckPayload(p *Payload, pub ed25519.PublicKey) error {
 		instances[inst.UID] = inst
 	}
 
-	seen := make(map[string]struct{}, len(p.Records))
-	sums := map[string]*InstanceTotal{}
+	// Records per instance, to find duplicates and gaps. Ids are hashes of
+	// content (checked below), so a duplicate id is a duplicate record: the
+	// same instance and start. Records of an instance sorted by start put
+	// any duplicates side by side, which no map of 720,000 ids is needed
+	// to find.
+	sums := map[string]*instanceRecords{}
 	var total Total
 	for i := range p.Records {
 		r := &p.Records[i]
@@ -95,19 +99,21 @@ func CheckPayload(p *Payload, pub ed25519.PublicKey) error {
 		if err := checkRecord(p, inst, r); err != nil {
 			return fmt.Errorf("records[%d] (%s): %w", i, r.ID, err)
 		}
-		if _, dup := seen[r.ID]; dup {
-			return fmt.Errorf("records[%d].id: %s appears twice", i, r.ID)
-		}
-		seen[r.ID] = struct{}{}
 		t := sums[r.UID]
 		if t == nil {
-			t = &InstanceTotal{UID: r.UID}
+			t = &instanceRecords{InstanceTotal: InstanceTotal{UID: r.UID}}
 			sums[r.UID] = t
 		}
+		t.records = append(t.records, i)
 		t.Records++
 		t.MilliVCoreSeconds += r.MilliVCoreSeconds
 		total.Records++
 		total.MilliVCoreSeconds += r.MilliVCoreSeconds
+	}
+	for _, t := range sums {
+		if err := t.sortAndFindDuplicate(p.Records); err != nil {
+			return err
+		}
 	}
 	if len(p.Totals) != len(sums) {
 		return fmt.Errorf("totals: %d entries, but records cover %d instances", len(p.Totals), len(sums))
@@ -127,7 +133,44 @@ func CheckPayload(p *Payload, pub ed25519.PublicKey) error {
 			p.Total.Records, p.Total.MilliVCoreSeconds, total.Records, total.MilliVCoreSeconds)
 	}
 	if p.Kind == KindMonthlyExport {
-		return checkGaps(p)
+		return checkGaps(p, sums)
+	}
+	return nil
+}
+
+// instanceRecords sums one instance's records and lists them (indexes into
+// the payload's records).
+type instanceRecords struct {
+	InstanceTotal
+	records []int
+}
+
+// sortAndFindDuplicate orders the instance's records by start (an export
+// lists them so already) and refuses a record that appears twice.
+func (t *instanceRecords) sortAndFindDuplicate(recs []Record) error {
+	byStart := func(a, b int) int {
+		if c := recs[a].Start.Compare(recs[b].Start); c != 0 {
+			return c
+		}
+		return a - b
+	}
+	if !slices.IsSortedFunc(t.records, byStart) {
+		slices.SortFunc(t.records, byStart)
+	}
+	for i := 0; i < len(t.records); {
+		j := i + 1
+		for j < len(t.records) && recs[t.records[j]].Start.Equal(recs[t.records[i]].Start) {
+			j++
+		}
+		// Records starting together: almost never more than one.
+		for a := i; a < j; a++ {
+			for b := a + 1; b < j; b++ {
+				if ra, rb := t.records[a], t.records[b]; recs[ra].ID == recs[rb].ID {
+					return fmt.Errorf("records[%d].id: %s appears twice", max(ra, rb), recs[rb].ID)
+				}
+			}
+		}
+		i = j
 	}
 	return nil
 }
@@ -169,25 +212,21 @@ func checkRecord(p *Payload, inst Instance, r *Record) error {
 		return errors.New("milliVCores must be positive")
 	}
 	want := r.MilliVCores * int64(r.End.Sub(r.Start)/time.Second)
-	if r.MilliVCoreSeconds != want || r.VCoreHours != VCoreHours(want) {
+	if r.MilliVCoreSeconds != want || !vCoreHoursIs(r.VCoreHours, want) {
 		return fmt.Errorf("quantity is %d milli-vCore-seconds (%s vCore-hours), but %d milli-vCores for %s is %d (%s)",
 			r.MilliVCoreSeconds, r.VCoreHours, r.MilliVCores, r.End.Sub(r.Start), want, VCoreHours(want))
 	}
-	if id := RecordID(p.Site.ID, inst, *r); id != r.ID {
+	if !recordIDIs(r.ID, p.Site.ID, inst, r) {
 		return errors.New("id is not the hash of what the record describes")
 	}
 	return nil
 }
 
 // checkGaps requires every instance's records to tile its life within the
-// period exactly: no hour missing, nothing overlapping.
-func checkGaps(p *Payload) error {
+// period exactly: no hour missing, nothing overlapping. sums lists each
+// instance's records in order of start.
+func checkGaps(p *Payload, sums map[string]*instanceRecords) error {
 	pe := p.Period
-	byUID := map[string][]*Record{}
-	for i := range p.Records {
-		r := &p.Records[i]
-		byUID[r.UID] = append(byUID[r.UID], r)
-	}
 	for _, inst := range p.Instances {
 		from, to := inst.CreatedAt, pe.CoveredUntil
 		if from.Before(pe.Start) {
@@ -196,10 +235,13 @@ func checkGaps(p *Payload) error {
 		if inst.DeletedAt != nil && inst.DeletedAt.Before(to) {
 			to = *inst.DeletedAt
 		}
-		recs := byUID[inst.UID]
-		sort.Slice(recs, func(i, j int) bool { return recs[i].Start.Before(recs[j].Start) })
+		var recs []int
+		if t := sums[inst.UID]; t != nil {
+			recs = t.records
+		}
 		at := from
-		for _, r := range recs {
+		for _, i := range recs {
+			r := &p.Records[i]
 			if r.Start.After(at) {
 				return fmt.Errorf("instance %s/%s (%s): no record from %s to %s although it was running",
 					inst.Namespace, inst.Name, inst.UID, at.Format(time.RFC3339), r.Start.Format(time.RFC3339))

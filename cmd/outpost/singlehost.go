@@ -30,7 +30,7 @@ func (f *singleHostFlags) open() (singlehost.StateDir, error) {
 
 func newUpCommand(f *singleHostFlags) *cobra.Command {
 	var firstPort int
-	var logLevel string
+	var logLevel, metricsAddress string
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run the single-host data controller: controldb, the controller and the instances in the manifests directory",
@@ -53,11 +53,19 @@ data.`,
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if metricsAddress != "" {
+				addr, err := singlehost.ServeMetrics(ctx, metricsAddress, log)
+				if err != nil {
+					return err
+				}
+				log.Info("serving metrics", "url", "http://"+addr.String()+"/metrics")
+			}
 			return singlehost.Up(ctx, singlehost.UpOptions{StateDir: sd, FirstPort: firstPort, Out: cmd.OutOrStdout(), Log: log, Version: Version()})
 		},
 	}
 	cmd.Flags().IntVar(&firstPort, "first-port", 5432, "lowest TCP port given to an instance")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	cmd.Flags().StringVar(&metricsAddress, "metrics-address", "", "serve Prometheus metrics at http://ADDRESS/metrics, for example 127.0.0.1:9187 (off when empty)")
 	return cmd
 }
 

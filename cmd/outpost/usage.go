@@ -2,9 +2,13 @@ package main
 
 import (
 	"crypto/ed25519"
+	"encoding/json"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
+	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -15,9 +19,9 @@ import (
 func newUsageCommand(f *singleHostFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "usage",
-		Short: "Export, verify and upload signed usage files; print the site's signing key",
+		Short: "Show usage; export, verify and upload signed usage files; print the site's signing key",
 	}
-	cmd.AddCommand(newUsageKeyCommand(f), newUsageExportCommand(f), newUsageVerifyCommand(), newUsageUploadCommand())
+	cmd.AddCommand(newUsageKeyCommand(f), newUsageShowCommand(f), newUsageExportCommand(f), newUsageVerifyCommand(), newUsageUploadCommand())
 	return cmd
 }
 
@@ -41,6 +45,57 @@ func newUsageKeyCommand(f *singleHostFlags) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+func newUsageShowCommand(f *singleHostFlags) *cobra.Command {
+	var month, output string
+	cmd := &cobra.Command{
+		Use:   "show [--month YYYY-MM] [-o table|json]",
+		Short: "Print one month's usage per instance from the ledger (default: the current month)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "table" && output != "json" {
+				return fmt.Errorf("-o %q: must be table or json", output)
+			}
+			sd, err := f.open()
+			if err != nil {
+				return err
+			}
+			if month == "" {
+				month = time.Now().UTC().Format("2006-01")
+			}
+			s, site, err := singlehost.ShowUsage(cmd.Context(), sd, month)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if output == "json" {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(s)
+			}
+			until := "no records yet"
+			if s.RecordedUntil != nil {
+				until = "recorded up to " + s.RecordedUntil.Format("2006-01-02 15:04 MST")
+			}
+			fmt.Fprintf(out, "Usage of site %s in %s (%s)\n\n", site.Name, s.Month, until)
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAMESPACE\tNAME\tKIND\tDELETED\tVCORES\tRECORDS\tVCORE-HOURS")
+			for _, i := range s.Instances {
+				deleted := "-"
+				if i.DeletedAt != nil {
+					deleted = i.DeletedAt.Format("2006-01-02 15:04")
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", i.Namespace, i.Name, i.Kind, deleted,
+					strconv.FormatFloat(float64(i.MilliVCores)/1000, 'f', -1, 64), i.Records, i.VCoreHours)
+			}
+			fmt.Fprintf(tw, "TOTAL\t\t\t\t\t%d\t%s\n", s.Total.Records, s.Total.VCoreHours)
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&month, "month", "", "month to show, YYYY-MM (default: the current month, UTC)")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	return cmd
 }
 
 func newUsageExportCommand(f *singleHostFlags) *cobra.Command {

@@ -3,14 +3,20 @@ package singlehost
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -134,7 +140,7 @@ func (u *usageRun) writeStatus(ctx context.Context, dc *outpostv1.DataController
 	if err := pool.QueryRow(ctx, `SELECT COALESCE(min(created_at), now()) FROM usage_instances`).Scan(&since); err != nil {
 		return err
 	}
-	overdue := dc.Spec.Metering.OverdueAfter.Duration
+	warn, overdue := dc.Spec.Metering.WarnAfter.Duration, dc.Spec.Metering.OverdueAfter.Duration
 	condType, last := usageexport.ConditionUsageExported, st.LastExportTime
 	if dc.Spec.Connectivity.Mode == outpostv1.ConnectivityDirect {
 		condType, last = usageexport.ConditionUsageUploaded, st.LastUploadTime
@@ -143,7 +149,9 @@ func (u *usageRun) writeStatus(ctx context.Context, dc *outpostv1.DataController
 	if last != nil {
 		lastT = &last.Time
 	}
-	c := usageexport.FreshnessCondition(condType, lastT, since, time.Now(), usageexport.DefaultWarnAfter, overdue)
+	now := time.Now()
+	c := usageexport.FreshnessCondition(condType, lastT, since, now, warn, overdue)
+	usageMetrics.Observe(condType, lastT, since, now, warn, overdue, c.Reason, st.Backlog)
 	c.ObservedGeneration = dc.Generation
 	meta.SetStatusCondition(&st.Conditions, c)
 	st.ObservedGeneration = dc.Generation
@@ -155,6 +163,37 @@ func (u *usageRun) writeStatus(ctx context.Context, dc *outpostv1.DataController
 	_, err = pool.Exec(ctx, `UPDATE objects SET object = jsonb_set(object, '{status}', COALESCE(object->'status', '{}') || $1::jsonb)
 		WHERE kind = 'DataController'`, string(b))
 	return err
+}
+
+// usageMetrics are the usage gauges of this process's controller (one per
+// process, like the controller itself); ServeMetrics exposes them.
+var usageMetrics = usageexport.NewMetrics()
+
+// ServeMetrics serves the single-host controller's Prometheus metrics (usage
+// freshness and direct-mode backlog, plus Go and process metrics) at
+// http://ADDR/metrics until ctx ends. It returns the address it listens on,
+// which tells the port when addr asks for any (127.0.0.1:0).
+func ServeMetrics(ctx context.Context, addr string, log *slog.Logger) (net.Addr, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(usageMetrics.Collectors()...)
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-address %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server stopped", "address", l.Addr().String(), "err", err)
+		}
+	}()
+	return l.Addr(), nil
 }
 
 // UsageSite is what an export needs to know about this host's site.
@@ -208,4 +247,29 @@ func ExportUsage(ctx context.Context, sd StateDir, month, version string, gzip b
 		Key: key, Sampler: sampler, Gzip: gzip,
 	})
 	return res, site, err
+}
+
+// ShowUsage sums one month of this host's recorded usage per instance. The
+// controller (`outpost up`) must be running, since controldb is its.
+func ShowUsage(ctx context.Context, sd StateDir, month string) (*usageexport.MonthSummary, UsageSite, error) {
+	var site UsageSite
+	if _, _, err := usageexport.ParseMonth(month); err != nil {
+		return nil, site, fmt.Errorf("--month: %w", err)
+	}
+	if err := sd.mustExist(); err != nil {
+		return nil, site, err
+	}
+	db, err := controldb.ConnectLocal(ctx, sd.ControlDB())
+	if err != nil {
+		return nil, site, fmt.Errorf("%w (is `outpost up` running?)", err)
+	}
+	defer db.Close()
+	if err := usageexport.EnsureSchema(ctx, db.Pool); err != nil {
+		return nil, site, err
+	}
+	if site, err = storedSite(ctx, db); err != nil {
+		return nil, site, err
+	}
+	s, err := usageexport.SummarizeMonth(ctx, db.Pool, month)
+	return s, site, err
 }

@@ -2,12 +2,15 @@ package hub
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/outpostdata/outpost/usageexport"
@@ -95,24 +98,35 @@ func storeInstances(ctx context.Context, tx pgx.Tx, site string, insts []usageex
 	return tx.SendBatch(ctx, batch).Close()
 }
 
-// storeRecords copies records into a temporary table and moves the ones
-// not yet known into hub_records: COPY for speed, ON CONFLICT for dedup.
+// uniqueViolation is PostgreSQL's SQLSTATE for a duplicate key.
+const uniqueViolation = "23505"
+
+// storeRecords stores the records not yet known and returns how many.
+// Most files bring only new records (a month uploaded once, a batch
+// streamed once), so it first copies them straight into hub_records, as
+// fast as COPY goes. If any is already there, that copy is undone (a
+// savepoint) and they go through a temporary table instead, from which
+// only the new ones are inserted.
 func storeRecords(ctx context.Context, tx pgx.Tx, site string, recs []usageexport.Record) (int64, error) {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n, err := copyRecords(ctx, sp, "hub_records", site, recs)
+	if err == nil {
+		return n, sp.Commit(ctx)
+	}
+	if err := sp.Rollback(ctx); err != nil {
+		return 0, err
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != uniqueViolation {
+		return 0, err
+	}
 	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE hub_incoming (LIKE hub_records) ON COMMIT DROP`); err != nil {
 		return 0, err
 	}
-	i := 0
-	_, err := tx.CopyFrom(ctx, pgx.Identifier{"hub_incoming"},
-		[]string{"id", "site", "uid", "start_at", "end_at", "milli_vcores", "memory_bytes", "storage_bytes", "labels", "milli_vcore_seconds"},
-		pgx.CopyFromFunc(func() ([]any, error) {
-			if i == len(recs) {
-				return nil, nil
-			}
-			r := &recs[i]
-			i++
-			return []any{r.ID, site, r.UID, r.Start, r.End, r.MilliVCores, r.MemoryBytes, r.StorageBytes, r.Labels, r.MilliVCoreSeconds}, nil
-		}))
-	if err != nil {
+	if _, err := copyRecords(ctx, tx, "hub_incoming", site, recs); err != nil {
 		return 0, err
 	}
 	tag, err := tx.Exec(ctx, `INSERT INTO hub_records SELECT * FROM hub_incoming ON CONFLICT (id) DO NOTHING`)
@@ -120,6 +134,35 @@ func storeRecords(ctx context.Context, tx pgx.Tx, site string, recs []usageexpor
 		return 0, err
 	}
 	return tag.RowsAffected(), nil
+}
+
+// copyRecords copies recs into table with COPY (binary).
+func copyRecords(ctx context.Context, tx pgx.Tx, table, site string, recs []usageexport.Record) (int64, error) {
+	i := 0
+	row := make([]any, 10)
+	var labels map[string]string
+	var labelsJSON []byte
+	return tx.CopyFrom(ctx, pgx.Identifier{table},
+		[]string{"id", "site", "uid", "start_at", "end_at", "milli_vcores", "memory_bytes", "storage_bytes", "labels", "milli_vcore_seconds"},
+		pgx.CopyFromFunc(func() ([]any, error) {
+			if i == len(recs) {
+				return nil, nil
+			}
+			r := &recs[i]
+			i++
+			// Records of one interval share their labels: encode each
+			// set once, not once per record.
+			if labelsJSON == nil || (labels == nil) != (r.Labels == nil) || !maps.Equal(labels, r.Labels) {
+				b, err := json.Marshal(r.Labels)
+				if err != nil {
+					return nil, err
+				}
+				labels, labelsJSON = r.Labels, b
+			}
+			row[0], row[1], row[2], row[3], row[4] = r.ID, site, r.UID, r.Start, r.End
+			row[5], row[6], row[7], row[8], row[9] = r.MilliVCores, r.MemoryBytes, r.StorageBytes, labelsJSON, r.MilliVCoreSeconds
+			return row, nil
+		}))
 }
 
 func (h *Hub) log() *slog.Logger {

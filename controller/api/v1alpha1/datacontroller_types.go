@@ -65,7 +65,8 @@ type Connectivity struct {
 	Hub *Hub `json:"hub,omitempty"`
 }
 
-// Metering sets how usage is sampled and when the site counts as overdue.
+// Metering sets how usage is sampled and when the site counts as late.
+// +kubebuilder:validation:XValidation:rule="!has(self.warnAfter) || !has(self.overdueAfter) || duration(self.warnAfter) < duration(self.overdueAfter)",message="warnAfter must be shorter than overdueAfter",fieldPath=".warnAfter"
 type Metering struct {
 	// Interval between usage samples. A controller that was down catches up
 	// on its next sample, so this bounds staleness, not accuracy.
@@ -75,9 +76,18 @@ type Metering struct {
 	// +optional
 	Interval metav1.Duration `json:"interval,omitzero"`
 
+	// WarnAfter is how long the site may go without an export (indirect)
+	// or without reaching the hub (direct) before its freshness condition
+	// turns False with reason Stale, a warning.
+	// +kubebuilder:default="48h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(s|m|h))+$`
+	// +optional
+	WarnAfter metav1.Duration `json:"warnAfter,omitzero"`
+
 	// OverdueAfter is how long the site may go without an export (indirect)
 	// or without reaching the hub (direct) before it reports itself overdue.
-	// +kubebuilder:default="768h"
+	// +kubebuilder:default="720h"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(s|m|h))+$`
 	// +optional
@@ -108,7 +118,8 @@ type DataControllerSpec struct {
 	// +optional
 	Connectivity Connectivity `json:"connectivity,omitzero"`
 
-	// Metering sets the sampling interval and the overdue threshold.
+	// Metering sets the sampling interval and the warning and overdue
+	// thresholds.
 	// +kubebuilder:default={}
 	// +optional
 	Metering Metering `json:"metering,omitzero"`

@@ -602,6 +602,7 @@ func (in *LocalRuntime) DeepCopy() *LocalRuntime {
 func (in *Metering) DeepCopyInto(out *Metering) {
 	*out = *in
 	out.Interval = in.Interval
+	out.WarnAfter = in.WarnAfter
 	out.OverdueAfter = in.OverdueAfter
 }
 

@@ -156,7 +156,7 @@ func FeatureStoreSpec(fs *outpostv1.FeatureStore) (vectorstore.Spec, error) {
 		s.Index.Lists = int(v.Lists)
 	}
 	for _, f := range fs.Spec.Features {
-		s.Features = append(s.Features, vectorstore.Feature{Name: f.Name, Type: vectorstore.FeatureType(f.Type)})
+		s.Features = append(s.Features, vectorstore.Feature{Name: f.Name, Type: vectorstore.FeatureType(f.Type), Indexed: f.Indexed})
 	}
 	ret, err := parseRetention(fs.Spec.History.Retention)
 	if err != nil {

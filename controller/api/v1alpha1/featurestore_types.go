@@ -68,6 +68,7 @@ type VectorIndex struct {
 }
 
 // Feature is one typed column of the feature store.
+// +kubebuilder:validation:XValidation:rule="!(has(self.indexed) && self.indexed && self.type == 'jsonb')",message="a jsonb feature cannot have a B-tree index; index it with SQL (GIN) instead",fieldPath=".indexed"
 type Feature struct {
 	// Name of the column.
 	// +kubebuilder:validation:Pattern=`^[a-z_][a-z0-9_]{0,62}$`
@@ -76,6 +77,12 @@ type Feature struct {
 
 	// Type of the column.
 	Type FeatureType `json:"type"`
+
+	// Indexed puts a B-tree index on the column, so that a search filtered
+	// on it can read a selective filter's rows from the index and rank them
+	// exactly instead of walking the vector index. Not for jsonb.
+	// +optional
+	Indexed bool `json:"indexed,omitempty"`
 }
 
 // HistoryPolicy keeps past versions of every entity for point-in-time

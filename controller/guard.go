@@ -32,8 +32,11 @@ func checkInstanceSpec(spec *outpostv1.PostgresInstanceSpec) error {
 	if spec.Version != 0 && spec.Version != postgres.DefaultMajorVersion {
 		return fmt.Errorf("spec.version: PostgreSQL %d is not installed; this controller runs %d", spec.Version, postgres.DefaultMajorVersion)
 	}
-	if spec.Bootstrap.Recovery != nil {
-		return fmt.Errorf("spec.bootstrap.recovery: restoring from a backup is not available in this version")
+	if r := spec.Bootstrap.Recovery; r != nil && (r.Source == "" || r.ObjectStore.Name == "") {
+		return fmt.Errorf("spec.bootstrap.recovery: source and objectStore.name are required")
+	}
+	if err := checkBackupSpec(spec); err != nil {
+		return err
 	}
 	return nil
 }

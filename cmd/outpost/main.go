@@ -10,6 +10,6 @@ import (
 func main() {
 	if err := newRootCommand().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "outpost:", err)
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
 }

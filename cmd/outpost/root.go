@@ -29,6 +29,9 @@ backs every instance up to S3-compatible storage, and meters usage.`,
 		newHubCommand(),
 		newControllerCommand(&sh),
 		newInstanceCommand(),
+		newWALPushCommand(),
+		newWALFetchCommand(),
+		newBackupCommand(&sh),
 	)
 	return root
 }

@@ -44,6 +44,8 @@ type Controller struct {
 	site func(*outpostv1.DataController)
 	// featureStores reconciles FeatureStores; nil leaves them unreconciled.
 	featureStores *controller.FeatureStoreReconciler
+	// backups runs Backups and schedules; nil leaves them unreconciled.
+	backups *controller.BackupReconciler
 }
 
 // OnSite sets a function that receives the site's DataController at the
@@ -202,6 +204,14 @@ func (c *Controller) apply(ctx context.Context, obj manifest.Object, rec control
 		}
 		requeue = c.instances.Reconcile(ctx, inst)
 		object = inst
+		if c.backups != nil {
+			c.backups.Schedule(inst)
+		}
+	}
+	if obj.Kind() == "Backup" && c.backups != nil {
+		if object, requeue, err = c.reconcileBackup(ctx, u, obj.Key()); err != nil {
+			return 0, err
+		}
 	}
 	if obj.Kind() == "FeatureStore" && c.featureStores != nil {
 		fs := &outpostv1.FeatureStore{}

@@ -46,6 +46,12 @@ type Runtime struct {
 	// OnChange, if set, is called when a server starts, dies or comes back,
 	// so the controller can look again at once.
 	OnChange func()
+	// ObjectStores finds the ObjectStores that spec.backup and
+	// spec.bootstrap.recovery name; without it those fail with an error.
+	ObjectStores ObjectStoreLookup
+	// Executable is the outpost binary that archive_command and
+	// restore_command run; empty means this process's executable.
+	Executable string
 
 	mu        sync.Mutex
 	instances map[string]*instance
@@ -132,6 +138,11 @@ func (r *Runtime) EnsureInstance(ctx context.Context, inst *outpostv1.PostgresIn
 		return obs, nil
 	}
 	key := setupKey(inst)
+	if changed, err := r.syncArchiveSettings(ctx, in, inst); err != nil {
+		return obs, err
+	} else if changed {
+		in.applied = ""
+	}
 	if in.applied != key {
 		if err := r.setup(ctx, in, inst); err != nil {
 			return obs, err
@@ -181,6 +192,23 @@ func (r *Runtime) load(ctx context.Context, inst *outpostv1.PostgresInstance) (*
 		Port:          creds.Port,
 		Password:      creds.SuperuserPassword,
 		LogFile:       filepath.Join(dir, "postgres.log"),
+	}
+	if srv.ManagedSettings, err = r.archiveSettings(ctx, inst, dir); err != nil {
+		// The server runs without archiving rather than not at all; the
+		// error shows in the instance's status until it is fixed.
+		r.Log.Warn("WAL archiving not configured", "instance", key, "err", err)
+	}
+	if !srv.Initialized() && inst.Spec.Bootstrap.Recovery != nil {
+		if err := checkFreeSpace(dir, inst.Spec.Storage.Size.Value()); err != nil {
+			return nil, err
+		}
+		r.Log.Info("restoring instance from a backup", "instance", key, "source", inst.Spec.Bootstrap.Recovery.Source)
+		if err := r.restore(ctx, inst, dir, srv); err != nil {
+			return nil, err
+		}
+		if err := srv.WriteConfig(desiredParameters(inst)); err != nil {
+			return nil, err
+		}
 	}
 	if !srv.Initialized() {
 		if err := checkFreeSpace(dir, inst.Spec.Storage.Size.Value()); err != nil {

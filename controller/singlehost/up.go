@@ -65,6 +65,7 @@ func Up(ctx context.Context, opts UpOptions) (err error) {
 	defer func() { err = errors.Join(err, db.Stop()) }()
 
 	rt := &localruntime.Runtime{StateDir: sd.Root, Ports: db, FirstPort: opts.FirstPort, Log: log}
+	rt.ObjectStores = sd.ObjectStores()
 	defer func() { err = errors.Join(err, rt.Shutdown()) }()
 	reconciler := &controller.InstanceReconciler{Runtime: rt, Events: &dirsource.EventRecorder{DB: db.DB, Log: log}}
 	usage, err := startUsage(ctx, db.DB, sd, opts.Version, log)
@@ -75,6 +76,7 @@ func Up(ctx context.Context, opts UpOptions) (err error) {
 	ctrl := dirsource.New(sd.Manifests(), validator, db.DB, reconciler, log)
 	rt.OnChange = ctrl.Kick
 	ctrl.OnFeatureStores(&controller.FeatureStoreReconciler{Databases: rt, Events: &dirsource.EventRecorder{DB: db.DB, Log: log}})
+	ctrl.OnBackups(&controller.BackupReconciler{Runner: rt, Instances: sd.Instances(), Events: &dirsource.EventRecorder{DB: db.DB, Log: log}})
 	ctrl.OnSite(func(dc *outpostv1.DataController) {
 		listen := ""
 		if dc != nil {

@@ -29,6 +29,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	// PostgreSQL runs the binary as archive_command under its own account.
+	os.Chmod(dir, 0o755)
 	outpostBin = filepath.Join(dir, "outpost")
 	build := exec.Command("go", "build", "-o", outpostBin, "./cmd/outpost")
 	build.Dir = harness.RepoRoot()

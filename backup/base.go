@@ -1,0 +1,337 @@
+package backup
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// CreateOptions says what to back up and where to.
+type CreateOptions struct {
+	Store               *Store
+	Namespace, Instance string
+	// ConnString connects as a superuser to the running server.
+	ConnString string
+	// DataDir is the server's data directory, read directly from disk
+	// between pg_backup_start and pg_backup_stop.
+	DataDir string
+	Keys    Keys
+	// Concurrency is how many objects are compressed and uploaded at once;
+	// 0 means twice the number of CPUs, at least 4.
+	Concurrency int
+	// ChunkSize is the raw size of one object; 0 means 32 MiB.
+	ChunkSize int
+	// Progress, if set, is called with the bytes read so far.
+	Progress func(read int64)
+	// StopTimeout bounds the wait in pg_backup_stop for the WAL the backup
+	// needs to be archived; 0 means 10 minutes. A backup that runs into it
+	// fails instead of staying "running".
+	StopTimeout time.Duration
+	// OnStart, if set, is called with the backup ID once the backup has
+	// started on the server, before data is copied.
+	OnStart func(id string)
+}
+
+// Create makes a full base backup of a running server without blocking
+// writes: a non-exclusive pg_backup_start on one connection, the data
+// directory streamed as a tar split into objects that are compressed,
+// encrypted and uploaded concurrently, then pg_backup_stop, which waits for
+// the WAL the backup needs to be archived. The manifest is written last; a
+// backup interrupted before it never counts as completed.
+func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if opts.ChunkSize <= 0 {
+		opts.ChunkSize = 32 << 20
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = max(4, 2*runtime.GOMAXPROCS(0))
+	}
+	conn, err := pgx.Connect(ctx, opts.ConnString)
+	if err != nil {
+		return nil, fmt.Errorf("backup %s/%s: connect: %w", opts.Namespace, opts.Instance, err)
+	}
+	// Closing the session aborts a backup that did not stop: PostgreSQL
+	// ends a non-exclusive backup with its session.
+	defer conn.Close(context.WithoutCancel(ctx))
+
+	m := &Manifest{Format: 1, Namespace: opts.Namespace, Instance: opts.Instance, Encrypted: opts.Keys.Encrypted()}
+	var versionNum string
+	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num'), (SELECT system_identifier::text FROM pg_control_system())").Scan(&versionNum, &m.SystemIdentifier); err != nil {
+		return nil, fmt.Errorf("backup: read server identity: %w", err)
+	}
+	v, _ := strconv.Atoi(versionNum)
+	m.PGVersion = v / 10000
+	if err := conn.QueryRow(ctx, "SELECT pg_backup_start($1, true)::text, clock_timestamp()", "outpost").Scan(&m.StartLSN, &m.StartTime); err != nil {
+		return nil, fmt.Errorf("backup: pg_backup_start: %w", err)
+	}
+	if err := conn.QueryRow(ctx, "SELECT timeline_id, pg_walfile_name($1::pg_lsn) FROM pg_control_checkpoint()", m.StartLSN).Scan(&m.Timeline, &m.StartWAL); err != nil {
+		return nil, fmt.Errorf("backup: read timeline: %w", err)
+	}
+	m.ID = newBackupID(m.StartTime)
+	if opts.OnStart != nil {
+		opts.OnStart(m.ID)
+	}
+	dir := baseDir(m.Namespace, m.Instance, m.ID)
+
+	objects, source, err := uploadDataDir(ctx, opts, dir)
+	if err != nil {
+		return nil, fmt.Errorf("backup %s: %w", m.ID, err)
+	}
+	m.Objects, m.SourceBytes = objects, source
+	for _, o := range objects {
+		m.StoredBytes += o.Size
+	}
+
+	// pg_backup_stop waits until the last WAL segment the backup needs is
+	// archived, so a completed backup can always be restored.
+	if opts.StopTimeout <= 0 {
+		opts.StopTimeout = 10 * time.Minute
+	}
+	stopCtx, stopCancel := context.WithTimeout(ctx, opts.StopTimeout)
+	defer stopCancel()
+	if err := conn.QueryRow(stopCtx, "SELECT lsn::text, labelfile, coalesce(spcmapfile, ''), clock_timestamp() FROM pg_backup_stop(true)").
+		Scan(&m.StopLSN, &m.BackupLabel, &m.TablespaceMap, &m.StopTime); err != nil {
+		if stopCtx.Err() != nil && ctx.Err() == nil {
+			return nil, fmt.Errorf("backup %s: the WAL it needs was not archived within %s: check archive_command (wal-push) errors in the server log and that the object store is reachable", m.ID, opts.StopTimeout)
+		}
+		return nil, fmt.Errorf("backup %s: pg_backup_stop: %w", m.ID, err)
+	}
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := opts.Store.put(ctx, path.Join(dir, manifestName), b); err != nil {
+		return nil, fmt.Errorf("backup %s: write manifest: %w", m.ID, err)
+	}
+	return m, nil
+}
+
+// Contents of these directories are not backed up (PostgreSQL recreates
+// them or they must start empty); the directories themselves are.
+var skipContents = map[string]bool{
+	"pg_wal": true, "pg_replslot": true, "pg_stat_tmp": true, "pg_dynshmem": true,
+	"pg_notify": true, "pg_serial": true, "pg_snapshots": true, "pg_subtrans": true,
+}
+
+// Files never backed up: they describe the running server, not its data.
+var skipFiles = map[string]bool{
+	"postmaster.pid": true, "postmaster.opts": true, "backup_label": true, "backup_label.old": true,
+	"tablespace_map": true, "tablespace_map.old": true, "recovery.signal": true, "standby.signal": true,
+	"pg_internal.init": true,
+}
+
+// chunk is one object's worth of the tar stream.
+type chunk struct {
+	index int
+	data  []byte
+}
+
+// uploadDataDir walks the data directory into one tar stream, cuts it into
+// chunks and has workers seal and upload them.
+func uploadDataDir(ctx context.Context, opts CreateOptions, dir string) ([]Object, int64, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	pool := sync.Pool{New: func() any { return make([]byte, 0, opts.ChunkSize) }}
+	chunks := make(chan chunk, opts.Concurrency)
+	var (
+		mu      sync.Mutex
+		objects []Object
+		wg      sync.WaitGroup
+	)
+	for range opts.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var sealed bytes.Buffer
+			for c := range chunks {
+				if ctx.Err() != nil {
+					continue
+				}
+				sealed.Reset()
+				if err := opts.Keys.seal(&sealed, c.data); err != nil {
+					cancel(err)
+					continue
+				}
+				name := fmt.Sprintf("data.%06d.tar%s", c.index, opts.Keys.objectSuffix())
+				obj := Object{Name: name, Size: int64(sealed.Len()), SHA256: sha256Hex(sealed.Bytes()), RawSize: int64(len(c.data))}
+				pool.Put(c.data[:0]) //nolint:staticcheck // slices are what the pool holds
+				if err := opts.Store.put(ctx, path.Join(dir, name), sealed.Bytes()); err != nil {
+					cancel(err)
+					continue
+				}
+				mu.Lock()
+				for len(objects) <= c.index {
+					objects = append(objects, Object{})
+				}
+				objects[c.index] = obj
+				mu.Unlock()
+			}
+		}()
+	}
+	cw := &chunkWriter{size: opts.ChunkSize, out: chunks, pool: &pool, ctx: ctx}
+	cw.buf = pool.Get().([]byte)
+	var read atomic.Int64
+	werr := writeTar(ctx, opts.DataDir, cw, func(n int64) {
+		if opts.Progress != nil {
+			opts.Progress(read.Add(n))
+		} else {
+			read.Add(n)
+		}
+	})
+	if werr == nil {
+		werr = cw.flush()
+	}
+	close(chunks)
+	wg.Wait()
+	if cause := context.Cause(ctx); cause != nil {
+		return nil, 0, cause
+	}
+	if werr != nil {
+		return nil, 0, werr
+	}
+	return objects, read.Load(), nil
+}
+
+// chunkWriter cuts a stream into chunks of size bytes.
+type chunkWriter struct {
+	size  int
+	buf   []byte
+	index int
+	out   chan<- chunk
+	pool  *sync.Pool
+	ctx   context.Context
+}
+
+func (w *chunkWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		room := w.size - len(w.buf)
+		take := min(room, len(p))
+		w.buf = append(w.buf, p[:take]...)
+		p = p[take:]
+		if len(w.buf) == w.size {
+			if err := w.flush(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (w *chunkWriter) flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	select {
+	case w.out <- chunk{index: w.index, data: w.buf}:
+	case <-w.ctx.Done():
+		return context.Cause(w.ctx)
+	}
+	w.index++
+	w.buf = w.pool.Get().([]byte)
+	return nil
+}
+
+// writeTar writes the data directory as a tar stream. Files may change or
+// vanish while they are read: WAL replay from the backup's start repairs
+// torn pages, a vanished file is left out, and a shrunk one is padded.
+func writeTar(ctx context.Context, dataDir string, w io.Writer, progress func(int64)) error {
+	tw := tar.NewWriter(w)
+	buf := make([]byte, 1<<20)
+	err := filepath.WalkDir(dataDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		rel, _ := filepath.Rel(dataDir, p)
+		if rel == "." {
+			return nil
+		}
+		rel = filepath.ToSlash(rel)
+		parent, base := path.Split(rel)
+		parent = strings.TrimSuffix(parent, "/")
+		if skipContents[parent] && !(parent == "pg_wal" && base == "archive_status" && d.IsDir()) {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if parent == "pg_wal/archive_status" || skipFiles[base] || strings.HasPrefix(base, "pgsql_tmp") {
+			return nil
+		}
+		if parent == "pg_tblspc" {
+			return fmt.Errorf("%s: tablespaces outside the data directory are not supported by this version's backups", p)
+		}
+		info, err := d.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: rel + "/", Mode: int64(info.Mode().Perm()), ModTime: info.ModTime()})
+		}
+		if !info.Mode().IsRegular() {
+			return nil
+		}
+		f, err := os.Open(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		defer f.Close()
+		size := info.Size()
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: rel, Mode: int64(info.Mode().Perm()), Size: size, ModTime: info.ModTime()}); err != nil {
+			return err
+		}
+		n, err := io.CopyBuffer(tw, io.LimitReader(f, size), buf)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", p, err)
+		}
+		if n < size {
+			// Truncated while we read it: WAL replay sets it right.
+			if _, err := io.CopyN(tw, zeroReader{}, size-n); err != nil {
+				return err
+			}
+		}
+		progress(size)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return tw.Close()
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+// since formats a duration for logs and messages.
+func since(t time.Time) string { return time.Since(t).Round(time.Millisecond).String() }

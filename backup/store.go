@@ -1,0 +1,266 @@
+package backup
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+)
+
+// StoreConfig says how to reach an S3-compatible bucket. It is what an
+// ObjectStore resolves to on one host, and what backup.json carries to
+// wal-push and wal-fetch.
+type StoreConfig struct {
+	// Endpoint is an http or https URL.
+	Endpoint string `json:"endpoint"`
+	Bucket   string `json:"bucket"`
+	Prefix   string `json:"prefix,omitempty"`
+	Region   string `json:"region,omitempty"`
+	// AccessKey and SecretKey sign requests.
+	AccessKey string `json:"accessKey"`
+	SecretKey string `json:"secretKey"`
+	// CAFile is a PEM bundle trusted for an https endpoint, besides the
+	// system roots.
+	CAFile string `json:"caFile,omitempty"`
+	// CreateBucket creates a missing bucket instead of failing.
+	CreateBucket bool `json:"createBucket,omitempty"`
+}
+
+// Store is an opened bucket: every key it is given is under its prefix.
+type Store struct {
+	client *minio.Client
+	bucket string
+	prefix string
+	desc   string
+}
+
+// ReadCredentialsFile reads "accessKeyID=..." and "secretAccessKey=..." lines,
+// the single-host form of ObjectStore credentials.
+func ReadCredentialsFile(file string) (accessKey, secretKey string, err error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return "", "", fmt.Errorf("object store credentials: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), "=")
+		if !ok {
+			continue
+		}
+		switch strings.TrimSpace(k) {
+		case "accessKeyID":
+			accessKey = strings.TrimSpace(v)
+		case "secretAccessKey":
+			secretKey = strings.TrimSpace(v)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return "", "", fmt.Errorf("object store credentials %s: %w", file, err)
+	}
+	if accessKey == "" || secretKey == "" {
+		return "", "", fmt.Errorf("object store credentials %s: need the lines accessKeyID=... and secretAccessKey=...", file)
+	}
+	return accessKey, secretKey, nil
+}
+
+// CredentialsFromEnvironment reads AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+func CredentialsFromEnvironment() (accessKey, secretKey string, err error) {
+	accessKey, secretKey = os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")
+	if accessKey == "" || secretKey == "" {
+		return "", "", errors.New("object store credentials: fromEnvironment is set but AWS_ACCESS_KEY_ID or AWS_SECRET_ACCESS_KEY is empty")
+	}
+	return accessKey, secretKey, nil
+}
+
+// Open connects to the bucket and checks that it exists, creating it when
+// the config asks for that. A missing bucket or an unreachable endpoint is
+// an error that says which.
+func Open(ctx context.Context, cfg StoreConfig) (*Store, error) {
+	u, err := url.Parse(cfg.Endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("object store endpoint %q: must be an http or https URL", cfg.Endpoint)
+	}
+	region := cfg.Region
+	if region == "" {
+		region = "us-east-1"
+	}
+	opts := &minio.Options{
+		Creds:  credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
+		Secure: u.Scheme == "https",
+		Region: region,
+		// Lets wal-push have the server check a SHA-256 of what it got.
+		TrailingHeaders: true,
+	}
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("object store CA bundle: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("object store CA bundle %s: no PEM certificate in it", cfg.CAFile)
+		}
+		tr, err := minio.DefaultTransport(true)
+		if err != nil {
+			return nil, err
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		opts.Transport = tr
+	} else {
+		tr, err := minio.DefaultTransport(opts.Secure)
+		if err != nil {
+			return nil, err
+		}
+		tr.MaxIdleConnsPerHost = 64
+		opts.Transport = tr
+	}
+	client, err := minio.New(u.Host, opts)
+	if err != nil {
+		return nil, fmt.Errorf("object store %s: %w", cfg.Endpoint, err)
+	}
+	s := &Store{client: client, bucket: cfg.Bucket, prefix: strings.Trim(cfg.Prefix, "/"), desc: cfg.Endpoint + "/" + cfg.Bucket}
+	checkCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	ok, err := client.BucketExists(checkCtx, cfg.Bucket)
+	if err != nil {
+		return nil, fmt.Errorf("object store %s is unreachable or refused us: %w", s.desc, err)
+	}
+	if !ok {
+		if !cfg.CreateBucket {
+			return nil, fmt.Errorf("object store %s: bucket %q does not exist: create it, or set createBucket: true on the ObjectStore", cfg.Endpoint, cfg.Bucket)
+		}
+		if err := client.MakeBucket(checkCtx, cfg.Bucket, minio.MakeBucketOptions{Region: region}); err != nil {
+			return nil, fmt.Errorf("object store %s: create bucket %q: %w", cfg.Endpoint, cfg.Bucket, err)
+		}
+	}
+	return s, nil
+}
+
+// String names the bucket for messages.
+func (s *Store) String() string { return s.desc }
+
+func (s *Store) key(rel string) string {
+	if s.prefix == "" {
+		return rel
+	}
+	return path.Join(s.prefix, rel)
+}
+
+// put stores data under rel and returns nothing until the object store
+// acknowledged it.
+func (s *Store) put(ctx context.Context, rel string, data []byte) error {
+	_, err := s.client.PutObject(ctx, s.bucket, s.key(rel), bytes.NewReader(data), int64(len(data)),
+		minio.PutObjectOptions{ContentType: "application/octet-stream", DisableContentSha256: true})
+	if err != nil {
+		return fmt.Errorf("upload %s to %s: %w", rel, s.desc, err)
+	}
+	return nil
+}
+
+// get reads a whole object. A missing object's error satisfies
+// errors.Is(err, ErrNotFound).
+func (s *Store) get(ctx context.Context, rel string) ([]byte, error) {
+	obj, err := s.client.GetObject(ctx, s.bucket, s.key(rel), minio.GetObjectOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("download %s from %s: %w", rel, s.desc, err)
+	}
+	defer obj.Close()
+	b, err := io.ReadAll(obj)
+	if err != nil {
+		if isNotFound(err) {
+			return nil, fmt.Errorf("download %s from %s: %w", rel, s.desc, ErrNotFound)
+		}
+		return nil, fmt.Errorf("download %s from %s: %w", rel, s.desc, err)
+	}
+	return b, nil
+}
+
+// ErrNotFound is a missing object.
+var ErrNotFound = errors.New("no such object")
+
+func isNotFound(err error) bool {
+	var resp minio.ErrorResponse
+	if errors.As(err, &resp) {
+		return resp.Code == "NoSuchKey" || resp.StatusCode == http.StatusNotFound
+	}
+	return false
+}
+
+// exists reports whether rel is stored.
+func (s *Store) exists(ctx context.Context, rel string) (bool, error) {
+	_, err := s.client.StatObject(ctx, s.bucket, s.key(rel), minio.StatObjectOptions{})
+	if err == nil {
+		return true, nil
+	}
+	if isNotFound(err) {
+		return false, nil
+	}
+	return false, fmt.Errorf("look up %s in %s: %w", rel, s.desc, err)
+}
+
+// list returns the keys (relative to the prefix) under dir, with sizes.
+func (s *Store) list(ctx context.Context, dir string, recursive bool) ([]objectInfo, error) {
+	var out []objectInfo
+	p := s.key(dir)
+	if !strings.HasSuffix(p, "/") {
+		p += "/"
+	}
+	for o := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: p, Recursive: recursive}) {
+		if o.Err != nil {
+			return nil, fmt.Errorf("list %s in %s: %w", dir, s.desc, o.Err)
+		}
+		rel := o.Key
+		if s.prefix != "" {
+			rel = strings.TrimPrefix(rel, s.prefix+"/")
+		}
+		out = append(out, objectInfo{Key: rel, Size: o.Size, Modified: o.LastModified})
+	}
+	return out, nil
+}
+
+type objectInfo struct {
+	Key      string
+	Size     int64
+	Modified time.Time
+}
+
+// remove deletes keys; deleting what is already gone is fine.
+func (s *Store) remove(ctx context.Context, keys []string) error {
+	ch := make(chan minio.ObjectInfo, len(keys))
+	for _, k := range keys {
+		ch <- minio.ObjectInfo{Key: s.key(k)}
+	}
+	close(ch)
+	for e := range s.client.RemoveObjects(ctx, s.bucket, ch, minio.RemoveObjectsOptions{}) {
+		if e.Err != nil {
+			return fmt.Errorf("delete %s from %s: %w", strings.TrimPrefix(e.ObjectName, s.prefix+"/"), s.desc, e.Err)
+		}
+	}
+	return nil
+}
+
+// Layout of one instance's objects.
+func instanceDir(namespace, instance string) string { return path.Join(namespace, instance) }
+func baseDir(namespace, instance, id string) string {
+	return path.Join(namespace, instance, "base", id)
+}
+func walKey(namespace, instance, segment string) string {
+	return path.Join(namespace, instance, "wal", segment)
+}

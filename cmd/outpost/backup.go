@@ -1,0 +1,243 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/outpostdata/outpost/backup"
+	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
+	"github.com/outpostdata/outpost/controller/localruntime"
+	"github.com/outpostdata/outpost/controller/singlehost"
+)
+
+func newBackupCommand(f *singleHostFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "backup",
+		Short: "Create, list, verify and restore backups of instances on this host",
+	}
+	cmd.AddCommand(newBackupCreateCommand(f), newBackupListCommand(f), newBackupVerifyCommand(f), newBackupRestoreCommand(f))
+	return cmd
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// progressTo reports progress on a terminal and stays quiet otherwise.
+func progressTo(w io.Writer, verb string) func(int64) {
+	if f, ok := w.(*os.File); !ok || !term.IsTerminal(int(f.Fd())) {
+		return nil
+	}
+	start, last := time.Now(), time.Time{}
+	return func(n int64) {
+		if time.Since(last) < 500*time.Millisecond {
+			return
+		}
+		last = time.Now()
+		fmt.Fprintf(w, "\r%s %d MB (%.0f MB/s)  ", verb, n>>20, float64(n)/1e6/time.Since(start).Seconds())
+	}
+}
+
+func newBackupCreateCommand(f *singleHostFlags) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "create INSTANCE",
+		Short: "Make a full base backup of a running instance now",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sd, err := f.open()
+			if err != nil {
+				return err
+			}
+			t, err := singlehost.ResolveBackup(cmd.Context(), sd, f.namespace, args[0])
+			if err != nil {
+				return err
+			}
+			if t.ConnString == "" {
+				return fmt.Errorf("instance %s/%s has no credentials yet: is `outpost up` running and the instance Ready?", f.namespace, args[0])
+			}
+			start := time.Now()
+			m, err := backup.Create(cmd.Context(), backup.CreateOptions{
+				Store: t.Store, Namespace: f.namespace, Instance: args[0],
+				ConnString: t.ConnString, DataDir: t.DataDir, Keys: t.Keys,
+				Progress: progressTo(cmd.ErrOrStderr(), "backed up"),
+			})
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return printJSON(cmd.OutOrStdout(), m)
+			}
+			took := time.Since(start)
+			fmt.Fprintf(cmd.OutOrStdout(), "backup %s completed: %d MB read, %d MB stored, %s (%.0f MB/s), WAL %s..%s\n",
+				m.ID, m.SourceBytes>>20, m.StoredBytes>>20, took.Round(time.Millisecond), float64(m.SourceBytes)/1e6/took.Seconds(), m.StartLSN, m.StopLSN)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json")
+	return cmd
+}
+
+func newBackupListCommand(f *singleHostFlags) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "list INSTANCE",
+		Short: "List an instance's backups in its object store",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sd, err := f.open()
+			if err != nil {
+				return err
+			}
+			t, err := singlehost.ResolveBackup(cmd.Context(), sd, f.namespace, args[0])
+			if err != nil {
+				return err
+			}
+			all, err := backup.List(cmd.Context(), t.Store, f.namespace, args[0])
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return printJSON(cmd.OutOrStdout(), all)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tSTATE\tSTOPPED\tSTART LSN\tSTOP LSN\tSTORED\tENCRYPTED")
+			for _, b := range all {
+				if !b.Completed {
+					fmt.Fprintf(tw, "%s\tincomplete\t-\t-\t-\t-\t-\n", b.ID)
+					continue
+				}
+				m := b.Manifest
+				fmt.Fprintf(tw, "%s\tcompleted\t%s\t%s\t%s\t%dMB\t%v\n", b.ID, m.StopTime.UTC().Format(time.RFC3339), m.StartLSN, m.StopLSN, m.StoredBytes>>20, m.Encrypted)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json")
+	return cmd
+}
+
+func newBackupVerifyCommand(f *singleHostFlags) *cobra.Command {
+	var output string
+	var restore bool
+	cmd := &cobra.Command{
+		Use:   "verify INSTANCE BACKUP [--restore]",
+		Short: "Re-read every object of a backup and check its checksum; with --restore also restore and check it",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sd, err := f.open()
+			if err != nil {
+				return err
+			}
+			t, err := singlehost.ResolveBackup(cmd.Context(), sd, f.namespace, args[0])
+			if err != nil {
+				return err
+			}
+			res, err := backup.Verify(cmd.Context(), t.Store, f.namespace, args[0], args[1])
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				if err := printJSON(cmd.OutOrStdout(), res); err != nil {
+					return err
+				}
+			} else if res.OK {
+				fmt.Fprintf(cmd.OutOrStdout(), "backup %s: %d objects, %d bytes, every checksum matches\n", res.ID, res.Objects, res.Bytes)
+			}
+			if !res.OK {
+				for _, e := range res.Errors {
+					fmt.Fprintln(cmd.ErrOrStderr(), e)
+				}
+				return fmt.Errorf("backup %s failed verification: %d problems", res.ID, len(res.Errors))
+			}
+			if !restore {
+				return nil
+			}
+			exe, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			check, err := localruntime.VerifyByRestore(cmd.Context(), t.StoreConfig, t.KeyFile, f.namespace, args[0], args[1], exe, sd.Root, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err != nil {
+				return fmt.Errorf("backup %s: restore check failed: %w", args[1], err)
+			}
+			if output == "json" {
+				return printJSON(cmd.OutOrStdout(), check)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "backup %s restores: %d databases, %d B-tree indexes pass amcheck, %d tables with %d rows (restore took %s)\n",
+				args[1], check.Databases, check.IndexesOK, check.Tables, check.Rows, check.RestoreTook.Round(time.Millisecond))
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json")
+	cmd.Flags().BoolVar(&restore, "restore", false, "also restore into a throw-away instance, run amcheck and count rows, then remove it")
+	return cmd
+}
+
+func newBackupRestoreCommand(f *singleHostFlags) *cobra.Command {
+	var to, backupID, target string
+	cmd := &cobra.Command{
+		Use:   "restore SOURCE --to NEW [--backup-id ID] [--target-time RFC3339]",
+		Short: "Create a new instance from SOURCE's backups, to the end of WAL or a target time",
+		Long: `Writes a PostgresInstance NEW with spec.bootstrap.recovery into the manifests
+directory; the controller (outpost up) restores it. A target time before the
+first recoverability point is refused at once.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sd, err := f.open()
+			if err != nil {
+				return err
+			}
+			t, err := singlehost.ResolveBackup(cmd.Context(), sd, f.namespace, args[0])
+			if err != nil {
+				return err
+			}
+			rec := &outpostv1.RecoveryBootstrap{Source: args[0], ObjectStore: t.Instance.Spec.Backup.ObjectStore, BackupID: backupID}
+			var tt time.Time
+			if target != "" {
+				if tt, err = time.Parse(time.RFC3339Nano, target); err != nil {
+					return fmt.Errorf("--target-time: %w (use RFC 3339, e.g. 2026-11-21T20:00:00Z)", err)
+				}
+				rec.TargetTime = &metav1.Time{Time: tt}
+			}
+			m, err := backup.ChooseBackup(cmd.Context(), t.Store, f.namespace, args[0], backupID, tt)
+			if err != nil {
+				return err
+			}
+			inst := &outpostv1.PostgresInstance{}
+			inst.APIVersion, inst.Kind = outpostv1.GroupVersion.String(), "PostgresInstance"
+			inst.Name, inst.Namespace = to, f.namespace
+			inst.Spec = *t.Instance.Spec.DeepCopy()
+			inst.Spec.Backup = nil
+			if enc := t.Instance.Spec.Backup.Encryption; enc != nil {
+				// The key is needed to read the source's backups; the new
+				// instance archives nowhere until given a policy of its own.
+				inst.Spec.Backup = &outpostv1.BackupPolicy{ObjectStore: rec.ObjectStore, Encryption: enc, Retention: t.Instance.Spec.Backup.Retention}
+			}
+			inst.Spec.Bootstrap = outpostv1.Bootstrap{Recovery: rec}
+			b, err := yaml.Marshal(inst)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "restoring from backup %s (ended %s)\n", m.ID, m.StopTime.UTC().Format(time.RFC3339))
+			return singlehost.Apply(cmd.Context(), sd, to+".yaml", b, cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().StringVar(&to, "to", "", "name of the new instance")
+	cmd.Flags().StringVar(&backupID, "backup-id", "", "backup to restore; default the newest one before the target time")
+	cmd.Flags().StringVar(&target, "target-time", "", "recover to this time (RFC 3339); default the end of WAL")
+	_ = cmd.MarkFlagRequired("to")
+	return cmd
+}

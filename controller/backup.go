@@ -1,0 +1,273 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/outpostdata/outpost/backup"
+	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
+)
+
+// BackupRunner makes base backups and applies retention where an instance
+// runs; the runtime knows where its data and object store are.
+type BackupRunner interface {
+	// RunBackup backs the instance up and blocks until the backup is
+	// completed or failed. onStart receives the backup ID once known.
+	RunBackup(ctx context.Context, inst *outpostv1.PostgresInstance, onStart func(id string)) (*backup.Manifest, string, error)
+	// ApplyRetention deletes what the instance's retention policy no
+	// longer keeps.
+	ApplyRetention(ctx context.Context, inst *outpostv1.PostgresInstance, now time.Time) (*backup.RetentionResult, error)
+}
+
+// InstanceLookup finds a PostgresInstance by namespace and name.
+type InstanceLookup func(ctx context.Context, namespace, name string) (*outpostv1.PostgresInstance, error)
+
+// Condition reasons of a Backup.
+const (
+	ReasonBackupRunning     = "Running"
+	ReasonBackupCompleted   = "Completed"
+	ReasonBackupFailed      = "Failed"
+	ReasonBackupWaiting     = "WaitingForOtherBackup"
+	ReasonBackupInterrupted = "Interrupted"
+	requeueBackupRunning    = 2 * time.Second
+)
+
+// cronParser takes 5 fields as people write them, 6 with seconds, and
+// descriptors such as @daily.
+var cronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// ParseSchedule parses spec.backup.schedule; the error names the field.
+func ParseSchedule(expr string) (cron.Schedule, error) {
+	s, err := cronParser.Parse(expr)
+	if err != nil {
+		return nil, fmt.Errorf("spec.backup.schedule %q: %v", expr, err)
+	}
+	return s, nil
+}
+
+// checkBackupSpec re-checks what backups rely on.
+func checkBackupSpec(spec *outpostv1.PostgresInstanceSpec) error {
+	if spec.Backup == nil {
+		return nil
+	}
+	if spec.Backup.Schedule != "" {
+		if _, err := ParseSchedule(spec.Backup.Schedule); err != nil {
+			return err
+		}
+	}
+	if _, err := RetentionOf(spec.Backup.Retention); err != nil {
+		return err
+	}
+	return nil
+}
+
+// RetentionOf turns the spec's retention into the backup package's.
+func RetentionOf(r outpostv1.RetentionPolicy) (backup.RetentionPolicy, error) {
+	if r.Count != nil {
+		return backup.RetentionPolicy{Count: int(*r.Count)}, nil
+	}
+	w := r.RecoveryWindow
+	if w == "" {
+		w = "7d"
+	}
+	var n int
+	var unit byte
+	if _, err := fmt.Sscanf(w, "%d%c", &n, &unit); err != nil || n <= 0 {
+		return backup.RetentionPolicy{}, fmt.Errorf("spec.backup.retention.recoveryWindow %q: must be a number and h, d or w, e.g. 7d", w)
+	}
+	hours := map[byte]int{'h': 1, 'd': 24, 'w': 24 * 7}[unit]
+	if hours == 0 {
+		return backup.RetentionPolicy{}, fmt.Errorf("spec.backup.retention.recoveryWindow %q: the unit must be h, d or w", w)
+	}
+	return backup.RetentionPolicy{Window: time.Duration(n*hours) * time.Hour}, nil
+}
+
+// BackupReconciler runs Backups: each one once, at most one per instance at
+// a time, in the background, with its progress in the status.
+type BackupReconciler struct {
+	Runner    BackupRunner
+	Instances InstanceLookup
+	Events    EventRecorder
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+
+	mu   sync.Mutex
+	jobs map[string]*backupJob // by Backup namespace/name
+	busy map[string]string     // instance namespace/name -> Backup name
+	last map[string]time.Time  // instance namespace/name -> last scheduled run
+}
+
+type backupJob struct {
+	instance string
+	done     chan struct{}
+	id       string
+	manifest *backup.Manifest
+	location string
+	err      error
+}
+
+func (r *BackupReconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// Reconcile moves one Backup along: Pending until its instance is free,
+// Running while the backup runs, then Completed or Failed for good.
+func (r *BackupReconciler) Reconcile(ctx context.Context, b *outpostv1.Backup) time.Duration {
+	b.Status.ObservedGeneration = b.Generation
+	if b.Status.Phase == outpostv1.BackupCompleted || b.Status.Phase == outpostv1.BackupFailed {
+		return 0
+	}
+	key := b.Namespace + "/" + b.Name
+	instKey := b.Namespace + "/" + b.Spec.Instance.Name
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.jobs == nil {
+		r.jobs, r.busy, r.last = map[string]*backupJob{}, map[string]string{}, map[string]time.Time{}
+	}
+	job := r.jobs[key]
+	if job == nil {
+		if b.Status.Phase == outpostv1.BackupRunning {
+			// Operator-restart guard: a backup this process did not start
+			// was cut short by a restart. It has no manifest, so it never
+			// counts as completed; retention removes its objects.
+			r.finish(b, outpostv1.BackupFailed, ReasonBackupInterrupted, "the controller stopped during the backup; create a new Backup")
+			return 0
+		}
+		inst, err := r.Instances(ctx, b.Namespace, b.Spec.Instance.Name)
+		if err == nil && inst.Spec.Backup == nil {
+			err = fmt.Errorf("PostgresInstance %s has no spec.backup", b.Spec.Instance.Name)
+		}
+		if err != nil {
+			r.finish(b, outpostv1.BackupFailed, ReasonBackupFailed, err.Error())
+			return 0
+		}
+		if other, ok := r.busy[instKey]; ok {
+			b.Status.Phase = outpostv1.BackupPending
+			r.setCondition(b, metav1.ConditionFalse, ReasonBackupWaiting, "waiting for backup "+other+" of the same instance to finish")
+			return requeueBackupRunning
+		}
+		job = r.start(key, instKey, b.Name, inst)
+		now := metav1.NewTime(r.now())
+		b.Status.Phase, b.Status.StartedAt = outpostv1.BackupRunning, &now
+		r.setCondition(b, metav1.ConditionFalse, ReasonBackupRunning, "backing up "+b.Spec.Instance.Name)
+		r.Events.Event(b, "Normal", ReasonBackupRunning, "backup of "+b.Spec.Instance.Name+" started")
+		return requeueBackupRunning
+	}
+	select {
+	case <-job.done:
+	default:
+		b.Status.BackupID = job.id
+		return requeueBackupRunning
+	}
+	delete(r.jobs, key)
+	if job.err != nil {
+		r.finish(b, outpostv1.BackupFailed, ReasonBackupFailed, job.err.Error())
+		return 0
+	}
+	m := job.manifest
+	b.Status.BackupID, b.Status.StartLSN, b.Status.StopLSN = m.ID, m.StartLSN, m.StopLSN
+	b.Status.SizeBytes, b.Status.Location, b.Status.Encrypted = m.StoredBytes, job.location, m.Encrypted
+	started := metav1.NewTime(m.StartTime)
+	b.Status.StartedAt = &started
+	r.finish(b, outpostv1.BackupCompleted, ReasonBackupCompleted, fmt.Sprintf("backup %s: %d bytes read, %d stored", m.ID, m.SourceBytes, m.StoredBytes))
+	stopped := metav1.NewTime(m.StopTime)
+	b.Status.StoppedAt = &stopped
+	return 0
+}
+
+// start runs a backup in the background; r.mu is held.
+// Scheduled backups (key "") are not tracked: no Backup object asks.
+func (r *BackupReconciler) start(key, instKey, name string, inst *outpostv1.PostgresInstance) *backupJob {
+	job := &backupJob{instance: instKey, done: make(chan struct{})}
+	if key != "" {
+		r.jobs[key] = job
+	}
+	r.busy[instKey] = name
+	go func() {
+		m, loc, err := r.Runner.RunBackup(context.Background(), inst, func(id string) {
+			r.mu.Lock()
+			job.id = id
+			r.mu.Unlock()
+		})
+		if err == nil {
+			_, err = r.retain(inst)
+		}
+		r.mu.Lock()
+		job.manifest, job.location, job.err = m, loc, err
+		delete(r.busy, instKey)
+		r.mu.Unlock()
+		close(job.done)
+	}()
+	return job
+}
+
+func (r *BackupReconciler) retain(inst *outpostv1.PostgresInstance) (*backup.RetentionResult, error) {
+	res, err := r.Runner.ApplyRetention(context.Background(), inst, r.now())
+	if err != nil {
+		return nil, fmt.Errorf("the backup completed, but retention failed: %w", err)
+	}
+	return res, nil
+}
+
+// Schedule starts a backup of inst when its cron schedule says one is due
+// and none runs; it is called on every pass over the instance. The first
+// pass only notes the time, so a restart does not trigger a backup.
+func (r *BackupReconciler) Schedule(inst *outpostv1.PostgresInstance) {
+	if inst.Spec.Backup == nil || inst.Spec.Backup.Schedule == "" || inst.Status.Phase != outpostv1.InstanceRunning {
+		return
+	}
+	sched, err := ParseSchedule(inst.Spec.Backup.Schedule)
+	if err != nil {
+		return
+	}
+	instKey := inst.Namespace + "/" + inst.Name
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.jobs == nil {
+		r.jobs, r.busy, r.last = map[string]*backupJob{}, map[string]string{}, map[string]time.Time{}
+	}
+	last, seen := r.last[instKey]
+	if !seen {
+		r.last[instKey] = now
+		return
+	}
+	if next := sched.Next(last); next.After(now) {
+		return
+	}
+	if _, running := r.busy[instKey]; running {
+		return
+	}
+	r.last[instKey] = now
+	name := "scheduled-" + now.UTC().Format("20060102t150405")
+	r.start("", instKey, name, inst.DeepCopy())
+	r.Events.Event(inst, "Normal", "ScheduledBackup", "scheduled backup "+name+" started")
+}
+
+func (r *BackupReconciler) finish(b *outpostv1.Backup, phase outpostv1.BackupPhase, reason, msg string) {
+	now := metav1.NewTime(r.now())
+	b.Status.Phase, b.Status.StoppedAt = phase, &now
+	status := metav1.ConditionTrue
+	eventType := "Normal"
+	if phase == outpostv1.BackupFailed {
+		status, eventType = metav1.ConditionFalse, "Warning"
+		b.Status.Error = msg
+	}
+	r.setCondition(b, status, reason, msg)
+	r.Events.Event(b, eventType, reason, msg)
+}
+
+func (r *BackupReconciler) setCondition(b *outpostv1.Backup, status metav1.ConditionStatus, reason, msg string) {
+	meta.SetStatusCondition(&b.Status.Conditions, metav1.Condition{
+		Type: outpostv1.ConditionReady, Status: status, Reason: reason, Message: msg, ObservedGeneration: b.Generation,
+	})
+}

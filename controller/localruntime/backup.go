@@ -1,0 +1,204 @@
+package localruntime
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/outpostdata/outpost/backup"
+	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
+	"github.com/outpostdata/outpost/postgres"
+)
+
+// ObjectStoreLookup finds an ObjectStore by namespace and name (the manifests
+// directory on one host).
+type ObjectStoreLookup func(ctx context.Context, namespace, name string) (*outpostv1.ObjectStore, error)
+
+// StoreConfig turns an ObjectStore into what the backup package connects
+// with. Secrets are a Kubernetes notion: on one host credentials come from a
+// file or the environment.
+func StoreConfig(os_ *outpostv1.ObjectStore) (backup.StoreConfig, error) {
+	cfg := backup.StoreConfig{
+		Endpoint:     os_.Spec.Endpoint,
+		Bucket:       os_.Spec.Bucket,
+		Prefix:       os_.Spec.Prefix,
+		Region:       os_.Spec.Region,
+		CreateBucket: os_.Spec.CreateBucket,
+	}
+	if os_.Spec.CASecret != nil {
+		return cfg, fmt.Errorf("ObjectStore %s/%s: spec.caSecret is available on Kubernetes only; on a single host put the CA into the system trust store", os_.Namespace, os_.Name)
+	}
+	c := os_.Spec.Credentials
+	var err error
+	switch {
+	case c.File != "":
+		cfg.AccessKey, cfg.SecretKey, err = backup.ReadCredentialsFile(c.File)
+	case c.FromEnvironment:
+		cfg.AccessKey, cfg.SecretKey, err = backup.CredentialsFromEnvironment()
+	default:
+		err = fmt.Errorf("spec.credentials.secret is available on Kubernetes only; on a single host set credentials.file or credentials.fromEnvironment")
+	}
+	if err != nil {
+		return cfg, fmt.Errorf("ObjectStore %s/%s: %w", os_.Namespace, os_.Name, err)
+	}
+	return cfg, nil
+}
+
+// KeyFile is where, on one host, the age identity of the Secret named in
+// spec.backup.encryption.keySecret lives:
+// <state>/secrets/<namespace>/<name>/age.key.
+func KeyFile(stateDir, namespace, secret string) string {
+	return filepath.Join(stateDir, "secrets", namespace, secret, "age.key")
+}
+
+// ArchiveConfigFile is the backup.json in an instance directory that
+// wal-push and wal-fetch read.
+func ArchiveConfigFile(instanceDir string) string { return filepath.Join(instanceDir, "backup.json") }
+
+// executable is the outpost binary PostgreSQL runs as archive_command.
+func (r *Runtime) executable() (string, error) {
+	if r.Executable != "" {
+		return r.Executable, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find the outpost executable for archive_command: %w", err)
+	}
+	return filepath.EvalSymlinks(exe)
+}
+
+// writeArchiveConfig writes backup.json for namespace/instance's WAL in
+// store, readable by the server's account only.
+func (r *Runtime) writeArchiveConfig(ctx context.Context, file, namespace, instance string, store outpostv1.LocalObjectReference, encryption *outpostv1.BackupEncryption, keyNamespace string) error {
+	if r.ObjectStores == nil {
+		return fmt.Errorf("object store %s: this controller has no ObjectStore source", store.Name)
+	}
+	obj, err := r.ObjectStores(ctx, keyNamespace, store.Name)
+	if err != nil {
+		return err
+	}
+	cfg, err := StoreConfig(obj)
+	if err != nil {
+		return err
+	}
+	ac := &backup.ArchiveConfig{Store: cfg, Namespace: namespace, Instance: instance}
+	if encryption != nil {
+		ac.KeyFile = KeyFile(r.StateDir, keyNamespace, encryption.KeySecret.Name)
+		if _, err := backup.ReadKeyFile(ac.KeyFile); err != nil {
+			return fmt.Errorf("spec.backup.encryption.keySecret %s: %w (on a single host the key is the file %s)", encryption.KeySecret.Name, err, ac.KeyFile)
+		}
+		if err := postgres.OwnByServer(ac.KeyFile); err != nil {
+			return err
+		}
+	}
+	if err := backup.WriteArchiveConfig(file, ac); err != nil {
+		return fmt.Errorf("write %s: %w", file, err)
+	}
+	return postgres.OwnByServer(file)
+}
+
+// archiveSettings are the ManagedSettings of an instance: WAL archiving when
+// it has a backup policy, none otherwise.
+func (r *Runtime) archiveSettings(ctx context.Context, inst *outpostv1.PostgresInstance, dir string) (map[string]string, error) {
+	if inst.Spec.Backup == nil {
+		return nil, nil
+	}
+	file := ArchiveConfigFile(dir)
+	if err := r.writeArchiveConfig(ctx, file, inst.Namespace, inst.Name, inst.Spec.Backup.ObjectStore, inst.Spec.Backup.Encryption, inst.Namespace); err != nil {
+		return nil, fmt.Errorf("spec.backup: %w", err)
+	}
+	exe, err := r.executable()
+	if err != nil {
+		return nil, err
+	}
+	return backup.ArchiveSettings(exe, file), nil
+}
+
+// syncArchiveSettings brings a running instance's archive settings to the
+// spec; it reports whether they changed, so setup applies them.
+func (r *Runtime) syncArchiveSettings(ctx context.Context, in *instance, inst *outpostv1.PostgresInstance) (bool, error) {
+	want, err := r.archiveSettings(ctx, inst, in.dir)
+	if err != nil {
+		return false, err
+	}
+	if maps.Equal(want, in.server.ManagedSettings) {
+		return false, nil
+	}
+	in.server.ManagedSettings = want
+	return true, nil
+}
+
+// restore creates the data directory from the backup that
+// spec.bootstrap.recovery names, and runs recovery to its end or target
+// time. The restored server is stopped afterwards; load starts it.
+func (r *Runtime) restore(ctx context.Context, inst *outpostv1.PostgresInstance, dir string, srv *postgres.Server) error {
+	rec := inst.Spec.Bootstrap.Recovery
+	key := inst.Namespace + "/" + inst.Name
+	// The restore reads the source's WAL with a backup.json of its own.
+	file := filepath.Join(dir, "restore.json")
+	var enc *outpostv1.BackupEncryption
+	if inst.Spec.Backup != nil {
+		enc = inst.Spec.Backup.Encryption
+	}
+	if err := r.writeArchiveConfig(ctx, file, inst.Namespace, rec.Source, rec.ObjectStore, enc, inst.Namespace); err != nil {
+		return fmt.Errorf("spec.bootstrap.recovery: %w", err)
+	}
+	ac, err := backup.ReadArchiveConfig(file)
+	if err != nil {
+		return err
+	}
+	keys, err := ac.Keys()
+	if err != nil {
+		return err
+	}
+	store, err := backup.Open(ctx, ac.Store)
+	if err != nil {
+		return fmt.Errorf("spec.bootstrap.recovery: %w", err)
+	}
+	exe, err := r.executable()
+	if err != nil {
+		return err
+	}
+	return RestoreInto(ctx, srv, store, keys, backup.RestoreOptions{
+		Namespace: inst.Namespace, Instance: rec.Source, BackupID: rec.BackupID, TargetTime: targetTime(rec),
+	}, exe, file, r.Log.With("instance", key))
+}
+
+func targetTime(rec *outpostv1.RecoveryBootstrap) (t time.Time) {
+	if rec.TargetTime != nil {
+		t = rec.TargetTime.Time
+	}
+	return t
+}
+
+// RestoreInto downloads a backup into srv's (empty) data directory and runs
+// archive recovery with wal-fetch reading archiveConfig, then leaves the
+// server stopped with srv.Password as the superuser's password.
+func RestoreInto(ctx context.Context, srv *postgres.Server, store *backup.Store, keys backup.Keys, opts backup.RestoreOptions, exe, archiveConfig string, log *slog.Logger) error {
+	if err := os.RemoveAll(srv.DataDir); err != nil {
+		return err
+	}
+	opts.Store, opts.Keys, opts.DataDir = store, keys, srv.DataDir
+	start := time.Now()
+	m, err := backup.Restore(ctx, opts)
+	if err != nil {
+		os.RemoveAll(srv.DataDir)
+		return err
+	}
+	log.Info("base backup restored, replaying WAL", "backup", m.ID, "source", opts.Namespace+"/"+opts.Instance, "took", time.Since(start).Round(time.Millisecond))
+	if err := postgres.OwnByServer(archiveConfig); err != nil {
+		return err
+	}
+	if err := srv.Recover(ctx, backup.RecoverySettings(exe, archiveConfig, opts.TargetTime)); err != nil {
+		// A half-recovered directory must not be mistaken for an
+		// initialised one on the next attempt.
+		os.RemoveAll(srv.DataDir)
+		return err
+	}
+	log.Info("recovery finished", "backup", m.ID, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}

@@ -1,0 +1,127 @@
+package singlehost
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strconv"
+
+	"github.com/outpostdata/outpost/backup"
+	"github.com/outpostdata/outpost/controller"
+	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
+	"github.com/outpostdata/outpost/controller/localruntime"
+	"github.com/outpostdata/outpost/controller/manifest"
+	"github.com/outpostdata/outpost/postgres"
+)
+
+// ObjectStores looks ObjectStores up in the manifests directory, for the
+// local runtime's backups.
+func (s StateDir) ObjectStores() localruntime.ObjectStoreLookup {
+	return func(ctx context.Context, namespace, name string) (*outpostv1.ObjectStore, error) {
+		_, d, err := s.readManifests(ctx)
+		if err != nil {
+			return nil, err
+		}
+		obj, ok := d.Objects[manifest.Key("ObjectStore", namespace, name)]
+		if !ok {
+			return nil, fmt.Errorf("no ObjectStore %s/%s in %s: apply one first", namespace, name, s.Manifests())
+		}
+		o := &outpostv1.ObjectStore{}
+		if err := obj.Into(o); err != nil {
+			return nil, err
+		}
+		return o, nil
+	}
+}
+
+// BackupTarget is what backing up, listing and restoring one instance's
+// backups on this host needs.
+type BackupTarget struct {
+	Instance *outpostv1.PostgresInstance
+	Store    *backup.Store
+	Keys     backup.Keys
+	// StoreConfig and KeyFile are what Store and Keys were made from.
+	StoreConfig backup.StoreConfig
+	KeyFile     string
+	// ConnString is a superuser URI of the running instance; DataDir its
+	// data directory.
+	ConnString string
+	DataDir    string
+}
+
+// ResolveBackup finds an instance's manifest, its object store and key, and
+// its credentials, and opens the object store.
+func ResolveBackup(ctx context.Context, sd StateDir, namespace, name string) (*BackupTarget, error) {
+	if err := sd.mustExist(); err != nil {
+		return nil, err
+	}
+	_, d, err := sd.readManifests(ctx)
+	if err != nil {
+		return nil, err
+	}
+	obj, ok := d.Objects[manifest.Key("PostgresInstance", namespace, name)]
+	if !ok {
+		return nil, fmt.Errorf("no PostgresInstance %s/%s in %s", namespace, name, sd.Manifests())
+	}
+	inst := &outpostv1.PostgresInstance{}
+	if err := obj.Into(inst); err != nil {
+		return nil, err
+	}
+	if inst.Spec.Backup == nil {
+		return nil, fmt.Errorf("PostgresInstance %s/%s has no spec.backup: add an object store to back it up", namespace, name)
+	}
+	t := &BackupTarget{Instance: inst}
+	os_, err := sd.ObjectStores()(ctx, namespace, inst.Spec.Backup.ObjectStore.Name)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := localruntime.StoreConfig(os_)
+	if err != nil {
+		return nil, err
+	}
+	t.StoreConfig = cfg
+	if t.Store, err = backup.Open(ctx, cfg); err != nil {
+		return nil, err
+	}
+	if enc := inst.Spec.Backup.Encryption; enc != nil {
+		t.KeyFile = localruntime.KeyFile(sd.Root, namespace, enc.KeySecret.Name)
+		if t.Keys, err = backup.ReadKeyFile(t.KeyFile); err != nil {
+			return nil, err
+		}
+	}
+	dir := sd.Instance(namespace, name)
+	t.DataDir = filepath.Join(dir, "data")
+	if creds, err := localruntime.ReadCredentials(dir); err == nil {
+		u := url.URL{
+			Scheme:   "postgres",
+			User:     url.UserPassword(postgres.Superuser, creds.SuperuserPassword),
+			Host:     net.JoinHostPort(creds.Host, strconv.Itoa(creds.Port)),
+			Path:     "/postgres",
+			RawQuery: "sslmode=disable",
+		}
+		t.ConnString = u.String()
+	}
+	return t, nil
+}
+
+// Instances looks PostgresInstances up in the manifests directory, for
+// Backups.
+func (s StateDir) Instances() controller.InstanceLookup {
+	return func(ctx context.Context, namespace, name string) (*outpostv1.PostgresInstance, error) {
+		_, d, err := s.readManifests(ctx)
+		if err != nil {
+			return nil, err
+		}
+		obj, ok := d.Objects[manifest.Key("PostgresInstance", namespace, name)]
+		if !ok {
+			return nil, fmt.Errorf("no PostgresInstance %s/%s in %s", namespace, name, s.Manifests())
+		}
+		inst := &outpostv1.PostgresInstance{}
+		if err := obj.Into(inst); err != nil {
+			return nil, err
+		}
+		return inst, nil
+	}
+}

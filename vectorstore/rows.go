@@ -212,14 +212,7 @@ func featureConverter(t FeatureType) converter {
 			case string:
 				return x, nil
 			case json.RawMessage:
-				var s *string
-				if err := json.Unmarshal(x, &s); err != nil {
-					return nil, fmt.Errorf("want a string, got %s", abbreviate(string(x)))
-				}
-				if s == nil {
-					return nil, nil
-				}
-				return *s, nil
+				return fromJSON[string](x, "a string")
 			}
 			return nil, fmt.Errorf("want a string, got %T", v)
 		}
@@ -274,14 +267,7 @@ func featureConverter(t FeatureType) converter {
 			case int64:
 				return float64(x), nil
 			case json.RawMessage:
-				var f *float64
-				if err := json.Unmarshal(x, &f); err != nil {
-					return nil, fmt.Errorf("want a number, got %s", abbreviate(string(x)))
-				}
-				if f == nil {
-					return nil, nil
-				}
-				return *f, nil
+				return fromJSON[float64](x, "a number")
 			}
 			return nil, fmt.Errorf("want a number, got %T", v)
 		}
@@ -302,14 +288,7 @@ func featureConverter(t FeatureType) converter {
 			case bool:
 				return x, nil
 			case json.RawMessage:
-				var b *bool
-				if err := json.Unmarshal(x, &b); err != nil {
-					return nil, fmt.Errorf("want true or false, got %s", abbreviate(string(x)))
-				}
-				if b == nil {
-					return nil, nil
-				}
-				return *b, nil
+				return fromJSON[bool](x, "true or false")
 			}
 			return nil, fmt.Errorf("want true or false, got %T", v)
 		}
@@ -350,4 +329,17 @@ func abbreviate(s string) string {
 		return s[:37] + "..."
 	}
 	return s
+}
+
+// fromJSON decodes one JSON Lines value of a feature column: null is SQL
+// NULL, anything but a T is an error that says what was wanted.
+func fromJSON[T any](raw json.RawMessage, want string) (any, error) {
+	var v *T
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, fmt.Errorf("want %s, got %s", want, abbreviate(string(raw)))
+	}
+	if v == nil {
+		return nil, nil
+	}
+	return *v, nil
 }

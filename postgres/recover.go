@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -77,24 +76,10 @@ func (s *Server) Recover(ctx context.Context, recovery map[string]string) (err e
 		}
 	}()
 
-	bin, err := s.binDir()
-	if err != nil {
-		return err
-	}
-	logf, err := os.OpenFile(s.logFile(), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("postgres log: %w", err)
-	}
-	defer logf.Close()
-	cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", s.DataDir)
-	cmd.SysProcAttr = acct.sysProcAttr()
-	cmd.SysProcAttr.Setpgid = true
-	cmd.Stdout, cmd.Stderr = logf, logf
-	p, err := startChild(cmd)
+	p, err := s.spawn()
 	if err != nil {
 		return fmt.Errorf("recover %s: start postgres: %w", s.DataDir, err)
 	}
-	s.setProc(p)
 	defer func() {
 		if serr := s.stop(context.WithoutCancel(ctx)); serr != nil && err == nil {
 			err = serr

@@ -181,6 +181,35 @@ func (s *Server) Start(ctx context.Context) error {
 	return s.start(ctx)
 }
 
+// spawn starts the postmaster as the server's account, in its own process
+// group (a Ctrl-C at the terminal is the controller's to handle), with its
+// output appended to the log file, and makes it the current process.
+func (s *Server) spawn() (*process, error) {
+	bin, err := s.binDir()
+	if err != nil {
+		return nil, err
+	}
+	acct, err := serverAccount()
+	if err != nil {
+		return nil, err
+	}
+	logf, err := os.OpenFile(s.logFile(), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("postgres log: %w", err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", s.DataDir)
+	cmd.SysProcAttr = acct.sysProcAttr()
+	cmd.SysProcAttr.Setpgid = true
+	cmd.Stdout, cmd.Stderr = logf, logf
+	p, err := startChild(cmd)
+	if err != nil {
+		return nil, err
+	}
+	s.setProc(p)
+	return p, nil
+}
+
 func (s *Server) start(ctx context.Context) error {
 	if p := s.current(); p != nil {
 		return fmt.Errorf("postgres %s: already running (pid %d)", s.DataDir, p.pid)
@@ -194,29 +223,10 @@ func (s *Server) start(ctx context.Context) error {
 	if err := s.quitLeftovers(); err != nil {
 		return fmt.Errorf("start postgres %s: %w", s.DataDir, err)
 	}
-	bin, err := s.binDir()
-	if err != nil {
-		return err
-	}
-	acct, err := serverAccount()
-	if err != nil {
-		return err
-	}
-	logf, err := os.OpenFile(s.logFile(), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("postgres log: %w", err)
-	}
-	defer logf.Close()
-
-	cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", s.DataDir)
-	cmd.SysProcAttr = acct.sysProcAttr()
-	cmd.SysProcAttr.Setpgid = true
-	cmd.Stdout, cmd.Stderr = logf, logf
-	p, err := startChild(cmd)
+	p, err := s.spawn()
 	if err != nil {
 		return fmt.Errorf("start postgres %s: %w", s.DataDir, err)
 	}
-	s.setProc(p)
 
 	if err := s.waitReady(ctx, p); err != nil {
 		if p.exited() {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -26,20 +25,14 @@ import (
 var outpostBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "outpost-backup-bin-")
+	bin, remove, err := harness.BuildOutpost()
 	if err != nil {
-		panic(err)
-	}
-	os.Chmod(dir, 0o755)
-	outpostBin = filepath.Join(dir, "outpost")
-	build := exec.Command("go", "build", "-o", outpostBin, "./cmd/outpost")
-	build.Dir = harness.RepoRoot()
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build outpost: %v\n%s", err, out)
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	outpostBin = bin
 	code := m.Run()
-	os.RemoveAll(dir)
+	remove()
 	os.Exit(code)
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -124,28 +125,19 @@ func newGetCommand(f *singleHostFlags) *cobra.Command {
 }
 
 func newDescribeCommand(f *singleHostFlags) *cobra.Command {
-	return &cobra.Command{
-		Use:   "describe KIND/NAME",
-		Short: "Show an object's status, conditions, events and spec",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			sd, err := f.open()
-			if err != nil {
-				return err
-			}
-			kind, name, err := singlehost.ParseRef(args[0])
-			if err != nil {
-				return err
-			}
-			return singlehost.Describe(cmd.Context(), sd, kind, f.namespace, name, cmd.OutOrStdout())
-		},
-	}
+	return refCommand(f, "describe", "Show an object's status, conditions, events and spec", singlehost.Describe)
 }
 
 func newDeleteCommand(f *singleHostFlags) *cobra.Command {
+	return refCommand(f, "delete", "Remove an object's manifest; the controller stops what it runs", singlehost.Delete)
+}
+
+// refCommand is a command that takes one KIND/NAME, as kubectl's do.
+func refCommand(f *singleHostFlags, verb, short string,
+	run func(ctx context.Context, sd singlehost.StateDir, kind, namespace, name string, out io.Writer) error) *cobra.Command {
 	return &cobra.Command{
-		Use:   "delete KIND/NAME",
-		Short: "Remove an object's manifest; the controller stops what it runs",
+		Use:   verb + " KIND/NAME",
+		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			sd, err := f.open()
@@ -156,7 +148,7 @@ func newDeleteCommand(f *singleHostFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return singlehost.Delete(cmd.Context(), sd, kind, f.namespace, name, cmd.OutOrStdout())
+			return run(cmd.Context(), sd, kind, f.namespace, name, cmd.OutOrStdout())
 		},
 	}
 }

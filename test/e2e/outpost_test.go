@@ -24,22 +24,14 @@ import (
 var outpostBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "outpost-e2e-bin-")
+	bin, remove, err := harness.BuildOutpost()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	// PostgreSQL runs the binary as archive_command under its own account.
-	os.Chmod(dir, 0o755)
-	outpostBin = filepath.Join(dir, "outpost")
-	build := exec.Command("go", "build", "-o", outpostBin, "./cmd/outpost")
-	build.Dir = harness.RepoRoot()
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build outpost: %v\n%s", err, out)
-		os.Exit(1)
-	}
+	outpostBin = bin
 	code := m.Run()
-	os.RemoveAll(dir)
+	remove()
 	os.Exit(code)
 }
 

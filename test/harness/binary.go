@@ -1,0 +1,31 @@
+package harness
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+)
+
+// BuildOutpost builds the outpost binary into a new directory that the
+// postgres user can enter (PostgreSQL runs it as archive_command), for a
+// TestMain. remove deletes the directory.
+func BuildOutpost() (path string, remove func(), err error) {
+	dir, err := os.MkdirTemp("", "outpost-bin-")
+	if err != nil {
+		return "", nil, err
+	}
+	remove = func() { os.RemoveAll(dir) }
+	if err := os.Chmod(dir, 0o755); err != nil {
+		remove()
+		return "", nil, err
+	}
+	path = filepath.Join(dir, "outpost")
+	build := exec.Command("go", "build", "-o", path, "./cmd/outpost")
+	build.Dir = RepoRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		remove()
+		return "", nil, fmt.Errorf("build outpost: %w\n%s", err, out)
+	}
+	return path, remove, nil
+}

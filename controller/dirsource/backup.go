@@ -3,10 +3,13 @@ package dirsource
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/yaml"
 
 	"github.com/outpostdata/outpost/controller"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
@@ -23,4 +26,34 @@ func (c *Controller) reconcileBackup(ctx context.Context, u *unstructured.Unstru
 		return nil, 0, fmt.Errorf("%s: %w", key, err)
 	}
 	return b, c.backups.Reconcile(ctx, b), nil
+}
+
+// writeScheduledBackup writes the Backup a schedule asked for into the
+// manifests directory, where the next pass picks it up like any other: the
+// directory stays the one source of what exists, and `outpost get backups`
+// and `outpost delete backup` work on scheduled backups too. The file is
+// written under a hidden name and renamed, so a pass never reads half of it.
+func (c *Controller) writeScheduledBackup(b *outpostv1.Backup) error {
+	data, err := yaml.Marshal(map[string]any{
+		"apiVersion": b.APIVersion, "kind": b.Kind,
+		"metadata": map[string]any{"name": b.Name, "namespace": b.Namespace, "labels": b.Labels},
+		"spec":     map[string]any{"instance": map[string]any{"name": b.Spec.Instance.Name}},
+	})
+	if err != nil {
+		return err
+	}
+	file := filepath.Join(c.dir, "backup-"+b.Name+".yaml")
+	if _, err := os.Stat(file); err == nil {
+		return fmt.Errorf("%s already exists", file)
+	}
+	tmp := filepath.Join(c.dir, ".backup-"+b.Name+".yaml.tmp")
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, file); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	c.log.Info("scheduled backup created", "backup", b.Namespace+"/"+b.Name, "file", file)
+	return nil
 }

@@ -107,6 +107,8 @@ type BackupReconciler struct {
 	// done holds, per instance, what the last completed backup changed in
 	// the instance's status.
 	done map[string]instanceBackups
+	// expired holds the IDs of backups retention deleted, by instance.
+	expired map[string]map[string]bool
 }
 
 type backupJob struct {
@@ -129,7 +131,7 @@ type instanceBackups struct {
 func (r *BackupReconciler) init() {
 	if r.jobs == nil {
 		r.jobs, r.busy, r.last = map[string]*backupJob{}, map[string]string{}, map[string]time.Time{}
-		r.scheduled, r.done = map[string]string{}, map[string]instanceBackups{}
+		r.scheduled, r.done, r.expired = map[string]string{}, map[string]instanceBackups{}, map[string]map[string]bool{}
 	}
 }
 
@@ -208,7 +210,29 @@ func (r *BackupReconciler) Reconcile(ctx context.Context, b *outpostv1.Backup) t
 		ib.firstTime = job.retained.FirstRecoverabilityPoint
 	}
 	r.done[instKey] = ib
+	if job.retained != nil && len(job.retained.DeletedBackups) > 0 {
+		if r.expired[instKey] == nil {
+			r.expired[instKey] = map[string]bool{}
+		}
+		for _, id := range job.retained.DeletedBackups {
+			r.expired[instKey][id] = true
+		}
+	}
 	return 0
+}
+
+// Expired reports whether b is a Backup that a schedule created and whose
+// backup retention has since deleted from the object store: the source
+// removes such Backups, so scheduled ones do not pile up and none claims a
+// backup that no longer exists. Backups people created stay, marked by
+// nothing but their history.
+func (r *BackupReconciler) Expired(b *outpostv1.Backup) bool {
+	if b.Labels[LabelScheduledBy] == "" || b.Status.Phase != outpostv1.BackupCompleted {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.expired[b.Namespace+"/"+b.Spec.Instance.Name][b.Status.BackupID]
 }
 
 // start runs a backup in the background; r.mu is held.

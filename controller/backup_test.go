@@ -206,3 +206,41 @@ func TestScheduleCreatesOneBackupWhenDueButNotAtStartup(t *testing.T) {
 		t.Fatalf("no Backup when due after the last one completed")
 	}
 }
+
+// pruningRunner is a blockingRunner whose retention deleted backup "old".
+type pruningRunner struct{ *blockingRunner }
+
+func (pruningRunner) ApplyRetention(context.Context, *outpostv1.PostgresInstance, time.Time) (*backup.RetentionResult, error) {
+	return &backup.RetentionResult{DeletedBackups: []string{"old"}, Kept: []string{"id-1"}}, nil
+}
+
+func TestScheduledBackupsWhoseBackupRetentionDeletedExpire(t *testing.T) {
+	runner := &blockingRunner{release: make(chan struct{})}
+	close(runner.release)
+	r := backupReconciler(pruningRunner{runner})
+	b := newBackup("new", "db")
+	for i := 0; i < 500 && b.Status.Phase != outpostv1.BackupCompleted; i++ {
+		r.Reconcile(context.Background(), b)
+		time.Sleep(10 * time.Millisecond)
+	}
+	if b.Status.Phase != outpostv1.BackupCompleted {
+		t.Fatalf("backup: %+v", b.Status)
+	}
+	old := func(scheduled bool, id string) *outpostv1.Backup {
+		o := newBackup("db-old", "db")
+		o.Status.Phase, o.Status.BackupID = outpostv1.BackupCompleted, id
+		if scheduled {
+			o.Labels = map[string]string{LabelScheduledBy: "db"}
+		}
+		return o
+	}
+	if !r.Expired(old(true, "old")) {
+		t.Error("a scheduled Backup whose backup retention deleted did not expire")
+	}
+	if r.Expired(old(false, "old")) {
+		t.Error("a Backup someone created expired")
+	}
+	if r.Expired(old(true, "id-1")) || r.Expired(b) {
+		t.Error("a Backup whose backup is kept expired")
+	}
+}

@@ -20,12 +20,21 @@ import (
 func (c *Controller) OnBackups(r *controller.BackupReconciler) { c.backups = r }
 
 // reconcileBackup runs the Backup reconciler on a manifest's object.
-func (c *Controller) reconcileBackup(ctx context.Context, u *unstructured.Unstructured, key string) (any, time.Duration, error) {
+func (c *Controller) reconcileBackup(ctx context.Context, u *unstructured.Unstructured, key, file string) (any, time.Duration, error) {
 	b := &outpostv1.Backup{}
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, b); err != nil {
 		return nil, 0, fmt.Errorf("%s: %w", key, err)
 	}
-	return b, c.backups.Reconcile(ctx, b), nil
+	requeue := c.backups.Reconcile(ctx, b)
+	if c.backups.Expired(b) {
+		// The next pass sees the file gone and forgets the Backup.
+		if err := os.Remove(file); err != nil && !os.IsNotExist(err) {
+			return nil, 0, fmt.Errorf("%s: remove the expired scheduled Backup: %w", key, err)
+		}
+		c.log.Info("scheduled Backup removed: retention deleted its backup", "backup", key, "id", b.Status.BackupID)
+		requeue = time.Millisecond
+	}
+	return b, requeue, nil
 }
 
 // writeScheduledBackup writes the Backup a schedule asked for into the

@@ -216,7 +216,7 @@ func (c *Controller) apply(ctx context.Context, obj manifest.Object, rec control
 		}
 	}
 	if obj.Kind() == "Backup" && c.backups != nil {
-		if object, requeue, err = c.reconcileBackup(ctx, u, obj.Key()); err != nil {
+		if object, requeue, err = c.reconcileBackup(ctx, u, obj.Key(), obj.File); err != nil {
 			return 0, err
 		}
 	}

@@ -61,6 +61,9 @@ type Options struct {
 	// MaxConcurrentReconciles is how many instances are reconciled at
 	// once; 0 means 4.
 	MaxConcurrentReconciles int
+	// BackupManagerURL overrides where the instance manager of an
+	// instance is reached for backups (default: its Service).
+	BackupManagerURL func(*outpostv1.PostgresInstance) string
 }
 
 // Scheme knows the built-in kinds and Outpost's.
@@ -158,6 +161,9 @@ func NewManager(opts Options) (manager.Manager, error) {
 		if err := fs.SetupWithManager(mgr); err != nil {
 			return nil, err
 		}
+	}
+	if err := setupBackups(mgr, rt, opts); err != nil {
+		return nil, err
 	}
 	return mgr, nil
 }

@@ -281,4 +281,45 @@ spec:
 	if got := s.psql("copy", "SELECT count(*) FROM secrets"); got != "5000" {
 		t.Fatalf("restored copy has %s rows, want 5000", got)
 	}
+
+	// Meanwhile the schedule went on and retention (count 2) deleted older
+	// backups; their scheduled Backups went with them, so every Completed
+	// Backup names a backup that exists.
+	var report string
+	waitFor(t, time.Minute, "scheduled Backups matching the kept backups", func() bool {
+		var ids []struct {
+			ID string `json:"id"`
+		}
+		if err := json.Unmarshal([]byte(s.outpost("backup", "list", "enc", "-o", "json")), &ids); err != nil {
+			t.Fatal(err)
+		}
+		kept := map[string]bool{}
+		for _, b := range ids {
+			kept[b.ID] = true
+		}
+		var list struct {
+			Items []struct {
+				Metadata struct{ Name string } `json:"metadata"`
+				Status   struct {
+					Phase    string `json:"phase"`
+					BackupID string `json:"backupID"`
+				} `json:"status"`
+			} `json:"items"`
+		}
+		if err := json.Unmarshal([]byte(s.outpost("get", "backups", "-o", "json")), &list); err != nil {
+			t.Fatal(err)
+		}
+		completed, stale := 0, 0
+		for _, b := range list.Items {
+			if b.Status.Phase == "Completed" {
+				completed++
+				if !kept[b.Status.BackupID] {
+					stale++
+				}
+			}
+		}
+		report = fmt.Sprintf("%d completed Backups, %d naming deleted backups, %d backups kept", completed, stale, len(ids))
+		return stale == 0 && completed <= 2 && len(done) >= 2
+	})
+	t.Log(report)
 }

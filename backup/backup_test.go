@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -188,39 +189,44 @@ func queryString(t *testing.T, url, sql string) string {
 	return s
 }
 
-const tableSum = "SELECT count(*)::text || ':' || coalesce(md5(string_agg(t::text, ',' ORDER BY id)), '') FROM t"
-
 func TestBackupUnderWriteLoadRestoresToEndOfWAL(t *testing.T) {
 	s := newSite(t, false)
-	s.exec(t, "CREATE TABLE t (id bigserial PRIMARY KEY, phase int, payload text)")
-	s.exec(t, "INSERT INTO t (phase, payload) SELECT 1, repeat(md5(g::text), 20) FROM generate_series(1, 50000) g")
-
-	// Writes go on during the whole backup.
-	ctx, stop := context.WithCancel(context.Background())
-	writes := make(chan int64)
-	go func() {
-		conn, err := pgx.Connect(context.Background(), s.pg.URL("postgres"))
-		if err != nil {
-			writes <- -1
-			return
-		}
-		defer conn.Close(context.Background())
-		var n int64
-		for ctx.Err() == nil {
-			if _, err := conn.Exec(context.Background(), "INSERT INTO t (phase, payload) SELECT 2, md5(g::text) FROM generate_series(1, 100) g"); err == nil {
-				n++
-			}
-		}
-		writes <- n
-	}()
-	m := s.backup(t)
-	stop()
-	if n := <-writes; n <= 0 {
-		t.Fatalf("the writer made no progress during the backup (%d batches): writes were blocked", n)
+	pgbench := harness.SystemBinary(t, "pgbench")
+	url := s.pg.URL("postgres")
+	if out, err := exec.Command(pgbench, "-i", "-s", "3", "-q", url).CombinedOutput(); err != nil {
+		t.Fatalf("pgbench -i: %v\n%s", err, out)
 	}
-	s.exec(t, "INSERT INTO t (phase, payload) VALUES (3, 'after the backup')")
+	// pgbench writes during the whole backup.
+	load := exec.Command(pgbench, "-c", "2", "-T", "600", "-n", url)
+	var loadOut bytes.Buffer
+	load.Stdout, load.Stderr = &loadOut, &loadOut
+	if err := load.Start(); err != nil {
+		t.Fatal(err)
+	}
+	loadDone := make(chan struct{})
+	go func() { load.Wait(); close(loadDone) }()
+	t.Cleanup(func() { load.Process.Kill(); <-loadDone })
+	history := func() string { return queryString(t, url, "SELECT count(*)::text FROM pgbench_history") }
+	for deadline := time.Now().Add(time.Minute); history() == "0"; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("pgbench made no transactions: %s", loadOut.String())
+		}
+	}
+	before := history()
+	m := s.backup(t)
+	during := history()
+	load.Process.Kill()
+	<-loadDone
+	if during == before {
+		t.Fatalf("pgbench made no progress during the backup (%s transactions before and after): writes were blocked", before)
+	}
 	s.archiveNow(t)
-	want := queryString(t, s.pg.URL("postgres"), tableSum)
+	sums := make([]string, 0, 4)
+	for _, table := range []string{"pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history"} {
+		sums = append(sums, "(SELECT count(*)::text || ':' || coalesce(md5(string_agg(x::text, ',' ORDER BY x::text)), '') FROM "+table+" x)")
+	}
+	checksums := "SELECT " + strings.Join(sums, " || ' ' || ")
+	want := queryString(t, url, checksums)
 
 	if m.StopLSN == "" || len(m.Objects) == 0 || m.StoredBytes >= m.SourceBytes {
 		t.Fatalf("manifest looks wrong: %+v", m)
@@ -229,8 +235,8 @@ func TestBackupUnderWriteLoadRestoresToEndOfWAL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := queryString(t, restored.URL("postgres"), tableSum); got != want {
-		t.Fatalf("restored table differs: got %s, want %s", got, want)
+	if got := queryString(t, restored.URL("postgres"), checksums); got != want {
+		t.Fatalf("restored pgbench tables differ: got %s, want %s", got, want)
 	}
 }
 

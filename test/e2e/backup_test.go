@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -322,4 +323,119 @@ spec:
 		return stale == 0 && completed <= 2 && len(done) >= 2
 	})
 	t.Log(report)
+}
+
+func TestKilledBackupsAreNeverCompletedAndTheNextOneSucceeds(t *testing.T) {
+	m := harness.StartMinIO(t)
+	s := newSite(t)
+	creds := filepath.Join(harness.TempDir(t), "minio.credentials")
+	os.WriteFile(creds, []byte("accessKeyID="+m.AccessKey+"\nsecretAccessKey="+m.SecretKey+"\n"), 0o600)
+	s.start()
+	s.writeManifest("store.yaml", `apiVersion: outpost.dev/v1alpha1
+kind: ObjectStore
+metadata:
+  name: minio
+spec:
+  endpoint: `+m.URL()+`
+  bucket: `+m.Bucket+`
+  credentials:
+    file: `+creds+`
+`)
+	s.writeManifest("src.yaml", goodInstance("src")+`  backup:
+    objectStore: {name: minio}
+`)
+	s.waitPhase("src", "Running", 2*time.Minute)
+	// Several 32 MiB objects' worth of data, so there are points to kill at.
+	s.psql("src", "CREATE TABLE big AS SELECT g AS id, md5(g::text) || md5((g+1)::text) AS v FROM generate_series(1, 1500000) g")
+	ctx := context.Background()
+	baseObjects := func() int {
+		n := 0
+		for o := range m.Client.ListObjects(ctx, m.Bucket, minio.ListObjectsOptions{Prefix: "default/src/base/", Recursive: true}) {
+			if o.Err == nil {
+				n++
+			}
+		}
+		return n
+	}
+	completed := func() int {
+		var list []struct {
+			Completed bool `json:"completed"`
+		}
+		if err := json.Unmarshal([]byte(s.outpost("backup", "list", "src", "-o", "json")), &list); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, b := range list {
+			if b.Completed {
+				n++
+			}
+		}
+		return n
+	}
+
+	// kill -9 `outpost backup create` at several points: during
+	// pg_backup_start, once the first object is stored, and once a few are.
+	for _, point := range []struct {
+		name    string
+		objects int
+	}{{"at start", -1}, {"after the first object", 1}, {"after three objects", 3}} {
+		before := baseObjects()
+		cmd := exec.Command(outpostBin, "backup", "create", "src", "--state-dir", s.stateDir)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		if point.objects < 0 {
+			time.Sleep(100 * time.Millisecond)
+		} else {
+			for baseObjects() < before+point.objects {
+				select {
+				case err := <-exited:
+					t.Fatalf("backup %s: it finished (%v) before it could be killed", point.name, err)
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+		}
+		cmd.Process.Kill()
+		<-exited
+		if n := completed(); n != 0 {
+			t.Fatalf("after kill -9 %s, %d backups are listed as completed", point.name, n)
+		}
+	}
+
+	// kill -9 the controller while a Backup runs: after the restart the
+	// Backup says it was interrupted, and never stays Running. MinIO is
+	// frozen meanwhile, so the backup is surely still running at the kill.
+	m.Pause()
+	t.Cleanup(m.Resume)
+	s.writeManifest("crash.yaml", `apiVersion: outpost.dev/v1alpha1
+kind: Backup
+metadata:
+  name: during-crash
+spec:
+  instance: {name: src}
+`)
+	waitFor(t, time.Minute, "Backup during-crash running", func() bool { return s.backupStatus("during-crash")["phase"] == "Running" })
+	s.crash()
+	m.Resume()
+	s.start()
+	waitFor(t, time.Minute, "Backup during-crash failing as interrupted", func() bool {
+		st := s.backupStatus("during-crash")
+		if st["phase"] == "Completed" {
+			t.Fatalf("a Backup cut short by kill -9 of the controller is Completed: %v", st)
+		}
+		return st["phase"] == "Failed" && strings.Contains(fmt.Sprint(st["error"]), "controller stopped during the backup")
+	})
+	if n := completed(); n != 0 {
+		t.Fatalf("after kill -9 of the controller, %d backups are listed as completed", n)
+	}
+
+	// The next backup succeeds and is the only completed one.
+	if out := s.outpost("backup", "create", "src"); !strings.Contains(out, "completed") {
+		t.Fatalf("backup after the kills: %s", out)
+	}
+	if n := completed(); n != 1 {
+		t.Fatalf("%d completed backups after the kills and one good backup, want 1", n)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -111,3 +112,10 @@ func (m *MinIO) Start(tb testing.TB) {
 		}
 	}
 }
+
+// Pause freezes the server (SIGSTOP): connections are accepted by the
+// kernel but never answered, like a store behind a stalled network.
+func (m *MinIO) Pause() { m.proc.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Resume lets a paused server go on (SIGCONT).
+func (m *MinIO) Resume() { m.proc.cmd.Process.Signal(syscall.SIGCONT) }

@@ -222,4 +222,43 @@ func TestKubernetesBackupRunsInTheInstanceManager(t *testing.T) {
 		must(c.Get(ctx, client.ObjectKeyFromObject(inst), inst))
 		return inst.Status.LastBackup == "b1" && inst.Status.FirstRecoverabilityPoint != nil
 	})
+
+	// Schedules: the pod is up (the test reports it ready, as the
+	// StatefulSet controller would), and a schedule creates Backups owned
+	// by the instance, which run in the pod like b1.
+	must(c.Get(ctx, client.ObjectKeyFromObject(&sts), &sts))
+	sts.Status.ObservedGeneration, sts.Status.Replicas, sts.Status.ReadyReplicas, sts.Status.UpdatedReplicas = sts.Generation, 1, 1, 1
+	sts.Status.CurrentRevision, sts.Status.UpdateRevision = "db-1", "db-1"
+	must(c.Status().Update(ctx, &sts))
+	waitFor(t, time.Minute, "PostgresInstance db Running", func() bool {
+		must(c.Get(ctx, client.ObjectKeyFromObject(inst), inst))
+		return inst.Status.Phase == outpostv1.InstanceRunning
+	})
+	inst.Spec.Backup.Schedule = "@every 5s"
+	must(c.Update(ctx, inst))
+	var scheduled outpostv1.BackupList
+	waitFor(t, 2*time.Minute, "a scheduled Backup completing", func() bool {
+		must(c.List(ctx, &scheduled, client.InNamespace("default"), client.MatchingLabels{controller.LabelScheduledBy: "db"}))
+		for _, b := range scheduled.Items {
+			if b.Status.Phase == outpostv1.BackupFailed {
+				t.Fatalf("scheduled Backup %s failed: %s\nmanager log:\n%s", b.Name, b.Status.Error, logTail())
+			}
+			if b.Status.Phase == outpostv1.BackupCompleted {
+				if ref := metav1.GetControllerOf(&b); ref == nil || ref.Kind != "PostgresInstance" || ref.Name != "db" {
+					t.Fatalf("scheduled Backup %s is not owned by its instance: %+v", b.Name, b.OwnerReferences)
+				}
+				return true
+			}
+		}
+		return false
+	})
+	running := 0
+	for _, b := range scheduled.Items {
+		if b.Status.Phase == outpostv1.BackupRunning {
+			running++
+		}
+	}
+	if running > 1 {
+		t.Fatalf("%d scheduled backups of db run at once", running)
+	}
 }

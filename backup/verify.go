@@ -103,6 +103,9 @@ type RetentionResult struct {
 	DeletedBackups []string `json:"deletedBackups"`
 	DeletedWAL     int      `json:"deletedWAL"`
 	Kept           []string `json:"kept"`
+	// FirstRecoverabilityPoint is the end of the oldest kept backup: the
+	// earliest time a restore can still target.
+	FirstRecoverabilityPoint time.Time `json:"firstRecoverabilityPoint"`
 }
 
 // ApplyRetention deletes the backups the policy no longer keeps, backups
@@ -154,6 +157,7 @@ func ApplyRetention(ctx context.Context, s *Store, namespace, instance string, p
 			res.Kept = append(res.Kept, b.ID)
 			if oldestKept == nil {
 				oldestKept = b.Manifest
+				res.FirstRecoverabilityPoint = b.Manifest.StopTime
 			}
 		}
 	}

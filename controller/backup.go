@@ -101,6 +101,14 @@ type BackupReconciler struct {
 	jobs map[string]*backupJob // by Backup namespace/name
 	busy map[string]string     // instance namespace/name -> Backup name
 	last map[string]time.Time  // instance namespace/name -> last scheduled run
+	// scheduled holds the Backup a schedule asked for until it is first
+	// reconciled, so a slow source never gets a second one.
+	scheduled map[string]string
+	// done holds, per instance, what the last completed backup changed in
+	// the instance's status.
+	done map[string]instanceBackups
+	// expired holds the IDs of backups retention deleted, by instance.
+	expired map[string]map[string]bool
 }
 
 type backupJob struct {
@@ -109,7 +117,22 @@ type backupJob struct {
 	id       string
 	manifest *backup.Manifest
 	location string
+	retained *backup.RetentionResult
 	err      error
+}
+
+// instanceBackups is what PostgresInstance status says about backups.
+type instanceBackups struct {
+	last      string
+	lastTime  time.Time
+	firstTime time.Time
+}
+
+func (r *BackupReconciler) init() {
+	if r.jobs == nil {
+		r.jobs, r.busy, r.last = map[string]*backupJob{}, map[string]string{}, map[string]time.Time{}
+		r.scheduled, r.done, r.expired = map[string]string{}, map[string]instanceBackups{}, map[string]map[string]bool{}
+	}
 }
 
 func (r *BackupReconciler) now() time.Time {
@@ -130,8 +153,9 @@ func (r *BackupReconciler) Reconcile(ctx context.Context, b *outpostv1.Backup) t
 	instKey := b.Namespace + "/" + b.Spec.Instance.Name
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.jobs == nil {
-		r.jobs, r.busy, r.last = map[string]*backupJob{}, map[string]string{}, map[string]time.Time{}
+	r.init()
+	if r.scheduled[instKey] == b.Name {
+		delete(r.scheduled, instKey)
 	}
 	job := r.jobs[key]
 	if job == nil {
@@ -181,16 +205,40 @@ func (r *BackupReconciler) Reconcile(ctx context.Context, b *outpostv1.Backup) t
 	r.finish(b, outpostv1.BackupCompleted, ReasonBackupCompleted, fmt.Sprintf("backup %s: %d bytes read, %d stored", m.ID, m.SourceBytes, m.StoredBytes))
 	stopped := metav1.NewTime(m.StopTime)
 	b.Status.StoppedAt = &stopped
+	ib := instanceBackups{last: b.Name, lastTime: m.StopTime}
+	if job.retained != nil {
+		ib.firstTime = job.retained.FirstRecoverabilityPoint
+	}
+	r.done[instKey] = ib
+	if job.retained != nil && len(job.retained.DeletedBackups) > 0 {
+		if r.expired[instKey] == nil {
+			r.expired[instKey] = map[string]bool{}
+		}
+		for _, id := range job.retained.DeletedBackups {
+			r.expired[instKey][id] = true
+		}
+	}
 	return 0
 }
 
+// Expired reports whether b is a Backup that a schedule created and whose
+// backup retention has since deleted from the object store: the source
+// removes such Backups, so scheduled ones do not pile up and none claims a
+// backup that no longer exists. Backups people created stay, marked by
+// nothing but their history.
+func (r *BackupReconciler) Expired(b *outpostv1.Backup) bool {
+	if b.Labels[LabelScheduledBy] == "" || b.Status.Phase != outpostv1.BackupCompleted {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.expired[b.Namespace+"/"+b.Spec.Instance.Name][b.Status.BackupID]
+}
+
 // start runs a backup in the background; r.mu is held.
-// Scheduled backups (key "") are not tracked: no Backup object asks.
 func (r *BackupReconciler) start(key, instKey, name string, inst *outpostv1.PostgresInstance) *backupJob {
 	job := &backupJob{instance: instKey, done: make(chan struct{})}
-	if key != "" {
-		r.jobs[key] = job
-	}
+	r.jobs[key] = job
 	r.busy[instKey] = name
 	go func() {
 		m, loc, err := r.Runner.RunBackup(context.Background(), inst, func(id string) {
@@ -198,16 +246,36 @@ func (r *BackupReconciler) start(key, instKey, name string, inst *outpostv1.Post
 			job.id = id
 			r.mu.Unlock()
 		})
+		var kept *backup.RetentionResult
 		if err == nil {
-			_, err = r.retain(inst)
+			kept, err = r.retain(inst)
 		}
 		r.mu.Lock()
-		job.manifest, job.location, job.err = m, loc, err
+		job.manifest, job.location, job.retained, job.err = m, loc, kept, err
 		delete(r.busy, instKey)
 		r.mu.Unlock()
 		close(job.done)
 	}()
 	return job
+}
+
+// ObserveInstance writes what this controller's completed Backups of inst
+// found into its status: lastBackup, lastBackupTime and
+// firstRecoverabilityPoint. An instance none completed for since this
+// controller started keeps what its status said.
+func (r *BackupReconciler) ObserveInstance(inst *outpostv1.PostgresInstance) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ib, ok := r.done[inst.Namespace+"/"+inst.Name]
+	if !ok {
+		return
+	}
+	last := metav1.NewTime(ib.lastTime)
+	inst.Status.LastBackup, inst.Status.LastBackupTime = ib.last, &last
+	if !ib.firstTime.IsZero() {
+		first := metav1.NewTime(ib.firstTime)
+		inst.Status.FirstRecoverabilityPoint = &first
+	}
 }
 
 func (r *BackupReconciler) retain(inst *outpostv1.PostgresInstance) (*backup.RetentionResult, error) {
@@ -218,39 +286,52 @@ func (r *BackupReconciler) retain(inst *outpostv1.PostgresInstance) (*backup.Ret
 	return res, nil
 }
 
-// Schedule starts a backup of inst when its cron schedule says one is due
-// and none runs; it is called on every pass over the instance. The first
-// pass only notes the time, so a restart does not trigger a backup.
-func (r *BackupReconciler) Schedule(inst *outpostv1.PostgresInstance) {
+// LabelScheduledBy marks the Backups a schedule created with the name of
+// their instance.
+const LabelScheduledBy = "outpost.dev/scheduled-by"
+
+// Schedule returns the Backup to create when inst's cron schedule says one
+// is due, or nil; the source creates it, so scheduled backups are ordinary
+// Backups that `get backups` lists and that run through Reconcile. It is
+// called on every pass over the instance. The first pass only notes the
+// time, so a restart does not trigger a backup; none is asked for while a
+// backup of the instance runs or a scheduled one waits to be picked up.
+func (r *BackupReconciler) Schedule(inst *outpostv1.PostgresInstance) *outpostv1.Backup {
 	if inst.Spec.Backup == nil || inst.Spec.Backup.Schedule == "" || inst.Status.Phase != outpostv1.InstanceRunning {
-		return
+		return nil
 	}
 	sched, err := ParseSchedule(inst.Spec.Backup.Schedule)
 	if err != nil {
-		return
+		return nil
 	}
 	instKey := inst.Namespace + "/" + inst.Name
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.jobs == nil {
-		r.jobs, r.busy, r.last = map[string]*backupJob{}, map[string]string{}, map[string]time.Time{}
-	}
+	r.init()
 	last, seen := r.last[instKey]
 	if !seen {
 		r.last[instKey] = now
-		return
+		return nil
 	}
 	if next := sched.Next(last); next.After(now) {
-		return
+		return nil
 	}
 	if _, running := r.busy[instKey]; running {
-		return
+		return nil
+	}
+	if _, waiting := r.scheduled[instKey]; waiting {
+		return nil
 	}
 	r.last[instKey] = now
-	name := "scheduled-" + now.UTC().Format("20060102t150405")
-	r.start("", instKey, name, inst.DeepCopy())
-	r.Events.Event(inst, "Normal", "ScheduledBackup", "scheduled backup "+name+" started")
+	b := &outpostv1.Backup{}
+	b.APIVersion, b.Kind = outpostv1.GroupVersion.String(), "Backup"
+	b.Namespace, b.Name = inst.Namespace, inst.Name+"-"+now.UTC().Format("20060102-150405")
+	b.Labels = map[string]string{LabelScheduledBy: inst.Name}
+	b.Spec.Instance.Name = inst.Name
+	r.scheduled[instKey] = b.Name
+	r.Events.Event(inst, "Normal", "ScheduledBackup", "schedule "+inst.Spec.Backup.Schedule+" created Backup "+b.Name)
+	return b
 }
 
 func (r *BackupReconciler) finish(b *outpostv1.Backup, phase outpostv1.BackupPhase, reason, msg string) {

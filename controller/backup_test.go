@@ -53,8 +53,8 @@ func (r *blockingRunner) RunBackup(ctx context.Context, inst *outpostv1.Postgres
 	return &backup.Manifest{ID: "id-1", StartLSN: "0/2000028", StopLSN: "0/2000100", StartTime: now, StopTime: now, StoredBytes: 42}, "bucket/default/db/base/id-1/", nil
 }
 
-func (r *blockingRunner) ApplyRetention(context.Context, *outpostv1.PostgresInstance, time.Time) (*backup.RetentionResult, error) {
-	return &backup.RetentionResult{}, nil
+func (r *blockingRunner) ApplyRetention(_ context.Context, _ *outpostv1.PostgresInstance, now time.Time) (*backup.RetentionResult, error) {
+	return &backup.RetentionResult{Kept: []string{"id-1"}, FirstRecoverabilityPoint: now}, nil
 }
 
 func backupReconciler(r BackupRunner) *BackupReconciler {
@@ -155,9 +155,8 @@ func TestInvalidCronScheduleIsRejectedNamingTheField(t *testing.T) {
 	}
 }
 
-func TestScheduleStartsABackupWhenDueButNotAtStartup(t *testing.T) {
+func TestScheduleCreatesOneBackupWhenDueButNotAtStartup(t *testing.T) {
 	runner := &blockingRunner{release: make(chan struct{})}
-	close(runner.release)
 	r := backupReconciler(runner)
 	now := time.Date(2026, 11, 21, 2, 59, 0, 0, time.UTC)
 	r.Now = func() time.Time { return now }
@@ -165,22 +164,83 @@ func TestScheduleStartsABackupWhenDueButNotAtStartup(t *testing.T) {
 	inst.Namespace, inst.Name = "default", "db"
 	inst.Status.Phase = outpostv1.InstanceRunning
 	inst.Spec.Backup = &outpostv1.BackupPolicy{Schedule: "0 3 * * *"}
-	r.Schedule(inst)
-	now = now.Add(30 * time.Second)
-	r.Schedule(inst)
-	calls := func() int {
-		time.Sleep(50 * time.Millisecond)
-		runner.mu.Lock()
-		defer runner.mu.Unlock()
-		return runner.calls
+	if b := r.Schedule(inst); b != nil {
+		t.Fatalf("the first pass after a start created Backup %s", b.Name)
 	}
-	if n := calls(); n != 0 {
-		t.Fatalf("%d backups started before one was due", n)
+	now = now.Add(30 * time.Second)
+	if b := r.Schedule(inst); b != nil {
+		t.Fatalf("Backup %s created before one was due", b.Name)
 	}
 	now = now.Add(time.Minute)
-	r.Schedule(inst)
-	r.Schedule(inst)
-	if n := calls(); n != 1 {
-		t.Fatalf("%d backups started at 03:00:30, want 1", n)
+	b := r.Schedule(inst)
+	if b == nil || b.Spec.Instance.Name != "db" || b.Labels[LabelScheduledBy] != "db" || b.Name != "db-20261121-030030" {
+		t.Fatalf("due schedule created %+v, want Backup db-20261121-030030 of db", b)
+	}
+	// Until the source has created it and it runs, no second one.
+	now = now.Add(24 * time.Hour)
+	if again := r.Schedule(inst); again != nil {
+		t.Fatalf("a second Backup %s while %s waits", again.Name, b.Name)
+	}
+	b.Generation = 1
+	r.Reconcile(context.Background(), b)
+	if b.Status.Phase != outpostv1.BackupRunning {
+		t.Fatalf("scheduled Backup: %+v", b.Status)
+	}
+	// While it runs, a due schedule creates nothing either.
+	if again := r.Schedule(inst); again != nil {
+		t.Fatalf("a second Backup %s while %s runs", again.Name, b.Name)
+	}
+	close(runner.release)
+	for i := 0; i < 500 && b.Status.Phase != outpostv1.BackupCompleted; i++ {
+		time.Sleep(10 * time.Millisecond)
+		r.Reconcile(context.Background(), b)
+	}
+	if b.Status.Phase != outpostv1.BackupCompleted {
+		t.Fatalf("scheduled Backup did not complete: %+v", b.Status)
+	}
+	r.ObserveInstance(inst)
+	if inst.Status.LastBackup != b.Name || inst.Status.LastBackupTime == nil || inst.Status.FirstRecoverabilityPoint == nil {
+		t.Fatalf("instance status after the backup: %+v", inst.Status)
+	}
+	if r.Schedule(inst) == nil {
+		t.Fatalf("no Backup when due after the last one completed")
+	}
+}
+
+// pruningRunner is a blockingRunner whose retention deleted backup "old".
+type pruningRunner struct{ *blockingRunner }
+
+func (pruningRunner) ApplyRetention(context.Context, *outpostv1.PostgresInstance, time.Time) (*backup.RetentionResult, error) {
+	return &backup.RetentionResult{DeletedBackups: []string{"old"}, Kept: []string{"id-1"}}, nil
+}
+
+func TestScheduledBackupsWhoseBackupRetentionDeletedExpire(t *testing.T) {
+	runner := &blockingRunner{release: make(chan struct{})}
+	close(runner.release)
+	r := backupReconciler(pruningRunner{runner})
+	b := newBackup("new", "db")
+	for i := 0; i < 500 && b.Status.Phase != outpostv1.BackupCompleted; i++ {
+		r.Reconcile(context.Background(), b)
+		time.Sleep(10 * time.Millisecond)
+	}
+	if b.Status.Phase != outpostv1.BackupCompleted {
+		t.Fatalf("backup: %+v", b.Status)
+	}
+	old := func(scheduled bool, id string) *outpostv1.Backup {
+		o := newBackup("db-old", "db")
+		o.Status.Phase, o.Status.BackupID = outpostv1.BackupCompleted, id
+		if scheduled {
+			o.Labels = map[string]string{LabelScheduledBy: "db"}
+		}
+		return o
+	}
+	if !r.Expired(old(true, "old")) {
+		t.Error("a scheduled Backup whose backup retention deleted did not expire")
+	}
+	if r.Expired(old(false, "old")) {
+		t.Error("a Backup someone created expired")
+	}
+	if r.Expired(old(true, "id-1")) || r.Expired(b) {
+		t.Error("a Backup whose backup is kept expired")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -129,13 +130,27 @@ func newBackupListCommand(f *singleHostFlags) *cobra.Command {
 	return cmd
 }
 
+// verifyReport is `outpost backup verify -o json`.
+type verifyReport struct {
+	Checksums *backup.VerifyResult          `json:"checksums"`
+	Restore   *localruntime.RestoreCheck    `json:"restore,omitempty"`
+	Status    *outpostv1.BackupVerification `json:"verification"`
+	// RecordedOn are the Backups whose status.verification now holds it.
+	RecordedOn []string `json:"recordedOn"`
+}
+
 func newBackupVerifyCommand(f *singleHostFlags) *cobra.Command {
 	var output string
 	var restore bool
 	cmd := &cobra.Command{
 		Use:   "verify INSTANCE BACKUP [--restore]",
 		Short: "Re-read every object of a backup and check its checksum; with --restore also restore and check it",
-		Args:  cobra.ExactArgs(2),
+		Long: `Re-reads every object of backup BACKUP (an ID from outpost backup list) and
+checks it against the manifest. With --restore it also restores the backup
+into a throw-away local instance, starts it, runs amcheck on every B-tree
+index and counts the rows of every table, then removes it. The result goes
+into status.verification of the Backup that made the backup.`,
+		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			sd, err := f.open()
 			if err != nil {
@@ -145,40 +160,59 @@ func newBackupVerifyCommand(f *singleHostFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := backup.Verify(cmd.Context(), t.Store, f.namespace, args[0], args[1])
+			instance, id := args[0], args[1]
+			rep := &verifyReport{}
+			res, err := backup.Verify(cmd.Context(), t.Store, f.namespace, instance, id)
 			if err != nil {
 				return err
 			}
-			if output == "json" {
-				if err := printJSON(cmd.OutOrStdout(), res); err != nil {
-					return err
-				}
-			} else if res.OK {
-				fmt.Fprintf(cmd.OutOrStdout(), "backup %s: %d objects, %d bytes, every checksum matches\n", res.ID, res.Objects, res.Bytes)
-			}
+			rep.Checksums = res
+			v := &outpostv1.BackupVerification{Time: metav1.Now(), ChecksumsOK: res.OK}
+			var failure error
 			if !res.OK {
 				for _, e := range res.Errors {
 					fmt.Fprintln(cmd.ErrOrStderr(), e)
 				}
-				return fmt.Errorf("backup %s failed verification: %d problems", res.ID, len(res.Errors))
+				failure = fmt.Errorf("backup %s failed verification: %d problems", res.ID, len(res.Errors))
+				v.Message = fmt.Sprintf("%d objects do not match the manifest; first: %s", len(res.Errors), res.Errors[0])
+			} else if output != "json" {
+				fmt.Fprintf(cmd.OutOrStdout(), "backup %s: %d objects, %d bytes, every checksum matches\n", res.ID, res.Objects, res.Bytes)
 			}
-			if !restore {
-				return nil
+			if failure == nil && restore {
+				exe, err := os.Executable()
+				if err != nil {
+					return err
+				}
+				check, err := localruntime.VerifyByRestore(cmd.Context(), t.StoreConfig, t.KeyFile, f.namespace, instance, id, exe, sd.Root, slog.New(slog.NewTextHandler(io.Discard, nil)))
+				if err != nil {
+					failure = fmt.Errorf("backup %s: restore check failed: %w", id, err)
+					v.Message = failure.Error()
+				} else {
+					rep.Restore, v.Restored = check, true
+					v.Message = fmt.Sprintf("restored: %d databases, %d B-tree indexes pass amcheck, %d tables with %d rows", check.Databases, check.IndexesOK, check.Tables, check.Rows)
+					if output != "json" {
+						fmt.Fprintf(cmd.OutOrStdout(), "backup %s restores: %d databases, %d B-tree indexes pass amcheck, %d tables with %d rows (restore took %s)\n",
+							id, check.Databases, check.IndexesOK, check.Tables, check.Rows, check.RestoreTook.Round(time.Millisecond))
+					}
+				}
 			}
-			exe, err := os.Executable()
-			if err != nil {
-				return err
+			rep.Status = v
+			names, err := singlehost.RecordVerification(cmd.Context(), sd, f.namespace, instance, id, v)
+			switch {
+			case err != nil:
+				fmt.Fprintf(cmd.ErrOrStderr(), "note: %v\n", err)
+			case len(names) == 0:
+				fmt.Fprintf(cmd.ErrOrStderr(), "note: no Backup object records backup %s (it was made with outpost backup create), so no status was updated\n", id)
+			case output != "json":
+				fmt.Fprintf(cmd.OutOrStdout(), "recorded in the status of Backup %s\n", strings.Join(names, ", "))
 			}
-			check, err := localruntime.VerifyByRestore(cmd.Context(), t.StoreConfig, t.KeyFile, f.namespace, args[0], args[1], exe, sd.Root, slog.New(slog.NewTextHandler(io.Discard, nil)))
-			if err != nil {
-				return fmt.Errorf("backup %s: restore check failed: %w", args[1], err)
-			}
+			rep.RecordedOn = names
 			if output == "json" {
-				return printJSON(cmd.OutOrStdout(), check)
+				if err := printJSON(cmd.OutOrStdout(), rep); err != nil {
+					return err
+				}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "backup %s restores: %d databases, %d B-tree indexes pass amcheck, %d tables with %d rows (restore took %s)\n",
-				args[1], check.Databases, check.IndexesOK, check.Tables, check.Rows, check.RestoreTook.Round(time.Millisecond))
-			return nil
+			return failure
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json")

@@ -108,7 +108,8 @@ func newInstanceCommand() *cobra.Command {
 		Long: `The entrypoint of an instance pod. Reads the instance's configuration from
 --config (its ConfigMap), the passwords from $` + instancemanager.EnvSuperuserPassword + ` and
 $` + instancemanager.EnvAppPassword + ` (its Secret), and runs postgres until SIGTERM,
-then shuts it down cleanly. /livez, /readyz and /metrics are served on --http-addr.`,
+then shuts it down cleanly. /livez, /readyz and /metrics are served on --http-addr,
+and POST /backup, with the bearer token $` + instancemanager.EnvBackupToken + `, takes a base backup.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger(cmd, logLevel)
@@ -118,6 +119,7 @@ then shuts it down cleanly. /livez, /readyz and /metrics are served on --http-ad
 			opts.Log = log
 			opts.SuperuserPassword = os.Getenv(instancemanager.EnvSuperuserPassword)
 			opts.AppPassword = os.Getenv(instancemanager.EnvAppPassword)
+			opts.BackupToken = os.Getenv(instancemanager.EnvBackupToken)
 			m, err := instancemanager.New(opts)
 			if err != nil {
 				return err

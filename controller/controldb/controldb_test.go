@@ -2,6 +2,7 @@ package controldb_test
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"strconv"
 	"testing"
@@ -143,5 +144,46 @@ func TestManifestErrorsKeepWhenFirstSeen(t *testing.T) {
 	}
 	if now, _ := db.ManifestErrors(ctx); len(now) != 0 {
 		t.Errorf("fixed manifests still reported: %v", now)
+	}
+}
+
+func TestVerificationSurvivesAControllerPassThatReadTheObjectBefore(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	put := func(status string) {
+		t.Helper()
+		obj := `{"kind":"Backup","metadata":{"name":"b1","namespace":"default"},"spec":{"instance":{"name":"src"}},"status":` + status + `}`
+		if err := db.PutObject(ctx, controldb.Record{Kind: "Backup", Namespace: "default", Name: "b1", UID: "7d3a9f60-6c1e-4c36-9a53-2b8f4c1e0a11", Generation: 1, SpecHash: "h", Object: []byte(obj)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(`{"phase":"Completed","backupID":"20261121T200000Z"}`)
+	if names, err := db.SetVerification(ctx, "default", "src", "no-such-id", []byte(`{"checksumsOK":true}`)); err != nil || len(names) != 0 {
+		t.Fatalf("verification of an unknown backup recorded on %v (%v)", names, err)
+	}
+	names, err := db.SetVerification(ctx, "default", "src", "20261121T200000Z", []byte(`{"checksumsOK":true,"restored":true}`))
+	if err != nil || len(names) != 1 || names[0] != "b1" {
+		t.Fatalf("SetVerification: %v %v", names, err)
+	}
+	// The controller writes the status it read before the verify finished.
+	put(`{"phase":"Completed","backupID":"20261121T200000Z","observedGeneration":1}`)
+	rec, _, err := db.Object(ctx, "Backup", "default", "b1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Status struct {
+			ObservedGeneration int64 `json:"observedGeneration"`
+			Verification       *struct {
+				ChecksumsOK bool `json:"checksumsOK"`
+				Restored    bool `json:"restored"`
+			} `json:"verification"`
+		} `json:"status"`
+	}
+	if err := json.Unmarshal(rec.Object, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Status.Verification == nil || !got.Status.Verification.ChecksumsOK || !got.Status.Verification.Restored || got.Status.ObservedGeneration != 1 {
+		t.Fatalf("stored status after the controller's write: %s", rec.Object)
 	}
 }

@@ -65,14 +65,18 @@ func scanRecord(row pgx.CollectableRow) (Record, error) {
 }
 
 // PutObject inserts or replaces a record. The uid of an existing record
-// never changes.
+// never changes, and neither does a stored status.verification: that field
+// belongs to `outpost backup verify` (SetVerification), and a controller
+// pass that read the object before a verify finished must not undo it.
 func (db *DB) PutObject(ctx context.Context, r Record) error {
 	_, err := db.Pool.Exec(ctx, `
 		INSERT INTO objects (kind, namespace, name, uid, generation, spec_hash, source_file, object)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 		ON CONFLICT (kind, namespace, name) DO UPDATE SET
 			generation = EXCLUDED.generation, spec_hash = EXCLUDED.spec_hash,
-			source_file = EXCLUDED.source_file, object = EXCLUDED.object, updated_at = now()`,
+			source_file = EXCLUDED.source_file, updated_at = now(),
+			object = CASE WHEN objects.object #> '{status,verification}' IS NULL THEN EXCLUDED.object
+				ELSE jsonb_set(EXCLUDED.object, '{status,verification}', objects.object #> '{status,verification}') END`,
 		r.Kind, r.Namespace, r.Name, r.UID, r.Generation, r.SpecHash, r.SourceFile, r.Object)
 	if err != nil {
 		return fmt.Errorf("controldb: save %s %s/%s: %w", r.Kind, r.Namespace, r.Name, err)
@@ -91,4 +95,25 @@ func (db *DB) DeleteObject(ctx context.Context, kind, namespace, name string) er
 		}
 		return nil
 	})
+}
+
+// SetVerification stores the result of verifying the backup with ID
+// backupID of namespace/instance into the status.verification of the
+// Backups that recorded it, and returns their names; none means no Backup
+// object describes that backup (one made with `outpost backup create`).
+func (db *DB) SetVerification(ctx context.Context, namespace, instance, backupID string, verification json.RawMessage) ([]string, error) {
+	rows, err := db.Pool.Query(ctx, `
+		UPDATE objects SET updated_at = now(),
+			object = jsonb_set(object, '{status,verification}', $4::jsonb)
+		WHERE kind = 'Backup' AND namespace = $1 AND object #>> '{spec,instance,name}' = $2
+			AND object #>> '{status,backupID}' = $3
+		RETURNING name`, namespace, instance, backupID, string(verification))
+	if err != nil {
+		return nil, fmt.Errorf("controldb: record verification of backup %s: %w", backupID, err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("controldb: record verification of backup %s: %w", backupID, err)
+	}
+	return names, nil
 }

@@ -3,10 +3,13 @@ package dirsource
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/yaml"
 
 	"github.com/outpostdata/outpost/controller"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
@@ -17,10 +20,49 @@ import (
 func (c *Controller) OnBackups(r *controller.BackupReconciler) { c.backups = r }
 
 // reconcileBackup runs the Backup reconciler on a manifest's object.
-func (c *Controller) reconcileBackup(ctx context.Context, u *unstructured.Unstructured, key string) (any, time.Duration, error) {
+func (c *Controller) reconcileBackup(ctx context.Context, u *unstructured.Unstructured, key, file string) (any, time.Duration, error) {
 	b := &outpostv1.Backup{}
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, b); err != nil {
 		return nil, 0, fmt.Errorf("%s: %w", key, err)
 	}
-	return b, c.backups.Reconcile(ctx, b), nil
+	requeue := c.backups.Reconcile(ctx, b)
+	if c.backups.Expired(b) {
+		// The next pass sees the file gone and forgets the Backup.
+		if err := os.Remove(file); err != nil && !os.IsNotExist(err) {
+			return nil, 0, fmt.Errorf("%s: remove the expired scheduled Backup: %w", key, err)
+		}
+		c.log.Info("scheduled Backup removed: retention deleted its backup", "backup", key, "id", b.Status.BackupID)
+		requeue = time.Millisecond
+	}
+	return b, requeue, nil
+}
+
+// writeScheduledBackup writes the Backup a schedule asked for into the
+// manifests directory, where the next pass picks it up like any other: the
+// directory stays the one source of what exists, and `outpost get backups`
+// and `outpost delete backup` work on scheduled backups too. The file is
+// written under a hidden name and renamed, so a pass never reads half of it.
+func (c *Controller) writeScheduledBackup(b *outpostv1.Backup) error {
+	data, err := yaml.Marshal(map[string]any{
+		"apiVersion": b.APIVersion, "kind": b.Kind,
+		"metadata": map[string]any{"name": b.Name, "namespace": b.Namespace, "labels": b.Labels},
+		"spec":     map[string]any{"instance": map[string]any{"name": b.Spec.Instance.Name}},
+	})
+	if err != nil {
+		return err
+	}
+	file := filepath.Join(c.dir, "backup-"+b.Name+".yaml")
+	if _, err := os.Stat(file); err == nil {
+		return fmt.Errorf("%s already exists", file)
+	}
+	tmp := filepath.Join(c.dir, ".backup-"+b.Name+".yaml.tmp")
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, file); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	c.log.Info("scheduled backup created", "backup", b.Namespace+"/"+b.Name, "file", file)
+	return nil
 }

@@ -205,11 +205,18 @@ func (c *Controller) apply(ctx context.Context, obj manifest.Object, rec control
 		requeue = c.instances.Reconcile(ctx, inst)
 		object = inst
 		if c.backups != nil {
-			c.backups.Schedule(inst)
+			c.backups.ObserveInstance(inst)
+			if b := c.backups.Schedule(inst); b != nil {
+				if err := c.writeScheduledBackup(b); err != nil {
+					c.log.Error("cannot create scheduled Backup", "instance", obj.Key(), "backup", b.Name, "err", err)
+				} else {
+					requeue = time.Millisecond
+				}
+			}
 		}
 	}
 	if obj.Kind() == "Backup" && c.backups != nil {
-		if object, requeue, err = c.reconcileBackup(ctx, u, obj.Key()); err != nil {
+		if object, requeue, err = c.reconcileBackup(ctx, u, obj.Key(), obj.File); err != nil {
 			return 0, err
 		}
 	}

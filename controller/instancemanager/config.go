@@ -36,6 +36,9 @@ type Config struct {
 	// Parameters are postgresql.conf settings, already merged with those
 	// derived from the instance's memory.
 	Parameters map[string]string `json:"parameters,omitempty"`
+	// Backup, when set, archives WAL with `outpost wal-push` and lets
+	// POST /backup take base backups.
+	Backup *BackupConfig `json:"backup,omitempty"`
 }
 
 var identifier = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
@@ -62,6 +65,9 @@ func (c *Config) Check() error {
 	}
 	if err := postgres.CheckParameters(c.Parameters); err != nil {
 		return fmt.Errorf("parameters: %w", err)
+	}
+	if b := c.Backup; b != nil && (b.Store.Endpoint == "" || b.Store.Bucket == "" || b.Namespace == "" || b.Instance == "") {
+		return fmt.Errorf("backup: store.endpoint, store.bucket, namespace and instance are required")
 	}
 	return nil
 }

@@ -38,6 +38,12 @@ type Options struct {
 	// ReloadInterval is how often ConfigFile is read again; 0 means 10s.
 	ReloadInterval time.Duration
 	Log            *slog.Logger
+	// BackupToken authenticates POST /backup (the Secret's backup-token);
+	// empty refuses every request.
+	BackupToken string
+	// Executable is the outpost binary archive_command runs; empty means
+	// this process's.
+	Executable string
 }
 
 // Manager runs one server. Create it with New and call Run once.
@@ -46,6 +52,9 @@ type Manager struct {
 	server *postgres.Server
 	super  *postgres.Supervisor
 	start  time.Time
+
+	// backupMu lets one POST /backup run at a time.
+	backupMu sync.Mutex
 
 	mu        sync.Mutex
 	applied   *Config // the configuration in place; nil until setup succeeded
@@ -111,6 +120,9 @@ func (m *Manager) Run(ctx context.Context) error {
 	// The server starts with Outpost's own settings only; the user's
 	// parameters follow through ApplyParameters once it runs, which has
 	// PostgreSQL check each one, so a typo cannot keep it from starting.
+	if err := m.configureArchiving(cfg); err != nil {
+		return err
+	}
 	if err := m.server.WriteConfig(nil); err != nil {
 		return err
 	}
@@ -286,7 +298,8 @@ func (m *Manager) check(ctx context.Context) Status {
 	return st
 }
 
-// Handler serves /livez, /readyz and /metrics.
+// Handler serves /livez, /readyz and /metrics, and POST /backup for the
+// controller.
 func (m *Manager) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) {
@@ -296,6 +309,7 @@ func (m *Manager) Handler() http.Handler {
 		writeStatus(w, m.check(r.Context()), func(s Status) bool { return s.Ready })
 	})
 	mux.Handle("GET /metrics", m.metricsHandler())
+	mux.HandleFunc("POST /backup", m.serveBackup)
 	return mux
 }
 

@@ -12,9 +12,11 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -61,6 +63,9 @@ type Options struct {
 	// MaxConcurrentReconciles is how many instances are reconciled at
 	// once; 0 means 4.
 	MaxConcurrentReconciles int
+	// BackupManagerURL overrides where the instance manager of an
+	// instance is reached for backups (default: its Service).
+	BackupManagerURL func(*outpostv1.PostgresInstance) string
 }
 
 // Scheme knows the built-in kinds and Outpost's.
@@ -122,6 +127,10 @@ func NewManager(opts Options) (manager.Manager, error) {
 		LeaderElectionID:              LeaderElectionID,
 		LeaderElectionNamespace:       opts.LeaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
+		// Controller names are checked process-wide; a process that builds
+		// more than one manager (tests do) would otherwise fail on the
+		// second.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("controller manager: %w", err)
@@ -158,6 +167,9 @@ func NewManager(opts Options) (manager.Manager, error) {
 		if err := fs.SetupWithManager(mgr); err != nil {
 			return nil, err
 		}
+	}
+	if err := setupBackups(mgr, rt, opts); err != nil {
+		return nil, err
 	}
 	return mgr, nil
 }

@@ -143,8 +143,10 @@ func instanceConfig(inst *outpostv1.PostgresInstance) instancemanager.Config {
 	}
 }
 
-func configMapData(inst *outpostv1.PostgresInstance) (map[string]string, error) {
-	b, err := json.MarshalIndent(instanceConfig(inst), "", "  ")
+func configMapData(inst *outpostv1.PostgresInstance, bk *instancemanager.BackupConfig) (map[string]string, error) {
+	cfg := instanceConfig(inst)
+	cfg.Backup = bk
+	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		return nil, err
 	}
@@ -158,6 +160,10 @@ func serviceSpec(inst *outpostv1.PostgresInstance) corev1.ServiceSpec {
 		Ports: []corev1.ServicePort{{
 			Name: "postgres", Port: PostgresPort, Protocol: corev1.ProtocolTCP,
 			TargetPort: intstr.FromString("postgres"),
+		}, {
+			// The instance manager, where the controller asks for backups.
+			Name: "http", Port: HTTPPort, Protocol: corev1.ProtocolTCP,
+			TargetPort: intstr.FromString("http"),
 		}},
 	}
 }

@@ -35,7 +35,11 @@ func (r *Runtime) EnsureInstance(ctx context.Context, inst *outpostv1.PostgresIn
 	if err := r.ensureSecret(ctx, inst); err != nil {
 		return obs, fmt.Errorf("secret %s: %w", SecretName(inst), err)
 	}
-	data, err := configMapData(inst)
+	bk, err := r.backupOf(ctx, inst)
+	if err != nil {
+		return obs, err
+	}
+	data, err := configMapData(inst, bk.config())
 	if err != nil {
 		return obs, err
 	}
@@ -53,6 +57,7 @@ func (r *Runtime) EnsureInstance(ctx context.Context, inst *outpostv1.PostgresIn
 		return obs, fmt.Errorf("service %s: %w", svc.Name, err)
 	}
 	stsSpec := statefulSetSpec(inst, r.Pods)
+	addBackup(&stsSpec, inst, bk)
 	sts := &appsv1.StatefulSet{ObjectMeta: r.meta(inst, StatefulSetName(inst))}
 	if err := r.apply(ctx, inst, sts, stsSpec, func() {
 		claims := sts.Spec.VolumeClaimTemplates
@@ -124,6 +129,7 @@ func (r *Runtime) ensureSecret(ctx context.Context, inst *outpostv1.PostgresInst
 			secret.Type = corev1.SecretTypeOpaque
 			secret.Data = newSecretData(inst)
 		}
+		ensureBackupToken(secret)
 		secret.SetLabels(mergeMaps(secret.GetLabels(), Labels(inst)))
 		return controllerutil.SetControllerReference(inst, secret, r.Scheme)
 	})

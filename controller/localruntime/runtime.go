@@ -55,6 +55,7 @@ type Runtime struct {
 
 	mu        sync.Mutex
 	instances map[string]*instance
+	restores  map[string]*restoreJob
 }
 
 var _ controller.InstanceRuntime = (*Runtime)(nil)
@@ -111,6 +112,9 @@ func (r *Runtime) firstPort() int {
 // roles, databases, extensions and parameters in place.
 func (r *Runtime) EnsureInstance(ctx context.Context, inst *outpostv1.PostgresInstance) (controller.InstanceObservation, error) {
 	in, err := r.load(ctx, inst)
+	if re := (*restoringError)(nil); errors.As(err, &re) {
+		return controller.InstanceObservation{Reason: "Restoring", Message: re.Error()}, nil
+	}
 	if err != nil {
 		return controller.InstanceObservation{}, err
 	}
@@ -199,14 +203,7 @@ func (r *Runtime) load(ctx context.Context, inst *outpostv1.PostgresInstance) (*
 		r.Log.Warn("WAL archiving not configured", "instance", key, "err", err)
 	}
 	if !srv.Initialized() && inst.Spec.Bootstrap.Recovery != nil {
-		if err := checkFreeSpace(dir, inst.Spec.Storage.Size.Value()); err != nil {
-			return nil, err
-		}
-		r.Log.Info("restoring instance from a backup", "instance", key, "source", inst.Spec.Bootstrap.Recovery.Source)
-		if err := r.restore(ctx, inst, dir, srv); err != nil {
-			return nil, err
-		}
-		if err := srv.WriteConfig(desiredParameters(inst)); err != nil {
+		if err := r.restoreInBackground(inst, dir, srv); err != nil {
 			return nil, err
 		}
 	}
@@ -344,6 +341,7 @@ func (r *Runtime) ensureExtensions(ctx context.Context, in *instance, db string,
 func (r *Runtime) DeleteInstance(ctx context.Context, inst *outpostv1.PostgresInstance) error {
 	key := inst.Namespace + "/" + inst.Name
 	dir := InstanceDir(r.StateDir, inst.Namespace, inst.Name)
+	r.stopRestore(key)
 	r.mu.Lock()
 	in, ok := r.instances[key]
 	delete(r.instances, key)
@@ -435,7 +433,14 @@ func (r *Runtime) Shutdown() error {
 	r.mu.Lock()
 	instances := r.instances
 	r.instances = nil
+	restores := make([]string, 0, len(r.restores))
+	for key := range r.restores {
+		restores = append(restores, key)
+	}
 	r.mu.Unlock()
+	for _, key := range restores {
+		r.stopRestore(key)
+	}
 	var errs []error
 	for _, in := range instances {
 		in.stop()

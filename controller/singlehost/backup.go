@@ -2,6 +2,7 @@ package singlehost
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/url"
@@ -11,6 +12,7 @@ import (
 	"github.com/outpostdata/outpost/backup"
 	"github.com/outpostdata/outpost/controller"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
+	"github.com/outpostdata/outpost/controller/controldb"
 	"github.com/outpostdata/outpost/controller/localruntime"
 	"github.com/outpostdata/outpost/controller/manifest"
 	"github.com/outpostdata/outpost/postgres"
@@ -124,4 +126,21 @@ func (s StateDir) Instances() controller.InstanceLookup {
 		}
 		return inst, nil
 	}
+}
+
+// RecordVerification writes the result of `outpost backup verify` into the
+// status.verification of the Backups that recorded backup id, through the
+// running controller's controldb, and returns their names. It fails when
+// the controller is not running, since status lives in controldb.
+func RecordVerification(ctx context.Context, sd StateDir, namespace, instance, id string, v *outpostv1.BackupVerification) ([]string, error) {
+	db, err := controldb.ConnectLocal(ctx, sd.ControlDB())
+	if err != nil {
+		return nil, fmt.Errorf("the controller is not running (start it with `outpost up`), so no Backup status was updated: %w", err)
+	}
+	defer db.Close()
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return db.SetVerification(ctx, namespace, instance, id, b)
 }

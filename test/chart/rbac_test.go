@@ -138,6 +138,31 @@ func TestChartRBACIsExactlyEnough(t *testing.T) {
 	if err := c.List(context.Background(), &events, client.InNamespace("default")); err != nil || len(events.Items) == 0 {
 		t.Errorf("no events recorded as the ServiceAccount (%v)", err)
 	}
+	// ObjectStores and Backups get their status as the ServiceAccount; the
+	// ObjectStore's credentials Secret is read with it too.
+	store := &outpostv1.ObjectStore{ObjectMeta: metav1.ObjectMeta{Name: "s3", Namespace: "default"}, Spec: outpostv1.ObjectStoreSpec{
+		Endpoint: "http://127.0.0.1:9", Bucket: "backups",
+		Credentials: outpostv1.ObjectStoreCredentials{Secret: &outpostv1.LocalObjectReference{Name: "no-such-secret"}},
+	}}
+	if err := c.Create(context.Background(), store); err != nil {
+		t.Fatal(err)
+	}
+	wait("ObjectStore status written as the ServiceAccount", func() bool {
+		if err := c.Get(context.Background(), client.ObjectKeyFromObject(store), store); err != nil {
+			return false
+		}
+		cond := meta.FindStatusCondition(store.Status.Conditions, outpostv1.ConditionReady)
+		return cond != nil && strings.Contains(cond.Message, "Secret no-such-secret does not exist")
+	})
+	bk := &outpostv1.Backup{ObjectMeta: metav1.ObjectMeta{Name: "b", Namespace: "default"}, Spec: outpostv1.BackupSpec{Instance: outpostv1.LocalObjectReference{Name: "first"}}}
+	if err := c.Create(context.Background(), bk); err != nil {
+		t.Fatal(err)
+	}
+	wait("Backup status written as the ServiceAccount", func() bool {
+		return c.Get(context.Background(), client.ObjectKeyFromObject(bk), bk) == nil &&
+			bk.Status.Phase == outpostv1.BackupFailed && strings.Contains(bk.Status.Error, "has no spec.backup")
+	})
+
 	if err := c.Delete(context.Background(), first); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,249 @@
+package kube
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/outpostdata/outpost/backup"
+	core "github.com/outpostdata/outpost/controller"
+	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
+	"github.com/outpostdata/outpost/controller/instancemanager"
+	"github.com/outpostdata/outpost/controller/kuberuntime"
+)
+
+// BackupReconciler adapts the core's Backup reconcile to controller-runtime.
+type BackupReconciler struct {
+	Client client.Client
+	Core   *core.BackupReconciler
+}
+
+// +kubebuilder:rbac:groups=outpost.dev,resources=backups,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups=outpost.dev,resources=postgresinstances/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=outpost.dev,resources=backups/status,verbs=get;update;patch
+
+// Reconcile moves one Backup along and writes its status.
+func (r *BackupReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var b outpostv1.Backup
+	if err := r.Client.Get(ctx, req.NamespacedName, &b); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !b.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	before := b.Status.DeepCopy()
+	requeue := r.Core.Reconcile(ctx, &b)
+	if statusChanged(before, &b.Status) {
+		if err := r.Client.Status().Update(ctx, &b); err != nil {
+			if apierrors.IsConflict(err) {
+				return ctrl.Result{Requeue: true}, nil
+			}
+			return ctrl.Result{}, err
+		}
+	}
+	return ctrl.Result{RequeueAfter: requeue}, nil
+}
+
+// SetupWithManager registers the reconciler.
+func (r *BackupReconciler) SetupWithManager(mgr manager.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).For(&outpostv1.Backup{}).Complete(r)
+}
+
+// BackupScheduleReconciler turns instances' spec.backup.schedule into
+// Backup objects, owned by the instance, and keeps the backup fields of
+// PostgresInstance status (lastBackup, lastBackupTime,
+// firstRecoverabilityPoint) up to date. It is a controller of its own so
+// that the instance reconciler stays the runtime's.
+type BackupScheduleReconciler struct {
+	Client client.Client
+	Core   *core.BackupReconciler
+}
+
+// scheduleRecheck is how often an instance with a schedule is looked at:
+// cron's finest step is a minute.
+const scheduleRecheck = 15 * time.Second
+
+// Reconcile creates the Backup a due schedule asks for.
+func (r *BackupScheduleReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var inst outpostv1.PostgresInstance
+	if err := r.Client.Get(ctx, req.NamespacedName, &inst); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if inst.Spec.Backup == nil || !inst.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	patch := client.MergeFrom(inst.DeepCopy())
+	before := inst.Status.DeepCopy()
+	r.Core.ObserveInstance(&inst)
+	if statusChanged(before, &inst.Status) {
+		if err := r.Client.Status().Patch(ctx, &inst, patch); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	// Scheduled Backups whose backup retention deleted go, so they do not
+	// pile up; a completed backup's retention brings us here.
+	var list outpostv1.BackupList
+	if err := r.Client.List(ctx, &list, client.InNamespace(inst.Namespace), client.MatchingLabels{core.LabelScheduledBy: inst.Name}); err != nil {
+		return ctrl.Result{}, err
+	}
+	for i := range list.Items {
+		if r.Core.Expired(&list.Items[i]) {
+			if err := r.Client.Delete(ctx, &list.Items[i]); client.IgnoreNotFound(err) != nil {
+				return ctrl.Result{}, err
+			}
+		}
+	}
+	if b := r.Core.Schedule(&inst); b != nil {
+		if err := controllerutil.SetControllerReference(&inst, b, r.Client.Scheme()); err != nil {
+			return ctrl.Result{}, err
+		}
+		if err := r.Client.Create(ctx, b); err != nil && !apierrors.IsAlreadyExists(err) {
+			return ctrl.Result{}, fmt.Errorf("create scheduled Backup %s: %w", b.Name, err)
+		}
+	}
+	if inst.Spec.Backup.Schedule == "" {
+		return ctrl.Result{}, nil
+	}
+	return ctrl.Result{RequeueAfter: scheduleRecheck}, nil
+}
+
+// SetupWithManager registers the reconciler; a change to a Backup (it
+// completed, say) brings its instance into the queue, so the instance's
+// status follows at once.
+func (r *BackupScheduleReconciler) SetupWithManager(mgr manager.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("backupschedule").
+		For(&outpostv1.PostgresInstance{}).
+		Watches(&outpostv1.Backup{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, obj client.Object) []reconcile.Request {
+			b, ok := obj.(*outpostv1.Backup)
+			if !ok {
+				return nil
+			}
+			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: b.Namespace, Name: b.Spec.Instance.Name}}}
+		})).
+		Complete(r)
+}
+
+// PodBackupRunner makes base backups inside an instance's pod: it asks the
+// instance manager's POST /backup, through the instance's Service, with
+// the bearer token from the instance's Secret. Retention runs here, in the
+// controller, with the ObjectStore's credentials.
+type PodBackupRunner struct {
+	Client client.Client
+	// Reader reads Secrets from the API.
+	Reader client.Reader
+	// ManagerURL is the instance manager's base URL; nil means the
+	// Service's (kuberuntime.ManagerURL).
+	ManagerURL func(*outpostv1.PostgresInstance) string
+	HTTP       *http.Client
+}
+
+var _ core.BackupRunner = (*PodBackupRunner)(nil)
+
+// RunBackup asks the pod for a backup and waits for its answer.
+func (p *PodBackupRunner) RunBackup(ctx context.Context, inst *outpostv1.PostgresInstance, onStart func(id string)) (*backup.Manifest, string, error) {
+	sec := &corev1.Secret{}
+	if err := p.Reader.Get(ctx, types.NamespacedName{Namespace: inst.Namespace, Name: kuberuntime.SecretName(inst)}, sec); err != nil {
+		return nil, "", fmt.Errorf("instance Secret %s: %w", kuberuntime.SecretName(inst), err)
+	}
+	token := string(sec.Data[kuberuntime.KeyBackupToken])
+	if token == "" {
+		return nil, "", fmt.Errorf("instance Secret %s has no %s yet", sec.Name, kuberuntime.KeyBackupToken)
+	}
+	base := kuberuntime.ManagerURL(inst)
+	if p.ManagerURL != nil {
+		base = p.ManagerURL(inst)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(base, "/")+"/backup", nil)
+	if err != nil {
+		return nil, "", err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	hc := p.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, "", fmt.Errorf("instance manager of %s/%s: %w", inst.Namespace, inst.Name, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, "", fmt.Errorf("instance manager of %s/%s: %w", inst.Namespace, inst.Name, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, "", fmt.Errorf("instance manager of %s/%s answered %s: %s", inst.Namespace, inst.Name, resp.Status, strings.TrimSpace(string(body)))
+	}
+	var res instancemanager.BackupResult
+	if err := json.Unmarshal(body, &res); err != nil || res.Manifest == nil {
+		return nil, "", fmt.Errorf("instance manager of %s/%s: unreadable answer: %v", inst.Namespace, inst.Name, err)
+	}
+	onStart(res.Manifest.ID)
+	return res.Manifest, res.Location, nil
+}
+
+// ApplyRetention applies the instance's retention policy to its backups.
+func (p *PodBackupRunner) ApplyRetention(ctx context.Context, inst *outpostv1.PostgresInstance, now time.Time) (*backup.RetentionResult, error) {
+	policy, err := core.RetentionOf(inst.Spec.Backup.Retention)
+	if err != nil {
+		return nil, err
+	}
+	s, err := openStore(ctx, p.Client, p.Reader, inst.Namespace, inst.Spec.Backup.ObjectStore.Name)
+	if err != nil {
+		return nil, err
+	}
+	return backup.ApplyRetention(ctx, s, inst.Namespace, inst.Name, policy, now)
+}
+
+// setupBackups registers the Backup, schedule and ObjectStore reconcilers.
+// Backups run in the pod with the kubernetes runtime, and through the
+// runtime itself when it can make them (the local runtime).
+func setupBackups(mgr manager.Manager, rt core.InstanceRuntime, opts Options) error {
+	var runner core.BackupRunner
+	if _, inPods := rt.(*kuberuntime.Runtime); inPods {
+		runner = &PodBackupRunner{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), ManagerURL: opts.BackupManagerURL}
+	} else if r, ok := rt.(core.BackupRunner); ok {
+		runner = r
+	}
+	events := mgr.GetEventRecorderFor("outpost-controller")
+	if err := (&ObjectStoreReconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Events: events}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if runner == nil {
+		return nil
+	}
+	c := mgr.GetClient()
+	backups := &core.BackupReconciler{
+		Runner: runner,
+		Events: events,
+		Instances: func(ctx context.Context, namespace, name string) (*outpostv1.PostgresInstance, error) {
+			inst := &outpostv1.PostgresInstance{}
+			if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, inst); err != nil {
+				if apierrors.IsNotFound(err) {
+					return nil, fmt.Errorf("no PostgresInstance %s/%s", namespace, name)
+				}
+				return nil, err
+			}
+			return inst, nil
+		},
+	}
+	if err := (&BackupReconciler{Client: c, Core: backups}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	return (&BackupScheduleReconciler{Client: c, Core: backups}).SetupWithManager(mgr)
+}

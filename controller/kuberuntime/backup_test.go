@@ -1,0 +1,110 @@
+package kuberuntime_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
+	"github.com/outpostdata/outpost/controller/instancemanager"
+	"github.com/outpostdata/outpost/test/harness"
+)
+
+func TestBackupPolicyConfiguresThePodForArchivingAndEncryption(t *testing.T) {
+	api := harness.StartAPIServer(t)
+	startController(t, api, &syncBuffer{})
+	c, ctx := api.Client, context.Background()
+
+	// An instance whose ObjectStore is missing says which one.
+	inst := newInstance("db", outpostv1.DeletionRetain)
+	inst.Spec.Backup = &outpostv1.BackupPolicy{
+		ObjectStore: outpostv1.LocalObjectReference{Name: "s3"},
+		Encryption:  &outpostv1.BackupEncryption{KeySecret: outpostv1.LocalObjectReference{Name: "db-age"}},
+	}
+	if err := c.Create(ctx, inst); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "a message naming the missing ObjectStore", func() error {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(inst), inst); err != nil {
+			return err
+		}
+		cond := meta.FindStatusCondition(inst.Status.Conditions, outpostv1.ConditionReady)
+		if cond == nil {
+			return errorf("no Ready condition")
+		}
+		if !strings.Contains(cond.Message, "spec.backup.objectStore: ObjectStore default/s3 does not exist") {
+			return errorf("Ready condition: " + cond.Message)
+		}
+		return nil
+	})
+
+	store := &outpostv1.ObjectStore{}
+	store.Name, store.Namespace = "s3", "default"
+	store.Spec = outpostv1.ObjectStoreSpec{
+		Endpoint: "https://minio.site.local:9000", Bucket: "backups", Prefix: "site-a",
+		CASecret:    &outpostv1.LocalObjectReference{Name: "minio-ca"},
+		Credentials: outpostv1.ObjectStoreCredentials{Secret: &outpostv1.LocalObjectReference{Name: "minio-creds"}},
+	}
+	if err := c.Create(ctx, store); err != nil {
+		t.Fatal(err)
+	}
+	var sts appsv1.StatefulSet
+	var cfg instancemanager.Config
+	eventually(t, 30*time.Second, "the pod configured for backups", func() error {
+		var cm corev1.ConfigMap
+		if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "db-config"}, &cm); err != nil {
+			return err
+		}
+		if err := json.Unmarshal([]byte(cm.Data[instancemanager.ConfigFileName]), &cfg); err != nil {
+			return err
+		}
+		if cfg.Backup == nil {
+			return errorf("no backup section in the ConfigMap yet")
+		}
+		return c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "db"}, &sts)
+	})
+	b := cfg.Backup
+	if b.Store.Endpoint != store.Spec.Endpoint || b.Store.Prefix != "site-a" || b.Namespace != "default" || b.Instance != "db" ||
+		b.Store.CAFile != "/etc/outpost-backup/ca/ca.crt" || b.KeyFile != "/etc/outpost-backup/key/age.key" || b.Store.AccessKey != "" || b.Store.SecretKey != "" {
+		t.Errorf("ConfigMap backup section: %+v", b)
+	}
+	pod := sts.Spec.Template.Spec
+	secrets := map[string]string{}
+	for _, v := range pod.Volumes {
+		if v.Secret != nil {
+			secrets[v.Secret.SecretName] = v.Name
+		}
+	}
+	if secrets["minio-ca"] == "" || secrets["db-age"] == "" {
+		t.Errorf("pod volumes from Secrets: %v, want minio-ca and db-age", secrets)
+	}
+	mounts := map[string]string{}
+	for _, m := range pod.Containers[0].VolumeMounts {
+		mounts[m.Name] = m.MountPath
+		if (m.Name == secrets["minio-ca"] || m.Name == secrets["db-age"]) && !m.ReadOnly {
+			t.Errorf("mount %s is writable", m.Name)
+		}
+	}
+	if mounts[secrets["minio-ca"]] != "/etc/outpost-backup/ca" || mounts[secrets["db-age"]] != "/etc/outpost-backup/key" {
+		t.Errorf("mounts: %v", mounts)
+	}
+	env := map[string]string{}
+	for _, e := range pod.Containers[0].Env {
+		if e.Value != "" {
+			t.Errorf("env %s has a literal value; secrets come from Secrets", e.Name)
+		}
+		if ref := e.ValueFrom.SecretKeyRef; ref != nil {
+			env[e.Name] = ref.Name + "/" + ref.Key
+		}
+	}
+	if env["AWS_ACCESS_KEY_ID"] != "minio-creds/accessKeyID" || env["AWS_SECRET_ACCESS_KEY"] != "minio-creds/secretAccessKey" || env["OUTPOST_BACKUP_TOKEN"] != "db-credentials/backup-token" {
+		t.Errorf("env from Secrets: %v", env)
+	}
+}

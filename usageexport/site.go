@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -56,12 +57,20 @@ func Direct(dc *outpostv1.DataController) bool {
 	return dc != nil && dc.Spec.Connectivity.Mode == outpostv1.ConnectivityDirect && dc.Spec.Connectivity.Hub != nil
 }
 
+// HubAccess is how a direct-mode site reaches its hub: the site's token
+// and, when the hub's certificate needs its own CA, a client that trusts it
+// (nil: the system roots).
+type HubAccess struct {
+	Token  string
+	Client *http.Client
+}
+
 // Pass samples every closed hour, sends the outbox to the hub when dc is
-// in direct mode (with hubToken; an empty token leaves the records waiting),
+// in direct mode (with hub's token; an empty token leaves the records waiting),
 // and returns dc's usage status: the key's fingerprint, last export and
 // upload, backlog, Ready (metering) and the freshness condition of dc's
 // mode. With no DataController it only samples and returns nil.
-func (m *SiteMeter) Pass(ctx context.Context, dc *outpostv1.DataController, hubToken string) (*outpostv1.DataControllerStatus, error) {
+func (m *SiteMeter) Pass(ctx context.Context, dc *outpostv1.DataController, hub HubAccess) (*outpostv1.DataControllerStatus, error) {
 	clock := m.Clock
 	if clock == nil {
 		clock = SystemClock{}
@@ -77,12 +86,12 @@ func (m *SiteMeter) Pass(ctx context.Context, dc *outpostv1.DataController, hubT
 		log.Error("usage sampling failed; the next sample catches up", "err", sampleErr)
 	}
 	var streamErr error
-	if direct && hubToken != "" {
+	if direct && hub.Token != "" {
 		s := &Streamer{Pool: m.Pool, Key: m.Key, Clock: clock, SiteName: dc.Spec.Site.Name, SiteLabels: dc.Spec.Site.Labels,
 			ControllerVersion: m.Version, Log: log,
 			// One attempt per pass: the next pass is the retry, and a
 			// hub that is down never holds up sampling.
-			Hub: UploadOptions{HubURL: dc.Spec.Connectivity.Hub.URL, Token: hubToken, Attempts: 1}}
+			Hub: UploadOptions{HubURL: dc.Spec.Connectivity.Hub.URL, Token: hub.Token, Attempts: 1, Client: hub.Client}}
 		if _, streamErr = s.Flush(ctx); streamErr != nil && ctx.Err() == nil {
 			log.Warn("usage not streamed to the hub; it waits in the outbox", "hub", dc.Spec.Connectivity.Hub.URL, "err", streamErr)
 		}
@@ -99,7 +108,7 @@ func (m *SiteMeter) Pass(ctx context.Context, dc *outpostv1.DataController, hubT
 	switch {
 	case sampleErr != nil:
 		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, ReasonSamplingFailed, sampleErr.Error()
-	case direct && hubToken == "":
+	case direct && hub.Token == "":
 		ready.Status, ready.Reason = metav1.ConditionFalse, ReasonNoHubToken
 		ready.Message = "direct mode has no hub token (connectivity.hub.credentialsSecret, key \"token\"): usage waits in the outbox"
 	}

@@ -61,6 +61,9 @@ type Options struct {
 	// MaxConcurrentReconciles is how many instances are reconciled at
 	// once; 0 means 4.
 	MaxConcurrentReconciles int
+	// Usage, when set, meters PostgresInstances into controldb and
+	// reconciles DataControllers (see setupUsage).
+	Usage *UsageOptions
 }
 
 // Scheme knows the built-in kinds and Outpost's.
@@ -138,11 +141,16 @@ func NewManager(opts Options) (manager.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	ledger, err := setupUsage(mgr, opts)
+	if err != nil {
+		return nil, err
+	}
 	r := &InstanceReconciler{
 		Client: mgr.GetClient(),
 		Core: &controller.InstanceReconciler{
 			Runtime: rt,
 			Events:  mgr.GetEventRecorderFor("outpost-controller"),
+			Usage:   ledger,
 		},
 		Log:        opts.Log,
 		MinRequeue: opts.MinRequeue,

@@ -71,7 +71,7 @@ func (u *usageRun) run(ctx context.Context, sd StateDir) {
 			}
 			token = strings.TrimSpace(string(b))
 		}
-		st, err := u.meter.Pass(ctx, dc, token)
+		st, err := u.meter.Pass(ctx, dc, usageexport.HubAccess{Token: token})
 		if err == nil && st != nil {
 			err = u.writeStatus(ctx, dc, st)
 		}

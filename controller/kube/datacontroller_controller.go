@@ -28,6 +28,9 @@ import (
 	"github.com/outpostdata/outpost/usageexport"
 )
 
+// ReasonNotTheSite marks a DataController other than the site's one.
+const ReasonNotTheSite = "NotTheSite"
+
 // UsageOptions turn metering on: the manager records PostgresInstances in
 // controldb's usage ledger and reconciles DataControllers.
 type UsageOptions struct {
@@ -73,6 +76,20 @@ func (r *DataControllerReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	var dc outpostv1.DataController
 	if err := r.Client.Get(ctx, req.NamespacedName, &dc); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	var all outpostv1.DataControllerList
+	if err := r.Client.List(ctx, &all); err != nil {
+		return ctrl.Result{}, err
+	}
+	if site := siteOf(all.Items); site != nil && site.UID != dc.UID {
+		// No fingerprint: it does not meter, and does not compete to be
+		// the site (see siteOf).
+		dc.Status.SigningKeyFingerprint = ""
+		r.setReady(&dc, metav1.ConditionFalse, ReasonNotTheSite, fmt.Sprintf(
+			"a cluster is one site, and DataController %s/%s describes it; this one is ignored", site.Namespace, site.Name))
+		// Looked at again now and then: if the site's DataController goes,
+		// the oldest remaining one becomes the site.
+		return ctrl.Result{RequeueAfter: time.Minute}, r.writeStatus(ctx, &dc, dc.Status.DeepCopy())
 	}
 	key, err := r.Keys.Key(ctx)
 	if err != nil {
@@ -179,18 +196,40 @@ func (r *DataControllerReconciler) secretKey(ctx context.Context, ns, name, key,
 	return v, nil
 }
 
-// SetupWithManager registers the reconciler and the signing key's creation
-// at the leader's start.
+// SetupWithManager registers the reconciler, and the leader's loop that
+// creates the signing key at start and samples while there is no
+// DataController (whose passes sample otherwise).
 func (r *DataControllerReconciler) SetupWithManager(mgr manager.Manager) error {
-	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		r.Keys.ensureAtStart(ctx, r.Log)
-		return nil
-	})); err != nil {
+	if err := mgr.Add(manager.RunnableFunc(r.meterWithoutSite)); err != nil {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&outpostv1.DataController{}).
 		Complete(r)
+}
+
+// meterWithoutSite creates the signing key, then samples every
+// DefaultInterval while no DataController exists, so the ledger's records
+// are written as time passes even before the site is described.
+func (r *DataControllerReconciler) meterWithoutSite(ctx context.Context) error {
+	r.Keys.ensureAtStart(ctx, r.Log)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(usageexport.DefaultInterval):
+		}
+		var list outpostv1.DataControllerList
+		if err := r.Client.List(ctx, &list); err != nil || len(list.Items) > 0 {
+			continue
+		}
+		key, err := r.Keys.Key(ctx)
+		if err != nil {
+			continue
+		}
+		meter := &usageexport.SiteMeter{Pool: r.Pool, Key: key, Version: r.Version, Clock: r.Clock, Log: r.Log}
+		meter.Pass(ctx, nil, usageexport.HubAccess{})
+	}
 }
 
 // SigningKeySource hands out the site's signing key, creating its Secret on

@@ -149,6 +149,17 @@ func TestDataControllerMetersPostgresInstancesOnKubernetes(t *testing.T) {
 			rs == "True" && rr == usageexport.ReasonMetering && fs == "True" && fr == usageexport.ReasonFresh
 	})
 
+	// A second DataController is not a second site.
+	second := &outpostv1.DataController{ObjectMeta: metav1.ObjectMeta{Name: "another", Namespace: "default"},
+		Spec: outpostv1.DataControllerSpec{Site: outpostv1.Site{Name: "elsewhere"}}}
+	must(t, c.Create(ctx, second))
+	waitFor(t, "the second DataController told it is not the site", func() bool {
+		must(t, c.Get(ctx, client.ObjectKeyFromObject(second), second))
+		r := meta.FindStatusCondition(second.Status.Conditions, outpostv1.ConditionReady)
+		return r != nil && r.Status == metav1.ConditionFalse && r.Reason == kube.ReasonNotTheSite && second.Status.SigningKeyFingerprint == ""
+	})
+	must(t, c.Delete(ctx, second))
+
 	// 01:15 on 1 October: a scales to one core, b is deleted.
 	fc.set("2026-10-01T01:15:00Z")
 	must(t, c.Get(ctx, client.ObjectKeyFromObject(a), a))

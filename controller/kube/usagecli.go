@@ -74,17 +74,29 @@ func (a UsageAccess) Site(ctx context.Context) (*outpostv1.DataController, error
 	if err := c.List(ctx, &list); err != nil {
 		return nil, fmt.Errorf("list DataControllers: %w", err)
 	}
-	if len(list.Items) == 0 {
-		return nil, nil
+	return siteOf(list.Items), nil
+}
+
+// siteOf picks the site's DataController among dcs; nil when there is
+// none. A cluster has one site; any other DataController is told so in its
+// status. The one already metering (its status has the key's fingerprint)
+// stays the site, so adding another never moves the site; otherwise the
+// oldest, by name when created in the same second.
+func siteOf(dcs []outpostv1.DataController) *outpostv1.DataController {
+	if len(dcs) == 0 {
+		return nil
 	}
-	sort.Slice(list.Items, func(i, j int) bool {
-		a, b := list.Items[i], list.Items[j]
+	sort.Slice(dcs, func(i, j int) bool {
+		a, b := dcs[i], dcs[j]
+		if ma, mb := a.Status.SigningKeyFingerprint != "", b.Status.SigningKeyFingerprint != ""; ma != mb {
+			return ma
+		}
 		if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
 			return a.CreationTimestamp.Before(&b.CreationTimestamp)
 		}
 		return a.Namespace+"/"+a.Name < b.Namespace+"/"+b.Name
 	})
-	return &list.Items[0], nil
+	return &dcs[0]
 }
 
 func (a UsageAccess) db(ctx context.Context) (*controldb.DB, error) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -76,5 +77,40 @@ func TestFuzzCorpusExportsStillVerify(t *testing.T) {
 		if (err == nil) != tc.ok {
 			t.Errorf("%s: verify error %v, want ok=%v", tc.name, err, tc.ok)
 		}
+	}
+}
+
+// TestForgedGzipSizeDoesNotAllocateGigabytes: the gzip trailer's size field
+// is not covered by the signature. A file of a few hundred bytes claiming
+// 4 GiB uncompressed is refused without allocating anything near that (the
+// input FuzzVerify found is kept in its corpus as gzip-forged-size).
+func TestForgedGzipSizeDoesNotAllocateGigabytes(t *testing.T) {
+	key, err := usageexport.LoadOrCreateKey(filepath.Join(t.TempDir(), "k"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := usageexport.Seal([]byte(`{"formatVersion":1}`), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gz, err := usageexport.Gzip(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(gz[len(gz)-4:], []byte{0xff, 0xff, 0xff, 0xff})
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err = usageexport.Verify(gz, usageexport.VerifyOptions{})
+	runtime.ReadMemStats(&after)
+	if err == nil {
+		t.Fatal("a gzip file with a forged size verified")
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 16<<20 {
+		t.Errorf("verifying a %d-byte file allocated %d MiB", len(gz), grew>>20)
+	}
+	// The same bytes are in the fuzz corpus.
+	b, err := os.ReadFile(filepath.Join("testdata", "fuzz", "FuzzVerify", "gzip-forged-size"))
+	if err != nil || !strings.HasPrefix(string(b), "go test fuzz v1\n[]byte(") {
+		t.Errorf("corpus entry gzip-forged-size: %v", err)
 	}
 }

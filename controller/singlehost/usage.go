@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/apimachinery/pkg/api/equality"
 
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/controller/controldb"
@@ -40,6 +41,10 @@ type usageRun struct {
 	meter  *usageexport.SiteMeter
 	log    *slog.Logger
 	site   atomic.Pointer[outpostv1.DataController]
+	// kick wakes the loop when the DataController appears, goes or
+	// changes, so a new site or interval takes effect at once rather than
+	// after the interval in force.
+	kick chan struct{}
 }
 
 func startUsage(ctx context.Context, db *controldb.DB, sd StateDir, version string, log *slog.Logger) (*usageRun, error) {
@@ -51,12 +56,20 @@ func startUsage(ctx context.Context, db *controldb.DB, sd StateDir, version stri
 		return nil, err
 	}
 	log = log.With("component", "usage")
-	return &usageRun{db: db, ledger: usageexport.NewLedger(db.Pool, nil), log: log,
+	return &usageRun{db: db, ledger: usageexport.NewLedger(db.Pool, nil), log: log, kick: make(chan struct{}, 1),
 		meter: &usageexport.SiteMeter{Pool: db.Pool, Key: key, Version: version, Metrics: usageMetrics, Log: log}}, nil
 }
 
 // setSite takes the DataController (nil when there is none) from each pass.
-func (u *usageRun) setSite(dc *outpostv1.DataController) { u.site.Store(dc) }
+func (u *usageRun) setSite(dc *outpostv1.DataController) {
+	old := u.site.Swap(dc)
+	if (old == nil) != (dc == nil) || (dc != nil && !equality.Semantic.DeepEqual(old.Spec, dc.Spec)) {
+		select {
+		case u.kick <- struct{}{}:
+		default:
+		}
+	}
+}
 
 // run samples, streams (direct mode) and updates status every metering
 // interval until ctx ends.
@@ -81,6 +94,7 @@ func (u *usageRun) run(ctx context.Context, sd StateDir) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-u.kick:
 		case <-time.After(usageexport.Interval(dc)):
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -72,6 +73,11 @@ func (a UsageAccess) Site(ctx context.Context) (*outpostv1.DataController, error
 	}
 	var list outpostv1.DataControllerList
 	if err := c.List(ctx, &list); err != nil {
+		if apierrors.IsForbidden(err) {
+			// A chart installed with watchNamespaces binds the controller's
+			// role per namespace only.
+			return nil, fmt.Errorf("list DataControllers in every namespace: %w (run as a user or ServiceAccount that may)", err)
+		}
 		return nil, fmt.Errorf("list DataControllers: %w", err)
 	}
 	return siteOf(list.Items), nil

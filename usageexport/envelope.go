@@ -28,6 +28,10 @@ const signingContext = "outpost-usage-payload-v1\x00"
 // instances is far below it.
 const maxFileSize = 4 << 30
 
+// maxDeflateRatio bounds how much larger deflate's output can be than its
+// input.
+const maxDeflateRatio = 1032
+
 // SignatureBlock is the last line of a signed file.
 type SignatureBlock struct {
 	Algorithm      string `json:"algorithm"`
@@ -119,11 +123,14 @@ func OpenSigned(data []byte) (*Opened, error) {
 		// One member only: bytes appended after the stream are tampering.
 		zr.Multistream(false)
 		// The gzip trailer's size (untrusted, so only a hint) spares
-		// growing the buffer step by step.
+		// growing the buffer step by step. It is bounded by what the
+		// compressed bytes can expand to (deflate's ratio is at most
+		// 1032:1): a forged trailer on a few bytes must not make the
+		// verifier or the hub allocate gigabytes (found by FuzzVerify).
 		var buf bytes.Buffer
 		if len(data) >= 18 {
 			hint := int(binary.LittleEndian.Uint32(data[len(data)-4:]))
-			buf.Grow(len(signingContext) + min(hint, maxFileSize) + 1)
+			buf.Grow(len(signingContext) + min(hint, maxFileSize, maxDeflateRatio*len(data)) + 1)
 		}
 		buf.WriteString(signingContext)
 		if _, err := buf.ReadFrom(io.LimitReader(zr, maxFileSize+1)); err != nil {

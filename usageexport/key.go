@@ -33,13 +33,9 @@ func LoadOrCreateKey(path string) (SigningKey, error) {
 	if !errors.Is(err, os.ErrNotExist) {
 		return SigningKey{}, fmt.Errorf("usage signing key %s: %w", path, err)
 	}
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	pemBytes, key, err := NewKeyPEM()
 	if err != nil {
-		return SigningKey{}, fmt.Errorf("usage signing key: %w", err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		return SigningKey{}, fmt.Errorf("usage signing key: %w", err)
+		return SigningKey{}, err
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return SigningKey{}, fmt.Errorf("usage signing key: %w", err)
@@ -53,15 +49,34 @@ func LoadOrCreateKey(path string) (SigningKey, error) {
 	if err != nil {
 		return SigningKey{}, fmt.Errorf("usage signing key %s: %w", path, err)
 	}
-	if err := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
+	if _, err := f.Write(pemBytes); err != nil {
 		f.Close()
 		return SigningKey{}, fmt.Errorf("usage signing key %s: %w", path, err)
 	}
 	if err := f.Close(); err != nil {
 		return SigningKey{}, fmt.Errorf("usage signing key %s: %w", path, err)
 	}
-	return SigningKey{Private: priv}, nil
+	return key, nil
 }
+
+// NewKeyPEM generates a signing key and returns it with its PKCS#8 PEM
+// form, which is how it is stored: in a 0600 file on one host, in a Secret
+// on Kubernetes.
+func NewKeyPEM() ([]byte, SigningKey, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, SigningKey{}, fmt.Errorf("usage signing key: %w", err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return nil, SigningKey{}, fmt.Errorf("usage signing key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), SigningKey{Private: priv}, nil
+}
+
+// ParseKeyPEM reads a signing key in the PEM form NewKeyPEM writes; source
+// names where it came from in errors (a file, a Secret).
+func ParseKeyPEM(source string, b []byte) (SigningKey, error) { return parsePrivateKey(source, b) }
 
 // LoadKey reads an existing signing key.
 func LoadKey(path string) (SigningKey, error) {

@@ -12,30 +12,74 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/outpostdata/outpost/controller/kube"
 	"github.com/outpostdata/outpost/controller/singlehost"
 	"github.com/outpostdata/outpost/usageexport"
 )
+
+// usageSource says whose usage `outpost usage key|show|export` reads: the
+// single host's (--state-dir) or a Kubernetes controller's (--source
+// kubernetes: the signing key Secret in --controller-namespace, the
+// DataController through --kubeconfig, the ledger in --controldb-url).
+type usageSource struct {
+	sh                                       *singleHostFlags
+	source, kubeconfig, namespace, controldb string
+}
+
+func (u *usageSource) register(cmd *cobra.Command) {
+	f := cmd.PersistentFlags()
+	f.StringVar(&u.source, "source", "dir", "whose usage: dir (the single host of --state-dir) or kubernetes (the controller of --kubeconfig)")
+	f.StringVar(&u.kubeconfig, "kubeconfig", "", "with --source kubernetes: kubeconfig file; empty means $KUBECONFIG or the in-cluster service account")
+	f.StringVar(&u.namespace, "controller-namespace", kube.ControllerNamespace(), "with --source kubernetes: the controller's namespace, which holds the signing key Secret")
+	f.StringVar(&u.controldb, "controldb-url", os.Getenv("OUTPOST_CONTROLDB_URL"), "with --source kubernetes: PostgreSQL URL of the controller's controldb (default $OUTPOST_CONTROLDB_URL)")
+}
+
+// kube returns the Kubernetes access, or nil for the single host.
+func (u *usageSource) kube() (*kube.UsageAccess, error) {
+	switch u.source {
+	case "dir", "":
+		return nil, nil
+	case "kubernetes":
+		cfg, err := restConfig(u.kubeconfig)
+		if err != nil {
+			return nil, err
+		}
+		return &kube.UsageAccess{Config: cfg, Namespace: u.namespace, ControlDBURL: u.controldb}, nil
+	default:
+		return nil, fmt.Errorf("--source %q: use dir or kubernetes", u.source)
+	}
+}
 
 func newUsageCommand(f *singleHostFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "usage",
 		Short: "Show usage; export, verify and upload signed usage files; print the site's signing key",
 	}
-	cmd.AddCommand(newUsageKeyCommand(f), newUsageShowCommand(f), newUsageExportCommand(f), newUsageVerifyCommand(), newUsageUploadCommand())
+	u := &usageSource{sh: f}
+	u.register(cmd)
+	cmd.AddCommand(newUsageKeyCommand(u), newUsageShowCommand(u), newUsageExportCommand(u), newUsageVerifyCommand(), newUsageUploadCommand())
 	return cmd
 }
 
-func newUsageKeyCommand(f *singleHostFlags) *cobra.Command {
+func newUsageKeyCommand(u *usageSource) *cobra.Command {
 	return &cobra.Command{
 		Use:   "key",
 		Short: "Print the site's public signing key, to register the site at a hub",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			sd, err := f.open()
+			var key usageexport.SigningKey
+			k, err := u.kube()
 			if err != nil {
 				return err
 			}
-			key, err := usageexport.LoadKey(sd.UsageKey())
+			if k != nil {
+				key, err = k.Key(cmd.Context())
+			} else {
+				var sd singlehost.StateDir
+				if sd, err = u.sh.open(); err == nil {
+					key, err = usageexport.LoadKey(sd.UsageKey())
+				}
+			}
 			if err != nil {
 				return err
 			}
@@ -47,7 +91,7 @@ func newUsageKeyCommand(f *singleHostFlags) *cobra.Command {
 	}
 }
 
-func newUsageShowCommand(f *singleHostFlags) *cobra.Command {
+func newUsageShowCommand(u *usageSource) *cobra.Command {
 	var month, output string
 	cmd := &cobra.Command{
 		Use:   "show [--month YYYY-MM] [-o table|json]",
@@ -57,14 +101,25 @@ func newUsageShowCommand(f *singleHostFlags) *cobra.Command {
 			if output != "table" && output != "json" {
 				return fmt.Errorf("-o %q: must be table or json", output)
 			}
-			sd, err := f.open()
-			if err != nil {
-				return err
-			}
 			if month == "" {
 				month = time.Now().UTC().Format("2006-01")
 			}
-			s, site, err := singlehost.ShowUsage(cmd.Context(), sd, month)
+			k, err := u.kube()
+			if err != nil {
+				return err
+			}
+			var s *usageexport.MonthSummary
+			var siteName string
+			if k != nil {
+				s, siteName, err = k.Show(cmd.Context(), month)
+			} else {
+				var sd singlehost.StateDir
+				var site singlehost.UsageSite
+				if sd, err = u.sh.open(); err == nil {
+					s, site, err = singlehost.ShowUsage(cmd.Context(), sd, month)
+					siteName = site.Name
+				}
+			}
 			if err != nil {
 				return err
 			}
@@ -78,7 +133,7 @@ func newUsageShowCommand(f *singleHostFlags) *cobra.Command {
 			if s.RecordedUntil != nil {
 				until = "recorded up to " + s.RecordedUntil.Format("2006-01-02 15:04 MST")
 			}
-			fmt.Fprintf(out, "Usage of site %s in %s (%s)\n\n", site.Name, s.Month, until)
+			fmt.Fprintf(out, "Usage of site %s in %s (%s)\n\n", siteName, s.Month, until)
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAMESPACE\tNAME\tKIND\tDELETED\tVCORES\tRECORDS\tVCORE-HOURS")
 			for _, i := range s.Instances {
@@ -98,7 +153,7 @@ func newUsageShowCommand(f *singleHostFlags) *cobra.Command {
 	return cmd
 }
 
-func newUsageExportCommand(f *singleHostFlags) *cobra.Command {
+func newUsageExportCommand(u *usageSource) *cobra.Command {
 	var month, output string
 	var gzip bool
 	cmd := &cobra.Command{
@@ -106,16 +161,27 @@ func newUsageExportCommand(f *singleHostFlags) *cobra.Command {
 		Short: "Write the signed usage file of one month (the current month is marked partial)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			sd, err := f.open()
+			k, err := u.kube()
 			if err != nil {
 				return err
 			}
-			res, site, err := singlehost.ExportUsage(cmd.Context(), sd, month, Version(), gzip)
+			var res *usageexport.ExportResult
+			var siteName string
+			if k != nil {
+				res, siteName, err = k.Export(cmd.Context(), month, Version(), gzip)
+			} else {
+				var sd singlehost.StateDir
+				var site singlehost.UsageSite
+				if sd, err = u.sh.open(); err == nil {
+					res, site, err = singlehost.ExportUsage(cmd.Context(), sd, month, Version(), gzip)
+					siteName = site.Name
+				}
+			}
 			if err != nil {
 				return err
 			}
 			if output == "" {
-				output = fmt.Sprintf("usage-%s-%s.outpost-usage", site.Name, month)
+				output = fmt.Sprintf("usage-%s-%s.outpost-usage", siteName, month)
 				if gzip {
 					output += ".gz"
 				}

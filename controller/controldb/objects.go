@@ -84,6 +84,29 @@ func (db *DB) PutObject(ctx context.Context, r Record) error {
 	return nil
 }
 
+// PutObjectKeepStatus is PutObject for an object whose status another
+// writer owns (the usage loop writes the DataController's): an existing
+// record keeps the status it has at the moment of the write, whatever status
+// r carries. Keeping it inside the one statement is what makes it safe: a
+// status read earlier and written back here would undo a status update
+// made in between.
+func (db *DB) PutObjectKeepStatus(ctx context.Context, r Record) error {
+	_, err := db.Pool.Exec(ctx, `
+		INSERT INTO objects (kind, namespace, name, uid, generation, spec_hash, source_file, object)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		ON CONFLICT (kind, namespace, name) DO UPDATE SET
+			generation = EXCLUDED.generation, spec_hash = EXCLUDED.spec_hash,
+			source_file = EXCLUDED.source_file, updated_at = now(),
+			object = CASE WHEN objects.object ? 'status'
+				THEN jsonb_set(EXCLUDED.object, '{status}', objects.object->'status')
+				ELSE EXCLUDED.object - 'status' END`,
+		r.Kind, r.Namespace, r.Name, r.UID, r.Generation, r.SpecHash, r.SourceFile, r.Object)
+	if err != nil {
+		return fmt.Errorf("controldb: save %s %s/%s: %w", r.Kind, r.Namespace, r.Name, err)
+	}
+	return nil
+}
+
 // DeleteObject removes a record and its events.
 func (db *DB) DeleteObject(ctx context.Context, kind, namespace, name string) error {
 	return pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {

@@ -232,11 +232,22 @@ func (c *Controller) apply(ctx context.Context, obj manifest.Object, rec control
 	if err != nil {
 		return 0, err
 	}
-	return requeue, c.db.PutObject(ctx, controldb.Record{
+	rec = controldb.Record{
 		Kind: obj.Kind(), Namespace: obj.Namespace(), Name: obj.Name(),
 		UID: uid, Generation: generation, SpecHash: hash, SourceFile: obj.File, Object: b,
-	})
+	}
+	if statusOwnedElsewhere[obj.Kind()] {
+		return requeue, c.db.PutObjectKeepStatus(ctx, rec)
+	}
+	return requeue, c.db.PutObject(ctx, rec)
 }
+
+// statusOwnedElsewhere are the kinds whose status no pass computes: another
+// loop writes it while passes run (the DataController's usage status, every
+// metering interval). A pass stores their spec and leaves their status as it
+// is in controldb at that moment; writing back the status it read at the
+// start of the pass would undo an update made in between.
+var statusOwnedElsewhere = map[string]bool{"DataController": true}
 
 // remove deletes an object whose manifest is gone, after the runtime has
 // stopped what it ran.

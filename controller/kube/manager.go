@@ -66,6 +66,9 @@ type Options struct {
 	// BackupManagerURL overrides where the instance manager of an
 	// instance is reached for backups (default: its Service).
 	BackupManagerURL func(*outpostv1.PostgresInstance) string
+	// Usage, when set, meters PostgresInstances into controldb and
+	// reconciles DataControllers (see setupUsage).
+	Usage *UsageOptions
 }
 
 // Scheme knows the built-in kinds and Outpost's.
@@ -147,11 +150,16 @@ func NewManager(opts Options) (manager.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	ledger, err := setupUsage(mgr, opts)
+	if err != nil {
+		return nil, err
+	}
 	r := &InstanceReconciler{
 		Client: mgr.GetClient(),
 		Core: &controller.InstanceReconciler{
 			Runtime: rt,
 			Events:  mgr.GetEventRecorderFor("outpost-controller"),
+			Usage:   ledger,
 		},
 		Log:        opts.Log,
 		MinRequeue: opts.MinRequeue,

@@ -41,6 +41,20 @@ type ControllerOptions struct {
 	ControlDBURL string
 	// FirstPort is where local instance ports start; 0 means 5432.
 	FirstPort int
+	// Namespace is the controller's own: the usage signing key's Secret
+	// is kept there.
+	Namespace string
+	// Version is the controller's, written into usage batches.
+	Version string
+}
+
+// meter turns metering on for the manager once controldb is known.
+func (opts *ControllerOptions) meter(db *controldb.DB) {
+	ns := opts.Namespace
+	if ns == "" {
+		ns = "default"
+	}
+	opts.Manager.Usage = &UsageOptions{DB: db.Pool, Namespace: ns, Version: opts.Version}
 }
 
 // RunController wires a runtime to the manager and runs it until ctx ends,
@@ -66,6 +80,11 @@ func RunController(ctx context.Context, cfg *rest.Config, opts ControllerOptions
 		if opts.InstanceImage == "" {
 			return errors.New("--instance-image: the kubernetes runtime needs the image its pods run")
 		}
+		if db != nil {
+			opts.meter(db)
+		} else {
+			log.Warn("no controldb (--controldb-url): usage is not metered and DataControllers are not reconciled")
+		}
 		// Owned objects wake the reconciler when they change.
 		opts.Manager.MinRequeue = 10 * time.Second
 		opts.Manager.NewRuntime = func(c client.Client, s *runtime.Scheme) (controller.InstanceRuntime, error) {
@@ -86,6 +105,7 @@ func RunController(ctx context.Context, cfg *rest.Config, opts ControllerOptions
 			defer func() { err = errors.Join(err, local.Stop()) }()
 			db = local.DB
 		}
+		opts.meter(db)
 		rt := &localruntime.Runtime{StateDir: stateDir, Ports: db, FirstPort: opts.FirstPort, Log: log}
 		defer func() { err = errors.Join(err, rt.Shutdown()) }()
 		opts.Manager.NewRuntime = func(client.Client, *runtime.Scheme) (controller.InstanceRuntime, error) { return rt, nil }

@@ -17,8 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/controller/controldb"
@@ -33,19 +32,19 @@ func (s StateDir) UsageKey() string { return filepath.Join(s.Root, "usage", "sig
 // credentialsSecret).
 func (s StateDir) HubToken() string { return filepath.Join(s.Root, "usage", "hub-token") }
 
-// defaultSiteName names a site that has no DataController yet.
-const defaultSiteName = "default"
-
-// usageRun meters this host: the ledger the reconciler writes to, the
-// sampler, the direct-mode streamer and the DataController's usage status.
+// usageRun meters this host: the ledger the reconciler writes to, and the
+// site's metering pass (sampling, direct-mode streaming and the
+// DataController's usage status).
 type usageRun struct {
-	db      *controldb.DB
-	key     usageexport.SigningKey
-	ledger  *usageexport.Ledger
-	version string
-	log     *slog.Logger
-	started time.Time
-	site    atomic.Pointer[outpostv1.DataController]
+	db     *controldb.DB
+	ledger *usageexport.Ledger
+	meter  *usageexport.SiteMeter
+	log    *slog.Logger
+	site   atomic.Pointer[outpostv1.DataController]
+	// kick wakes the loop when the DataController appears, goes or
+	// changes, so a new site or interval takes effect at once rather than
+	// after the interval in force.
+	kick chan struct{}
 }
 
 func startUsage(ctx context.Context, db *controldb.DB, sd StateDir, version string, log *slog.Logger) (*usageRun, error) {
@@ -56,112 +55,62 @@ func startUsage(ctx context.Context, db *controldb.DB, sd StateDir, version stri
 	if err != nil {
 		return nil, err
 	}
-	return &usageRun{db: db, key: key, ledger: usageexport.NewLedger(db.Pool, nil), version: version,
-		log: log.With("component", "usage"), started: time.Now()}, nil
+	log = log.With("component", "usage")
+	return &usageRun{db: db, ledger: usageexport.NewLedger(db.Pool, nil), log: log, kick: make(chan struct{}, 1),
+		meter: &usageexport.SiteMeter{Pool: db.Pool, Key: key, Version: version, Metrics: usageMetrics, Log: log}}, nil
 }
 
 // setSite takes the DataController (nil when there is none) from each pass.
-func (u *usageRun) setSite(dc *outpostv1.DataController) { u.site.Store(dc) }
+func (u *usageRun) setSite(dc *outpostv1.DataController) {
+	old := u.site.Swap(dc)
+	if (old == nil) != (dc == nil) || (dc != nil && !equality.Semantic.DeepEqual(old.Spec, dc.Spec)) {
+		select {
+		case u.kick <- struct{}{}:
+		default:
+		}
+	}
+}
 
 // run samples, streams (direct mode) and updates status every metering
 // interval until ctx ends.
 func (u *usageRun) run(ctx context.Context, sd StateDir) {
-	siteID := usageexport.SiteID(u.key.Public())
 	for {
 		dc := u.site.Load()
-		interval, direct := time.Minute, false
-		if dc != nil {
-			if d := dc.Spec.Metering.Interval.Duration; d > 0 {
-				interval = d
+		token := ""
+		if usageexport.Direct(dc) {
+			b, err := os.ReadFile(sd.HubToken())
+			if err != nil {
+				u.log.Warn("direct mode without a hub token: usage waits in the outbox", "file", sd.HubToken(), "err", err)
 			}
-			direct = dc.Spec.Connectivity.Mode == outpostv1.ConnectivityDirect && dc.Spec.Connectivity.Hub != nil
+			token = strings.TrimSpace(string(b))
 		}
-		sampler := &usageexport.Sampler{Pool: u.db.Pool, Clock: usageexport.SystemClock{}, SiteID: siteID, Outbox: direct, Log: u.log}
-		if _, err := sampler.Sample(ctx); err != nil && ctx.Err() == nil {
-			u.log.Error("usage sampling failed; the next sample catches up", "err", err)
+		st, err := u.meter.Pass(ctx, dc, usageexport.HubAccess{Token: token})
+		if err == nil && st != nil {
+			err = u.writeStatus(ctx, dc, st)
 		}
-		if direct {
-			u.stream(ctx, sd, dc)
-		}
-		if err := u.writeStatus(ctx, dc); err != nil && ctx.Err() == nil {
+		if err != nil && ctx.Err() == nil {
 			u.log.Warn("cannot update DataController usage status", "err", err)
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(interval):
+		case <-u.kick:
+		case <-time.After(usageexport.Interval(dc)):
 		}
 	}
 }
 
-func (u *usageRun) stream(ctx context.Context, sd StateDir, dc *outpostv1.DataController) {
-	token, err := os.ReadFile(sd.HubToken())
-	if err != nil {
-		u.log.Warn("direct mode without a hub token: usage waits in the outbox", "file", sd.HubToken(), "err", err)
-		return
-	}
-	s := &usageexport.Streamer{Pool: u.db.Pool, Key: u.key, SiteName: dc.Spec.Site.Name, SiteLabels: dc.Spec.Site.Labels,
-		ControllerVersion: u.version, Log: u.log,
-		// One attempt per tick: the tick is the retry, and it never
-		// holds up sampling.
-		Hub: usageexport.UploadOptions{HubURL: dc.Spec.Connectivity.Hub.URL, Token: strings.TrimSpace(string(token)), Attempts: 1}}
-	if _, err := s.Flush(ctx); err != nil && ctx.Err() == nil {
-		u.log.Warn("usage not streamed to the hub; it waits in the outbox", "hub", dc.Spec.Connectivity.Hub.URL, "err", err)
-	}
-}
-
-// writeStatus puts the signing key fingerprint, last export and upload,
-// backlog and freshness conditions into the stored DataController.
-func (u *usageRun) writeStatus(ctx context.Context, dc *outpostv1.DataController) error {
-	if dc == nil {
-		return nil
-	}
-	pool := u.db.Pool
-	st := outpostv1.DataControllerStatus{SigningKeyFingerprint: usageexport.Fingerprint(u.key.Public())}
-	var err error
-	if st.Backlog, err = usageexport.Backlog(ctx, pool); err != nil {
-		return err
-	}
-	lastExport, okE, err := usageexport.State(ctx, pool, usageexport.StateLastExport)
-	if err != nil {
-		return err
-	}
-	lastUpload, okU, err := usageexport.State(ctx, pool, usageexport.StateLastUpload)
-	if err != nil {
-		return err
-	}
-	if okE {
-		st.LastExportTime = &metav1.Time{Time: lastExport}
-	}
-	if okU {
-		st.LastUploadTime = &metav1.Time{Time: lastUpload}
-	}
-	var since time.Time
-	if err := pool.QueryRow(ctx, `SELECT COALESCE(min(created_at), now()) FROM usage_instances`).Scan(&since); err != nil {
-		return err
-	}
-	warn, overdue := dc.Spec.Metering.WarnAfter.Duration, dc.Spec.Metering.OverdueAfter.Duration
-	condType, last := usageexport.ConditionUsageExported, st.LastExportTime
-	if dc.Spec.Connectivity.Mode == outpostv1.ConnectivityDirect {
-		condType, last = usageexport.ConditionUsageUploaded, st.LastUploadTime
-	}
-	var lastT *time.Time
-	if last != nil {
-		lastT = &last.Time
-	}
-	now := time.Now()
-	c := usageexport.FreshnessCondition(condType, lastT, since, now, warn, overdue)
-	usageMetrics.Observe(condType, lastT, since, now, warn, overdue, c.Reason, st.Backlog)
-	c.ObservedGeneration = dc.Generation
-	meta.SetStatusCondition(&st.Conditions, c)
-	st.ObservedGeneration = dc.Generation
+// writeStatus stores the usage status of the DataController dc into its
+// record. Only the status fields are written, in one statement, so a
+// manifest pass that stores the object at the same time keeps them (see
+// controldb.PutObject).
+func (u *usageRun) writeStatus(ctx context.Context, dc *outpostv1.DataController, st *outpostv1.DataControllerStatus) error {
 	b, err := json.Marshal(st)
 	if err != nil {
 		return err
 	}
-	// Only the usage fields: other status fields, if any, are kept.
-	_, err = pool.Exec(ctx, `UPDATE objects SET object = jsonb_set(object, '{status}', COALESCE(object->'status', '{}') || $1::jsonb)
-		WHERE kind = 'DataController'`, string(b))
+	_, err = u.db.Pool.Exec(ctx, `UPDATE objects SET object = jsonb_set(object, '{status}', COALESCE(object->'status', '{}') || $1::jsonb)
+		WHERE kind = 'DataController' AND namespace = $2 AND name = $3`, string(b), dc.Namespace, dc.Name)
 	return err
 }
 
@@ -203,20 +152,19 @@ type UsageSite struct {
 	Direct bool
 }
 
-// storedSite reads the site from the stored DataController.
-func storedSite(ctx context.Context, db *controldb.DB) (UsageSite, error) {
-	site := UsageSite{Name: defaultSiteName}
+// storedSite reads the stored DataController (nil when there is none).
+func storedSite(ctx context.Context, db *controldb.DB) (*outpostv1.DataController, UsageSite, error) {
+	site := UsageSite{Name: usageexport.DefaultSiteName}
 	recs, err := db.Objects(ctx, "DataController")
 	if err != nil || len(recs) == 0 {
-		return site, err
+		return nil, site, err
 	}
 	var dc outpostv1.DataController
 	if err := json.Unmarshal(recs[0].Object, &dc); err != nil {
-		return site, fmt.Errorf("stored DataController: %w", err)
+		return nil, site, fmt.Errorf("stored DataController: %w", err)
 	}
-	site.Name, site.Labels = dc.Spec.Site.Name, dc.Spec.Site.Labels
-	site.Direct = dc.Spec.Connectivity.Mode == outpostv1.ConnectivityDirect
-	return site, nil
+	site.Name, site.Labels, site.Direct = dc.Spec.Site.Name, dc.Spec.Site.Labels, usageexport.Direct(&dc)
+	return &dc, site, nil
 }
 
 // ExportUsage exports one month of this host's usage. The controller
@@ -238,14 +186,11 @@ func ExportUsage(ctx context.Context, sd StateDir, month, version string, gzip b
 	if err := usageexport.EnsureSchema(ctx, db.Pool); err != nil {
 		return nil, site, err
 	}
-	if site, err = storedSite(ctx, db); err != nil {
+	dc, site, err := storedSite(ctx, db)
+	if err != nil {
 		return nil, site, err
 	}
-	sampler := &usageexport.Sampler{Pool: db.Pool, Clock: usageexport.SystemClock{}, SiteID: usageexport.SiteID(key.Public()), Outbox: site.Direct}
-	res, err := usageexport.Export(ctx, db.Pool, usageexport.ExportOptions{
-		Month: month, SiteName: site.Name, SiteLabels: site.Labels, ControllerVersion: version,
-		Key: key, Sampler: sampler, Gzip: gzip,
-	})
+	res, err := usageexport.ExportSite(ctx, db.Pool, key, dc, month, version, gzip)
 	return res, site, err
 }
 
@@ -267,7 +212,7 @@ func ShowUsage(ctx context.Context, sd StateDir, month string) (*usageexport.Mon
 	if err := usageexport.EnsureSchema(ctx, db.Pool); err != nil {
 		return nil, site, err
 	}
-	if site, err = storedSite(ctx, db); err != nil {
+	if _, site, err = storedSite(ctx, db); err != nil {
 		return nil, site, err
 	}
 	s, err := usageexport.SummarizeMonth(ctx, db.Pool, month)

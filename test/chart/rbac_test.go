@@ -22,9 +22,11 @@ import (
 
 	"github.com/outpostdata/outpost/controller"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
+	"github.com/outpostdata/outpost/controller/controldb"
 	"github.com/outpostdata/outpost/controller/kube"
 	"github.com/outpostdata/outpost/controller/kuberuntime"
 	"github.com/outpostdata/outpost/test/harness"
+	"github.com/outpostdata/outpost/usageexport"
 )
 
 const releaseNamespace = "outpost-system"
@@ -80,8 +82,15 @@ func TestChartRBACIsExactlyEnough(t *testing.T) {
 		UserName: "system:serviceaccount:" + releaseNamespace + ":outpost",
 		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + releaseNamespace, "system:authenticated"},
 	}
+	pg := harness.StartPostgres(t)
+	db, err := controldb.Open(context.Background(), pg.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
 	mgr, err := kube.NewManager(kube.Options{
 		Config: cfg, Log: harness.Logger(t), MinRequeue: 10 * time.Second,
+		Usage:          &kube.UsageOptions{DB: db.Pool, Namespace: releaseNamespace, Version: "test"},
 		LeaderElection: true, LeaderElectionNamespace: releaseNamespace,
 		NewRuntime: func(c client.Client, s *runtime.Scheme) (controller.InstanceRuntime, error) {
 			return &kuberuntime.Runtime{Client: c, Scheme: s, Log: slog.New(slog.DiscardHandler), Pods: kuberuntime.PodOptions{Image: "outpost/instance:test"}}, nil
@@ -128,6 +137,24 @@ func TestChartRBACIsExactlyEnough(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 		}
 	}
+
+	// Metering as the ServiceAccount: the signing key Secret in the
+	// release namespace, and the DataController's status.
+	site := &outpostv1.DataController{
+		ObjectMeta: metav1.ObjectMeta{Name: "site", Namespace: "default"},
+		Spec:       outpostv1.DataControllerSpec{Site: outpostv1.Site{Name: "plant"}},
+	}
+	if err := c.Create(context.Background(), site); err != nil {
+		t.Fatal(err)
+	}
+	wait("signing key Secret and DataController status written as the ServiceAccount", func() bool {
+		key, err := kube.LoadSigningKey(context.Background(), c, releaseNamespace)
+		if err != nil || c.Get(context.Background(), client.ObjectKeyFromObject(site), site) != nil {
+			return false
+		}
+		ready := meta.FindStatusCondition(site.Status.Conditions, outpostv1.ConditionReady)
+		return site.Status.SigningKeyFingerprint == usageexport.Fingerprint(key.Public()) && ready != nil && ready.Status == metav1.ConditionTrue
+	})
 
 	first := create("first")
 	wait("first reconciled as the ServiceAccount", func() bool {

@@ -1,7 +1,9 @@
 package hub_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -188,21 +190,34 @@ func TestUploadingTheSameFileThreeTimesAndOverlappingFilesCountsOnce(t *testing.
 	}
 }
 
+// TestTamperedFilesAreAllRejectedByVerifyAndHub flips one random byte of
+// an export 1,000 times. Each mutation is refused by verify (with and
+// without the site's public key) and by the hub over HTTP with the site's
+// valid token: 400 with a reason, and nothing stored.
 func TestTamperedFilesAreAllRejectedByVerifyAndHub(t *testing.T) {
 	pg := harness.StartPostgres(t)
 	s := newSite(t, pg, "site1", false)
 	hubPool, err := hub.Open(context.Background(), createDB(t, pg, "hub"))
 	must(t, err)
 	t.Cleanup(hubPool.Close)
-	h := &hub.Hub{Pool: hubPool, Log: nilLog()}
-	_, err = h.AddSite(context.Background(), "plant", usageexport.FormatPublicKey(s.key.Public()))
+	url, h := startHub(t, hubPool)
+	token, err := h.AddSite(context.Background(), "plant", usageexport.FormatPublicKey(s.key.Public()))
 	must(t, err)
 	s.run(t, 2, "2026-11-02T00:00:00Z")
 	file := s.export(t, "2026-11")
-	if _, err := usageexport.Verify(file, usageexport.VerifyOptions{}); err != nil {
+	if _, err := usageexport.Verify(file, usageexport.VerifyOptions{PublicKey: s.key.Public()}); err != nil {
 		t.Fatalf("untouched file does not verify: %v", err)
 	}
-	siteRow := hub.Site{Name: "plant", PublicKey: s.key.Public()}
+	post := func(data []byte) (int, string) {
+		req, err := http.NewRequest(http.MethodPost, url+usageexport.PathUploads, bytes.NewReader(data))
+		must(t, err)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		must(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, strings.TrimSpace(string(body))
+	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range 1000 {
 		bad := append([]byte(nil), file...)
@@ -211,14 +226,22 @@ func TestTamperedFilesAreAllRejectedByVerifyAndHub(t *testing.T) {
 		if _, err := usageexport.Verify(bad, usageexport.VerifyOptions{}); err == nil {
 			t.Fatalf("mutation %d (byte %d) accepted by verify", i, pos)
 		}
-		_, err := h.Ingest(context.Background(), siteRow, bad, usageexport.KindMonthlyExport)
-		var badFile *hub.BadFileError
-		if !errors.As(err, &badFile) {
-			t.Fatalf("mutation %d (byte %d) not refused as a bad file by the hub: %v", i, pos, err)
+		if _, err := usageexport.Verify(bad, usageexport.VerifyOptions{PublicKey: s.key.Public()}); err == nil {
+			t.Fatalf("mutation %d (byte %d) accepted by verify --public-key", i, pos)
+		}
+		code, body := post(bad)
+		var reason struct{ Error string }
+		if code != http.StatusBadRequest || json.Unmarshal([]byte(body), &reason) != nil || reason.Error == "" {
+			t.Fatalf("mutation %d (byte %d): hub answered %d %q, want 400 with a reason", i, pos, code, body)
 		}
 	}
 	if n, _ := hubTotal(t, h, "plant", "2026-11"); n != 0 {
 		t.Fatalf("hub stored %d records from tampered files", n)
+	}
+	// The untouched file is accepted by the same route, so the 400s were
+	// about the bytes, not the request.
+	if code, body := post(file); code != http.StatusOK {
+		t.Fatalf("untouched file: hub answered %d %s", code, body)
 	}
 }
 

@@ -1,0 +1,296 @@
+package kube
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/record"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
+	"github.com/outpostdata/outpost/usageexport"
+)
+
+// ReasonNotTheSite marks a DataController other than the site's one.
+const ReasonNotTheSite = "NotTheSite"
+
+// UsageOptions turn metering on: the manager records PostgresInstances in
+// controldb's usage ledger and reconciles DataControllers.
+type UsageOptions struct {
+	// DB is controldb.
+	DB *pgxpool.Pool
+	// Namespace is the controller's own, where the signing key Secret is.
+	Namespace string
+	// Version is the controller's, written into streamed batches.
+	Version string
+	// Clock is the wall clock when nil; tests move it across hours.
+	Clock usageexport.Clock
+}
+
+// DataControllerReconciler meters the site. Every DataController is
+// reconciled each metering interval: the ledger is sampled, the outbox
+// streamed to the hub in direct mode (token and CA from the Secrets the
+// spec names), and the status written: Ready (metering), the freshness
+// condition and its Prometheus gauges, backlog, last export and upload, and
+// the key's fingerprint. Controllers run in the leader only, so only one
+// replica samples and streams.
+type DataControllerReconciler struct {
+	Client client.Client
+	// Reader reads Secrets uncached: the hub credentials and the signing
+	// key are not Outpost's objects, which the manager caches by label.
+	Reader client.Reader
+	Events record.EventRecorder
+	Log    *slog.Logger
+	Keys   *SigningKeySource
+	Pool   *pgxpool.Pool
+	// Version is the controller's, written into streamed batches.
+	Version string
+	// Clock is the wall clock when nil.
+	Clock usageexport.Clock
+}
+
+// +kubebuilder:rbac:groups=outpost.dev,resources=datacontrollers,verbs=get;list;watch
+// +kubebuilder:rbac:groups=outpost.dev,resources=datacontrollers/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+
+// Reconcile runs one metering pass for a DataController and comes back
+// after its metering interval.
+func (r *DataControllerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var dc outpostv1.DataController
+	if err := r.Client.Get(ctx, req.NamespacedName, &dc); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	var all outpostv1.DataControllerList
+	if err := r.Client.List(ctx, &all); err != nil {
+		return ctrl.Result{}, err
+	}
+	if site := siteOf(all.Items); site != nil && site.UID != dc.UID {
+		// No fingerprint: it does not meter, and does not compete to be
+		// the site (see siteOf).
+		dc.Status.SigningKeyFingerprint = ""
+		r.setReady(&dc, metav1.ConditionFalse, ReasonNotTheSite, fmt.Sprintf(
+			"a cluster is one site, and DataController %s/%s describes it; this one is ignored", site.Namespace, site.Name))
+		// Looked at again now and then: if the site's DataController goes,
+		// the oldest remaining one becomes the site.
+		return ctrl.Result{RequeueAfter: time.Minute}, r.writeStatus(ctx, &dc, dc.Status.DeepCopy())
+	}
+	key, err := r.Keys.Key(ctx)
+	if err != nil {
+		// Without the key nothing can be signed or even named (the site id
+		// comes from it); the status says why.
+		r.setReady(&dc, metav1.ConditionFalse, "NoSigningKey", err.Error())
+		return ctrl.Result{RequeueAfter: 10 * time.Second}, r.writeStatus(ctx, &dc, dc.Status.DeepCopy())
+	}
+	hub, hubErr := r.hubAccess(ctx, &dc)
+	meter := &usageexport.SiteMeter{Pool: r.Pool, Key: key, Version: r.Version, Clock: r.Clock, Metrics: usageMetrics(), Log: r.Log}
+	st, err := meter.Pass(ctx, &dc, hub)
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("usage status of DataController %s: %w", req.NamespacedName, err)
+	}
+	if hubErr != nil {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: outpostv1.ConditionReady, Status: metav1.ConditionFalse,
+			Reason: usageexport.ReasonNoHubToken, Message: hubErr.Error(), ObservedGeneration: dc.Generation})
+	}
+	before := dc.Status.DeepCopy()
+	if err := r.writeStatus(ctx, &dc, st); err != nil {
+		if apierrors.IsConflict(err) {
+			return ctrl.Result{Requeue: true}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	r.announce(&dc, before, st)
+	return ctrl.Result{RequeueAfter: usageexport.Interval(&dc)}, nil
+}
+
+func (r *DataControllerReconciler) setReady(dc *outpostv1.DataController, status metav1.ConditionStatus, reason, msg string) {
+	meta.SetStatusCondition(&dc.Status.Conditions, metav1.Condition{Type: outpostv1.ConditionReady, Status: status,
+		Reason: reason, Message: msg, ObservedGeneration: dc.Generation})
+}
+
+// writeStatus writes st as dc's status when it differs from the stored one.
+func (r *DataControllerReconciler) writeStatus(ctx context.Context, dc *outpostv1.DataController, st *outpostv1.DataControllerStatus) error {
+	var stored outpostv1.DataController
+	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(dc), &stored); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if equality.Semantic.DeepEqual(stored.Status, *st) {
+		return nil
+	}
+	dc.Status = *st
+	return r.Client.Status().Update(ctx, dc)
+}
+
+// announce records an event for every condition whose reason changed: a
+// site going Stale or Overdue, or back to Fresh, or metering failing.
+func (r *DataControllerReconciler) announce(dc *outpostv1.DataController, before, after *outpostv1.DataControllerStatus) {
+	for _, c := range after.Conditions {
+		old := meta.FindStatusCondition(before.Conditions, c.Type)
+		if old != nil && old.Reason == c.Reason && old.Status == c.Status {
+			continue
+		}
+		kind := corev1.EventTypeNormal
+		if c.Status != metav1.ConditionTrue {
+			kind = corev1.EventTypeWarning
+		}
+		r.Events.Event(dc, kind, c.Reason, c.Type+": "+c.Message)
+	}
+}
+
+// hubAccess reads the hub token and CA a direct-mode DataController names.
+// An error means usage cannot be streamed; it waits in the outbox.
+func (r *DataControllerReconciler) hubAccess(ctx context.Context, dc *outpostv1.DataController) (usageexport.HubAccess, error) {
+	var hub usageexport.HubAccess
+	if !usageexport.Direct(dc) {
+		return hub, nil
+	}
+	h := dc.Spec.Connectivity.Hub
+	if h.CredentialsSecret == nil {
+		return hub, errors.New("direct mode needs connectivity.hub.credentialsSecret with the site's hub token under \"token\"; usage waits in the outbox")
+	}
+	token, err := r.secretKey(ctx, dc.Namespace, h.CredentialsSecret.Name, "token", "connectivity.hub.credentialsSecret")
+	if err != nil {
+		return hub, err
+	}
+	hub.Token = strings.TrimSpace(string(token))
+	if h.CASecret != nil {
+		pemBytes, err := r.secretKey(ctx, dc.Namespace, h.CASecret.Name, "ca.crt", "connectivity.hub.caSecret")
+		if err != nil {
+			return usageexport.HubAccess{}, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pemBytes) {
+			return usageexport.HubAccess{}, fmt.Errorf("connectivity.hub.caSecret %s/%s: \"ca.crt\" holds no PEM certificate", dc.Namespace, h.CASecret.Name)
+		}
+		hub.Client = &http.Client{Timeout: time.Minute, Transport: &http.Transport{
+			Proxy: http.ProxyFromEnvironment, TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	}
+	return hub, nil
+}
+
+func (r *DataControllerReconciler) secretKey(ctx context.Context, ns, name, key, field string) ([]byte, error) {
+	var s corev1.Secret
+	if err := r.Reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &s); err != nil {
+		return nil, fmt.Errorf("%s %s/%s: %w", field, ns, name, err)
+	}
+	v, ok := s.Data[key]
+	if !ok || len(v) == 0 {
+		return nil, fmt.Errorf("%s %s/%s has no key %q", field, ns, name, key)
+	}
+	return v, nil
+}
+
+// SetupWithManager registers the reconciler, and the leader's loop that
+// creates the signing key at start and samples while there is no
+// DataController (whose passes sample otherwise).
+func (r *DataControllerReconciler) SetupWithManager(mgr manager.Manager) error {
+	if err := mgr.Add(manager.RunnableFunc(r.meterWithoutSite)); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&outpostv1.DataController{}).
+		Complete(r)
+}
+
+// meterWithoutSite creates the signing key, then samples every
+// DefaultInterval while no DataController exists, so the ledger's records
+// are written as time passes even before the site is described.
+func (r *DataControllerReconciler) meterWithoutSite(ctx context.Context) error {
+	r.Keys.ensureAtStart(ctx, r.Log)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(usageexport.DefaultInterval):
+		}
+		var list outpostv1.DataControllerList
+		if err := r.Client.List(ctx, &list); err != nil || len(list.Items) > 0 {
+			continue
+		}
+		key, err := r.Keys.Key(ctx)
+		if err != nil {
+			continue
+		}
+		meter := &usageexport.SiteMeter{Pool: r.Pool, Key: key, Version: r.Version, Clock: r.Clock, Log: r.Log}
+		meter.Pass(ctx, nil, usageexport.HubAccess{})
+	}
+}
+
+// SigningKeySource hands out the site's signing key, creating its Secret on
+// first use.
+type SigningKeySource struct {
+	Client    client.Client
+	Reader    client.Reader
+	Namespace string
+
+	mu  sync.Mutex
+	key *usageexport.SigningKey
+}
+
+// Key returns the key, loading or creating it on the first call that
+// succeeds.
+func (s *SigningKeySource) Key(ctx context.Context) (usageexport.SigningKey, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.key != nil {
+		return *s.key, nil
+	}
+	k, err := EnsureSigningKey(ctx, s.Client, s.Reader, s.Namespace)
+	if err != nil {
+		return k, err
+	}
+	s.key = &k
+	return k, nil
+}
+
+// ensureAtStart creates the key as soon as this replica leads, so that
+// `outpost usage key` works before any DataController exists; it retries
+// until it succeeds or the manager stops.
+func (s *SigningKeySource) ensureAtStart(ctx context.Context, log *slog.Logger) {
+	for wait := time.Second; ; wait = min(2*wait, time.Minute) {
+		k, err := s.Key(ctx)
+		if err == nil {
+			log.Info("usage signing key ready", "secret", s.Namespace+"/"+SigningKeySecretName, "fingerprint", usageexport.Fingerprint(k.Public()))
+			return
+		}
+		log.Error("cannot create the usage signing key; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+var (
+	metricsOnce sync.Once
+	metrics     *usageexport.Metrics
+)
+
+// usageMetrics are the usage gauges, registered once in controller-runtime's
+// registry, which the manager's metrics endpoint serves.
+func usageMetrics() *usageexport.Metrics {
+	metricsOnce.Do(func() {
+		metrics = usageexport.NewMetrics()
+		for _, c := range metrics.Collectors() {
+			ctrlmetrics.Registry.MustRegister(c)
+		}
+	})
+	return metrics
+}

@@ -1,0 +1,36 @@
+package kube
+
+import (
+	"context"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+
+	"github.com/outpostdata/outpost/controller"
+	"github.com/outpostdata/outpost/usageexport"
+)
+
+// setupUsage wires metering into a manager when opts.Usage is set: it
+// returns the ledger the InstanceReconciler records PostgresInstances in
+// (nil without metering) and registers the DataController reconciler.
+func setupUsage(mgr manager.Manager, opts Options) (controller.UsageRecorder, error) {
+	u := opts.Usage
+	if u == nil {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := usageexport.EnsureSchema(ctx, u.DB); err != nil {
+		return nil, err
+	}
+	dc := &DataControllerReconciler{
+		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(),
+		Events: mgr.GetEventRecorderFor("outpost-controller"), Log: opts.Log.With("component", "usage"),
+		Keys: &SigningKeySource{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: u.Namespace},
+		Pool: u.DB, Version: u.Version, Clock: u.Clock,
+	}
+	if err := dc.SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
+	return usageexport.NewLedger(u.DB, u.Clock), nil
+}

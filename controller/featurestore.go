@@ -47,6 +47,15 @@ type FeatureStoreReconciler struct {
 // Reconcile brings one feature store towards its spec, updates fs.Status
 // in place, and says when to look again. Failures are conditions.
 func (r *FeatureStoreReconciler) Reconcile(ctx context.Context, fs *outpostv1.FeatureStore) time.Duration {
+	return r.ReconcileWithProgress(ctx, fs, nil)
+}
+
+// ReconcileWithProgress is Reconcile for a source that can store status
+// while a reconcile runs: an index build (a rebuild CONCURRENTLY on a large
+// table can take hours) calls publish with fs.Status.IndexBuild filled in,
+// about once a second, from another goroutine while Reconcile waits.
+// publish may be nil.
+func (r *FeatureStoreReconciler) ReconcileWithProgress(ctx context.Context, fs *outpostv1.FeatureStore, publish func(*outpostv1.FeatureStore)) time.Duration {
 	before := fs.Status.DeepCopy()
 	defer func() { r.recordTransitions(fs, before) }()
 	fs.Status.ObservedGeneration = fs.Generation
@@ -75,7 +84,19 @@ func (r *FeatureStoreReconciler) Reconcile(ctx context.Context, fs *outpostv1.Fe
 		return requeueError
 	}
 	defer pool.Close()
-	store, res, err := vectorstore.Ensure(ctx, pool, spec, vectorstore.EnsureOptions{})
+	var opts vectorstore.EnsureOptions
+	if publish != nil {
+		opts.OnIndexProgress = func(p vectorstore.IndexProgress) {
+			fs.Status.IndexState = vectorstore.IndexBuilding
+			fs.Status.IndexBuild = &outpostv1.IndexBuildProgress{
+				Index: p.Index, Phase: p.Phase, PercentDone: int32(p.Percent()),
+				Concurrently: p.Concurrently, Serial: p.SerialHNSW,
+			}
+			publish(fs)
+		}
+	}
+	store, res, err := vectorstore.Ensure(ctx, pool, spec, opts)
+	fs.Status.IndexBuild = nil
 	if errors.Is(err, vectorstore.ErrDimensionsChanged) {
 		r.fail(fs, ReasonDimensionsChanged, err.Error())
 		// Nothing will change until the spec does.

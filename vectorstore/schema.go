@@ -104,20 +104,14 @@ CREATE TABLE IF NOT EXISTS `+metaSchema+`.feature_stores (
 	}
 	// The view lists the tables' columns as they are now, so a feature
 	// added since is added to it too (at its end, which CREATE OR REPLACE
-	// allows).
-	if err := s.createHistoryView(ctx, tx); err != nil {
-		return err
-	}
-	// The database's owner (the application role) owns the tables, so
-	// applications can read and ingest without the superuser.
-	var owner string
-	if err := tx.QueryRow(ctx, "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()").Scan(&owner); err != nil {
-		return err
-	}
-	for _, t := range []string{"TABLE " + s.table, "TABLE " + s.past, "VIEW " + s.history} {
-		if _, err := tx.Exec(ctx, "ALTER "+t+" OWNER TO "+ident(owner)); err != nil {
-			return fmt.Errorf("give %s to %s: %w", t, owner, err)
+	// allows). Replacing it takes an exclusive lock, so only on a change.
+	if res.Created || len(res.AddedFeatures) > 0 || !s.hasHistoryView(ctx, tx) {
+		if err := s.createHistoryView(ctx, tx); err != nil {
+			return err
 		}
+	}
+	if err := s.giveToOwner(ctx, tx); err != nil {
+		return err
 	}
 	raw, err := json.Marshal(s.spec)
 	if err != nil {
@@ -128,6 +122,41 @@ ON CONFLICT (name) DO UPDATE SET spec = EXCLUDED.spec, updated_at = now()`, s.sp
 		return fmt.Errorf("record spec of %q: %w", s.spec.Name, err)
 	}
 	return tx.Commit(ctx)
+}
+
+// giveToOwner makes the database's owner (the application role) own the
+// tables and view, so applications can read and ingest without the
+// superuser. ALTER ... OWNER locks a table against every reader even when
+// the owner is already right, and Ensure runs on every reconcile, so it
+// runs only where the owner differs.
+func (s *Store) giveToOwner(ctx context.Context, tx pgx.Tx) error {
+	rows, err := tx.Query(ctx, `SELECT c.oid::regclass::text, CASE c.relkind WHEN 'v' THEN 'VIEW' ELSE 'TABLE' END, pg_get_userbyid(d.datdba)
+FROM pg_class c, pg_database d
+WHERE d.datname = current_database() AND c.relowner <> d.datdba
+	AND c.oid IN (to_regclass($1), to_regclass($2), to_regclass($3))`, s.table, s.past, s.history)
+	if err != nil {
+		return err
+	}
+	changes, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) ([3]string, error) {
+		var x [3]string
+		return x, r.Scan(&x[0], &x[1], &x[2])
+	})
+	if err != nil {
+		return fmt.Errorf("owners of %q: %w", s.spec.Name, err)
+	}
+	for _, c := range changes {
+		if _, err := tx.Exec(ctx, fmt.Sprintf("ALTER %s %s OWNER TO %s", c[1], c[0], ident(c[2]))); err != nil {
+			return fmt.Errorf("give %s to %s: %w", c[0], c[2], err)
+		}
+	}
+	return nil
+}
+
+// hasHistoryView reports whether <store>_history is already the view.
+func (s *Store) hasHistoryView(ctx context.Context, tx pgx.Tx) bool {
+	var view bool
+	err := tx.QueryRow(ctx, "SELECT relkind = 'v' FROM pg_class WHERE oid = to_regclass($1)", s.history).Scan(&view)
+	return err == nil && view
 }
 
 // embeddingType returns the embedding column's type, and whether the

@@ -218,7 +218,19 @@ func (c *Controller) apply(ctx context.Context, obj manifest.Object, rec control
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, fs); err != nil {
 			return 0, fmt.Errorf("%s: %w", obj.Key(), err)
 		}
-		requeue = c.featureStores.Reconcile(ctx, fs)
+		// An index build publishes its progress as it goes, so that
+		// `outpost get` shows it while the reconcile waits.
+		requeue = c.featureStores.ReconcileWithProgress(ctx, fs, func(fs *outpostv1.FeatureStore) {
+			if b, err := json.Marshal(fs); err == nil {
+				err = c.db.PutObject(ctx, controldb.Record{
+					Kind: obj.Kind(), Namespace: obj.Namespace(), Name: obj.Name(),
+					UID: uid, Generation: generation, SpecHash: hash, SourceFile: obj.File, Object: b,
+				})
+				if err != nil {
+					c.log.Error("store index build progress", "object", obj.Key(), "err", err)
+				}
+			}
+		})
 		object = fs
 	}
 	b, err := json.Marshal(object)

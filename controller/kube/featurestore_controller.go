@@ -36,7 +36,12 @@ func (r *FeatureStoreReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		return ctrl.Result{}, nil
 	}
 	before := fs.Status.DeepCopy()
-	requeue := r.Core.Reconcile(ctx, &fs)
+	// An index build's progress goes to the status as it runs; each
+	// update moves fs's resourceVersion along, so the last one does not
+	// conflict. A failed progress update only delays the report.
+	requeue := r.Core.ReconcileWithProgress(ctx, &fs, func(fs *outpostv1.FeatureStore) {
+		_ = r.Client.Status().Update(ctx, fs)
+	})
 	if statusChanged(before, &fs.Status) {
 		if err := r.Client.Status().Update(ctx, &fs); err != nil {
 			if apierrors.IsConflict(err) {

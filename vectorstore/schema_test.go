@@ -3,6 +3,7 @@ package vectorstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -138,6 +139,64 @@ func TestReaderRoleCanSelectAndCannotWrite(t *testing.T) {
 	} {
 		if _, err := conn.Exec(ctx, q); err == nil {
 			t.Errorf("reader could run %q", q)
+		}
+	}
+}
+
+// pgvector indexes vector up to 2000 dimensions and halfvec up to 4000.
+// Between 2000 and 4000 a vector store is indexed as halfvec; above 4000 an
+// index is refused, naming the fields to change.
+func TestDimensionLimitsOfIndexes(t *testing.T) {
+	for _, c := range []struct {
+		spec vectorstore.Spec
+		ok   bool
+	}{
+		{vectorstore.Spec{Name: "a", Dimensions: 4001, Index: vectorstore.Index{Type: vectorstore.HNSW}}, false},
+		{vectorstore.Spec{Name: "a", Dimensions: 4001, VectorType: vectorstore.HalfVec, Index: vectorstore.Index{Type: vectorstore.IVFFlat}}, false},
+		{vectorstore.Spec{Name: "a", Dimensions: 4001, Index: vectorstore.Index{Type: vectorstore.NoIndex}}, true},
+		{vectorstore.Spec{Name: "a", Dimensions: 16000, Index: vectorstore.Index{Type: vectorstore.NoIndex}}, true},
+		{vectorstore.Spec{Name: "a", Dimensions: 16001, Index: vectorstore.Index{Type: vectorstore.NoIndex}}, false},
+		{vectorstore.Spec{Name: "a", Dimensions: 4000, VectorType: vectorstore.HalfVec}, true},
+		{vectorstore.Spec{Name: "a", Dimensions: 3000}, true},
+	} {
+		err := c.spec.Validate()
+		if (err == nil) != c.ok {
+			t.Errorf("%d dimensions, %s, index %s: got %v, want ok=%v", c.spec.Dimensions, c.spec.VectorType, c.spec.Index.Type, err, c.ok)
+		}
+		if err != nil && !strings.HasPrefix(err.Error(), fmt.Sprintf("dimensions %d:", c.spec.Dimensions)) {
+			t.Errorf("error %q does not start by naming dimensions", err)
+		}
+		if err != nil && c.spec.Index.Type != vectorstore.NoIndex && !strings.Contains(err.Error(), "index.type") {
+			t.Errorf("error %q does not name index.type", err)
+		}
+	}
+
+	_, pool := newDB(t)
+	ctx := context.Background()
+	for _, c := range []struct {
+		vt      vectorstore.VectorType
+		dims    int
+		indexed string
+	}{
+		{vectorstore.HalfVec, 4000, "USING hnsw (embedding halfvec_cosine_ops)"},
+		{vectorstore.Vector, 3000, "USING hnsw (((embedding)::halfvec(3000)) halfvec_cosine_ops)"},
+	} {
+		name := fmt.Sprintf("wide_%s_%d", c.vt, c.dims)
+		s := ensure(t, pool, vectorstore.Spec{Name: name, Dimensions: c.dims, VectorType: c.vt, Features: testFeatures})
+		rows := clustered(50, c.dims, 3, 4)
+		if res := ingestRows(t, s, rows); !res.IndexBuiltAfterLoad {
+			t.Errorf("%s: %+v, want the index built after loading", name, res)
+		}
+		var def string
+		if err := pool.QueryRow(ctx, "SELECT pg_get_indexdef(to_regclass($1))", name+"_embedding_idx").Scan(&def); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(def, c.indexed) {
+			t.Errorf("%s: index %s, want %s", name, def, c.indexed)
+		}
+		got, err := s.Search(ctx, rows[7].Embedding, vectorstore.SearchOptions{K: 3})
+		if err != nil || len(got) != 3 || got[0].Key != rows[7].Key {
+			t.Errorf("%s: search for row 7 gave %d rows, first %v (%v); want 3, first %s", name, len(got), got, err, rows[7].Key)
 		}
 	}
 }

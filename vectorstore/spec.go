@@ -192,8 +192,10 @@ func (s Spec) Validate() error {
 	default:
 		return fmt.Errorf("index.type %q: want hnsw, ivfflat or none", s.Index.Type)
 	}
+	// pgvector indexes vector up to 2000 dimensions and halfvec up to
+	// 4000; a vector store above 2000 is indexed as halfvec (indexedExpr).
 	if s.Index.Type != NoIndex && s.Dimensions > 4000 {
-		return fmt.Errorf("dimensions %d: an index supports at most 4000 dimensions; use index type none above that", s.Dimensions)
+		return fmt.Errorf("dimensions %d: an %s index supports at most 4000 dimensions (2000 as vector, up to 4000 indexed as halfvec); set index.type to none for exact search, or use fewer dimensions", s.Dimensions, s.Index.Type)
 	}
 	seen := map[string]bool{}
 	for i, f := range s.Features {

@@ -130,6 +130,7 @@ func (s *Store) Ingest(ctx context.Context, r Reader, opts IngestOptions) (Inges
 		report("loading")
 	})
 	n, err := tx.CopyFrom(ctx, table, s.columns(), src)
+	src.close()
 	if src.err != nil {
 		// The reader's error, not COPY's complaint about the abort.
 		return res, src.err
@@ -322,20 +323,38 @@ func (v *versionSet) add(key string, t time.Time, row int64) int64 {
 	return 0
 }
 
-// copySource feeds binary COPY from a Reader, converting and checking each
-// row as it goes, so nothing is held in memory but the current row.
+// copySource feeds binary COPY from a Reader. Reading and checking rows
+// (parsing text, decoding Parquet, looking for NaN) runs in its own
+// goroutine, a few batches ahead of the goroutine pgx encodes and sends
+// rows in, so the two overlap; only a few batches are held in memory.
 type copySource struct {
+	// Owned by the decoding goroutine until done is closed.
 	r         Reader
 	columns   []string
 	conv      []converter
 	in        []any
-	out       []any
 	eventTime time.Time
-	row       int64
-	err       error
-	progress  func(int64)
 	seen      *versionSet
+
+	batches chan decodedBatch
+	stop    chan struct{}
+	done    chan struct{}
+
+	// Owned by the consumer (pgx's COPY).
+	cur      [][]any
+	at       int
+	row      int64
+	err      error
+	progress func(int64)
 }
+
+// decodedBatch is rows ready for COPY, or the error that ended the input.
+type decodedBatch struct {
+	rows [][]any
+	err  error
+}
+
+const decodeBatch = 256
 
 func (s *Store) newCopySource(r Reader, eventTime time.Time, progress func(int64)) *copySource {
 	cols := s.columns()
@@ -343,47 +362,109 @@ func (s *Store) newCopySource(r Reader, eventTime time.Time, progress func(int64
 	for _, f := range s.spec.Features {
 		conv = append(conv, featureConverter(f.Type))
 	}
-	return &copySource{r: r, columns: cols, conv: conv, in: make([]any, len(cols)), out: make([]any, len(cols)), eventTime: eventTime, progress: progress, seen: newVersionSet()}
+	c := &copySource{r: r, columns: cols, conv: conv, in: make([]any, len(cols)), eventTime: eventTime,
+		seen: newVersionSet(), progress: progress,
+		batches: make(chan decodedBatch, 4), stop: make(chan struct{}), done: make(chan struct{})}
+	go c.decode()
+	return c
+}
+
+// close stops the decoding goroutine and waits for it, after which seen
+// may be read.
+func (c *copySource) close() {
+	select {
+	case <-c.stop:
+	default:
+		close(c.stop)
+	}
+	<-c.done
+}
+
+func (c *copySource) decode() {
+	defer close(c.done)
+	defer close(c.batches)
+	var row int64
+	batch := make([][]any, 0, decodeBatch)
+	send := func(b decodedBatch) bool {
+		select {
+		case c.batches <- b:
+			return true
+		case <-c.stop:
+			return false
+		}
+	}
+	for {
+		out, err := c.decodeRow(row + 1)
+		if err == io.EOF {
+			send(decodedBatch{rows: batch})
+			return
+		}
+		row++
+		if err != nil {
+			send(decodedBatch{rows: batch, err: err})
+			return
+		}
+		batch = append(batch, out)
+		if len(batch) == decodeBatch {
+			if !send(decodedBatch{rows: batch}) {
+				return
+			}
+			batch = make([][]any, 0, decodeBatch)
+		}
+	}
+}
+
+// decodeRow reads, converts and checks the row numbered row.
+func (c *copySource) decodeRow(row int64) ([]any, error) {
+	line, err := c.r.Next(c.columns, c.in)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]any, len(c.conv))
+	for i, conv := range c.conv {
+		v, err := conv(c.in[i])
+		if err != nil {
+			return nil, &RowError{File: c.r.Name(), Row: int(row), Line: line, Field: c.columns[i], Reason: err.Error()}
+		}
+		out[i] = v
+	}
+	if out[2] == nil {
+		out[2] = c.eventTime
+	}
+	key := out[0].(string)
+	if earlier := c.seen.add(key, out[2].(time.Time), row); earlier != 0 {
+		return nil, &RowError{File: c.r.Name(), Row: int(row), Line: line, Field: "key",
+			Reason: fmt.Sprintf("key %q with the same event_time as row %d; give each version of an entity its own event_time", key, earlier)}
+	}
+	return out, nil
 }
 
 func (c *copySource) Next() bool {
 	if c.err != nil {
 		return false
 	}
-	line, err := c.r.Next(c.columns, c.in)
-	if err == io.EOF {
-		if c.progress != nil {
-			c.progress(c.row)
-		}
-		return false
-	}
-	c.row++
-	if err != nil {
-		c.err = err
-		return false
-	}
-	for i, conv := range c.conv {
-		v, err := conv(c.in[i])
-		if err != nil {
-			c.err = &RowError{File: c.r.Name(), Row: int(c.row), Line: line, Field: c.columns[i], Reason: err.Error()}
+	for c.at == len(c.cur) {
+		b, ok := <-c.batches
+		if !ok {
+			if c.progress != nil {
+				c.progress(c.row)
+			}
 			return false
 		}
-		c.out[i] = v
+		if b.err != nil {
+			// The batch is lost anyway: the transaction rolls back.
+			c.err = b.err
+			return false
+		}
+		c.cur, c.at = b.rows, 0
 	}
-	if c.out[2] == nil {
-		c.out[2] = c.eventTime
-	}
-	key := c.out[0].(string)
-	if earlier := c.seen.add(key, c.out[2].(time.Time), c.row); earlier != 0 {
-		c.err = &RowError{File: c.r.Name(), Row: int(c.row), Line: line, Field: "key",
-			Reason: fmt.Sprintf("key %q with the same event_time as row %d; give each version of an entity its own event_time", key, earlier)}
-		return false
-	}
+	c.at++
+	c.row++
 	if c.progress != nil && c.row%progressEvery == 0 {
 		c.progress(c.row)
 	}
 	return true
 }
 
-func (c *copySource) Values() ([]any, error) { return c.out, nil }
+func (c *copySource) Values() ([]any, error) { return c.cur[c.at-1], nil }
 func (c *copySource) Err() error             { return c.err }

@@ -117,10 +117,10 @@ func (p *ParquetReader) Next(columns []string, values []any) (int, error) {
 		values[l.store] = parquetValue(v, l)
 	}
 	if embPos >= 0 {
+		// The buffer is reused for the next row: the embedding converter
+		// copies it.
 		p.floats = emb
-		// A copy: the buffer is reused for the next row, while COPY may
-		// still hold this one.
-		values[embPos] = append([]float32(nil), emb...)
+		values[embPos] = emb
 	}
 	return 0, nil
 }

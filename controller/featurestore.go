@@ -127,6 +127,29 @@ func (r *FeatureStoreReconciler) ReconcileWithProgress(ctx context.Context, fs *
 	return requeueFeatureStoreReady
 }
 
+// Delete carries out a deleted FeatureStore's deletionPolicy: Retain (the
+// default) leaves its tables; Delete drops them. An error (the instance is
+// not running, say) means try again later: the tables are still there.
+func (r *FeatureStoreReconciler) Delete(ctx context.Context, fs *outpostv1.FeatureStore) error {
+	if fs.Spec.DeletionPolicy != outpostv1.DeletionDelete {
+		return nil
+	}
+	url, err := r.Databases.DatabaseURL(ctx, fs.Namespace, fs.Spec.Instance.Name, fs.Spec.Database)
+	if err != nil {
+		return fmt.Errorf("drop feature store %s/%s: %w", fs.Namespace, fs.Name, err)
+	}
+	pool, err := vectorstore.Connect(ctx, url)
+	if err != nil {
+		return fmt.Errorf("drop feature store %s/%s: %w", fs.Namespace, fs.Name, err)
+	}
+	defer pool.Close()
+	if err := vectorstore.Drop(ctx, pool, fs.Name); err != nil {
+		return err
+	}
+	r.Events.Event(fs, "Normal", "Dropped", "deletionPolicy Delete: dropped tables "+vectorstore.TableName(fs.Name)+", "+vectorstore.TableName(fs.Name)+"_past and view "+vectorstore.TableName(fs.Name)+"_history")
+	return nil
+}
+
 // setIndexCondition says whether the index is usable and, for HNSW, how it
 // is built: serially while pgvector is older than 0.8.2 (CVE-2026-3172).
 func (r *FeatureStoreReconciler) setIndexCondition(fs *outpostv1.FeatureStore, st vectorstore.Stats) {

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -37,6 +38,9 @@ func featureStoreDB(t *testing.T) *harness.Postgres {
 	t.Helper()
 	pg := harness.StartPostgres(t)
 	if _, err := pg.Connect(t, "postgres").Exec(context.Background(), "CREATE DATABASE features"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pg.Connect(t, "features").Exec(context.Background(), "CREATE EXTENSION vector"); err != nil {
 		t.Fatal(err)
 	}
 	return pg
@@ -132,5 +136,60 @@ func TestFeatureStoreIndexRebuildPublishesProgressAndTheSerialBuildRule(t *testi
 	}
 	if !strings.Contains(def, "m='8'") {
 		t.Errorf("index after the rebuild: %s, want m=8", def)
+	}
+}
+
+// Deleting a FeatureStore keeps its tables under deletionPolicy Retain (and
+// a new FeatureStore of the same name takes them up, rows and all), and
+// drops them under Delete.
+func TestFeatureStoreDeletionPolicy(t *testing.T) {
+	pg := featureStoreDB(t)
+	ctx := context.Background()
+	r := &FeatureStoreReconciler{Databases: oneDatabase{pg}, Events: &events{}}
+	pool, err := vectorstore.Connect(ctx, pg.URL("features"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	relations := func(name string) int {
+		var n int
+		if err := pool.QueryRow(ctx, "SELECT count(*) FROM pg_class WHERE relname IN ($1::text, $1::text || '_past', $1::text || '_history')", name).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for _, policy := range []outpostv1.DeletionPolicy{"", outpostv1.DeletionRetain, outpostv1.DeletionDelete} {
+		name := "items_" + strings.ToLower(string(policy))
+		fs := newFeatureStore(name)
+		fs.Spec.DeletionPolicy = policy
+		if r.Reconcile(ctx, fs); fs.Status.Phase != "Ready" {
+			t.Fatalf("%s: status %+v", name, fs.Status)
+		}
+		store, err := vectorstore.Open(ctx, pool, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := store.Ingest(ctx, vectorstore.NewCSVReader(strings.NewReader("key,embedding\na,\"[1,2,3,4]\"\n"), "a.csv"), vectorstore.IngestOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Delete(ctx, fs); err != nil {
+			t.Fatalf("%s: delete: %v", name, err)
+		}
+		if policy == outpostv1.DeletionDelete {
+			if n := relations(name); n != 0 {
+				t.Errorf("%s: %d of its tables and view left after deletion, want none", name, n)
+			}
+			if _, err := vectorstore.Open(ctx, pool, name); !errors.Is(err, vectorstore.ErrNotFound) {
+				t.Errorf("%s: open after deletion: %v, want ErrNotFound", name, err)
+			}
+			continue
+		}
+		if n := relations(name); n != 3 {
+			t.Errorf("%s: %d of its tables and view left after deletion, want all 3", name, n)
+		}
+		again := newFeatureStore(name)
+		if r.Reconcile(ctx, again); again.Status.Phase != "Ready" || again.Status.Rows != 1 {
+			t.Errorf("%s: recreated store: status %+v, want Ready with the retained row", name, again.Status)
+		}
 	}
 }

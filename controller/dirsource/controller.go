@@ -148,10 +148,18 @@ func (c *Controller) pass(ctx context.Context) time.Duration {
 		}
 	}
 
-	for k, rec := range byKey {
-		if _, ok := d.Objects[k]; ok {
-			continue
+	// In key order, which is kind order: a FeatureStore whose manifest
+	// went with its instance's drops its tables (deletionPolicy Delete)
+	// before the instance stops.
+	gone := make([]string, 0, len(byKey))
+	for k := range byKey {
+		if _, ok := d.Objects[k]; !ok {
+			gone = append(gone, k)
 		}
+	}
+	sort.Strings(gone)
+	for _, k := range gone {
+		rec := byKey[k]
 		if d.Troubled[rec.SourceFile] {
 			// Its file cannot be read right now (a half-saved edit, a
 			// typo); deleting what it described would lose data.
@@ -246,6 +254,15 @@ func (c *Controller) apply(ctx context.Context, obj manifest.Object, rec control
 // remove deletes an object whose manifest is gone, after the runtime has
 // stopped what it ran.
 func (c *Controller) remove(ctx context.Context, rec controldb.Record) error {
+	if rec.Kind == "FeatureStore" && c.featureStores != nil {
+		fs := &outpostv1.FeatureStore{}
+		if err := json.Unmarshal(rec.Object, fs); err != nil {
+			return fmt.Errorf("stored state: %w", err)
+		}
+		if err := c.featureStores.Delete(ctx, fs); err != nil {
+			return err
+		}
+	}
 	if rec.Kind == "PostgresInstance" {
 		inst := &outpostv1.PostgresInstance{}
 		if err := json.Unmarshal(rec.Object, inst); err != nil {

@@ -140,6 +140,14 @@ type FeatureStoreSpec struct {
 	// +kubebuilder:default={}
 	// +optional
 	History HistoryPolicy `json:"history,omitzero"`
+
+	// DeletionPolicy says what deleting the FeatureStore does to its data:
+	// Retain (the default) leaves the tables in the database, readable and
+	// ready for a FeatureStore of the same name to take them up again;
+	// Delete drops the latest and past tables and the history view.
+	// +kubebuilder:default=Retain
+	// +optional
+	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
 }
 
 // FeatureStoreStatus is the observed state of a feature store.

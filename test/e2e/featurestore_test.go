@@ -135,6 +135,20 @@ spec:
 	if got != "p000" {
 		t.Errorf("plain SQL nearest to [0,1,0] = %q, want p000", got)
 	}
+	// The README's filtered and as-of SQL, as a psql user runs it.
+	got = s.psqlDB("example", "features", `SET hnsw.iterative_scan = relaxed_order;
+WITH r AS MATERIALIZED (
+  SELECT key, embedding <=> '[1,1,99]' AS distance FROM products
+  WHERE category = 'rare' ORDER BY distance LIMIT 3)
+SELECT string_agg(key, ',' ORDER BY distance) FROM r`)
+	// psql prints SET's command tag first.
+	if got != "SET\np025,p050,p075" {
+		t.Errorf("README's filtered SQL: %q, want p025,p050,p075 (the rare products nearest [1,1,99])", got)
+	}
+	got = s.psqlDB("example", "features", "SELECT DISTINCT ON (key) key, category FROM products_history WHERE key = 'p000' AND event_time <= '"+asOf+"' ORDER BY key, event_time DESC")
+	if got != "p000|rare" {
+		t.Errorf("README's as-of SQL: %q, want p000|rare", got)
+	}
 
 	// Deleting a store: Retain (the default) keeps its tables, Delete
 	// drops them.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -36,6 +37,9 @@ func TestAddingAFeatureKeepsTheDataAndADimensionChangeIsRefused(t *testing.T) {
 	}
 	if n != 300 || colour != nil {
 		t.Errorf("after adding colour: %d rows with their features and colour %v, want 300 and NULL", n, colour)
+	}
+	if err := pool.QueryRow(ctx, "SELECT count(*) FROM items_history WHERE colour IS NULL").Scan(&n); err != nil || n != 300 {
+		t.Errorf("history view after adding colour: %d rows (%v), want 300 with a colour column", n, err)
 	}
 
 	spec.Dimensions = 16
@@ -129,11 +133,17 @@ func TestReaderRoleCanSelectAndCannotWrite(t *testing.T) {
 	if err := conn.QueryRow(ctx, "SELECT key FROM items_history LIMIT 1").Scan(&key); err != nil {
 		t.Errorf("reader cannot read history: %v", err)
 	}
+	var past int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM items_past").Scan(&past); err != nil {
+		t.Errorf("reader cannot read past versions: %v", err)
+	}
 	for _, q := range []string{
 		"INSERT INTO items (key, embedding, event_time) VALUES ('b', '[1,1,1]', now())",
 		"UPDATE items SET category = 'x'",
 		"DELETE FROM items",
 		"TRUNCATE items_history",
+		"DELETE FROM items_past",
+		"INSERT INTO items_history (key, embedding, event_time) VALUES ('b', '[1,1,1]', now())",
 		"CREATE TABLE public.mine (x int)",
 		"SELECT * FROM outpost.feature_stores",
 	} {
@@ -198,5 +208,37 @@ func TestDimensionLimitsOfIndexes(t *testing.T) {
 		if err != nil || len(got) != 3 || got[0].Key != rows[7].Key {
 			t.Errorf("%s: search for row 7 gave %d rows, first %v (%v); want 3, first %s", name, len(got), got, err, rows[7].Key)
 		}
+	}
+}
+
+// A store made when _history was a table of every version moves to the
+// current layout on the next Ensure: superseded versions go to _past, the
+// current ones stay only in the latest table, and _history becomes the view
+// of both, with the same rows as before.
+func TestEnsureMovesAnOldHistoryTableToThePastTable(t *testing.T) {
+	_, pool := newDB(t)
+	ctx := context.Background()
+	_, err := pool.Exec(ctx, `CREATE TABLE items (key text PRIMARY KEY, embedding vector(3) NOT NULL, category text,
+	event_time timestamptz NOT NULL, updated_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE items_history (key text NOT NULL, embedding vector(3) NOT NULL, category text,
+	event_time timestamptz NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (key, event_time));
+INSERT INTO items VALUES ('a', '[1,0,0]', 'new', now() - interval '1 hour'), ('b', '[0,1,0]', 'only', now() - interval '3 hours');
+INSERT INTO items_history VALUES ('a', '[0,0,1]', 'old', now() - interval '2 hours');
+INSERT INTO items_history SELECT * FROM items`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := ensure(t, pool, vectorstore.Spec{Name: "items", Dimensions: 3, Features: []vectorstore.Feature{{Name: "category", Type: vectorstore.Text}}})
+	var past, history []string
+	if err := pool.QueryRow(ctx, `SELECT (SELECT array_agg(key || ':' || category ORDER BY key, event_time) FROM items_past),
+	(SELECT array_agg(key || ':' || category ORDER BY key, event_time) FROM items_history)`).Scan(&past, &history); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(past, []string{"a:old"}) || !reflect.DeepEqual(history, []string{"a:old", "a:new", "b:only"}) {
+		t.Errorf("after the move: past %v, history %v; want [a:old] and [a:old a:new b:only]", past, history)
+	}
+	got, err := s.Lookup(ctx, []string{"a"}, time.Now().Add(-90*time.Minute))
+	if err != nil || got["a"].Features["category"] != "old" {
+		t.Errorf("as-of lookup after the move: %+v, %v; want a as old", got, err)
 	}
 }

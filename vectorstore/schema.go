@@ -249,11 +249,15 @@ WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped ORDER BY at
 func (s *Store) splitHistory(ctx context.Context, tx pgx.Tx) error {
 	var kind string
 	err := tx.QueryRow(ctx, "SELECT relkind::text FROM pg_class WHERE oid = to_regclass($1)", s.history).Scan(&kind)
-	if errors.Is(err, pgx.ErrNoRows) || err == nil && kind != "r" {
-		return nil
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("inspect %s: %w", s.history, err)
+	}
+	if kind != "r" {
+		// The current layout, unless someone dropped the past table.
+		if _, err := tx.Exec(ctx, fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (LIKE %s INCLUDING DEFAULTS INCLUDING STORAGE, PRIMARY KEY (key, event_time))", s.past, s.table)); err != nil {
+			return fmt.Errorf("past table of %q: %w", s.spec.Name, err)
+		}
+		return nil
 	}
 	cols, err := s.tableColumns(ctx, tx)
 	if err != nil {

@@ -273,12 +273,15 @@ func (s Spec) indexedExpr() string {
 	return "embedding"
 }
 
-// queryParam casts the query vector parameter to what indexedExpr is.
+// queryParam casts the query vector parameter to what indexedExpr is. On
+// the embedding column itself PostgreSQL infers the parameter's type from
+// the column, as in the plain SQL users write, so there is no cast to
+// evaluate (Search has checked the dimensions already).
 func (s Spec) queryParam(p string) string {
 	if s.indexedExpr() != "embedding" {
 		return fmt.Sprintf("%s::halfvec(%d)", p, s.Dimensions)
 	}
-	return fmt.Sprintf("%s::%s(%d)", p, s.VectorType, s.Dimensions)
+	return p
 }
 
 // opClass is the index operator class for the type and distance.

@@ -105,10 +105,12 @@ func (r *sliceReader) Next(columns []string, values []any) (int, error) {
 //   - store_mem: the same ingest fed from memory, without the file;
 //   - raw_binary: pgx binary CopyFrom into one bare table with a primary
 //     key, the reference;
-//   - raw_latest_history: what a careful engineer would write by hand for
-//     the store's result (latest and history tables, atomically): binary
-//     CopyFrom into a history table, then INSERT ... SELECT into a latest
-//     table, in one transaction;
+//   - raw_latest_history: a latest table beside a history table of every
+//     version, written by hand: binary CopyFrom into the history table,
+//     then INSERT ... SELECT into the latest table, in one transaction.
+//     The store keeps the current version in its latest table only (its
+//     history is a view over that and the past table), so a bulk load
+//     writes each row once; this shows what a second copy would cost;
 //   - text_copy: text-format COPY into a bare table.
 //
 // The store has no vector index here, so every way does the same load.

@@ -47,6 +47,15 @@ type FeatureStoreReconciler struct {
 // Reconcile brings one feature store towards its spec, updates fs.Status
 // in place, and says when to look again. Failures are conditions.
 func (r *FeatureStoreReconciler) Reconcile(ctx context.Context, fs *outpostv1.FeatureStore) time.Duration {
+	return r.ReconcileWithProgress(ctx, fs, nil)
+}
+
+// ReconcileWithProgress is Reconcile for a source that can store status
+// while a reconcile runs: an index build (a rebuild CONCURRENTLY on a large
+// table can take hours) calls publish with fs.Status.IndexBuild filled in,
+// about once a second, from another goroutine while Reconcile waits.
+// publish may be nil.
+func (r *FeatureStoreReconciler) ReconcileWithProgress(ctx context.Context, fs *outpostv1.FeatureStore, publish func(*outpostv1.FeatureStore)) time.Duration {
 	before := fs.Status.DeepCopy()
 	defer func() { r.recordTransitions(fs, before) }()
 	fs.Status.ObservedGeneration = fs.Generation
@@ -75,7 +84,19 @@ func (r *FeatureStoreReconciler) Reconcile(ctx context.Context, fs *outpostv1.Fe
 		return requeueError
 	}
 	defer pool.Close()
-	store, res, err := vectorstore.Ensure(ctx, pool, spec, vectorstore.EnsureOptions{})
+	var opts vectorstore.EnsureOptions
+	if publish != nil {
+		opts.OnIndexProgress = func(p vectorstore.IndexProgress) {
+			fs.Status.IndexState = vectorstore.IndexBuilding
+			fs.Status.IndexBuild = &outpostv1.IndexBuildProgress{
+				Index: p.Index, Phase: p.Phase, PercentDone: int32(p.Percent()),
+				Concurrently: p.Concurrently, Serial: p.SerialHNSW,
+			}
+			publish(fs)
+		}
+	}
+	store, res, err := vectorstore.Ensure(ctx, pool, spec, opts)
+	fs.Status.IndexBuild = nil
 	if errors.Is(err, vectorstore.ErrDimensionsChanged) {
 		r.fail(fs, ReasonDimensionsChanged, err.Error())
 		// Nothing will change until the spec does.
@@ -104,6 +125,29 @@ func (r *FeatureStoreReconciler) Reconcile(ctx context.Context, fs *outpostv1.Fe
 	r.setCondition(fs, outpostv1.ConditionReady, metav1.ConditionTrue, ReasonSchemaReady, "tables "+st.Table+" and "+st.Table+"_history are in place")
 	fs.Status.Phase = "Ready"
 	return requeueFeatureStoreReady
+}
+
+// Delete carries out a deleted FeatureStore's deletionPolicy: Retain (the
+// default) leaves its tables; Delete drops them. An error (the instance is
+// not running, say) means try again later: the tables are still there.
+func (r *FeatureStoreReconciler) Delete(ctx context.Context, fs *outpostv1.FeatureStore) error {
+	if fs.Spec.DeletionPolicy != outpostv1.DeletionDelete {
+		return nil
+	}
+	url, err := r.Databases.DatabaseURL(ctx, fs.Namespace, fs.Spec.Instance.Name, fs.Spec.Database)
+	if err != nil {
+		return fmt.Errorf("drop feature store %s/%s: %w", fs.Namespace, fs.Name, err)
+	}
+	pool, err := vectorstore.Connect(ctx, url)
+	if err != nil {
+		return fmt.Errorf("drop feature store %s/%s: %w", fs.Namespace, fs.Name, err)
+	}
+	defer pool.Close()
+	if err := vectorstore.Drop(ctx, pool, fs.Name); err != nil {
+		return err
+	}
+	r.Events.Event(fs, "Normal", "Dropped", "deletionPolicy Delete: dropped tables "+vectorstore.TableName(fs.Name)+", "+vectorstore.TableName(fs.Name)+"_past and view "+vectorstore.TableName(fs.Name)+"_history")
+	return nil
 }
 
 // setIndexCondition says whether the index is usable and, for HNSW, how it

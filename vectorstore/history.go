@@ -18,9 +18,10 @@ type execer interface {
 // answers every as-of lookup inside the retention window exactly: the
 // version current at the window's start is kept.
 func (s *Store) prune(ctx context.Context, db execer) (int64, error) {
+	// Only superseded versions can go, and those are all in the past table.
 	tag, err := db.Exec(ctx, fmt.Sprintf(`DELETE FROM %[1]s h
 WHERE h.event_time < $1 AND EXISTS (
-	SELECT 1 FROM %[1]s n WHERE n.key = h.key AND n.event_time > h.event_time AND n.event_time <= $1)`, s.history),
+	SELECT 1 FROM %[2]s n WHERE n.key = h.key AND n.event_time > h.event_time AND n.event_time <= $1)`, s.past, s.history),
 		time.Now().Add(-max(s.spec.Retention, 0)))
 	if err != nil {
 		return 0, fmt.Errorf("prune history of %q: %w", s.spec.Name, err)

@@ -27,6 +27,18 @@ type IndexProgress struct {
 	Index                    string
 }
 
+// Percent is how far the current phase is, by blocks or else tuples; 0
+// when PostgreSQL does not count the phase.
+func (p IndexProgress) Percent() float64 {
+	switch {
+	case p.BlocksTotal > 0:
+		return 100 * float64(p.BlocksDone) / float64(p.BlocksTotal)
+	case p.TuplesTotal > 0:
+		return 100 * float64(p.TuplesDone) / float64(p.TuplesTotal)
+	}
+	return 0
+}
+
 func (s *Store) indexName() string    { return s.tableName + "_embedding_idx" }
 func (s *Store) newIndexName() string { return s.tableName + "_embedding_idx_new" }
 

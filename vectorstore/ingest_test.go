@@ -179,6 +179,15 @@ func TestBulkLoadIntoAnEmptyStoreKeepsTheNewestVersionAndRefusesDuplicates(t *te
 	if n != 0 || h != 0 {
 		t.Errorf("after a rejected bulk load: %d latest and %d history rows, want none", n, h)
 	}
+	// The load dropped the primary key and the vector index; the rollback
+	// brings both back.
+	var indexes []string
+	if err := pool.QueryRow(ctx, "SELECT array_agg(indexrelid::regclass::text ORDER BY indexrelid::regclass::text) FROM pg_index WHERE indrelid = 'dup'::regclass").Scan(&indexes); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(indexes, []string{"dup_embedding_idx", "dup_pkey"}) {
+		t.Errorf("indexes after a rejected bulk load: %v, want dup_embedding_idx and dup_pkey", indexes)
+	}
 
 	s := ensure(t, pool, vectorstore.Spec{Name: "items", Dimensions: 3, Features: testFeatures})
 	res := ingestRows(t, s, []row{a1, a2, b, a0})

@@ -16,7 +16,9 @@ type Reader interface {
 	// Next fills values with the row's value for each of columns (nil
 	// when the row has none) and returns the row's line in a text file
 	// (0 when lines mean nothing). At the end it returns io.EOF. A field
-	// that is not one of columns is an error naming it.
+	// that is not one of columns is an error naming it. Ingest calls Next
+	// from a goroutine of its own, one call at a time, and copies slices
+	// it is given, so a Reader may reuse its buffers.
 	Next(columns []string, values []any) (line int, err error)
 }
 

@@ -91,36 +91,46 @@ func (p *ParquetReader) Next(columns []string, values []any) (int, error) {
 	}
 	var emb []float32
 	embPos := -1
-	for _, v := range r {
-		l := p.leaves[v.Column()]
+	for i := 0; i < len(r); {
+		col := r[i].Column()
+		l := &p.leaves[col]
 		if l.list {
+			// The embedding's elements are consecutive values of one
+			// column: a tight loop over them is most of the decoding.
 			embPos = l.store
 			if emb == nil {
 				emb = p.floats[:0]
 			}
-			if v.IsNull() {
-				continue
-			}
+			j := i
 			switch l.kind {
 			case parquet.Float:
-				emb = append(emb, v.Float())
+				for ; j < len(r) && r[j].Column() == col; j++ {
+					if !r[j].IsNull() {
+						emb = append(emb, r[j].Float())
+					}
+				}
 			case parquet.Double:
-				emb = append(emb, float32(v.Double()))
+				for ; j < len(r) && r[j].Column() == col; j++ {
+					if !r[j].IsNull() {
+						emb = append(emb, float32(r[j].Double()))
+					}
+				}
 			default:
 				return 0, &RowError{File: p.name, Row: p.row, Field: l.field, Reason: fmt.Sprintf("want a list of float or double, got a list of %s", l.kind)}
 			}
+			i = j
 			continue
 		}
-		if v.IsNull() {
-			continue
+		if !r[i].IsNull() {
+			values[l.store] = parquetValue(r[i], *l)
 		}
-		values[l.store] = parquetValue(v, l)
+		i++
 	}
 	if embPos >= 0 {
+		// The buffer is reused for the next row: the embedding converter
+		// copies it.
 		p.floats = emb
-		// A copy: the buffer is reused for the next row, while COPY may
-		// still hold this one.
-		values[embPos] = append([]float32(nil), emb...)
+		values[embPos] = emb
 	}
 	return 0, nil
 }

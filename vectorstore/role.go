@@ -6,7 +6,7 @@ import (
 )
 
 // ensureReader makes the read-only role exist and able to SELECT the
-// store's two tables, and nothing more: no INSERT, UPDATE, DELETE,
+// store's tables and history view, and nothing more: no INSERT, UPDATE, DELETE,
 // TRUNCATE, no CREATE in any schema, no access to the metadata schema.
 // It is a NOLOGIN group role; grant it to the login roles of SQL clients
 // (GRANT featurestore_reader TO alice), as with pg_read_all_data.
@@ -37,9 +37,9 @@ func (s *Store) ensureReader(ctx context.Context) error {
 	stmts := []string{
 		"GRANT CONNECT ON DATABASE " + ident(db) + " TO " + role,
 		"GRANT USAGE ON SCHEMA public TO " + role,
-		"GRANT SELECT ON " + s.table + ", " + s.history + " TO " + role,
+		"GRANT SELECT ON " + s.table + ", " + s.past + ", " + s.history + " TO " + role,
 		// Only SELECT, even if someone granted more by hand.
-		"REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON " + s.table + ", " + s.history + " FROM " + role,
+		"REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON " + s.table + ", " + s.past + ", " + s.history + " FROM " + role,
 	}
 	for _, q := range stmts {
 		if _, err := tx.Exec(ctx, q); err != nil {

@@ -71,7 +71,9 @@ func (s *Store) embeddingConverter() converter {
 				vec[i] = float32(f)
 			}
 		case []float32:
-			vec = x
+			// A copy: decoding runs ahead of COPY, and a Reader may reuse
+			// its slice for the next row.
+			vec = append([]float32(nil), x...)
 		case []float64:
 			vec = make([]float32, len(x))
 			for i, f := range x {
@@ -306,7 +308,7 @@ func featureConverter(t FeatureType) converter {
 			case string:
 				raw = []byte(x)
 			case []byte:
-				raw = x
+				raw = append([]byte(nil), x...)
 			case json.RawMessage:
 				if string(x) == "null" {
 					return nil, nil

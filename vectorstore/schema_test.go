@@ -3,6 +3,8 @@ package vectorstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +37,9 @@ func TestAddingAFeatureKeepsTheDataAndADimensionChangeIsRefused(t *testing.T) {
 	}
 	if n != 300 || colour != nil {
 		t.Errorf("after adding colour: %d rows with their features and colour %v, want 300 and NULL", n, colour)
+	}
+	if err := pool.QueryRow(ctx, "SELECT count(*) FROM items_history WHERE colour IS NULL").Scan(&n); err != nil || n != 300 {
+		t.Errorf("history view after adding colour: %d rows (%v), want 300 with a colour column", n, err)
 	}
 
 	spec.Dimensions = 16
@@ -128,16 +133,112 @@ func TestReaderRoleCanSelectAndCannotWrite(t *testing.T) {
 	if err := conn.QueryRow(ctx, "SELECT key FROM items_history LIMIT 1").Scan(&key); err != nil {
 		t.Errorf("reader cannot read history: %v", err)
 	}
+	var past int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM items_past").Scan(&past); err != nil {
+		t.Errorf("reader cannot read past versions: %v", err)
+	}
 	for _, q := range []string{
 		"INSERT INTO items (key, embedding, event_time) VALUES ('b', '[1,1,1]', now())",
 		"UPDATE items SET category = 'x'",
 		"DELETE FROM items",
 		"TRUNCATE items_history",
+		"DELETE FROM items_past",
+		"INSERT INTO items_history (key, embedding, event_time) VALUES ('b', '[1,1,1]', now())",
 		"CREATE TABLE public.mine (x int)",
 		"SELECT * FROM outpost.feature_stores",
 	} {
 		if _, err := conn.Exec(ctx, q); err == nil {
 			t.Errorf("reader could run %q", q)
 		}
+	}
+}
+
+// pgvector indexes vector up to 2000 dimensions and halfvec up to 4000.
+// Between 2000 and 4000 a vector store is indexed as halfvec; above 4000 an
+// index is refused, naming the fields to change.
+func TestDimensionLimitsOfIndexes(t *testing.T) {
+	for _, c := range []struct {
+		spec vectorstore.Spec
+		ok   bool
+	}{
+		{vectorstore.Spec{Name: "a", Dimensions: 4001, Index: vectorstore.Index{Type: vectorstore.HNSW}}, false},
+		{vectorstore.Spec{Name: "a", Dimensions: 4001, VectorType: vectorstore.HalfVec, Index: vectorstore.Index{Type: vectorstore.IVFFlat}}, false},
+		{vectorstore.Spec{Name: "a", Dimensions: 4001, Index: vectorstore.Index{Type: vectorstore.NoIndex}}, true},
+		{vectorstore.Spec{Name: "a", Dimensions: 16000, Index: vectorstore.Index{Type: vectorstore.NoIndex}}, true},
+		{vectorstore.Spec{Name: "a", Dimensions: 16001, Index: vectorstore.Index{Type: vectorstore.NoIndex}}, false},
+		{vectorstore.Spec{Name: "a", Dimensions: 4000, VectorType: vectorstore.HalfVec}, true},
+		{vectorstore.Spec{Name: "a", Dimensions: 3000}, true},
+	} {
+		err := c.spec.Validate()
+		if (err == nil) != c.ok {
+			t.Errorf("%d dimensions, %s, index %s: got %v, want ok=%v", c.spec.Dimensions, c.spec.VectorType, c.spec.Index.Type, err, c.ok)
+		}
+		if err != nil && !strings.HasPrefix(err.Error(), fmt.Sprintf("dimensions %d:", c.spec.Dimensions)) {
+			t.Errorf("error %q does not start by naming dimensions", err)
+		}
+		if err != nil && c.spec.Index.Type != vectorstore.NoIndex && !strings.Contains(err.Error(), "index.type") {
+			t.Errorf("error %q does not name index.type", err)
+		}
+	}
+
+	_, pool := newDB(t)
+	ctx := context.Background()
+	for _, c := range []struct {
+		vt      vectorstore.VectorType
+		dims    int
+		indexed string
+	}{
+		{vectorstore.HalfVec, 4000, "USING hnsw (embedding halfvec_cosine_ops)"},
+		{vectorstore.Vector, 3000, "USING hnsw (((embedding)::halfvec(3000)) halfvec_cosine_ops)"},
+	} {
+		name := fmt.Sprintf("wide_%s_%d", c.vt, c.dims)
+		s := ensure(t, pool, vectorstore.Spec{Name: name, Dimensions: c.dims, VectorType: c.vt, Features: testFeatures})
+		rows := clustered(50, c.dims, 3, 4)
+		if res := ingestRows(t, s, rows); !res.IndexBuiltAfterLoad {
+			t.Errorf("%s: %+v, want the index built after loading", name, res)
+		}
+		var def string
+		if err := pool.QueryRow(ctx, "SELECT pg_get_indexdef(to_regclass($1))", name+"_embedding_idx").Scan(&def); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(def, c.indexed) {
+			t.Errorf("%s: index %s, want %s", name, def, c.indexed)
+		}
+		got, err := s.Search(ctx, rows[7].Embedding, vectorstore.SearchOptions{K: 3})
+		if err != nil || len(got) != 3 || got[0].Key != rows[7].Key {
+			t.Errorf("%s: search for row 7 gave %d rows, first %v (%v); want 3, first %s", name, len(got), got, err, rows[7].Key)
+		}
+	}
+}
+
+// A store made when _history was a table of every version moves to the
+// current layout on the next Ensure: superseded versions go to _past, the
+// current ones stay only in the latest table, and _history becomes the view
+// of both, with the same rows as before.
+func TestEnsureMovesAnOldHistoryTableToThePastTable(t *testing.T) {
+	_, pool := newDB(t)
+	ctx := context.Background()
+	_, err := pool.Exec(ctx, `CREATE TABLE items (key text PRIMARY KEY, embedding vector(3) NOT NULL, category text,
+	event_time timestamptz NOT NULL, updated_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE items_history (key text NOT NULL, embedding vector(3) NOT NULL, category text,
+	event_time timestamptz NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (key, event_time));
+INSERT INTO items VALUES ('a', '[1,0,0]', 'new', now() - interval '1 hour'), ('b', '[0,1,0]', 'only', now() - interval '3 hours');
+INSERT INTO items_history VALUES ('a', '[0,0,1]', 'old', now() - interval '2 hours');
+INSERT INTO items_history SELECT * FROM items`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := ensure(t, pool, vectorstore.Spec{Name: "items", Dimensions: 3, Features: []vectorstore.Feature{{Name: "category", Type: vectorstore.Text}}})
+	var past, history []string
+	if err := pool.QueryRow(ctx, `SELECT (SELECT array_agg(key || ':' || category ORDER BY key, event_time) FROM items_past),
+	(SELECT array_agg(key || ':' || category ORDER BY key, event_time) FROM items_history)`).Scan(&past, &history); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(past, []string{"a:old"}) || !reflect.DeepEqual(history, []string{"a:old", "a:new", "b:only"}) {
+		t.Errorf("after the move: past %v, history %v; want [a:old] and [a:old a:new b:only]", past, history)
+	}
+	got, err := s.Lookup(ctx, []string{"a"}, time.Now().Add(-90*time.Minute))
+	if err != nil || got["a"].Features["category"] != "old" {
+		t.Errorf("as-of lookup after the move: %+v, %v; want a as old", got, err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -95,7 +96,9 @@ type SearchOptions struct {
 	// MaxScanTuples sets hnsw.max_scan_tuples, how far an iterative scan
 	// goes looking for rows that pass the filters; 0 keeps 20,000.
 	MaxScanTuples int
-	// Probes sets ivfflat.probes; 0 keeps the server's.
+	// Probes sets ivfflat.probes; 0 means the square root of the lists,
+	// pgvector's recommended start (the server's default, 1, misses many
+	// neighbours that sit near a list's edge).
 	Probes int
 	// AsOf answers from history: each entity as it was at that time.
 	// Search as of a time is exact (history has no vector index).
@@ -242,9 +245,11 @@ func (s *Store) settings(opts SearchOptions, exact bool) [][2]string {
 			out = append(out, [2]string{"hnsw.max_scan_tuples", strconv.Itoa(opts.MaxScanTuples)})
 		}
 	case IVFFlat:
-		if opts.Probes > 0 {
-			out = append(out, [2]string{"ivfflat.probes", strconv.Itoa(opts.Probes)})
+		probes := opts.Probes
+		if probes == 0 {
+			probes = max(1, int(math.Round(math.Sqrt(float64(s.spec.Index.Lists)))))
 		}
+		out = append(out, [2]string{"ivfflat.probes", strconv.Itoa(probes)})
 		if len(opts.Filters) > 0 {
 			// ivfflat offers relaxed_order only: search sorts the rows
 			// by distance again.

@@ -34,10 +34,11 @@ func exactNeighbours(rows []row, q []float32, k int, keep func(row) bool) []stri
 func TestHNSWRecallAtTenOnClusteredData(t *testing.T) {
 	_, pool := newDB(t)
 	ctx := context.Background()
-	rows := clustered(10000, 64, 50, 7)
+	// The queries are points of the same clusters that are not stored.
+	all := clustered(10100, 64, 50, 7)
+	rows, queries := all[:10000], all[10000:]
 	s := ensure(t, pool, vectorstore.Spec{Name: "recall", Dimensions: 64, Features: testFeatures})
 	ingestRows(t, s, rows)
-	queries := clustered(100, 64, 50, 7) // same centres, new points
 	var hits, total int
 	for _, q := range queries {
 		want := exactNeighbours(rows, q.Embedding, 10, nil)
@@ -79,15 +80,28 @@ func TestHNSWRecallAtTenOnClusteredData(t *testing.T) {
 
 func TestFilteredSearchAtOnePercentReturnsExactlyK(t *testing.T) {
 	_, pool := newDB(t)
+	// 200 rows are "rare": 1%. The queries are points of the same clusters
+	// that are not stored.
+	all := clustered(20020, 32, 20, 3)
+	rows, queries := all[:20000], all[20000:]
+	for _, index := range []vectorstore.Index{{Type: vectorstore.HNSW}, {Type: vectorstore.IVFFlat, Lists: 100}} {
+		t.Run(string(index.Type), func(t *testing.T) {
+			s := ensure(t, pool, vectorstore.Spec{Name: "filtered_" + string(index.Type), Dimensions: 32, Index: index, Features: testFeatures})
+			ingestRows(t, s, rows)
+			checkFilteredSearch(t, s, rows, queries)
+		})
+	}
+}
+
+func checkFilteredSearch(t *testing.T, s *vectorstore.Store, rows, queries []row) {
 	ctx := context.Background()
-	rows := clustered(20000, 32, 20, 3) // 200 rows are "rare": 1%
-	s := ensure(t, pool, vectorstore.Spec{Name: "filtered", Dimensions: 32, Features: testFeatures})
-	ingestRows(t, s, rows)
 	f, err := s.ParseFilter("category = rare")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, q := range clustered(20, 32, 20, 99) {
+	rare := func(r row) bool { return r.Category == "rare" }
+	totalHits := 0
+	for i, q := range queries {
 		got, err := s.Search(ctx, q.Embedding, vectorstore.SearchOptions{K: 10, Filters: []vectorstore.Filter{f}})
 		if err != nil {
 			t.Fatal(err)
@@ -95,16 +109,32 @@ func TestFilteredSearchAtOnePercentReturnsExactlyK(t *testing.T) {
 		if len(got) != 10 {
 			t.Fatalf("query %d: %d rows, want exactly 10", i, len(got))
 		}
+		want := map[string]bool{}
+		for _, k := range exactNeighbours(rows, q.Embedding, 10, rare) {
+			want[k] = true
+		}
+		hits := 0
 		for _, r := range got {
 			if r.Features["category"] != "rare" {
 				t.Errorf("query %d: %s has category %v, want rare", i, r.Key, r.Features["category"])
 			}
+			if want[r.Key] {
+				hits++
+			}
 		}
+		totalHits += hits
 		for j := 1; j < len(got); j++ {
 			if got[j].Distance < got[j-1].Distance {
 				t.Errorf("query %d: results not ordered by distance", i)
 			}
 		}
+	}
+	// Exactly k rows is the promise; they should also be mostly the right
+	// ones.
+	recall := float64(totalHits) / float64(10*len(queries))
+	t.Logf("filtered recall@10 = %.3f", recall)
+	if recall < 0.9 {
+		t.Errorf("filtered recall@10 = %.3f, want at least 0.9", recall)
 	}
 	// With a tiny scan budget the iterative scan stops early; search then
 	// answers exactly, still with k rows.

@@ -192,8 +192,10 @@ func (s Spec) Validate() error {
 	default:
 		return fmt.Errorf("index.type %q: want hnsw, ivfflat or none", s.Index.Type)
 	}
+	// pgvector indexes vector up to 2000 dimensions and halfvec up to
+	// 4000; a vector store above 2000 is indexed as halfvec (indexedExpr).
 	if s.Index.Type != NoIndex && s.Dimensions > 4000 {
-		return fmt.Errorf("dimensions %d: an index supports at most 4000 dimensions; use index type none above that", s.Dimensions)
+		return fmt.Errorf("dimensions %d: an %s index supports at most 4000 dimensions (2000 as vector, up to 4000 indexed as halfvec); set index.type to none for exact search, or use fewer dimensions", s.Dimensions, s.Index.Type)
 	}
 	seen := map[string]bool{}
 	for i, f := range s.Features {
@@ -271,12 +273,15 @@ func (s Spec) indexedExpr() string {
 	return "embedding"
 }
 
-// queryParam casts the query vector parameter to what indexedExpr is.
+// queryParam casts the query vector parameter to what indexedExpr is. On
+// the embedding column itself PostgreSQL infers the parameter's type from
+// the column, as in the plain SQL users write, so there is no cast to
+// evaluate (Search has checked the dimensions already).
 func (s Spec) queryParam(p string) string {
 	if s.indexedExpr() != "embedding" {
 		return fmt.Sprintf("%s::halfvec(%d)", p, s.Dimensions)
 	}
-	return fmt.Sprintf("%s::%s(%d)", p, s.VectorType, s.Dimensions)
+	return p
 }
 
 // opClass is the index operator class for the type and distance.

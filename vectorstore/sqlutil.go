@@ -27,3 +27,5 @@ func quoteLiteral(s string) string {
 	}
 	return string(append(out, '\''))
 }
+
+func isNoRows(err error) bool { return errors.Is(err, pgx.ErrNoRows) }

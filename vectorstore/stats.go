@@ -53,15 +53,13 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 func (s *Store) indexState(ctx context.Context, st *Stats) (string, error) {
 	// A build in progress, of the index or of its replacement, from any
 	// session.
+	var p IndexProgress
 	var phase *string
-	var done, total int64
-	err := s.pool.QueryRow(ctx, `SELECT phase, coalesce(blocks_done, 0) + coalesce(tuples_done, 0), coalesce(blocks_total, 0) + coalesce(tuples_total, 0)
-FROM pg_stat_progress_create_index WHERE relid = to_regclass($1) LIMIT 1`, s.table).Scan(&phase, &done, &total)
+	err := s.pool.QueryRow(ctx, `SELECT phase, coalesce(blocks_done, 0), coalesce(blocks_total, 0), coalesce(tuples_done, 0), coalesce(tuples_total, 0)
+FROM pg_stat_progress_create_index WHERE relid = to_regclass($1) LIMIT 1`, s.table).Scan(&phase, &p.BlocksDone, &p.BlocksTotal, &p.TuplesDone, &p.TuplesTotal)
 	if err == nil && phase != nil {
 		st.BuildPhase = *phase
-		if total > 0 {
-			st.BuildPercent = 100 * float64(done) / float64(total)
-		}
+		st.BuildPercent = p.Percent()
 		return IndexBuilding, nil
 	}
 	info, err := s.lookupIndex(ctx, s.pool, s.indexName())

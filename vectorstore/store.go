@@ -41,8 +41,10 @@ func Connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
 type Store struct {
 	pool *pgxpool.Pool
 	spec Spec
-	// table and history are quoted identifiers of the two tables.
-	table, history string
+	// table, past and history are quoted identifiers: the latest-values
+	// table, the table of superseded versions, and the view of every
+	// version (the two tables together).
+	table, past, history string
 	// tableName is the unquoted latest-values table name.
 	tableName string
 }
@@ -59,6 +61,7 @@ func newStore(pool *pgxpool.Pool, spec Spec) *Store {
 	return &Store{
 		pool: pool, spec: spec, tableName: t,
 		table:   pgx.Identifier{"public", t}.Sanitize(),
+		past:    pgx.Identifier{"public", t + "_past"}.Sanitize(),
 		history: pgx.Identifier{"public", t + "_history"}.Sanitize(),
 	}
 }

@@ -140,7 +140,7 @@ func newFSQueryCommand(f *singleHostFlags) *cobra.Command {
 	cmd.Flags().StringVar(&asOf, "as-of", "", "answer from history as of this time (RFC 3339)")
 	cmd.Flags().IntVar(&opts.EfSearch, "ef-search", 0, "hnsw.ef_search for this query (default: max(40, 2k))")
 	cmd.Flags().IntVar(&opts.MaxScanTuples, "max-scan-tuples", 0, "hnsw.max_scan_tuples for filtered search (default 20000)")
-	cmd.Flags().IntVar(&opts.Probes, "probes", 0, "ivfflat.probes for this query")
+	cmd.Flags().IntVar(&opts.Probes, "probes", 0, "ivfflat.probes for this query (default: sqrt(lists))")
 	cmd.Flags().BoolVar(&opts.Exact, "exact", false, "scan instead of using the index: exact results")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 	cmd.MarkFlagRequired("vector")

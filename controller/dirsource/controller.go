@@ -148,10 +148,18 @@ func (c *Controller) pass(ctx context.Context) time.Duration {
 		}
 	}
 
-	for k, rec := range byKey {
-		if _, ok := d.Objects[k]; ok {
-			continue
+	// In key order, which is kind order: a FeatureStore whose manifest
+	// went with its instance's drops its tables (deletionPolicy Delete)
+	// before the instance stops.
+	gone := make([]string, 0, len(byKey))
+	for k := range byKey {
+		if _, ok := d.Objects[k]; !ok {
+			gone = append(gone, k)
 		}
+	}
+	sort.Strings(gone)
+	for _, k := range gone {
+		rec := byKey[k]
 		if d.Troubled[rec.SourceFile] {
 			// Its file cannot be read right now (a half-saved edit, a
 			// typo); deleting what it described would lose data.
@@ -225,7 +233,19 @@ func (c *Controller) apply(ctx context.Context, obj manifest.Object, rec control
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, fs); err != nil {
 			return 0, fmt.Errorf("%s: %w", obj.Key(), err)
 		}
-		requeue = c.featureStores.Reconcile(ctx, fs)
+		// An index build publishes its progress as it goes, so that
+		// `outpost get` shows it while the reconcile waits.
+		requeue = c.featureStores.ReconcileWithProgress(ctx, fs, func(fs *outpostv1.FeatureStore) {
+			if b, err := json.Marshal(fs); err == nil {
+				err = c.db.PutObject(ctx, controldb.Record{
+					Kind: obj.Kind(), Namespace: obj.Namespace(), Name: obj.Name(),
+					UID: uid, Generation: generation, SpecHash: hash, SourceFile: obj.File, Object: b,
+				})
+				if err != nil {
+					c.log.Error("store index build progress", "object", obj.Key(), "err", err)
+				}
+			}
+		})
 		object = fs
 	}
 	b, err := json.Marshal(object)
@@ -252,6 +272,15 @@ var statusOwnedElsewhere = map[string]bool{"DataController": true}
 // remove deletes an object whose manifest is gone, after the runtime has
 // stopped what it ran.
 func (c *Controller) remove(ctx context.Context, rec controldb.Record) error {
+	if rec.Kind == "FeatureStore" && c.featureStores != nil {
+		fs := &outpostv1.FeatureStore{}
+		if err := json.Unmarshal(rec.Object, fs); err != nil {
+			return fmt.Errorf("stored state: %w", err)
+		}
+		if err := c.featureStores.Delete(ctx, fs); err != nil {
+			return err
+		}
+	}
 	if rec.Kind == "PostgresInstance" {
 		inst := &outpostv1.PostgresInstance{}
 		if err := json.Unmarshal(rec.Object, inst); err != nil {

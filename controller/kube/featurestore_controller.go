@@ -6,6 +6,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -15,16 +16,21 @@ import (
 )
 
 // FeatureStoreReconciler adapts the core's feature-store reconcile to
-// controller-runtime. Deleting a FeatureStore leaves its tables in place, as
-// on a single host: dropping someone's data is not a side effect of
-// removing a manifest, so there is no finalizer.
+// controller-runtime. Deleting a FeatureStore leaves its tables in place
+// unless its deletionPolicy is Delete, as on a single host; only such a
+// store carries a finalizer, which stays until its tables are dropped.
 type FeatureStoreReconciler struct {
 	Client client.Client
 	Core   *core.FeatureStoreReconciler
 }
 
-// +kubebuilder:rbac:groups=outpost.dev,resources=featurestores,verbs=get;list;watch
+// FeatureStoreFinalizer keeps a FeatureStore with deletionPolicy Delete in
+// the API until its tables are dropped.
+const FeatureStoreFinalizer = "outpost.dev/featurestore"
+
+// +kubebuilder:rbac:groups=outpost.dev,resources=featurestores,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=outpost.dev,resources=featurestores/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=outpost.dev,resources=featurestores/finalizers,verbs=update
 
 // Reconcile shapes one feature store's tables and writes its status.
 func (r *FeatureStoreReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -33,10 +39,38 @@ func (r *FeatureStoreReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !fs.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, nil
+		if !controllerutil.ContainsFinalizer(&fs, FeatureStoreFinalizer) {
+			return ctrl.Result{}, nil
+		}
+		if err := r.Core.Delete(ctx, &fs); err != nil {
+			// Logged by controller-runtime, and retried with backoff.
+			return ctrl.Result{}, err
+		}
+		patch := client.MergeFrom(fs.DeepCopy())
+		controllerutil.RemoveFinalizer(&fs, FeatureStoreFinalizer)
+		return ctrl.Result{}, client.IgnoreNotFound(r.Client.Patch(ctx, &fs, patch))
+	}
+	// The finalizer follows the policy, so a store switched to Retain can
+	// be deleted without waiting for its database.
+	wantFinalizer := fs.Spec.DeletionPolicy == outpostv1.DeletionDelete
+	if wantFinalizer != controllerutil.ContainsFinalizer(&fs, FeatureStoreFinalizer) {
+		patch := client.MergeFrom(fs.DeepCopy())
+		if wantFinalizer {
+			controllerutil.AddFinalizer(&fs, FeatureStoreFinalizer)
+		} else {
+			controllerutil.RemoveFinalizer(&fs, FeatureStoreFinalizer)
+		}
+		if err := r.Client.Patch(ctx, &fs, patch); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
 	}
 	before := fs.Status.DeepCopy()
-	requeue := r.Core.Reconcile(ctx, &fs)
+	// An index build's progress goes to the status as it runs; each
+	// update moves fs's resourceVersion along, so the last one does not
+	// conflict. A failed progress update only delays the report.
+	requeue := r.Core.ReconcileWithProgress(ctx, &fs, func(fs *outpostv1.FeatureStore) {
+		_ = r.Client.Status().Update(ctx, fs)
+	})
 	if statusChanged(before, &fs.Status) {
 		if err := r.Client.Status().Update(ctx, &fs); err != nil {
 			if apierrors.IsConflict(err) {

@@ -135,6 +135,74 @@ spec:
 	if got != "p000" {
 		t.Errorf("plain SQL nearest to [0,1,0] = %q, want p000", got)
 	}
+	// The README's filtered and as-of SQL, as a psql user runs it.
+	got = s.psqlDB("example", "features", `SET hnsw.iterative_scan = relaxed_order;
+WITH r AS MATERIALIZED (
+  SELECT key, embedding <=> '[1,1,99]' AS distance FROM products
+  WHERE category = 'rare' ORDER BY distance LIMIT 3)
+SELECT string_agg(key, ',' ORDER BY distance) FROM r`)
+	// psql prints SET's command tag first.
+	if got != "SET\np025,p050,p075" {
+		t.Errorf("README's filtered SQL: %q, want p025,p050,p075 (the rare products nearest [1,1,99])", got)
+	}
+	got = s.psqlDB("example", "features", "SELECT DISTINCT ON (key) key, category FROM products_history WHERE key = 'p000' AND event_time <= '"+asOf+"' ORDER BY key, event_time DESC")
+	if got != "p000|rare" {
+		t.Errorf("README's as-of SQL: %q, want p000|rare", got)
+	}
+
+	// Deleting a store: Retain (the default) keeps its tables, Delete
+	// drops them.
+	s.writeManifest("scratch.yaml", `apiVersion: outpost.dev/v1alpha1
+kind: FeatureStore
+metadata:
+  name: scratch
+spec:
+  instance: {name: example}
+  database: features
+  dimensions: 3
+  deletionPolicy: Delete
+`)
+	s.waitFeatureStore("scratch", "Ready", 2*time.Minute)
+	one := filepath.Join(dir, "one.csv")
+	os.WriteFile(one, []byte("key,embedding\nx,\"[1,2,3]\"\n"), 0o644)
+	s.outpost("featurestore", "ingest", "scratch", "--file", one)
+	s.outpost("delete", "fs/products")
+	s.outpost("delete", "fs/scratch")
+	s.waitFeatureStoreGone("products", time.Minute)
+	s.waitFeatureStoreGone("scratch", time.Minute)
+	got = s.psqlDB("example", "features", "SELECT (SELECT count(*) FROM products) || ' ' || (SELECT count(*) FROM products_history) || ' ' || (to_regclass('scratch') IS NULL AND to_regclass('scratch_past') IS NULL AND to_regclass('scratch_history') IS NULL)")
+	if got != "100 101 true" {
+		t.Errorf("after deleting products (Retain) and scratch (Delete): %q, want products' 100 rows and 101 versions kept, scratch's tables gone (100 101 true)", got)
+	}
+}
+
+// waitFeatureStoreGone polls `outpost get featurestores` until it no
+// longer lists the store.
+func (s *site) waitFeatureStoreGone(name string, timeout time.Duration) {
+	s.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		var list struct {
+			Items []struct {
+				Metadata struct{ Name string } `json:"metadata"`
+			} `json:"items"`
+		}
+		out := s.outpost("get", "featurestores", "-o", "json")
+		if err := json.Unmarshal([]byte(out), &list); err != nil {
+			s.t.Fatalf("outpost get featurestores -o json: %v\n%s", err, out)
+		}
+		listed := false
+		for _, it := range list.Items {
+			listed = listed || it.Metadata.Name == name
+		}
+		if !listed {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("feature store %s still listed %s after delete: %s\nlog:\n%s", name, timeout, out, s.log())
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
 }
 
 func harnessDir(t *testing.T) string { return harness.TempDir(t) }

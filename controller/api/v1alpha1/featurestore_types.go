@@ -140,6 +140,14 @@ type FeatureStoreSpec struct {
 	// +kubebuilder:default={}
 	// +optional
 	History HistoryPolicy `json:"history,omitzero"`
+
+	// DeletionPolicy says what deleting the FeatureStore does to its data:
+	// Retain (the default) leaves the tables in the database, readable and
+	// ready for a FeatureStore of the same name to take them up again;
+	// Delete drops the latest and past tables and the history view.
+	// +kubebuilder:default=Retain
+	// +optional
+	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
 }
 
 // FeatureStoreStatus is the observed state of a feature store.
@@ -166,13 +174,44 @@ type FeatureStoreStatus struct {
 	// +optional
 	Rows int64 `json:"rows,omitempty"`
 
-	// IndexState is absent, building or valid.
+	// IndexState is none, absent, building, invalid or valid.
 	// +optional
 	IndexState string `json:"indexState,omitempty"`
+
+	// IndexBuild is the progress of an index build under way, such as the
+	// CONCURRENTLY rebuild after the index parameters changed; absent when
+	// no build runs.
+	// +optional
+	IndexBuild *IndexBuildProgress `json:"indexBuild,omitempty"`
 
 	// PgvectorVersion installed in the database.
 	// +optional
 	PgvectorVersion string `json:"pgvectorVersion,omitempty"`
+}
+
+// IndexBuildProgress is a reading of pg_stat_progress_create_index.
+type IndexBuildProgress struct {
+	// Index being built.
+	Index string `json:"index"`
+
+	// Phase as PostgreSQL names it, for example "building index: loading
+	// tuples in tree" or "waiting for writers before build".
+	Phase string `json:"phase"`
+
+	// PercentDone of the phase's blocks or tuples, when PostgreSQL counts
+	// them.
+	// +optional
+	PercentDone int32 `json:"percentDone,omitempty"`
+
+	// Concurrently is true for a build beside a live index (reads and
+	// ingests go on).
+	// +optional
+	Concurrently bool `json:"concurrently,omitempty"`
+
+	// Serial is true for an HNSW build without parallel workers, as while
+	// pgvector is older than 0.8.2 (CVE-2026-3172).
+	// +optional
+	Serial bool `json:"serial,omitempty"`
 }
 
 // FeatureStore is a table of entities with embeddings and typed features,

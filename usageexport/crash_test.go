@@ -102,7 +102,7 @@ func crashChild(url, siteID string) int {
 	if err := pool.QueryRow(ctx, `SELECT now FROM crash_world`).Scan(&now); err != nil {
 		return fail(err)
 	}
-	clock := &fakeClock{}
+	clock := &harness.Clock{}
 	ledger := usageexport.NewLedger(pool, clock)
 	s := &usageexport.Sampler{Pool: pool, Clock: clock, SiteID: siteID, Outbox: true}
 	for i, step := range crashSteps() {
@@ -210,7 +210,7 @@ func TestControllerKilledAtRandomPointsMetersTheSame(t *testing.T) {
 	if outboxA != len(a) || outboxB != len(b) {
 		t.Fatalf("outbox holds %d and %d rows for %d records: a record was written without its outbox row", outboxA, outboxB, len(a))
 	}
-	clock := newClock("2026-11-25T00:00:00Z")
+	clock := harness.NewClock("2026-11-25T00:00:00Z")
 	for _, month := range []string{"2026-10", "2026-11"} {
 		x, y := exportMonth(t, calm, clock, key, month), exportMonth(t, crashy, clock, key, month)
 		if x.Payload.Total != y.Payload.Total || x.Payload.Total.Records == 0 {

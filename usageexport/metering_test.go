@@ -20,7 +20,7 @@ const (
 // runScenario plays the same life of two instances across an hour and a
 // month boundary; sampleOften samples after every step, as a controller that
 // never stopped would, otherwise only at the end, as one that was down.
-func runScenario(t *testing.T, pool *pgxpool.Pool, clock *fakeClock, key usageexport.SigningKey, sampleOften bool) {
+func runScenario(t *testing.T, pool *pgxpool.Pool, clock *harness.Clock, key usageexport.SigningKey, sampleOften bool) {
 	ctx := context.Background()
 	ledger := usageexport.NewLedger(pool, clock)
 	sampler := &usageexport.Sampler{Pool: pool, Clock: clock, SiteID: usageexport.SiteID(key.Public())}
@@ -43,7 +43,7 @@ func runScenario(t *testing.T, pool *pgxpool.Pool, clock *fakeClock, key usageex
 	must(t, err)
 }
 
-func exportMonth(t *testing.T, pool *pgxpool.Pool, clock *fakeClock, key usageexport.SigningKey, month string) *usageexport.Verified {
+func exportMonth(t *testing.T, pool *pgxpool.Pool, clock *harness.Clock, key usageexport.SigningKey, month string) *usageexport.Verified {
 	t.Helper()
 	res, err := usageexport.Export(context.Background(), pool, usageexport.ExportOptions{
 		Month: month, SiteName: "plant-7", ControllerVersion: "test", Key: key, Clock: clock,
@@ -68,7 +68,7 @@ func instanceTotal(t *testing.T, v *usageexport.Verified, uid string) int64 {
 func TestMeteringAcrossHourAndMonthBoundariesIsExact(t *testing.T) {
 	pg := harness.StartPostgres(t)
 	pool, _ := newLedgerDB(t, pg)
-	clock := newClock("2026-10-31T22:00:00Z")
+	clock := harness.NewClock("2026-10-31T22:00:00Z")
 	key := newKey(t)
 	runScenario(t, pool, clock, key, true)
 
@@ -127,8 +127,8 @@ func TestControllerThatWasDownWritesTheSameRecords(t *testing.T) {
 	key := newKey(t)
 	often, _ := newLedgerDB(t, pg)
 	once, _ := newLedgerDB(t, pg)
-	runScenario(t, often, newClock("2026-10-31T22:00:00Z"), key, true)
-	runScenario(t, once, newClock("2026-10-31T22:00:00Z"), key, false)
+	runScenario(t, often, harness.NewClock("2026-10-31T22:00:00Z"), key, true)
+	runScenario(t, once, harness.NewClock("2026-10-31T22:00:00Z"), key, false)
 	a, b := recordIDs(t, often), recordIDs(t, once)
 	if len(a) == 0 || !slices.Equal(a, b) {
 		t.Fatalf("sampling at every step wrote %d records, catching up once wrote %d, and they differ", len(a), len(b))

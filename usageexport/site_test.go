@@ -23,7 +23,7 @@ func TestSiteMeterPassSamplesAndWorksOutTheStatus(t *testing.T) {
 	pg := harness.StartPostgres(t)
 	pool, _ := newLedgerDB(t, pg)
 	ctx := context.Background()
-	clock := newClock("2026-11-01T00:00:00Z")
+	clock := harness.NewClock("2026-11-01T00:00:00Z")
 	key := newKey(t)
 	must(t, usageexport.NewLedger(pool, clock).Observe(ctx, instance(uidA, "a"), shape(2000)))
 	m := &usageexport.SiteMeter{Pool: pool, Key: key, Version: "test", Clock: clock}

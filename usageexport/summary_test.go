@@ -11,7 +11,7 @@ import (
 func TestMonthSummaryAgreesWithTheExportPerInstance(t *testing.T) {
 	pg := harness.StartPostgres(t)
 	pool, _ := newLedgerDB(t, pg)
-	clock := newClock("2026-10-31T22:00:00Z")
+	clock := harness.NewClock("2026-10-31T22:00:00Z")
 	key := newKey(t)
 	runScenario(t, pool, clock, key, true)
 

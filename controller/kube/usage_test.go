@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,23 +28,6 @@ import (
 	"github.com/outpostdata/outpost/usageexport"
 	"github.com/outpostdata/outpost/usageexport/hub"
 )
-
-// clock is the one stand-in: metering time moves when the test says so.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) set(s string) {
-	t, err := time.Parse(time.RFC3339, s)
-	if err != nil {
-		panic(err)
-	}
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
-}
 
 const controllerNamespace = "outpost-system"
 
@@ -73,8 +55,7 @@ func TestDataControllerMetersPostgresInstancesOnKubernetes(t *testing.T) {
 	c := api.Client
 	must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: controllerNamespace}}))
 
-	fc := &clock{}
-	fc.set("2026-09-30T22:30:00Z")
+	fc := harness.NewClock("2026-09-30T22:30:00Z")
 	mgr, err := kube.NewManager(kube.Options{
 		Config: api.Config, Log: harness.Logger(t), MinRequeue: 10 * time.Second,
 		NewRuntime: func(c client.Client, s *runtime.Scheme) (controller.InstanceRuntime, error) {
@@ -161,7 +142,7 @@ func TestDataControllerMetersPostgresInstancesOnKubernetes(t *testing.T) {
 	must(t, c.Delete(ctx, second))
 
 	// 01:15 on 1 October: a scales to one core, b is deleted.
-	fc.set("2026-10-01T01:15:00Z")
+	fc.Set("2026-10-01T01:15:00Z")
 	must(t, c.Get(ctx, client.ObjectKeyFromObject(a), a))
 	a.Spec.Resources.CPU = resource.MustParse("1")
 	must(t, c.Update(ctx, a))
@@ -174,7 +155,7 @@ func TestDataControllerMetersPostgresInstancesOnKubernetes(t *testing.T) {
 
 	// 02:00: the sampler (in the DataController's pass) closes the hour,
 	// and the site has gone 3.5 h without an export: Stale.
-	fc.set("2026-10-01T02:00:00Z")
+	fc.Set("2026-10-01T02:00:00Z")
 	waitFor(t, "records up to 02:00 and UsageExported Stale", func() bool {
 		var until *time.Time
 		must(t, db.Pool.QueryRow(ctx, `SELECT max(end_at) FROM usage_records WHERE uid = $1`, string(a.UID)).Scan(&until))
@@ -218,7 +199,7 @@ func TestDataControllerMetersPostgresInstancesOnKubernetes(t *testing.T) {
 	dc.Spec.Connectivity = outpostv1.Connectivity{Mode: outpostv1.ConnectivityDirect, Hub: &outpostv1.Hub{
 		URL: "http://" + addr, CredentialsSecret: &outpostv1.LocalObjectReference{Name: "hub-token"}}}
 	must(t, c.Update(ctx, dc))
-	fc.set("2026-10-01T05:00:00Z")
+	fc.Set("2026-10-01T05:00:00Z")
 	hubTotal := func() usageexport.Total {
 		u, err := h.Usage(ctx, "plant-7", "2026-10")
 		must(t, err)
@@ -238,7 +219,7 @@ func TestDataControllerMetersPostgresInstancesOnKubernetes(t *testing.T) {
 	// The hub goes away for two hours: the backlog shows in status and
 	// metrics, then drains exactly.
 	srv.Close()
-	fc.set("2026-10-01T07:00:00Z")
+	fc.Set("2026-10-01T07:00:00Z")
 	waitFor(t, "backlog of 2 in status and metrics", func() bool {
 		return status().Backlog == 2 && gauge(t, "outpost_usage_backlog_records", nil) == 2
 	})

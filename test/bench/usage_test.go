@@ -17,10 +17,6 @@ import (
 	"github.com/outpostdata/outpost/usageexport/hub"
 )
 
-type benchClock struct{ t time.Time }
-
-func (c *benchClock) Now() time.Time { return c.t }
-
 // BenchmarkUsageMonth meters 1,000 instances for the 720 hours of November
 // (720,000 records), then per iteration measures export (plain and gzip),
 // verify, and upload plus ingest at a hub, against the reference: a raw
@@ -51,7 +47,7 @@ func BenchmarkUsageMonth(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	clock := &benchClock{t: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)}
+	clock := harness.NewClock("2026-11-01T00:00:00Z")
 	ledger := usageexport.NewLedger(site, clock)
 	for i := range 1000 {
 		inst := usageexport.Instance{UID: fmt.Sprintf("00000000-0000-4000-8000-%012d", i), Kind: "PostgresInstance", Namespace: "default", Name: fmt.Sprintf("pg-%d", i)}
@@ -59,7 +55,7 @@ func BenchmarkUsageMonth(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	clock.t = time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	clock.Set("2026-12-01T00:00:00Z")
 	sampler := &usageexport.Sampler{Pool: site, Clock: clock, SiteID: usageexport.SiteID(key.Public())}
 	start := time.Now()
 	n, err := sampler.Sample(ctx)

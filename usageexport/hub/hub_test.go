@@ -12,9 +12,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -23,19 +21,6 @@ import (
 	"github.com/outpostdata/outpost/usageexport"
 	"github.com/outpostdata/outpost/usageexport/hub"
 )
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) set(s string) {
-	t, _ := time.Parse(time.RFC3339, s)
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
-}
 
 func createDB(t *testing.T, pg *harness.Postgres, name string) string {
 	t.Helper()
@@ -59,7 +44,7 @@ func must(t testing.TB, err error) {
 type site struct {
 	pool    *pgxpool.Pool
 	key     usageexport.SigningKey
-	clock   *clock
+	clock   *harness.Clock
 	ledger  *usageexport.Ledger
 	sampler *usageexport.Sampler
 }
@@ -72,8 +57,7 @@ func newSite(t *testing.T, pg *harness.Postgres, name string, outbox bool) *site
 	must(t, usageexport.EnsureSchema(ctx, pool))
 	key, err := usageexport.LoadOrCreateKey(filepath.Join(t.TempDir(), "usage.key"))
 	must(t, err)
-	c := &clock{}
-	c.set("2026-11-01T00:00:00Z")
+	c := harness.NewClock("2026-11-01T00:00:00Z")
 	return &site{pool: pool, key: key, clock: c, ledger: usageexport.NewLedger(pool, c),
 		sampler: &usageexport.Sampler{Pool: pool, Clock: c, SiteID: usageexport.SiteID(key.Public()), Outbox: outbox}}
 }
@@ -84,7 +68,7 @@ func (s *site) run(t *testing.T, instances int, until string) {
 		inst := usageexport.Instance{UID: fmt.Sprintf("00000000-0000-4000-8000-%012d", i), Kind: "PostgresInstance", Namespace: "default", Name: fmt.Sprintf("pg-%d", i)}
 		must(t, s.ledger.Observe(ctx, inst, usageexport.Shape{MilliVCores: int64(500 * (i + 1)), MemoryBytes: 1 << 30, StorageBytes: 10 << 30}))
 	}
-	s.clock.set(until)
+	s.clock.Set(until)
 	_, err := s.sampler.Sample(ctx)
 	must(t, err)
 }
@@ -124,7 +108,7 @@ func TestUploadingTheSameFileThreeTimesAndOverlappingFilesCountsOnce(t *testing.
 
 	s.run(t, 3, "2026-11-10T00:00:00Z")
 	early := s.export(t, "2026-11") // partial: up to the 10th
-	s.clock.set("2026-11-20T05:00:00Z")
+	s.clock.Set("2026-11-20T05:00:00Z")
 	later := s.export(t, "2026-11") // partial, overlapping: up to the 20th
 	opts := usageexport.UploadOptions{HubURL: url, Token: token, PublicKey: s.key.Public()}
 
@@ -280,7 +264,7 @@ func TestDirectModeOutageDrainsExactly(t *testing.T) {
 
 	// Hub down: two days of records accumulate.
 	for day := 3; day <= 4; day++ {
-		s.clock.set(fmt.Sprintf("2026-11-%02dT00:00:00Z", day))
+		s.clock.Set(fmt.Sprintf("2026-11-%02dT00:00:00Z", day))
 		_, err := s.sampler.Sample(ctx)
 		must(t, err)
 		if _, err := streamer.Flush(ctx); err == nil {

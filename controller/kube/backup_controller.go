@@ -47,15 +47,7 @@ func (r *BackupReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	}
 	before := b.Status.DeepCopy()
 	requeue := r.Core.Reconcile(ctx, &b)
-	if statusChanged(before, &b.Status) {
-		if err := r.Client.Status().Update(ctx, &b); err != nil {
-			if apierrors.IsConflict(err) {
-				return ctrl.Result{Requeue: true}, nil
-			}
-			return ctrl.Result{}, err
-		}
-	}
-	return ctrl.Result{RequeueAfter: requeue}, nil
+	return finishPass(ctx, r.Client, &b, before, &b.Status, requeue)
 }
 
 // SetupWithManager registers the reconciler.

@@ -3,7 +3,6 @@ package kube
 import (
 	"context"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -71,15 +70,7 @@ func (r *FeatureStoreReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	requeue := r.Core.ReconcileWithProgress(ctx, &fs, func(fs *outpostv1.FeatureStore) {
 		_ = r.Client.Status().Update(ctx, fs)
 	})
-	if statusChanged(before, &fs.Status) {
-		if err := r.Client.Status().Update(ctx, &fs); err != nil {
-			if apierrors.IsConflict(err) {
-				return ctrl.Result{Requeue: true}, nil
-			}
-			return ctrl.Result{}, err
-		}
-	}
-	return ctrl.Result{RequeueAfter: requeue}, nil
+	return finishPass(ctx, r.Client, &fs, before, &fs.Status, requeue)
 }
 
 // SetupWithManager registers the reconciler. A change to a PostgresInstance

@@ -71,20 +71,10 @@ func (r *InstanceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 
 	before := inst.Status.DeepCopy()
 	requeue := r.Core.Reconcile(ctx, &inst)
-	if statusChanged(before, &inst.Status) {
-		if err := r.Client.Status().Update(ctx, &inst); err != nil {
-			// A conflict means someone changed the object since we read
-			// it; the watch brings the new version and we look again.
-			if apierrors.IsConflict(err) {
-				return ctrl.Result{Requeue: true}, nil
-			}
-			return ctrl.Result{}, err
-		}
-	}
 	if requeue > 0 && requeue < r.MinRequeue {
 		requeue = r.MinRequeue
 	}
-	return ctrl.Result{RequeueAfter: requeue}, nil
+	return finishPass(ctx, r.Client, &inst, before, &inst.Status, requeue)
 }
 
 // finalize stops the instance through the runtime, then lets the API delete

@@ -5,7 +5,6 @@ import (
 	"strings"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
@@ -83,15 +82,7 @@ func (r *ObjectStoreReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		}
 		r.Events.Event(&os_, eventType, reason, msg)
 	}
-	if statusChanged(before, &os_.Status) {
-		if err := r.Client.Status().Update(ctx, &os_); err != nil {
-			if apierrors.IsConflict(err) {
-				return ctrl.Result{Requeue: true}, nil
-			}
-			return ctrl.Result{}, err
-		}
-	}
-	return ctrl.Result{RequeueAfter: requeue}, nil
+	return finishPass(ctx, r.Client, &os_, before, &os_.Status, requeue)
 }
 
 // SetupWithManager registers the reconciler.

@@ -50,20 +50,8 @@ func (s *site) statusOf(kind, name string) map[string]any {
 func TestBackupResourceCLIAndRestoreThroughTheBinary(t *testing.T) {
 	m := harness.StartMinIO(t)
 	s := newSite(t)
-	creds := filepath.Join(harness.TempDir(t), "minio.credentials")
-	os.WriteFile(creds, []byte("accessKeyID="+m.AccessKey+"\nsecretAccessKey="+m.SecretKey+"\n"), 0o600)
 	s.start()
-	s.writeManifest("store.yaml", `apiVersion: outpost.dev/v1alpha1
-kind: ObjectStore
-metadata:
-  name: minio
-spec:
-  endpoint: `+m.URL()+`
-  bucket: site-backups
-  createBucket: true
-  credentials:
-    file: `+creds+`
-`)
+	s.writeObjectStore(m, "site-backups", true)
 	s.writeManifest("src.yaml", goodInstance("src")+`  backup:
     objectStore: {name: minio}
     retention: {count: 2}
@@ -147,8 +135,6 @@ spec:
 func TestScheduledEncryptedBackupsThroughOutpostUp(t *testing.T) {
 	m := harness.StartMinIO(t)
 	s := newSite(t)
-	creds := filepath.Join(harness.TempDir(t), "minio.credentials")
-	os.WriteFile(creds, []byte("accessKeyID="+m.AccessKey+"\nsecretAccessKey="+m.SecretKey+"\n"), 0o600)
 	// On one host the Secret enc-key is the file secrets/default/enc-key/age.key.
 	key, err := backup.GenerateKey()
 	if err != nil {
@@ -162,17 +148,7 @@ func TestScheduledEncryptedBackupsThroughOutpostUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.start()
-	s.writeManifest("store.yaml", `apiVersion: outpost.dev/v1alpha1
-kind: ObjectStore
-metadata:
-  name: minio
-spec:
-  endpoint: `+m.URL()+`
-  bucket: encrypted-backups
-  createBucket: true
-  credentials:
-    file: `+creds+`
-`)
+	s.writeObjectStore(m, "encrypted-backups", true)
 	s.writeManifest("enc.yaml", goodInstance("enc")+`  backup:
     objectStore: {name: minio}
     schedule: "@every 10s"
@@ -328,19 +304,8 @@ spec:
 func TestKilledBackupsAreNeverCompletedAndTheNextOneSucceeds(t *testing.T) {
 	m := harness.StartMinIO(t)
 	s := newSite(t)
-	creds := filepath.Join(harness.TempDir(t), "minio.credentials")
-	os.WriteFile(creds, []byte("accessKeyID="+m.AccessKey+"\nsecretAccessKey="+m.SecretKey+"\n"), 0o600)
 	s.start()
-	s.writeManifest("store.yaml", `apiVersion: outpost.dev/v1alpha1
-kind: ObjectStore
-metadata:
-  name: minio
-spec:
-  endpoint: `+m.URL()+`
-  bucket: `+m.Bucket+`
-  credentials:
-    file: `+creds+`
-`)
+	s.writeObjectStore(m, m.Bucket, false)
 	s.writeManifest("src.yaml", goodInstance("src")+`  backup:
     objectStore: {name: minio}
 `)
@@ -438,4 +403,25 @@ spec:
 	if n := completed(); n != 1 {
 		t.Fatalf("%d completed backups after the kills and one good backup, want 1", n)
 	}
+}
+
+// writeObjectStore writes a credentials file for m and the manifest of the
+// ObjectStore "minio" that uses it.
+func (s *site) writeObjectStore(m *harness.MinIO, bucket string, createBucket bool) {
+	s.t.Helper()
+	creds := filepath.Join(harness.TempDir(s.t), "minio.credentials")
+	if err := os.WriteFile(creds, []byte("accessKeyID="+m.AccessKey+"\nsecretAccessKey="+m.SecretKey+"\n"), 0o600); err != nil {
+		s.t.Fatal(err)
+	}
+	s.writeManifest("store.yaml", fmt.Sprintf(`apiVersion: outpost.dev/v1alpha1
+kind: ObjectStore
+metadata:
+  name: minio
+spec:
+  endpoint: %s
+  bucket: %s
+  createBucket: %t
+  credentials:
+    file: %s
+`, m.URL(), bucket, createBucket, creds))
 }

@@ -105,6 +105,13 @@ func Open(ctx context.Context, cfg StoreConfig) (*Store, error) {
 		// Lets wal-push have the server check a SHA-256 of what it got.
 		TrailingHeaders: true,
 	}
+	tr, err := minio.DefaultTransport(opts.Secure)
+	if err != nil {
+		return nil, err
+	}
+	// A backup keeps many uploads in flight; without enough idle
+	// connections each would pay a new TCP (and TLS) handshake.
+	tr.MaxIdleConnsPerHost = 64
 	if cfg.CAFile != "" {
 		pem, err := os.ReadFile(cfg.CAFile)
 		if err != nil {
@@ -117,20 +124,9 @@ func Open(ctx context.Context, cfg StoreConfig) (*Store, error) {
 		if !pool.AppendCertsFromPEM(pem) {
 			return nil, fmt.Errorf("object store CA bundle %s: no PEM certificate in it", cfg.CAFile)
 		}
-		tr, err := minio.DefaultTransport(true)
-		if err != nil {
-			return nil, err
-		}
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-		opts.Transport = tr
-	} else {
-		tr, err := minio.DefaultTransport(opts.Secure)
-		if err != nil {
-			return nil, err
-		}
-		tr.MaxIdleConnsPerHost = 64
-		opts.Transport = tr
 	}
+	opts.Transport = tr
 	client, err := minio.New(u.Host, opts)
 	if err != nil {
 		return nil, fmt.Errorf("object store %s: %w", cfg.Endpoint, err)
@@ -140,6 +136,9 @@ func Open(ctx context.Context, cfg StoreConfig) (*Store, error) {
 	defer cancel()
 	ok, err := client.BucketExists(checkCtx, cfg.Bucket)
 	if err != nil {
+		if hint := tlsHint(err, cfg.CAFile); hint != "" {
+			return nil, fmt.Errorf("object store %s: %s: %w", s.desc, hint, err)
+		}
 		return nil, fmt.Errorf("object store %s is unreachable or refused us: %w", s.desc, err)
 	}
 	if !ok {
@@ -151,6 +150,24 @@ func Open(ctx context.Context, cfg StoreConfig) (*Store, error) {
 		}
 	}
 	return s, nil
+}
+
+// tlsHint explains a TLS verification failure, which otherwise reads like
+// any other network error; empty for other errors.
+func tlsHint(err error, caFile string) string {
+	var unknown x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	var host x509.HostnameError
+	var verify *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &unknown) || errors.As(err, &invalid) || errors.As(err, &host) || errors.As(err, &verify):
+	default:
+		return ""
+	}
+	if caFile == "" {
+		return "its TLS certificate is not trusted: give the ObjectStore the CA bundle that signed it (spec.caSecret, or the system trust store on a single host)"
+	}
+	return "its TLS certificate is not signed by the CA bundle " + caFile
 }
 
 // String names the bucket for messages.

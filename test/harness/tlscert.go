@@ -41,7 +41,9 @@ func writeSelfSignedCert(tb testing.TB, dir string) []byte {
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:              []string{"localhost"},
+		// 127.0.0.1 is also a DNS name, for clients (pgBackRest 2.45)
+		// that match the host only against DNS names.
+		DNSNames: []string{"localhost", "127.0.0.1"},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {

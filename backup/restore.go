@@ -1,7 +1,6 @@
 package backup
 
 import (
-	"archive/tar"
 	"context"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"time"
 )
 
@@ -179,7 +177,7 @@ func fetchObjects(ctx context.Context, opts RestoreOptions, m *Manifest, w io.Wr
 }
 
 func fetchObject(ctx context.Context, s *Store, keys Keys, dir string, o Object) ([]byte, error) {
-	stored, err := s.get(ctx, path.Join(dir, o.Name))
+	stored, err := s.getSized(ctx, path.Join(dir, o.Name), o.Size)
 	if err != nil {
 		return nil, err
 	}
@@ -187,47 +185,4 @@ func fetchObject(ctx context.Context, s *Store, keys Keys, dir string, o Object)
 		return nil, fmt.Errorf("%s: checksum mismatch (stored object has sha256 %s, %d bytes; manifest says %s, %d bytes): the object was altered or damaged", path.Join(dir, o.Name), got, len(stored), o.SHA256, o.Size)
 	}
 	return keys.open(path.Join(dir, o.Name), stored)
-}
-
-// extractTar writes a tar stream into dir, refusing names that leave it.
-func extractTar(r io.Reader, dir string, progress func(int64)) error {
-	tr := tar.NewReader(r)
-	buf := make([]byte, 1<<20)
-	var written int64
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		name := filepath.FromSlash(strings.TrimSuffix(h.Name, "/"))
-		if !filepath.IsLocal(name) {
-			return fmt.Errorf("backup holds the path %q, which leaves the data directory", h.Name)
-		}
-		p := filepath.Join(dir, name)
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(p, os.FileMode(h.Mode).Perm()|0o700); err != nil {
-				return err
-			}
-		case tar.TypeReg:
-			f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, os.FileMode(h.Mode).Perm())
-			if err != nil {
-				return err
-			}
-			n, err := io.CopyBuffer(f, tr, buf)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return fmt.Errorf("write %s: %w", p, err)
-			}
-			written += n
-			if progress != nil {
-				progress(written)
-			}
-		}
-	}
 }

@@ -3,6 +3,7 @@ package backup
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -94,17 +95,67 @@ func (k Keys) objectSuffix() string {
 	return ".zst"
 }
 
+// compress appends raw to dst as zstd frames of up to segmentSize (4 MiB)
+// bytes. A segment whose first probeSize bytes do not compress (random or
+// already compressed data, which PostgreSQL keeps in TOAST) is stored in raw
+// blocks without searching it for matches: that search would cost a
+// core-second per GB for nothing, CPU the object store needs to take the
+// bytes in.
+// Concatenated frames are one valid zstd stream.
+func compress(dst, raw []byte) []byte {
+	var probe [probeSize + 512]byte
+	for len(raw) > 0 {
+		seg := raw[:min(segmentSize, len(raw))]
+		raw = raw[len(seg):]
+		if len(seg) >= 2*probeSize && len(encoder.EncodeAll(seg[:probeSize], probe[:0])) > probeSize*97/100 {
+			dst = appendRawFrame(dst, seg)
+			continue
+		}
+		dst = encoder.EncodeAll(seg, dst)
+	}
+	return dst
+}
+
+const (
+	segmentSize = 4 << 20
+	probeSize   = 16 << 10
+	// maxBlockSize is the largest zstd block.
+	maxBlockSize = 128 << 10
+)
+
+// appendRawFrame appends a zstd frame that stores b uncompressed (RFC 8878,
+// section 3.1.1): the magic number, a single-segment header with a 4-byte
+// content size, and raw blocks of at most 128 KiB.
+func appendRawFrame(dst, b []byte) []byte {
+	dst = append(dst, 0x28, 0xb5, 0x2f, 0xfd)
+	// Frame_Header_Descriptor: FCS_Field_Size 2 (4 bytes), Single_Segment.
+	dst = append(dst, 0xa0)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(b)))
+	for first := true; len(b) > 0 || first; first = false {
+		blk := b[:min(maxBlockSize, len(b))]
+		b = b[len(blk):]
+		// Block_Header: Last_Block, Block_Type 0 (raw), Block_Size.
+		h := uint32(len(blk)) << 3
+		if len(b) == 0 {
+			h |= 1
+		}
+		dst = append(dst, byte(h), byte(h>>8), byte(h>>16))
+		dst = append(dst, blk...)
+	}
+	return dst
+}
+
 // seal compresses and, with recipients, encrypts raw, appending to dst.
 func (k Keys) seal(dst *bytes.Buffer, raw []byte) error {
 	if !k.Encrypted() {
-		dst.Write(encoder.EncodeAll(raw, dst.AvailableBuffer()))
+		dst.Write(compress(dst.AvailableBuffer(), raw))
 		return nil
 	}
 	w, err := age.Encrypt(dst, k.Recipients...)
 	if err != nil {
 		return fmt.Errorf("encrypt: %w", err)
 	}
-	if _, err := w.Write(encoder.EncodeAll(raw, nil)); err != nil {
+	if _, err := w.Write(compress(nil, raw)); err != nil {
 		return fmt.Errorf("encrypt: %w", err)
 	}
 	return w.Close()

@@ -48,7 +48,8 @@ import (
 //
 //	go test -run '^$' -bench BackupVsPgBackRest -benchtime 1x -timeout 30m ./test/bench/
 //
-// OUTPOST_BENCH_SCALE and OUTPOST_BENCH_RANDOM_MB change the sizes.
+// OUTPOST_BENCH_SCALE and OUTPOST_BENCH_RANDOM_MB change the sizes,
+// OUTPOST_BENCH_ROUNDS the number of turns (default 3).
 func BenchmarkBackupVsPgBackRest(b *testing.B) {
 	env := newBackupBench(b)
 	b.Run("pgbench", func(b *testing.B) { env.compare(b, "pgbench") })
@@ -372,7 +373,7 @@ func (e *backupBench) compare(b *testing.B, label string) {
 	e.sql(b, "VACUUM ANALYZE")
 	e.sql(b, "CHECKPOINT")
 	source := dataDirBytes(b, e.srv.DataDir)
-	rounds := 2 * b.N
+	rounds := envInt("OUTPOST_BENCH_ROUNDS", 3) * b.N
 
 	var ours, pgbr, ourRestore, pgbrRestore, read, put, zstd result
 	var lastID string

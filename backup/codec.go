@@ -163,6 +163,11 @@ func (k Keys) seal(dst *bytes.Buffer, raw []byte) error {
 
 // open reverses seal. name is the object, for messages.
 func (k Keys) open(name string, stored []byte) ([]byte, error) {
+	return k.openInto(name, stored, nil)
+}
+
+// openInto is open that decodes into dst's spare capacity.
+func (k Keys) openInto(name string, stored, dst []byte) ([]byte, error) {
 	compressed := stored
 	if bytes.HasPrefix(stored, []byte(ageHeader)) {
 		if len(k.Identities) == 0 {
@@ -176,7 +181,7 @@ func (k Keys) open(name string, stored []byte) ([]byte, error) {
 			return nil, fmt.Errorf("%s: decrypt: %w", name, err)
 		}
 	}
-	raw, err := decoder.DecodeAll(compressed, nil)
+	raw, err := decoder.DecodeAll(compressed, dst[:0])
 	if err != nil {
 		return nil, fmt.Errorf("%s: decompress: %w", name, err)
 	}

@@ -2,6 +2,7 @@ package backup
 
 import (
 	"archive/tar"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -12,26 +13,32 @@ import (
 	"sync/atomic"
 )
 
-// extractTar writes a tar stream into dir, refusing names that leave it.
-// The stream is parsed in order, but file contents are written at their
-// offsets by one goroutine per CPU: writing into the page cache costs the
+// extractTar writes the tar stream of s into dir, refusing names that
+// leave it. archive/tar parses the headers in order; file contents are not
+// copied out of the decoded objects but written from them, at their
+// offsets, by one goroutine per CPU: writing into the page cache costs the
 // kernel about as much CPU as decompressing, and a single writer would leave
 // the other cores idle.
-func extractTar(r io.Reader, dir string, progress func(int64)) (err error) {
-	tr := tar.NewReader(r)
-	w := newParallelWriter(runtime.GOMAXPROCS(0), 4<<20)
+func extractTar(s *chunkStream, dir string, progress func(int64)) (err error) {
+	w := newParallelWriter(runtime.GOMAXPROCS(0))
+	s.w = w
 	defer func() {
+		s.close()
 		if werr := w.finish(); err == nil {
 			err = werr
 		}
 	}()
+	tr := tar.NewReader(s)
 	var written int64
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
-			return nil
+			return w.failed()
 		}
 		if err != nil {
+			return err
+		}
+		if err := w.failed(); err != nil {
 			return err
 		}
 		name := filepath.FromSlash(strings.TrimSuffix(h.Name, "/"))
@@ -49,27 +56,10 @@ func extractTar(r io.Reader, dir string, progress func(int64)) (err error) {
 			if err != nil {
 				return err
 			}
-			of := w.open(f)
-			var off int64
-			for {
-				buf, err := w.buffer()
-				if err != nil {
-					w.done(of)
-					return err
-				}
-				n, rerr := io.ReadFull(tr, buf)
-				w.write(of, buf[:n], off)
-				off += int64(n)
-				if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
-					break
-				}
-				if rerr != nil {
-					w.done(of)
-					return rerr
-				}
-			}
-			w.done(of)
-			written += off
+			// The data follows; the next tr.Next skips it through
+			// s.Seek, which hands it to the writers.
+			s.sinkTo(w.open(f), h.Size)
+			written += h.Size
 			if progress != nil {
 				progress(written)
 			}
@@ -77,12 +67,135 @@ func extractTar(r io.Reader, dir string, progress func(int64)) (err error) {
 	}
 }
 
+// chunkStream reads the decoded objects of a backup, in order, as one
+// stream. While a file's data passes (sinkTo), it also queues that data,
+// as slices of the objects, to be written to the file.
+type chunkStream struct {
+	ctx    context.Context
+	chunks <-chan *decoded
+	// fetchErr says why chunks was closed early.
+	fetchErr func() error
+	cur      *decoded
+	off      int
+	pos      int64
+	w        *parallelWriter
+
+	sink             *openFile
+	sinkOff, sinkLen int64
+}
+
+// decoded is one object's raw bytes, shared by the write jobs that take
+// slices of it; the last to finish gives the buffer back.
+type decoded struct {
+	data    []byte
+	refs    atomic.Int32
+	release func([]byte)
+}
+
+func (d *decoded) unref() {
+	if d.refs.Add(-1) == 0 && d.release != nil {
+		d.release(d.data)
+	}
+}
+
+// sinkTo sends the next n bytes of the stream to of.
+func (s *chunkStream) sinkTo(of *openFile, n int64) {
+	if n == 0 {
+		s.w.done(of)
+		return
+	}
+	s.sink, s.sinkOff, s.sinkLen = of, 0, n
+}
+
+// load makes s.cur have unread bytes, or returns io.EOF at the end.
+func (s *chunkStream) load() error {
+	for s.cur == nil || s.off == len(s.cur.data) {
+		if s.cur != nil {
+			s.cur.unref()
+			s.cur = nil
+		}
+		select {
+		case d, ok := <-s.chunks:
+			if !ok {
+				if err := s.fetchErr(); err != nil {
+					return err
+				}
+				return io.EOF
+			}
+			s.cur, s.off = d, 0
+		case <-s.ctx.Done():
+			return context.Cause(s.ctx)
+		}
+	}
+	return nil
+}
+
+// take consumes up to n bytes of the current object, queueing what belongs
+// to the sink file.
+func (s *chunkStream) take(n int64) []byte {
+	b := s.cur.data[s.off : s.off+int(min(n, int64(len(s.cur.data)-s.off)))]
+	s.off += len(b)
+	s.pos += int64(len(b))
+	if s.sink != nil {
+		k := min(int64(len(b)), s.sinkLen)
+		s.w.write(s.sink, s.cur, b[:k], s.sinkOff)
+		s.sinkOff += k
+		s.sinkLen -= k
+		if s.sinkLen == 0 {
+			s.w.done(s.sink)
+			s.sink = nil
+		}
+	}
+	return b
+}
+
+func (s *chunkStream) Read(p []byte) (int, error) {
+	if err := s.load(); err != nil {
+		return 0, err
+	}
+	n := int64(len(p))
+	if s.sink != nil {
+		n = min(n, s.sinkLen)
+	}
+	return copy(p, s.take(n)), nil
+}
+
+// Seek only moves forward from the current position, which is all
+// archive/tar asks of it to skip file data and padding.
+func (s *chunkStream) Seek(offset int64, whence int) (int64, error) {
+	if whence != io.SeekCurrent || offset < 0 {
+		return 0, fmt.Errorf("backup stream: unsupported seek (%d, %d)", offset, whence)
+	}
+	for offset > 0 {
+		if err := s.load(); err != nil {
+			return 0, err
+		}
+		n := offset
+		if s.sink != nil {
+			n = min(n, s.sinkLen)
+		}
+		offset -= int64(len(s.take(n)))
+	}
+	return s.pos, nil
+}
+
+// close lets go of the current object and of a file left half written.
+func (s *chunkStream) close() {
+	if s.cur != nil {
+		s.cur.unref()
+		s.cur = nil
+	}
+	if s.sink != nil {
+		s.w.done(s.sink)
+		s.sink = nil
+	}
+}
+
 // parallelWriter writes pieces of files at their offsets on a few
-// goroutines. Buffers circulate through free; a file is closed once its
-// last piece is written and its reader is done with it.
+// goroutines. A file is closed once its last piece is written and the
+// stream is done with it.
 type parallelWriter struct {
 	jobs chan writeJob
-	free chan []byte
 	wg   sync.WaitGroup
 	mu   sync.Mutex
 	err  error
@@ -95,26 +208,24 @@ type openFile struct {
 
 type writeJob struct {
 	of  *openFile
+	src *decoded
 	buf []byte
 	off int64
 }
 
-func newParallelWriter(workers, bufSize int) *parallelWriter {
-	w := &parallelWriter{jobs: make(chan writeJob, workers), free: make(chan []byte, 2*workers+2)}
-	for range cap(w.free) {
-		w.free <- make([]byte, bufSize)
-	}
+func newParallelWriter(workers int) *parallelWriter {
+	w := &parallelWriter{jobs: make(chan writeJob, 4*workers)}
 	for range workers {
 		w.wg.Add(1)
 		go func() {
 			defer w.wg.Done()
 			for j := range w.jobs {
-				if w.failed() == nil && len(j.buf) > 0 {
+				if w.failed() == nil {
 					if _, err := j.of.f.WriteAt(j.buf, j.off); err != nil {
 						w.fail(fmt.Errorf("write %s: %w", j.of.f.Name(), err))
 					}
 				}
-				w.free <- j.buf[:cap(j.buf)]
+				j.src.unref()
 				w.unref(j.of)
 			}
 		}()
@@ -136,28 +247,21 @@ func (w *parallelWriter) fail(err error) {
 	}
 }
 
-// open registers a file; the caller holds one reference until done.
+// open registers a file; the stream holds one reference until done.
 func (w *parallelWriter) open(f *os.File) *openFile {
 	of := &openFile{f: f}
 	of.refs.Store(1)
 	return of
 }
 
-// buffer returns a free buffer, or the first write error.
-func (w *parallelWriter) buffer() ([]byte, error) {
-	if err := w.failed(); err != nil {
-		return nil, err
-	}
-	return <-w.free, nil
-}
-
-// write queues buf (from buffer) to be written to of at off.
-func (w *parallelWriter) write(of *openFile, buf []byte, off int64) {
+// write queues buf, a slice of src, to be written to of at off.
+func (w *parallelWriter) write(of *openFile, src *decoded, buf []byte, off int64) {
 	of.refs.Add(1)
-	w.jobs <- writeJob{of: of, buf: buf, off: off}
+	src.refs.Add(1)
+	w.jobs <- writeJob{of: of, src: src, buf: buf, off: off}
 }
 
-// done drops the caller's reference to of.
+// done drops the stream's reference to of.
 func (w *parallelWriter) done(of *openFile) { w.unref(of) }
 
 func (w *parallelWriter) unref(of *openFile) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -547,8 +548,11 @@ type dataFile struct {
 
 func dataFiles(b *testing.B, dir string) []dataFile {
 	var files []dataFile
+	// The server runs: files may vanish between listing and reading.
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		} else if err != nil {
 			return err
 		}
 		if d.IsDir() && d.Name() == "pg_wal" {
@@ -558,7 +562,9 @@ func dataFiles(b *testing.B, dir string) []dataFile {
 			return nil
 		}
 		info, err := d.Info()
-		if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		} else if err != nil {
 			return err
 		}
 		files = append(files, dataFile{p, info.Size()})
@@ -592,7 +598,7 @@ func readDataDir(b *testing.B, dir string) {
 					_, err = f.ReadAt(buf[:p.len], p.off)
 					f.Close()
 				}
-				if err != nil && err != io.EOF {
+				if err != nil && err != io.EOF && !errors.Is(err, fs.ErrNotExist) {
 					mu.Lock()
 					failed = err
 					mu.Unlock()
@@ -623,14 +629,17 @@ func writeDataDirTar(b *testing.B, dir, out string) {
 	tw := tar.NewWriter(f)
 	for _, df := range dataFiles(b, dir) {
 		in, err := os.Open(df.path)
-		if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		} else if err != nil {
 			b.Fatal(err)
 		}
 		rel, _ := filepath.Rel(dir, df.path)
 		if err := tw.WriteHeader(&tar.Header{Name: rel, Mode: 0o600, Size: df.size, Typeflag: tar.TypeReg}); err != nil {
 			b.Fatal(err)
 		}
-		if _, err := io.CopyN(tw, in, df.size); err != nil {
+		// A file that shrank meanwhile is padded to its listed size.
+		if _, err := io.CopyN(tw, io.MultiReader(in, zeros{}), df.size); err != nil {
 			b.Fatal(err)
 		}
 		in.Close()
@@ -638,6 +647,14 @@ func writeDataDirTar(b *testing.B, dir, out string) {
 	if err := tw.Close(); err != nil {
 		b.Fatal(err)
 	}
+}
+
+// zeros reads as endless zero bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }
 
 // putFile uploads a file in one multipart PUT over TLS, unsigned payload and

@@ -3,11 +3,13 @@ package backup
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strings"
 
 	"filippo.io/age"
@@ -66,9 +68,20 @@ func GenerateKey() (string, error) {
 }
 
 // zstd level 1 compresses at several hundred MB/s per core; each object is
-// compressed on its own so that objects compress in parallel.
+// compressed on its own so that objects compress in parallel. The shared
+// encoder holds one state per CPU: EncodeAll takes a free one, so as many
+// objects as there are CPUs compress at once (a concurrency of 1 would make
+// every upload worker queue for a single state). No lower-memory mode: with
+// it the fast encoder slides its whole window down after every 128 KiB block,
+// which costs more than the compression. No frame CRC: every stored object's
+// SHA-256 is checked before it is decompressed, and the CRC's xxhash pass
+// over the raw bytes would be the second hash of the same data. A 512 KiB
+// window instead of the default 8 MiB: the encoder copies its input through
+// a history buffer of twice the window, which then stays in the CPU cache;
+// on PostgreSQL pages it compresses as well (matches are near) and about
+// twice as fast.
 var (
-	encoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+	encoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithEncoderCRC(false), zstd.WithWindowSize(512<<10))
 	decoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(1<<32))
 )
 
@@ -82,17 +95,67 @@ func (k Keys) objectSuffix() string {
 	return ".zst"
 }
 
+// compress appends raw to dst as zstd frames of up to segmentSize (4 MiB)
+// bytes. A segment whose first probeSize bytes do not compress (random or
+// already compressed data, which PostgreSQL keeps in TOAST) is stored in raw
+// blocks without searching it for matches: that search would cost a
+// core-second per GB for nothing, CPU the object store needs to take the
+// bytes in.
+// Concatenated frames are one valid zstd stream.
+func compress(dst, raw []byte) []byte {
+	var probe [probeSize + 512]byte
+	for len(raw) > 0 {
+		seg := raw[:min(segmentSize, len(raw))]
+		raw = raw[len(seg):]
+		if len(seg) >= 2*probeSize && len(encoder.EncodeAll(seg[:probeSize], probe[:0])) > probeSize*97/100 {
+			dst = appendRawFrame(dst, seg)
+			continue
+		}
+		dst = encoder.EncodeAll(seg, dst)
+	}
+	return dst
+}
+
+const (
+	segmentSize = 4 << 20
+	probeSize   = 16 << 10
+	// maxBlockSize is the largest zstd block.
+	maxBlockSize = 128 << 10
+)
+
+// appendRawFrame appends a zstd frame that stores b uncompressed (RFC 8878,
+// section 3.1.1): the magic number, a single-segment header with a 4-byte
+// content size, and raw blocks of at most 128 KiB.
+func appendRawFrame(dst, b []byte) []byte {
+	dst = append(dst, 0x28, 0xb5, 0x2f, 0xfd)
+	// Frame_Header_Descriptor: FCS_Field_Size 2 (4 bytes), Single_Segment.
+	dst = append(dst, 0xa0)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(b)))
+	for first := true; len(b) > 0 || first; first = false {
+		blk := b[:min(maxBlockSize, len(b))]
+		b = b[len(blk):]
+		// Block_Header: Last_Block, Block_Type 0 (raw), Block_Size.
+		h := uint32(len(blk)) << 3
+		if len(b) == 0 {
+			h |= 1
+		}
+		dst = append(dst, byte(h), byte(h>>8), byte(h>>16))
+		dst = append(dst, blk...)
+	}
+	return dst
+}
+
 // seal compresses and, with recipients, encrypts raw, appending to dst.
 func (k Keys) seal(dst *bytes.Buffer, raw []byte) error {
 	if !k.Encrypted() {
-		dst.Write(encoder.EncodeAll(raw, dst.AvailableBuffer()))
+		dst.Write(compress(dst.AvailableBuffer(), raw))
 		return nil
 	}
 	w, err := age.Encrypt(dst, k.Recipients...)
 	if err != nil {
 		return fmt.Errorf("encrypt: %w", err)
 	}
-	if _, err := w.Write(encoder.EncodeAll(raw, nil)); err != nil {
+	if _, err := w.Write(compress(nil, raw)); err != nil {
 		return fmt.Errorf("encrypt: %w", err)
 	}
 	return w.Close()
@@ -100,6 +163,11 @@ func (k Keys) seal(dst *bytes.Buffer, raw []byte) error {
 
 // open reverses seal. name is the object, for messages.
 func (k Keys) open(name string, stored []byte) ([]byte, error) {
+	return k.openInto(name, stored, nil)
+}
+
+// openInto is open that decodes into dst's spare capacity.
+func (k Keys) openInto(name string, stored, dst []byte) ([]byte, error) {
 	compressed := stored
 	if bytes.HasPrefix(stored, []byte(ageHeader)) {
 		if len(k.Identities) == 0 {
@@ -113,7 +181,7 @@ func (k Keys) open(name string, stored []byte) ([]byte, error) {
 			return nil, fmt.Errorf("%s: decrypt: %w", name, err)
 		}
 	}
-	raw, err := decoder.DecodeAll(compressed, nil)
+	raw, err := decoder.DecodeAll(compressed, dst[:0])
 	if err != nil {
 		return nil, fmt.Errorf("%s: decompress: %w", name, err)
 	}

@@ -1,16 +1,12 @@
 package backup
 
 import (
-	"archive/tar"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"time"
 )
 
@@ -109,14 +105,22 @@ func Restore(ctx context.Context, opts RestoreOptions) (*Manifest, error) {
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return nil, err
 	}
-	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	go func() { pw.CloseWithError(fetchObjects(ctx, opts, m, pw)) }()
-	err = extractTar(pr, opts.DataDir, opts.Progress)
-	pr.CloseWithError(errors.New("restore stopped"))
-	if err != nil {
+	chunks := make(chan *decoded, 1)
+	var fetchErr error
+	go func() {
+		fetchErr = fetchObjects(ctx, opts, m, chunks)
+		close(chunks)
+	}()
+	// fetchErr is read only after chunks is closed, which happens after it
+	// is set.
+	stream := &chunkStream{ctx: ctx, chunks: chunks, fetchErr: func() error { return fetchErr }}
+	if err := extractTar(stream, opts.DataDir, opts.Progress); err != nil {
 		cancel(err)
+		for d := range chunks {
+			d.unref()
+		}
 		return nil, fmt.Errorf("restore backup %s: %w", m.ID, err)
 	}
 	if err := os.WriteFile(filepath.Join(opts.DataDir, "backup_label"), []byte(m.BackupLabel), 0o600); err != nil {
@@ -131,8 +135,10 @@ func Restore(ctx context.Context, opts RestoreOptions) (*Manifest, error) {
 }
 
 // fetchObjects downloads, checks and opens the backup's objects with some
-// running ahead, and writes them to w in order.
-func fetchObjects(ctx context.Context, opts RestoreOptions, m *Manifest, w io.Writer) error {
+// running ahead, and sends them to out in order. Decoded buffers come back
+// through a free list once their bytes are written, so that a restore does
+// not allocate (and the runtime zero) a new 32 MiB buffer per object.
+func fetchObjects(ctx context.Context, opts RestoreOptions, m *Manifest, out chan<- *decoded) error {
 	conc := opts.Concurrency
 	if conc <= 0 {
 		conc = max(4, 2*runtime.GOMAXPROCS(0))
@@ -140,6 +146,13 @@ func fetchObjects(ctx context.Context, opts RestoreOptions, m *Manifest, w io.Wr
 	type result struct {
 		data []byte
 		err  error
+	}
+	free := make(chan []byte, conc+2)
+	release := func(b []byte) {
+		select {
+		case free <- b[:0]:
+		default:
+		}
 	}
 	dir := baseDir(m.Namespace, m.Instance, m.ID)
 	slots := make([]chan result, len(m.Objects))
@@ -155,7 +168,12 @@ func fetchObjects(ctx context.Context, opts RestoreOptions, m *Manifest, w io.Wr
 				return
 			}
 			go func() {
-				data, err := fetchObject(ctx, opts.Store, opts.Keys, dir, o)
+				var dst []byte
+				select {
+				case dst = <-free:
+				default:
+				}
+				data, err := fetchObject(ctx, opts.Store, opts.Keys, dir, o, dst)
 				slots[i] <- result{data, err}
 			}()
 		}
@@ -171,63 +189,29 @@ func fetchObjects(ctx context.Context, opts RestoreOptions, m *Manifest, w io.Wr
 		if r.err != nil {
 			return r.err
 		}
-		if _, err := w.Write(r.data); err != nil {
-			return err
+		d := &decoded{data: r.data, release: release}
+		d.refs.Store(1)
+		select {
+		case out <- d:
+		case <-ctx.Done():
+			return context.Cause(ctx)
 		}
 	}
 	return nil
 }
 
-func fetchObject(ctx context.Context, s *Store, keys Keys, dir string, o Object) ([]byte, error) {
-	stored, err := s.get(ctx, path.Join(dir, o.Name))
+// fetchObject downloads one object, checks it and opens it, decoding into
+// dst (which may be nil).
+func fetchObject(ctx context.Context, s *Store, keys Keys, dir string, o Object, dst []byte) ([]byte, error) {
+	stored, err := s.getSized(ctx, path.Join(dir, o.Name), o.Size)
 	if err != nil {
 		return nil, err
 	}
 	if got := sha256Hex(stored); got != o.SHA256 || int64(len(stored)) != o.Size {
 		return nil, fmt.Errorf("%s: checksum mismatch (stored object has sha256 %s, %d bytes; manifest says %s, %d bytes): the object was altered or damaged", path.Join(dir, o.Name), got, len(stored), o.SHA256, o.Size)
 	}
-	return keys.open(path.Join(dir, o.Name), stored)
-}
-
-// extractTar writes a tar stream into dir, refusing names that leave it.
-func extractTar(r io.Reader, dir string, progress func(int64)) error {
-	tr := tar.NewReader(r)
-	buf := make([]byte, 1<<20)
-	var written int64
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		name := filepath.FromSlash(strings.TrimSuffix(h.Name, "/"))
-		if !filepath.IsLocal(name) {
-			return fmt.Errorf("backup holds the path %q, which leaves the data directory", h.Name)
-		}
-		p := filepath.Join(dir, name)
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(p, os.FileMode(h.Mode).Perm()|0o700); err != nil {
-				return err
-			}
-		case tar.TypeReg:
-			f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, os.FileMode(h.Mode).Perm())
-			if err != nil {
-				return err
-			}
-			n, err := io.CopyBuffer(f, tr, buf)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return fmt.Errorf("write %s: %w", p, err)
-			}
-			written += n
-			if progress != nil {
-				progress(written)
-			}
-		}
+	if cap(dst) < int(o.RawSize) {
+		dst = make([]byte, 0, o.RawSize)
 	}
+	return keys.openInto(path.Join(dir, o.Name), stored, dst)
 }

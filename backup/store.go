@@ -105,6 +105,13 @@ func Open(ctx context.Context, cfg StoreConfig) (*Store, error) {
 		// Lets wal-push have the server check a SHA-256 of what it got.
 		TrailingHeaders: true,
 	}
+	tr, err := minio.DefaultTransport(opts.Secure)
+	if err != nil {
+		return nil, err
+	}
+	// A backup keeps many uploads in flight; without enough idle
+	// connections each would pay a new TCP (and TLS) handshake.
+	tr.MaxIdleConnsPerHost = 64
 	if cfg.CAFile != "" {
 		pem, err := os.ReadFile(cfg.CAFile)
 		if err != nil {
@@ -117,20 +124,9 @@ func Open(ctx context.Context, cfg StoreConfig) (*Store, error) {
 		if !pool.AppendCertsFromPEM(pem) {
 			return nil, fmt.Errorf("object store CA bundle %s: no PEM certificate in it", cfg.CAFile)
 		}
-		tr, err := minio.DefaultTransport(true)
-		if err != nil {
-			return nil, err
-		}
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-		opts.Transport = tr
-	} else {
-		tr, err := minio.DefaultTransport(opts.Secure)
-		if err != nil {
-			return nil, err
-		}
-		tr.MaxIdleConnsPerHost = 64
-		opts.Transport = tr
 	}
+	opts.Transport = tr
 	client, err := minio.New(u.Host, opts)
 	if err != nil {
 		return nil, fmt.Errorf("object store %s: %w", cfg.Endpoint, err)
@@ -140,6 +136,9 @@ func Open(ctx context.Context, cfg StoreConfig) (*Store, error) {
 	defer cancel()
 	ok, err := client.BucketExists(checkCtx, cfg.Bucket)
 	if err != nil {
+		if hint := tlsHint(err, cfg.CAFile); hint != "" {
+			return nil, fmt.Errorf("object store %s: %s: %w", s.desc, hint, err)
+		}
 		return nil, fmt.Errorf("object store %s is unreachable or refused us: %w", s.desc, err)
 	}
 	if !ok {
@@ -153,6 +152,24 @@ func Open(ctx context.Context, cfg StoreConfig) (*Store, error) {
 	return s, nil
 }
 
+// tlsHint explains a TLS verification failure, which otherwise reads like
+// any other network error; empty for other errors.
+func tlsHint(err error, caFile string) string {
+	var unknown x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	var host x509.HostnameError
+	var verify *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &unknown) || errors.As(err, &invalid) || errors.As(err, &host) || errors.As(err, &verify):
+	default:
+		return ""
+	}
+	if caFile == "" {
+		return "its TLS certificate is not trusted: give the ObjectStore the CA bundle that signed it (spec.caSecret, or the system trust store on a single host)"
+	}
+	return "its TLS certificate is not signed by the CA bundle " + caFile
+}
+
 // String names the bucket for messages.
 func (s *Store) String() string { return s.desc }
 
@@ -164,10 +181,14 @@ func (s *Store) key(rel string) string {
 }
 
 // put stores data under rel and returns nothing until the object store
-// acknowledged it.
+// acknowledged it. It is one PUT, never a multipart upload: an object is at
+// most a few tens of MiB and is already in memory, so the parts' extra
+// requests and the server's reassembly would buy nothing. The payload is not
+// signed (the SHA-256 pass would cost a core-second per GB); the client
+// sends a CRC32C trailer that the server checks instead.
 func (s *Store) put(ctx context.Context, rel string, data []byte) error {
 	_, err := s.client.PutObject(ctx, s.bucket, s.key(rel), bytes.NewReader(data), int64(len(data)),
-		minio.PutObjectOptions{ContentType: "application/octet-stream", DisableContentSha256: true})
+		minio.PutObjectOptions{ContentType: "application/octet-stream", DisableContentSha256: true, DisableMultipart: true})
 	if err != nil {
 		return fmt.Errorf("upload %s to %s: %w", rel, s.desc, err)
 	}
@@ -190,6 +211,26 @@ func (s *Store) get(ctx context.Context, rel string) ([]byte, error) {
 		return nil, fmt.Errorf("download %s from %s: %w", rel, s.desc, err)
 	}
 	return b, nil
+}
+
+// getSized is get for an object whose size is known, read into one buffer
+// of that size instead of a growing one.
+func (s *Store) getSized(ctx context.Context, rel string, size int64) ([]byte, error) {
+	obj, err := s.client.GetObject(ctx, s.bucket, s.key(rel), minio.GetObjectOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("download %s from %s: %w", rel, s.desc, err)
+	}
+	defer obj.Close()
+	// bytes.Buffer keeps 512 bytes free for each read; with them it never
+	// grows for an object of the expected size.
+	buf := bytes.NewBuffer(make([]byte, 0, size+bytes.MinRead))
+	if _, err := buf.ReadFrom(obj); err != nil {
+		if isNotFound(err) {
+			return nil, fmt.Errorf("download %s from %s: %w", rel, s.desc, ErrNotFound)
+		}
+		return nil, fmt.Errorf("download %s from %s: %w", rel, s.desc, err)
+	}
+	return buf.Bytes(), nil
 }
 
 // ErrNotFound is a missing object.

@@ -2,7 +2,8 @@
 # install-deps.sh brings every real dependency of Outpost onto this machine:
 # PostgreSQL 15 with its headers, pgvector built from Debian's source package,
 # the test tools (MinIO, etcd, kube-apiserver, controller-gen, helm) built from
-# Go modules, and Debian's Chromium for the hub page test. Each step is skipped
+# Go modules, Debian's Chromium for the hub page test and Debian's pgBackRest
+# for the backup benchmark. Each step is skipped
 # when its result is already in place, so a second run takes seconds.
 #
 #   scripts/install-deps.sh        everything (what `make test` needs)
@@ -149,6 +150,14 @@ install_chromium() {
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium
 }
 
+# pgBackRest is the peer the backup benchmark measures us against, side by
+# side; Debian's package (2.45 on bookworm) is the version operators get.
+have_pgbackrest() { dpkg-query -W -f='${Status}' pgbackrest 2>/dev/null | grep -q 'install ok installed'; }
+install_pgbackrest() {
+	apt_update_once
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends pgbackrest
+}
+
 step postgres have_postgres install_postgres
 step pgvector have_pgvector install_pgvector
 [ "${1:-all}" = run ] && exit 0
@@ -158,3 +167,4 @@ step helm have_helm install_helm
 step minio have_minio install_minio
 step kube-apiserver have_kube_apiserver install_kube_apiserver
 step chromium have_chromium install_chromium
+step pgbackrest have_pgbackrest install_pgbackrest

@@ -3,127 +3,674 @@ package bench
 import (
 	"archive/tar"
 	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
+	"text/tabwriter"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
+	"github.com/jackc/pgx/v5"
 	"github.com/minio/minio-go/v7"
 
 	"github.com/outpostdata/outpost/backup"
+	"github.com/outpostdata/outpost/controller/singlehost"
+	"github.com/outpostdata/outpost/postgres"
 	"github.com/outpostdata/outpost/test/harness"
 )
 
-// BenchmarkFullBackup measures `backup.Create` (what `outpost backup create`
-// runs) of a pgbench database into a local MinIO, and, side by side in the
-// same run against the same database and MinIO, a raw reference: the data
-// directory as one tar stream through zstd level 1 (all cores) into one
-// streaming PutObject. It reports both in MB/s of source data, their ratio,
-// and restore throughput. OUTPOST_BENCH_SCALE sets the pgbench scale
-// (default 20, about 300 MB; 70 is about 1 GB).
-func BenchmarkFullBackup(b *testing.B) {
-	scale := 20
-	if v, err := strconv.Atoi(os.Getenv("OUTPOST_BENCH_SCALE")); err == nil && v > 0 {
-		scale = v
+// BenchmarkBackupVsPgBackRest measures full backups and restores side by
+// side in one run, against the same PostgreSQL 15 and the same MinIO over
+// TLS (a self-signed certificate that both tools trust):
+//
+//   - `outpost backup create` (the built binary; zstd level 1);
+//   - pgBackRest 2.45 (repo type s3 on that MinIO, lz4, process-max=2), run
+//     as the data directory's owner, with archive_command switched to it;
+//   - the physical limits over the same bytes: a parallel raw read of the
+//     data directory, one MinIO PUT of a file of the same size (16 MiB parts,
+//     4 threads, unsigned payload), and `zstd -1` on every core.
+//
+// The tools take turns (A B A B) so that both see the same machine load.
+// Restores are timed the same way: backup.Restore (what a recovery
+// bootstrap runs) against `pgbackrest restore`. Throughput is MB of the
+// data directory (without pg_wal) per second. Two sub-benchmarks: pgbench
+// scale 70 (about 1 GB, compressible), then the same database plus about
+// 1 GB of random bytea (incompressible). Run it alone, once:
+//
+//	go test -run '^$' -bench BackupVsPgBackRest -benchtime 1x -timeout 30m ./test/bench/
+//
+// OUTPOST_BENCH_SCALE and OUTPOST_BENCH_RANDOM_MB change the sizes,
+// OUTPOST_BENCH_ROUNDS the number of turns (default 3).
+func BenchmarkBackupVsPgBackRest(b *testing.B) {
+	env := newBackupBench(b)
+	b.Run("pgbench", func(b *testing.B) { env.compare(b, "pgbench") })
+	b.Run("pgbench+random", func(b *testing.B) {
+		env.addRandom(b, envInt("OUTPOST_BENCH_RANDOM_MB", 1024))
+		env.compare(b, "pgbench+random")
+	})
+}
+
+// backupBench is the shared setup: one MinIO, one server, both tools
+// configured against them.
+type backupBench struct {
+	minio     *harness.MinIO
+	srv       *postgres.Server
+	outpost   string // built binary
+	stateDir  string
+	store     *backup.Store
+	walConfig string // backup.json for outpost wal-push
+	pgbrConf  string
+	work      string
+	random    bool
+}
+
+const (
+	benchNamespace = "default"
+	benchInstance  = "bench"
+	benchStanza    = "bench"
+)
+
+func newBackupBench(b *testing.B) *backupBench {
+	b.Helper()
+	if _, err := exec.LookPath("pgbackrest"); err != nil {
+		b.Fatal("pgbackrest is not installed: run scripts/install-deps.sh (step pgbackrest)")
 	}
-	m := harness.StartMinIO(b)
-	pg := harness.StartPostgres(b)
-	srv := pg.Server
-	cmd := exec.Command(harness.SystemBinary(b, "pgbench"), "-i", "-q", "-s", strconv.Itoa(scale), "-h", "127.0.0.1", "-p", strconv.Itoa(srv.Port), "-U", "postgres", "postgres")
-	cmd.Env = append(os.Environ(), "PGPASSWORD="+srv.Password)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("pgbench -i: %v\n%s", err, out)
+	if _, err := exec.LookPath("zstd"); err != nil {
+		b.Fatal("the zstd command is not installed; it is the compression limit of this benchmark")
 	}
 	ctx := context.Background()
-	conn := pg.Connect(b, "postgres")
-	if _, err := conn.Exec(ctx, "CHECKPOINT"); err != nil {
-		b.Fatal(err)
-	}
-	store, err := backup.Open(ctx, backup.StoreConfig{Endpoint: m.URL(), Bucket: m.Bucket, AccessKey: m.AccessKey, SecretKey: m.SecretKey})
+	e := &backupBench{minio: harness.StartMinIOTLS(b), work: harness.TempDir(b)}
+	bin, remove, err := harness.BuildOutpost()
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(remove)
+	e.outpost = bin
 
-	var ours, raw, restore time.Duration
-	var source, stored int64
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		// Alternate, so both see the same machine load.
-		start := time.Now()
-		man, err := backup.Create(ctx, backup.CreateOptions{Store: store, Namespace: "bench", Instance: "pgbench", ConnString: pg.URL("postgres"), DataDir: srv.DataDir, ChunkSize: envInt("OUTPOST_BENCH_CHUNK_MB", 0) << 20, Concurrency: envInt("OUTPOST_BENCH_CONCURRENCY", 0)})
-		if err != nil {
-			b.Fatal(err)
-		}
-		ours += time.Since(start)
-		source, stored = man.SourceBytes, man.StoredBytes
-
-		start = time.Now()
-		rawBackup(b, m, srv.DataDir, "raw/"+strconv.Itoa(i)+".tar.zst")
-		raw += time.Since(start)
-
-		dir := filepath.Join(harness.TempDir(b), "data")
-		start = time.Now()
-		if _, err := backup.Restore(ctx, backup.RestoreOptions{Store: store, Namespace: "bench", Instance: "pgbench", BackupID: man.ID, DataDir: dir}); err != nil {
-			b.Fatal(err)
-		}
-		restore += time.Since(start)
-		os.RemoveAll(dir)
+	// A state directory as `outpost up` leaves it, so that `outpost backup
+	// create` finds the instance, its credentials and its object store.
+	e.stateDir = filepath.Join(e.work, "state")
+	sd, err := singlehost.OpenStateDir(e.stateDir)
+	if err != nil {
+		b.Fatal(err)
 	}
-	b.StopTimer()
-	mbps := func(d time.Duration) float64 { return float64(source) * float64(b.N) / 1e6 / d.Seconds() }
-	b.ReportMetric(float64(source)/1e6, "source-MB")
-	b.ReportMetric(float64(stored)/1e6, "stored-MB")
-	b.ReportMetric(mbps(ours), "backup-MB/s")
-	b.ReportMetric(mbps(raw), "raw-tar-zstd-put-MB/s")
-	b.ReportMetric(mbps(ours)/mbps(raw), "backup/raw")
-	b.ReportMetric(mbps(restore), "restore-MB/s")
+	instDir := sd.Instance(benchNamespace, benchInstance)
+	for _, d := range []string{sd.Manifests(), instDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for p := instDir; p != e.work; p = filepath.Dir(p) {
+		os.Chmod(p, 0o755)
+	}
+	creds := filepath.Join(e.work, "minio.credentials")
+	writeFile(b, creds, "accessKeyID="+e.minio.AccessKey+"\nsecretAccessKey="+e.minio.SecretKey+"\n", 0o600)
+	writeFile(b, filepath.Join(sd.Manifests(), "store.yaml"), `apiVersion: outpost.dev/v1alpha1
+kind: ObjectStore
+metadata:
+  name: minio
+spec:
+  endpoint: `+e.minio.URL()+`
+  bucket: `+e.minio.Bucket+`
+  prefix: outpost
+  credentials:
+    file: `+creds+`
+`, 0o644)
+	writeFile(b, filepath.Join(sd.Manifests(), benchInstance+".yaml"), `apiVersion: outpost.dev/v1alpha1
+kind: PostgresInstance
+metadata:
+  name: `+benchInstance+`
+spec:
+  resources:
+    cpu: "1"
+    memory: 512Mi
+  storage:
+    size: 10Gi
+  backup:
+    objectStore: {name: minio}
+`, 0o644)
+
+	storeCfg := backup.StoreConfig{Endpoint: e.minio.URL(), Bucket: e.minio.Bucket, Prefix: "outpost", AccessKey: e.minio.AccessKey, SecretKey: e.minio.SecretKey, CAFile: e.minio.CAFile}
+	if e.store, err = backup.Open(ctx, storeCfg); err != nil {
+		b.Fatal(err)
+	}
+	e.walConfig = filepath.Join(e.work, "backup.json")
+	if err := backup.WriteArchiveConfig(e.walConfig, &backup.ArchiveConfig{Store: storeCfg, Namespace: benchNamespace, Instance: benchInstance}); err != nil {
+		b.Fatal(err)
+	}
+	if err := postgres.OwnByServer(e.walConfig); err != nil {
+		b.Fatal(err)
+	}
+
+	pgBin, err := postgres.BinDir(postgres.DefaultMajorVersion)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sock := filepath.Join(e.work, "sock")
+	if err := os.Mkdir(sock, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	if err := postgres.OwnByServer(sock); err != nil {
+		b.Fatal(err)
+	}
+	e.srv = &postgres.Server{BinDir: pgBin, DataDir: filepath.Join(instDir, "data"), Port: harness.FreePort(b), Password: postgres.GeneratePassword()}
+	e.srv.ManagedSettings = backup.ArchiveSettings(e.outpost, e.walConfig)
+	e.srv.ManagedSettings["unix_socket_directories"] = sock
+	if err := e.srv.InitDB(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if err := e.srv.WriteConfig(map[string]string{"fsync": "off", "max_wal_size": "4GB", "shared_buffers": "256MB"}); err != nil {
+		b.Fatal(err)
+	}
+	// pgBackRest reaches the server only through its Unix socket, which
+	// Outpost's own pg_hba.conf does not admit.
+	hba, err := os.OpenFile(filepath.Join(e.srv.DataDir, "pg_hba.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fmt.Fprintln(hba, "local   all          postgres                scram-sha-256")
+	hba.Close()
+	if err := e.srv.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { e.srv.Stop(context.Background()) })
+	credJSON, _ := json.Marshal(map[string]any{"host": "127.0.0.1", "port": e.srv.Port, "database": "postgres", "username": "postgres", "password": e.srv.Password, "superuserPassword": e.srv.Password})
+	writeFile(b, filepath.Join(instDir, "credentials.json"), string(credJSON), 0o600)
+
+	// pgBackRest: repo of type s3 on the same MinIO, in its own prefix.
+	for _, d := range []string{"pgbr-log", "pgbr-lock", "pgbr-spool"} {
+		p := filepath.Join(e.work, d)
+		if err := os.Mkdir(p, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if err := postgres.OwnByServer(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+	e.pgbrConf = filepath.Join(e.work, "pgbackrest.conf")
+	writeFile(b, e.pgbrConf, fmt.Sprintf(`[global]
+repo1-type=s3
+repo1-path=/pgbackrest
+repo1-s3-bucket=%s
+repo1-s3-endpoint=127.0.0.1
+repo1-storage-port=%s
+repo1-s3-region=us-east-1
+repo1-s3-key=%s
+repo1-s3-key-secret=%s
+repo1-s3-uri-style=path
+repo1-storage-ca-file=%s
+repo1-retention-full=100
+compress-type=lz4
+process-max=2
+start-fast=y
+log-level-console=warn
+log-level-file=off
+log-path=%s
+lock-path=%s
+spool-path=%s
+
+[%s]
+pg1-path=%s
+pg1-port=%d
+pg1-socket-path=%s
+pg1-user=postgres
+`, e.minio.Bucket, strings.Split(e.minio.Endpoint, ":")[1], e.minio.AccessKey, e.minio.SecretKey, e.minio.CAFile,
+		filepath.Join(e.work, "pgbr-log"), filepath.Join(e.work, "pgbr-lock"), filepath.Join(e.work, "pgbr-spool"),
+		benchStanza, e.srv.DataDir, e.srv.Port, sock), 0o644)
+	if err := postgres.OwnByServer(e.pgbrConf); err != nil {
+		b.Fatal(err)
+	}
+	e.pgbackrest(b, "stanza-create")
+
+	scale := envInt("OUTPOST_BENCH_SCALE", 70)
+	pgbench := exec.Command(filepath.Join(pgBin, "pgbench"), "-i", "-q", "-s", strconv.Itoa(scale), "-h", "127.0.0.1", "-p", strconv.Itoa(e.srv.Port), "-U", "postgres", "postgres")
+	pgbench.Env = append(os.Environ(), "PGPASSWORD="+e.srv.Password)
+	run(b, pgbench)
+	return e
 }
 
-// rawBackup is the reference: tar | zstd -1 (all cores) | one streaming
-// multipart PutObject.
-func rawBackup(b *testing.B, m *harness.MinIO, dataDir, key string) {
-	pr, pw := io.Pipe()
-	go func() {
-		zw, err := zstd.NewWriter(pw, zstd.WithEncoderLevel(zstd.SpeedFastest))
+func writeFile(b *testing.B, p, content string, mode os.FileMode) {
+	b.Helper()
+	if err := os.WriteFile(p, []byte(content), mode); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// pgbackrest runs one pgBackRest command as the data directory's owner.
+func (e *backupBench) pgbackrest(b *testing.B, args ...string) string {
+	b.Helper()
+	cmd := exec.Command("pgbackrest", append([]string{"--config=" + e.pgbrConf, "--stanza=" + benchStanza}, args...)...)
+	cmd.Env = append(os.Environ(), "PGPASSWORD="+e.srv.Password)
+	cmd.Dir = e.work
+	asPostgresCmd(b, cmd)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		b.Fatalf("pgbackrest %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// asPostgresCmd runs cmd as the postgres user when we are root.
+func asPostgresCmd(b *testing.B, cmd *exec.Cmd) {
+	if uid, gid, ok := postgresIDs(b); ok {
+		cmd.SysProcAttr = sysProcAs(uid, gid)
+	}
+}
+
+func (e *backupBench) sql(b *testing.B, query string, args ...any) {
+	b.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, e.srv.URL("postgres"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, query, args...); err != nil {
+		b.Fatalf("%s: %v", query, err)
+	}
+}
+
+// useArchiver points archive_command at one tool: each tool's backup waits
+// for its own archive of the WAL it needs.
+func (e *backupBench) useArchiver(b *testing.B, command string) {
+	b.Helper()
+	e.sql(b, "ALTER SYSTEM SET archive_command = '"+strings.ReplaceAll(command, "'", "''")+"'")
+	e.sql(b, "SELECT pg_reload_conf()")
+	// The reload is asynchronous; a new session sees the setting once the
+	// postmaster has read it.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		ctx := context.Background()
+		conn, err := pgx.Connect(ctx, e.srv.URL("postgres"))
 		if err != nil {
-			pw.CloseWithError(err)
+			b.Fatal(err)
+		}
+		var got string
+		err = conn.QueryRow(ctx, "SHOW archive_command").Scan(&got)
+		conn.Close(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if got == command {
 			return
 		}
-		tw := tar.NewWriter(zw)
-		err = filepath.WalkDir(dataDir, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || !d.Type().IsRegular() {
-				return err
+		if time.Now().After(deadline) {
+			b.Fatalf("archive_command is still %q after reload", got)
+		}
+	}
+}
+
+// waitArchived switches WAL and waits until the archiver has caught up, so
+// that the WAL of loading the data is not archived during (and charged to)
+// whichever tool happens to run first.
+func (e *backupBench) waitArchived(b *testing.B) {
+	b.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, e.srv.URL("postgres"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var seg string
+	if err := conn.QueryRow(ctx, "SELECT pg_walfile_name(pg_switch_wal())").Scan(&seg); err != nil {
+		b.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		var last string
+		if err := conn.QueryRow(ctx, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver").Scan(&last); err != nil {
+			b.Fatal(err)
+		}
+		if last >= seg {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("WAL segment %s not archived within 5 minutes (last archived %q)", seg, last)
+		}
+	}
+}
+
+func (e *backupBench) outpostArchiveCommand() string {
+	return backup.ArchiveSettings(e.outpost, e.walConfig)["archive_command"]
+}
+
+func (e *backupBench) pgbrArchiveCommand() string {
+	return "pgbackrest --config=" + e.pgbrConf + " --stanza=" + benchStanza + " archive-push %p"
+}
+
+// addRandom adds mb MiB of random bytea, stored uncompressed by PostgreSQL
+// (STORAGE EXTERNAL), as a backup tool sees incompressible data.
+func (e *backupBench) addRandom(b *testing.B, mb int) {
+	b.Helper()
+	if e.random {
+		return
+	}
+	e.random = true
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, e.srv.URL("postgres"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE TABLE random_blobs (id int PRIMARY KEY, b bytea); ALTER TABLE random_blobs ALTER COLUMN b SET STORAGE EXTERNAL"); err != nil {
+		b.Fatal(err)
+	}
+	rows := make([][]any, 0, 64)
+	for i := 0; i < mb; i++ {
+		blob := make([]byte, 1<<20)
+		rand.Read(blob)
+		rows = append(rows, []any{i, blob})
+		if len(rows) == cap(rows) || i == mb-1 {
+			if _, err := conn.CopyFrom(ctx, pgx.Identifier{"random_blobs"}, []string{"id", "b"}, pgx.CopyFromRows(rows)); err != nil {
+				b.Fatal(err)
 			}
-			info, err := d.Info()
-			if err != nil {
-				return err
+			rows = rows[:0]
+		}
+	}
+}
+
+// result is one measurement: seconds per run, over several runs.
+type result struct {
+	name  string
+	secs  []float64
+	bytes int64 // stored bytes, for backups
+}
+
+func (r *result) mbps(source int64) float64 {
+	var sum float64
+	for _, s := range r.secs {
+		sum += s
+	}
+	return float64(source) * float64(len(r.secs)) / 1e6 / sum
+}
+
+func timed(r *result, f func()) {
+	start := time.Now()
+	f()
+	r.secs = append(r.secs, time.Since(start).Seconds())
+}
+
+func (e *backupBench) compare(b *testing.B, label string) {
+	ctx := context.Background()
+	e.sql(b, "VACUUM ANALYZE")
+	e.sql(b, "CHECKPOINT")
+	e.waitArchived(b)
+	source := dataDirBytes(b, e.srv.DataDir)
+	rounds := envInt("OUTPOST_BENCH_ROUNDS", 3) * b.N
+
+	var ours, pgbr, ourRestore, pgbrRestore, read, put, zstd result
+	var lastID string
+	for range rounds {
+		e.useArchiver(b, e.outpostArchiveCommand())
+		timed(&ours, func() { lastID, ours.bytes = e.outpostBackup(b) })
+		e.useArchiver(b, e.pgbrArchiveCommand())
+		timed(&pgbr, func() { pgbr.bytes = e.pgbrBackup(b) })
+	}
+	for range rounds {
+		dir := filepath.Join(e.work, "restore-outpost")
+		timed(&ourRestore, func() {
+			if _, err := backup.Restore(ctx, backup.RestoreOptions{Store: e.store, Namespace: benchNamespace, Instance: benchInstance, BackupID: lastID, DataDir: dir}); err != nil {
+				b.Fatal(err)
 			}
-			rel, _ := filepath.Rel(dataDir, p)
-			if err := tw.WriteHeader(&tar.Header{Name: rel, Mode: 0o600, Size: info.Size(), Typeflag: tar.TypeReg}); err != nil {
-				return err
-			}
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			_, err = io.CopyN(tw, f, info.Size())
-			return err
 		})
-		if err == nil {
-			err = tw.Close()
+		os.RemoveAll(dir)
+		dir = filepath.Join(e.work, "restore-pgbackrest")
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			b.Fatal(err)
 		}
-		if err == nil {
-			err = zw.Close()
+		if err := postgres.OwnByServer(dir); err != nil {
+			b.Fatal(err)
 		}
-		pw.CloseWithError(err)
-	}()
-	_, err := m.Client.PutObject(context.Background(), m.Bucket, key, pr, -1, minio.PutObjectOptions{PartSize: 16 << 20, NumThreads: 4, ConcurrentStreamParts: true})
+		timed(&pgbrRestore, func() { e.pgbackrest(b, "--pg1-path="+dir, "restore") })
+		os.RemoveAll(dir)
+	}
+
+	// The limits, over the same bytes.
+	tarFile := filepath.Join(e.work, "datadir.tar")
+	writeDataDirTar(b, e.srv.DataDir, tarFile)
+	for range rounds {
+		timed(&read, func() { readDataDir(b, e.srv.DataDir) })
+		timed(&put, func() { e.putFile(b, tarFile) })
+		timed(&zstd, func() {
+			run(b, exec.Command("sh", "-c", "zstd -q -1 -T0 -c "+tarFile+" >/dev/null"))
+		})
+	}
+	os.Remove(tarFile)
+
+	oursMB, pgbrMB := ours.mbps(source), pgbr.mbps(source)
+	putMB, zstdMB := put.mbps(source), zstd.mbps(source)
+	limit := min(putMB, zstdMB)
+	b.ReportMetric(float64(source)/1e6, "source-MB")
+	b.ReportMetric(oursMB, "outpost-backup-MB/s")
+	b.ReportMetric(pgbrMB, "pgbackrest-backup-MB/s")
+	b.ReportMetric(oursMB/pgbrMB, "backup-outpost/pgbackrest")
+	b.ReportMetric(oursMB/limit, "backup-outpost/limit")
+	b.ReportMetric(ourRestore.mbps(source), "outpost-restore-MB/s")
+	b.ReportMetric(pgbrRestore.mbps(source), "pgbackrest-restore-MB/s")
+	b.ReportMetric(ourRestore.mbps(source)/pgbrRestore.mbps(source), "restore-outpost/pgbackrest")
+
+	fmt.Printf("\n%s: %d MB of data directory, %d runs each, MB/s of source data\n", label, source/1_000_000, rounds)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "measurement\tMB/s\tseconds\tstored MB\tratio\t")
+	row := func(r *result, ratio string) {
+		stored := "-"
+		if r.bytes > 0 {
+			stored = strconv.FormatInt(r.bytes/1_000_000, 10)
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t\n", r.name, r.mbps(source), secsList(r.secs), stored, ratio)
+	}
+	ours.name, pgbr.name = "outpost backup create (zstd-1)", "pgBackRest 2.45 backup (lz4, 2 processes)"
+	ourRestore.name, pgbrRestore.name = "outpost restore", "pgBackRest 2.45 restore"
+	read.name, put.name, zstd.name = "limit: raw read of the data directory", "limit: MinIO PUT over TLS (16 MiB x 4)", "limit: zstd -1 on all cores"
+	row(&ours, fmt.Sprintf("%.2fx pgBackRest, %.0f%% of limit", oursMB/pgbrMB, 100*oursMB/limit))
+	row(&pgbr, "")
+	row(&ourRestore, fmt.Sprintf("%.2fx pgBackRest", ourRestore.mbps(source)/pgbrRestore.mbps(source)))
+	row(&pgbrRestore, "")
+	row(&read, "")
+	row(&put, "")
+	row(&zstd, "")
+	tw.Flush()
+}
+
+func secsList(s []float64) string {
+	parts := make([]string, len(s))
+	for i, v := range s {
+		parts[i] = strconv.FormatFloat(v, 'f', 2, 64)
+	}
+	return strings.Join(parts, " ")
+}
+
+// outpostBackup runs `outpost backup create` and returns the backup's ID
+// and stored bytes. The store's certificate is trusted through the system
+// trust store, which is how a single host trusts a private CA.
+func (e *backupBench) outpostBackup(b *testing.B) (string, int64) {
+	b.Helper()
+	cmd := exec.Command(e.outpost, "--state-dir", e.stateDir, "backup", "create", benchInstance, "-o", "json")
+	cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+e.minio.CAFile)
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		b.Fatalf("outpost backup create: %v\n%s%s", err, out, stderr)
+	}
+	var m backup.Manifest
+	if err := json.Unmarshal(out, &m); err != nil {
+		b.Fatalf("outpost backup create -o json: %v\n%s", err, out)
+	}
+	return m.ID, m.StoredBytes
+}
+
+// pgbrBackup runs a full pgBackRest backup and returns its stored size.
+func (e *backupBench) pgbrBackup(b *testing.B) int64 {
+	b.Helper()
+	e.pgbackrest(b, "backup", "--type=full")
+	var info []struct {
+		Backup []struct {
+			Info struct {
+				Repository struct {
+					Delta int64 `json:"delta"`
+				} `json:"repository"`
+			} `json:"info"`
+		} `json:"backup"`
+	}
+	out := e.pgbackrest(b, "info", "--output=json")
+	if err := json.Unmarshal([]byte(out), &info); err != nil || len(info) == 0 || len(info[0].Backup) == 0 {
+		b.Fatalf("pgbackrest info: %v\n%s", err, out)
+	}
+	last := info[0].Backup[len(info[0].Backup)-1]
+	return last.Info.Repository.Delta
+}
+
+// dataDirBytes is the size of the data directory without its WAL: what
+// every tool copies.
+func dataDirBytes(b *testing.B, dir string) int64 {
+	var total int64
+	for _, f := range dataFiles(b, dir) {
+		total += f.size
+	}
+	return total
+}
+
+type dataFile struct {
+	path string
+	size int64
+}
+
+func dataFiles(b *testing.B, dir string) []dataFile {
+	var files []dataFile
+	// The server runs: files may vanish between listing and reading.
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if d.IsDir() && d.Name() == "pg_wal" {
+			return fs.SkipDir
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		info, err := d.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		files = append(files, dataFile{p, info.Size()})
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return files
+}
+
+// readDataDir reads every file of the data directory in 8 MiB ranges on all
+// cores: the fastest a backup can get at its input.
+func readDataDir(b *testing.B, dir string) {
+	type piece struct {
+		path     string
+		off, len int64
+	}
+	pieces := make(chan piece, 64)
+	var wg sync.WaitGroup
+	var failed error
+	var mu sync.Mutex
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 8<<20)
+			for p := range pieces {
+				f, err := os.Open(p.path)
+				if err == nil {
+					_, err = f.ReadAt(buf[:p.len], p.off)
+					f.Close()
+				}
+				if err != nil && err != io.EOF && !errors.Is(err, fs.ErrNotExist) {
+					mu.Lock()
+					failed = err
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, f := range dataFiles(b, dir) {
+		for off := int64(0); off < f.size; off += 8 << 20 {
+			pieces <- piece{f.path, off, min(8<<20, f.size-off)}
+		}
+	}
+	close(pieces)
+	wg.Wait()
+	if failed != nil {
+		b.Fatal(failed)
+	}
+}
+
+// writeDataDirTar writes the data directory (without WAL) as one tar file:
+// the same bytes, for the PUT and compression limits.
+func writeDataDirTar(b *testing.B, dir, out string) {
+	f, err := os.Create(out)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	tw := tar.NewWriter(f)
+	for _, df := range dataFiles(b, dir) {
+		in, err := os.Open(df.path)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		} else if err != nil {
+			b.Fatal(err)
+		}
+		rel, _ := filepath.Rel(dir, df.path)
+		if err := tw.WriteHeader(&tar.Header{Name: rel, Mode: 0o600, Size: df.size, Typeflag: tar.TypeReg}); err != nil {
+			b.Fatal(err)
+		}
+		// A file that shrank meanwhile is padded to its listed size.
+		if _, err := io.CopyN(tw, io.MultiReader(in, zeros{}), df.size); err != nil {
+			b.Fatal(err)
+		}
+		in.Close()
+	}
+	if err := tw.Close(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// zeros reads as endless zero bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+// putFile uploads a file in one multipart PUT over TLS, unsigned payload and
+// no Content-MD5: what MinIO can take on this machine.
+func (e *backupBench) putFile(b *testing.B, file string) {
+	f, err := os.Open(file)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, err = e.minio.Client.PutObject(context.Background(), e.minio.Bucket, "limit/datadir.tar", f, info.Size(),
+		minio.PutObjectOptions{PartSize: 16 << 20, NumThreads: 4, DisableContentSha256: true})
 	if err != nil {
 		b.Fatal(err)
 	}

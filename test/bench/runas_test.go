@@ -42,3 +42,8 @@ func run(b *testing.B, cmd *exec.Cmd) {
 		b.Fatalf("%s: %v\n%s", cmd.String(), err, out)
 	}
 }
+
+// sysProcAs runs a command as uid:gid.
+func sysProcAs(uid, gid int) *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+}

@@ -2,7 +2,10 @@ package harness
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"syscall"
@@ -22,17 +25,40 @@ type MinIO struct {
 	SecretKey string
 	Bucket    string
 	Client    *minio.Client
+	// CAPEM and CAFile are the self-signed certificate a TLS server
+	// (StartMinIOTLS) presents, which clients must trust; empty over http.
+	CAPEM  []byte
+	CAFile string
 
 	bin, dir, console string
 	proc              *process
 }
 
-// URL is the endpoint as an http URL, as an ObjectStore spec names it.
-func (m *MinIO) URL() string { return "http://" + m.Endpoint }
+// URL is the endpoint as an http or https URL, as an ObjectStore spec names
+// it.
+func (m *MinIO) URL() string {
+	if m.CAFile != "" {
+		return "https://" + m.Endpoint
+	}
+	return "http://" + m.Endpoint
+}
 
 // StartMinIO starts a MinIO server in a temporary directory on a free
 // loopback port, creates a bucket, and stops the server when the test ends.
 func StartMinIO(tb testing.TB) *MinIO {
+	tb.Helper()
+	return startMinIO(tb, false)
+}
+
+// StartMinIOTLS is StartMinIO serving https with a self-signed certificate
+// for 127.0.0.1, generated into the test's temporary directory (MinIO's
+// --certs-dir). The certificate is in CAPEM and CAFile; Client trusts it.
+func StartMinIOTLS(tb testing.TB) *MinIO {
+	tb.Helper()
+	return startMinIO(tb, true)
+}
+
+func startMinIO(tb testing.TB, secure bool) *MinIO {
 	tb.Helper()
 	bin := Tool(tb, "minio")
 	dir := TempDir(tb)
@@ -45,10 +71,31 @@ func StartMinIO(tb testing.TB) *MinIO {
 		dir:       dir,
 		console:   fmt.Sprintf("127.0.0.1:%d", FreePort(tb)),
 	}
+	opts := &minio.Options{Creds: credentials.NewStaticV4(m.AccessKey, m.SecretKey, "")}
+	if secure {
+		certs := filepath.Join(dir, "certs")
+		if err := os.Mkdir(certs, 0o700); err != nil {
+			tb.Fatal(err)
+		}
+		m.CAPEM = writeSelfSignedCert(tb, certs)
+		m.CAFile = filepath.Join(dir, "ca.crt")
+		if err := os.WriteFile(m.CAFile, m.CAPEM, 0o644); err != nil {
+			tb.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(m.CAPEM)
+		tr, err := minio.DefaultTransport(true)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		tr.MaxIdleConnsPerHost = 64
+		opts.Transport, opts.Secure = tr, true
+	}
 	m.launch(tb)
 	proc := m.proc
 
-	client, err := minio.New(m.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(m.AccessKey, m.SecretKey, "")})
+	client, err := minio.New(m.Endpoint, opts)
 	if err != nil {
 		tb.Fatalf("minio client: %v", err)
 	}
@@ -73,10 +120,14 @@ func StartMinIO(tb testing.TB) *MinIO {
 }
 
 func (m *MinIO) launch(tb testing.TB) {
-	cmd := exec.Command(m.bin, "server", filepath.Join(m.dir, "data"),
+	args := []string{"server", filepath.Join(m.dir, "data"),
 		"--address", m.Endpoint,
 		"--console-address", m.console,
-		"--quiet")
+		"--quiet"}
+	if m.CAFile != "" {
+		args = append(args, "--certs-dir", filepath.Join(m.dir, "certs"))
+	}
+	cmd := exec.Command(m.bin, args...)
 	cmd.Env = append(cmd.Environ(),
 		"MINIO_ROOT_USER="+m.AccessKey,
 		"MINIO_ROOT_PASSWORD="+m.SecretKey,

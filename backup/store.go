@@ -165,7 +165,7 @@ func tlsHint(err error, caFile string) string {
 		return ""
 	}
 	if caFile == "" {
-		return "its TLS certificate is not trusted: give the ObjectStore the CA bundle that signed it (spec.caSecret, or the system trust store on a single host)"
+		return "its TLS certificate is not trusted: give the ObjectStore the CA bundle that signed it (spec.caSecret; on a single host the file secrets/NAMESPACE/NAME/ca.crt in the state directory)"
 	}
 	return "its TLS certificate is not signed by the CA bundle " + caFile
 }

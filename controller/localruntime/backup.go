@@ -19,9 +19,9 @@ import (
 type ObjectStoreLookup func(ctx context.Context, namespace, name string) (*outpostv1.ObjectStore, error)
 
 // StoreConfig turns an ObjectStore into what the backup package connects
-// with. Secrets are a Kubernetes notion: on one host credentials come from a
-// file or the environment.
-func StoreConfig(os_ *outpostv1.ObjectStore) (backup.StoreConfig, error) {
+// with. On one host credentials come from a file or the environment, and
+// the CA bundle of spec.caSecret from the file SecretFile names.
+func StoreConfig(stateDir string, os_ *outpostv1.ObjectStore) (backup.StoreConfig, error) {
 	cfg := backup.StoreConfig{
 		Endpoint:     os_.Spec.Endpoint,
 		Bucket:       os_.Spec.Bucket,
@@ -29,8 +29,11 @@ func StoreConfig(os_ *outpostv1.ObjectStore) (backup.StoreConfig, error) {
 		Region:       os_.Spec.Region,
 		CreateBucket: os_.Spec.CreateBucket,
 	}
-	if os_.Spec.CASecret != nil {
-		return cfg, fmt.Errorf("ObjectStore %s/%s: spec.caSecret is available on Kubernetes only; on a single host put the CA into the system trust store", os_.Namespace, os_.Name)
+	if ca := os_.Spec.CASecret; ca != nil {
+		cfg.CAFile = SecretFile(stateDir, os_.Namespace, ca.Name, "ca.crt")
+		if _, err := os.Stat(cfg.CAFile); err != nil {
+			return cfg, fmt.Errorf("ObjectStore %s/%s: spec.caSecret %s: on a single host the CA bundle is the file %s: %w", os_.Namespace, os_.Name, ca.Name, cfg.CAFile, err)
+		}
 	}
 	c := os_.Spec.Credentials
 	var err error
@@ -48,11 +51,17 @@ func StoreConfig(os_ *outpostv1.ObjectStore) (backup.StoreConfig, error) {
 	return cfg, nil
 }
 
+// SecretFile is where, on one host, the value under key of the Secret
+// namespace/name lives: <state>/secrets/<namespace>/<name>/<key>, so that
+// manifests name Secrets as they would on Kubernetes.
+func SecretFile(stateDir, namespace, name, key string) string {
+	return filepath.Join(stateDir, "secrets", namespace, name, key)
+}
+
 // KeyFile is where, on one host, the age identity of the Secret named in
-// spec.backup.encryption.keySecret lives:
-// <state>/secrets/<namespace>/<name>/age.key.
+// spec.backup.encryption.keySecret lives.
 func KeyFile(stateDir, namespace, secret string) string {
-	return filepath.Join(stateDir, "secrets", namespace, secret, "age.key")
+	return SecretFile(stateDir, namespace, secret, "age.key")
 }
 
 // ArchiveConfigFile is the backup.json in an instance directory that
@@ -81,11 +90,17 @@ func (r *Runtime) writeArchiveConfig(ctx context.Context, file, namespace, insta
 	if err != nil {
 		return err
 	}
-	cfg, err := StoreConfig(obj)
+	cfg, err := StoreConfig(r.StateDir, obj)
 	if err != nil {
 		return err
 	}
 	ac := &backup.ArchiveConfig{Store: cfg, Namespace: namespace, Instance: instance}
+	if cfg.CAFile != "" {
+		// wal-push runs as the server's account and must read the bundle.
+		if err := postgres.OwnByServer(cfg.CAFile); err != nil {
+			return err
+		}
+	}
 	if encryption != nil {
 		ac.KeyFile = KeyFile(r.StateDir, keyNamespace, encryption.KeySecret.Name)
 		if _, err := backup.ReadKeyFile(ac.KeyFile); err != nil {

@@ -30,7 +30,7 @@ func (r *Runtime) openBackupStore(ctx context.Context, inst *outpostv1.PostgresI
 	if err != nil {
 		return nil, backup.Keys{}, err
 	}
-	cfg, err := StoreConfig(obj)
+	cfg, err := StoreConfig(r.StateDir, obj)
 	if err != nil {
 		return nil, backup.Keys{}, err
 	}

@@ -79,7 +79,7 @@ func ResolveBackup(ctx context.Context, sd StateDir, namespace, name string) (*B
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := localruntime.StoreConfig(os_)
+	cfg, err := localruntime.StoreConfig(sd.Root, os_)
 	if err != nil {
 		return nil, err
 	}

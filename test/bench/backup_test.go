@@ -24,6 +24,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/outpostdata/outpost/backup"
+	"github.com/outpostdata/outpost/controller/localruntime"
 	"github.com/outpostdata/outpost/controller/singlehost"
 	"github.com/outpostdata/outpost/postgres"
 	"github.com/outpostdata/outpost/test/harness"
@@ -115,6 +116,13 @@ func newBackupBench(b *testing.B) *backupBench {
 	}
 	creds := filepath.Join(e.work, "minio.credentials")
 	writeFile(b, creds, "accessKeyID="+e.minio.AccessKey+"\nsecretAccessKey="+e.minio.SecretKey+"\n", 0o600)
+	// The store's certificate is trusted through the ObjectStore's CA
+	// bundle, the Secret minio-ca, which on one host is a file.
+	caFile := localruntime.SecretFile(e.stateDir, benchNamespace, "minio-ca", "ca.crt")
+	if err := os.MkdirAll(filepath.Dir(caFile), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	writeFile(b, caFile, string(e.minio.CAPEM), 0o644)
 	writeFile(b, filepath.Join(sd.Manifests(), "store.yaml"), `apiVersion: outpost.dev/v1alpha1
 kind: ObjectStore
 metadata:
@@ -123,6 +131,7 @@ spec:
   endpoint: `+e.minio.URL()+`
   bucket: `+e.minio.Bucket+`
   prefix: outpost
+  caSecret: {name: minio-ca}
   credentials:
     file: `+creds+`
 `, 0o644)
@@ -489,12 +498,10 @@ func secsList(s []float64) string {
 }
 
 // outpostBackup runs `outpost backup create` and returns the backup's ID
-// and stored bytes. The store's certificate is trusted through the system
-// trust store, which is how a single host trusts a private CA.
+// and stored bytes.
 func (e *backupBench) outpostBackup(b *testing.B) (string, int64) {
 	b.Helper()
 	cmd := exec.Command(e.outpost, "--state-dir", e.stateDir, "backup", "create", benchInstance, "-o", "json")
-	cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+e.minio.CAFile)
 	out, err := cmd.Output()
 	if err != nil {
 		var stderr []byte

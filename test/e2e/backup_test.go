@@ -15,6 +15,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/outpostdata/outpost/backup"
+	"github.com/outpostdata/outpost/controller/localruntime"
 	"github.com/outpostdata/outpost/test/harness"
 )
 
@@ -48,7 +49,8 @@ func (s *site) statusOf(kind, name string) map[string]any {
 }
 
 func TestBackupResourceCLIAndRestoreThroughTheBinary(t *testing.T) {
-	m := harness.StartMinIO(t)
+	// Over TLS with a private CA, as a site's own object store would be.
+	m := harness.StartMinIOTLS(t)
 	s := newSite(t)
 	s.start()
 	s.writeObjectStore(m, "site-backups", true)
@@ -406,12 +408,26 @@ spec:
 }
 
 // writeObjectStore writes a credentials file for m and the manifest of the
-// ObjectStore "minio" that uses it.
+// ObjectStore "minio" that uses it; a TLS server's CA goes into the Secret
+// minio-ca, a file on one host.
 func (s *site) writeObjectStore(m *harness.MinIO, bucket string, createBucket bool) {
 	s.t.Helper()
 	creds := filepath.Join(harness.TempDir(s.t), "minio.credentials")
 	if err := os.WriteFile(creds, []byte("accessKeyID="+m.AccessKey+"\nsecretAccessKey="+m.SecretKey+"\n"), 0o600); err != nil {
 		s.t.Fatal(err)
+	}
+	ca := ""
+	if m.CAFile != "" {
+		file := localruntime.SecretFile(s.stateDir, "default", "minio-ca", "ca.crt")
+		// Directories the server account can pass through: wal-push,
+		// run by postgres, reads the bundle.
+		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+			s.t.Fatal(err)
+		}
+		if err := os.WriteFile(file, m.CAPEM, 0o644); err != nil {
+			s.t.Fatal(err)
+		}
+		ca = "  caSecret: {name: minio-ca}\n"
 	}
 	s.writeManifest("store.yaml", fmt.Sprintf(`apiVersion: outpost.dev/v1alpha1
 kind: ObjectStore
@@ -421,7 +437,7 @@ spec:
   endpoint: %s
   bucket: %s
   createBucket: %t
-  credentials:
+%s  credentials:
     file: %s
-`, m.URL(), bucket, createBucket, creds))
+`, m.URL(), bucket, createBucket, ca, creds))
 }

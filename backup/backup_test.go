@@ -18,7 +18,6 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/outpostdata/outpost/backup"
-	"github.com/outpostdata/outpost/controller/localruntime"
 	"github.com/outpostdata/outpost/postgres"
 	"github.com/outpostdata/outpost/test/harness"
 )
@@ -170,7 +169,7 @@ func (s *site) restore(t *testing.T, keys backup.Keys, id string, target time.Ti
 	if err := backup.WriteArchiveConfig(cfg, ac); err != nil {
 		t.Fatal(err)
 	}
-	err := localruntime.RestoreInto(ctx, srv, s.store, keys, backup.RestoreOptions{Namespace: "default", Instance: "src", BackupID: id, TargetTime: target}, outpostBin, cfg, harness.Logger(t))
+	err := backup.RestoreInto(ctx, srv, s.store, keys, backup.RestoreOptions{Namespace: "default", Instance: "src", BackupID: id, TargetTime: target}, outpostBin, cfg, harness.Logger(t))
 	if err != nil {
 		return nil, err
 	}

@@ -3,7 +3,6 @@ package localruntime
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -178,7 +177,7 @@ func (r *Runtime) restore(ctx context.Context, inst *outpostv1.PostgresInstance,
 	if err != nil {
 		return err
 	}
-	return RestoreInto(ctx, srv, store, keys, backup.RestoreOptions{
+	return backup.RestoreInto(ctx, srv, store, keys, backup.RestoreOptions{
 		Namespace: inst.Namespace, Instance: rec.Source, BackupID: rec.BackupID, TargetTime: targetTime(rec),
 	}, exe, file, r.Log.With("instance", key))
 }
@@ -188,32 +187,4 @@ func targetTime(rec *outpostv1.RecoveryBootstrap) (t time.Time) {
 		t = rec.TargetTime.Time
 	}
 	return t
-}
-
-// RestoreInto downloads a backup into srv's (empty) data directory and runs
-// archive recovery with wal-fetch reading archiveConfig, then leaves the
-// server stopped with srv.Password as the superuser's password.
-func RestoreInto(ctx context.Context, srv *postgres.Server, store *backup.Store, keys backup.Keys, opts backup.RestoreOptions, exe, archiveConfig string, log *slog.Logger) error {
-	if err := os.RemoveAll(srv.DataDir); err != nil {
-		return err
-	}
-	opts.Store, opts.Keys, opts.DataDir = store, keys, srv.DataDir
-	start := time.Now()
-	m, err := backup.Restore(ctx, opts)
-	if err != nil {
-		os.RemoveAll(srv.DataDir)
-		return err
-	}
-	log.Info("base backup restored, replaying WAL", "backup", m.ID, "source", opts.Namespace+"/"+opts.Instance, "took", time.Since(start).Round(time.Millisecond))
-	if err := postgres.OwnByServer(archiveConfig); err != nil {
-		return err
-	}
-	if err := srv.Recover(ctx, backup.RecoverySettings(exe, archiveConfig, opts.TargetTime)); err != nil {
-		// A half-recovered directory must not be mistaken for an
-		// initialised one on the next attempt.
-		os.RemoveAll(srv.DataDir)
-		return err
-	}
-	log.Info("recovery finished", "backup", m.ID, "took", time.Since(start).Round(time.Millisecond))
-	return nil
 }

@@ -58,7 +58,7 @@ func VerifyByRestore(ctx context.Context, cfg backup.StoreConfig, keyFile, names
 		return nil, err
 	}
 	start := time.Now()
-	if err := RestoreInto(ctx, srv, store, keys, backup.RestoreOptions{Namespace: namespace, Instance: instance, BackupID: id}, exe, file, log); err != nil {
+	if err := backup.RestoreInto(ctx, srv, store, keys, backup.RestoreOptions{Namespace: namespace, Instance: instance, BackupID: id}, exe, file, log); err != nil {
 		return nil, err
 	}
 	res := &RestoreCheck{RestoreTook: time.Since(start)}

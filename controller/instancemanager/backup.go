@@ -79,14 +79,25 @@ func (m *Manager) configureArchiving(cfg Config) error {
 	if err := postgres.OwnByServer(file); err != nil {
 		return err
 	}
-	exe := m.opts.Executable
-	if exe == "" {
-		if exe, err = os.Executable(); err != nil {
-			return fmt.Errorf("find the outpost executable for archive_command: %w", err)
-		}
+	exe, err := m.executable()
+	if err != nil {
+		return err
 	}
 	m.server.ManagedSettings = backup.ArchiveSettings(exe, file)
 	return nil
+}
+
+// executable is the outpost binary PostgreSQL runs for wal-push and
+// wal-fetch.
+func (m *Manager) executable() (string, error) {
+	if m.opts.Executable != "" {
+		return m.opts.Executable, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find the outpost executable for archive_command and restore_command: %w", err)
+	}
+	return exe, nil
 }
 
 // authorized checks "Authorization: Bearer TOKEN" in constant time. Hashing

@@ -39,6 +39,9 @@ type Config struct {
 	// Backup, when set, archives WAL with `outpost wal-push` and lets
 	// POST /backup take base backups.
 	Backup *BackupConfig `json:"backup,omitempty"`
+	// Recovery, when set, makes the first start restore a backup instead
+	// of running initdb.
+	Recovery *RecoveryConfig `json:"recovery,omitempty"`
 }
 
 var identifier = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
@@ -68,6 +71,11 @@ func (c *Config) Check() error {
 	}
 	if b := c.Backup; b != nil && (b.Store.Endpoint == "" || b.Store.Bucket == "" || b.Namespace == "" || b.Instance == "") {
 		return fmt.Errorf("backup: store.endpoint, store.bucket, namespace and instance are required")
+	}
+	if c.Recovery != nil {
+		if err := c.Recovery.check(); err != nil {
+			return err
+		}
 	}
 	return nil
 }

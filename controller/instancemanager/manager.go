@@ -22,8 +22,9 @@ import (
 // Options configure a Manager. Passwords come from the environment in a
 // pod (see EnvSuperuserPassword) and are never logged.
 type Options struct {
-	// DataDir is the data directory; it is created by initdb on the
-	// first start.
+	// DataDir is the data directory; it is created by initdb, or by a
+	// restore when the configuration has a recovery section, on the first
+	// start.
 	DataDir string
 	// ConfigFile is the mounted instance.json; it is re-read every
 	// ReloadInterval and applied when it changes.
@@ -97,7 +98,7 @@ func New(opts Options) (*Manager, error) {
 	return m, nil
 }
 
-// Run initialises the data directory on the first start, supervises
+// Run initialises (or restores) the data directory on the first start, supervises
 // postgres, keeps the configuration applied and serves HTTP until ctx
 // ends; then it stops postgres cleanly (fast shutdown) and returns.
 func (m *Manager) Run(ctx context.Context) error {
@@ -112,9 +113,18 @@ func (m *Manager) Run(ctx context.Context) error {
 		if err := os.RemoveAll(m.server.DataDir); err != nil {
 			return fmt.Errorf("clear the unfinished data directory %s: %w", m.server.DataDir, err)
 		}
-		log.Info("initialising the data directory", "dataDir", m.server.DataDir)
-		if err := m.server.InitDB(ctx); err != nil {
-			return err
+		if cfg.Recovery != nil {
+			// A failed restore ends the process before /readyz is served,
+			// so the pod is never ready; its restart tries again.
+			log.Info("restoring the data directory", "dataDir", m.server.DataDir, "source", cfg.Recovery.Namespace+"/"+cfg.Recovery.Instance)
+			if err := m.restore(ctx, cfg.Recovery); err != nil {
+				return err
+			}
+		} else {
+			log.Info("initialising the data directory", "dataDir", m.server.DataDir)
+			if err := m.server.InitDB(ctx); err != nil {
+				return err
+			}
 		}
 	}
 	// The server starts with Outpost's own settings only; the user's

@@ -51,18 +51,56 @@ func (r *Runtime) backupOf(ctx context.Context, inst *outpostv1.PostgresInstance
 	if inst.Spec.Backup == nil {
 		return nil, nil
 	}
-	store := &outpostv1.ObjectStore{}
-	name := inst.Spec.Backup.ObjectStore.Name
-	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: inst.Namespace, Name: name}, store); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, fmt.Errorf("spec.backup.objectStore: ObjectStore %s/%s does not exist", inst.Namespace, name)
-		}
-		return nil, fmt.Errorf("spec.backup.objectStore: %w", err)
-	}
-	if store.Spec.Credentials.Secret == nil {
-		return nil, fmt.Errorf("spec.backup.objectStore: ObjectStore %s/%s: on Kubernetes set spec.credentials.secret (file and fromEnvironment are for a single host)", inst.Namespace, name)
+	store, err := r.objectStore(ctx, inst.Namespace, inst.Spec.Backup.ObjectStore.Name, "spec.backup.objectStore")
+	if err != nil {
+		return nil, err
 	}
 	return &podBackup{inst: inst, store: store}, nil
+}
+
+// objectStore reads an ObjectStore a pod can use: one with a credentials
+// Secret. Errors start with field, the reference that named it.
+func (r *Runtime) objectStore(ctx context.Context, namespace, name, field string) (*outpostv1.ObjectStore, error) {
+	store := &outpostv1.ObjectStore{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, store); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("%s: ObjectStore %s/%s does not exist", field, namespace, name)
+		}
+		return nil, fmt.Errorf("%s: %w", field, err)
+	}
+	if store.Spec.Credentials.Secret == nil {
+		return nil, fmt.Errorf("%s: ObjectStore %s/%s: on Kubernetes set spec.credentials.secret (file and fromEnvironment are for a single host)", field, namespace, name)
+	}
+	return store, nil
+}
+
+// storeConfig is what the pod connects to store with, without the keys;
+// caFile is where the pod mounts its CA Secret.
+func storeConfig(store *outpostv1.ObjectStore, caFile string) backup.StoreConfig {
+	s := store.Spec
+	c := backup.StoreConfig{Endpoint: s.Endpoint, Bucket: s.Bucket, Prefix: s.Prefix, Region: s.Region, CreateBucket: s.CreateBucket}
+	if s.CASecret != nil {
+		c.CAFile = caFile
+	}
+	return c
+}
+
+// secretEnv is an environment variable from a Secret's key.
+func secretEnv(env, secret, key string) corev1.EnvVar {
+	return corev1.EnvVar{Name: env, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+		LocalObjectReference: corev1.LocalObjectReference{Name: secret}, Key: key,
+	}}}
+}
+
+// mountSecret mounts one key of a Secret read-only into the pod's
+// container at dir; postgres reads it as its own user: 0440 with the pod's
+// fsGroup.
+func mountSecret(pod *corev1.PodSpec, volume, secret, key, dir string) {
+	pod.Volumes = append(pod.Volumes, corev1.Volume{Name: volume, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+		SecretName: secret, Items: []corev1.KeyToPath{{Key: key, Path: key}}, DefaultMode: ptrInt32(0o440),
+	}}})
+	c := &pod.Containers[0]
+	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: volume, MountPath: dir, ReadOnly: true})
 }
 
 // config is the ConfigMap's backup section.
@@ -70,14 +108,10 @@ func (b *podBackup) config() *instancemanager.BackupConfig {
 	if b == nil {
 		return nil
 	}
-	s := b.store.Spec
 	c := &instancemanager.BackupConfig{
-		Store:     backup.StoreConfig{Endpoint: s.Endpoint, Bucket: s.Bucket, Prefix: s.Prefix, Region: s.Region, CreateBucket: s.CreateBucket},
+		Store:     storeConfig(b.store, caMount+"/"+KeyCA),
 		Namespace: b.inst.Namespace,
 		Instance:  b.inst.Name,
-	}
-	if s.CASecret != nil {
-		c.Store.CAFile = caMount + "/" + KeyCA
 	}
 	if b.inst.Spec.Backup.Encryption != nil {
 		c.KeyFile = keyMount + "/" + KeyAgeKey
@@ -91,11 +125,6 @@ func (b *podBackup) config() *instancemanager.BackupConfig {
 func addBackup(spec *appsv1.StatefulSetSpec, inst *outpostv1.PostgresInstance, b *podBackup) {
 	pod := &spec.Template.Spec
 	c := &pod.Containers[0]
-	secretEnv := func(env, secret, key string) corev1.EnvVar {
-		return corev1.EnvVar{Name: env, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
-			LocalObjectReference: corev1.LocalObjectReference{Name: secret}, Key: key,
-		}}}
-	}
 	c.Env = append(c.Env, secretEnv(instancemanager.EnvBackupToken, SecretName(inst), KeyBackupToken))
 	if b == nil {
 		return
@@ -104,18 +133,11 @@ func addBackup(spec *appsv1.StatefulSetSpec, inst *outpostv1.PostgresInstance, b
 	c.Env = append(c.Env,
 		secretEnv(instancemanager.EnvAccessKey, creds, KeyAccessKeyID),
 		secretEnv(instancemanager.EnvSecretKey, creds, KeySecretAccessKey))
-	mount := func(volume, secret, key, dir string) {
-		// postgres reads them as its own user: 0400 with the pod's fsGroup.
-		pod.Volumes = append(pod.Volumes, corev1.Volume{Name: volume, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
-			SecretName: secret, Items: []corev1.KeyToPath{{Key: key, Path: key}}, DefaultMode: ptrInt32(0o440),
-		}}})
-		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: volume, MountPath: dir, ReadOnly: true})
-	}
 	if ca := b.store.Spec.CASecret; ca != nil {
-		mount("objectstore-ca", ca.Name, KeyCA, caMount)
+		mountSecret(pod, "objectstore-ca", ca.Name, KeyCA, caMount)
 	}
 	if enc := b.inst.Spec.Backup.Encryption; enc != nil {
-		mount("backup-key", enc.KeySecret.Name, KeyAgeKey, keyMount)
+		mountSecret(pod, "backup-key", enc.KeySecret.Name, KeyAgeKey, keyMount)
 	}
 }
 

@@ -3,6 +3,7 @@ package kuberuntime_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
@@ -106,5 +108,105 @@ func TestBackupPolicyConfiguresThePodForArchivingAndEncryption(t *testing.T) {
 	}
 	if env["AWS_ACCESS_KEY_ID"] != "minio-creds/accessKeyID" || env["AWS_SECRET_ACCESS_KEY"] != "minio-creds/secretAccessKey" || env["OUTPOST_BACKUP_TOKEN"] != "db-credentials/backup-token" {
 		t.Errorf("env from Secrets: %v", env)
+	}
+}
+
+func TestRecoveryBootstrapConfiguresThePodToRestore(t *testing.T) {
+	api := harness.StartAPIServer(t)
+	startController(t, api, &syncBuffer{})
+	c, ctx := api.Client, context.Background()
+
+	// The source's store is named in spec.bootstrap.recovery; a missing one
+	// is reported under that field.
+	target := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	inst := newInstance("restored", outpostv1.DeletionRetain)
+	inst.Spec.Bootstrap.Recovery = &outpostv1.RecoveryBootstrap{
+		Source: "db", ObjectStore: outpostv1.LocalObjectReference{Name: "old-s3"},
+		BackupID: "20261121T110000Z", TargetTime: &metav1.Time{Time: target},
+	}
+	inst.Spec.Backup = &outpostv1.BackupPolicy{
+		ObjectStore: outpostv1.LocalObjectReference{Name: "new-s3"},
+		Encryption:  &outpostv1.BackupEncryption{KeySecret: outpostv1.LocalObjectReference{Name: "db-age"}},
+	}
+	if err := c.Create(ctx, inst); err != nil {
+		t.Fatal(err)
+	}
+	newStore := func(name, ca, creds string) {
+		s := &outpostv1.ObjectStore{}
+		s.Name, s.Namespace = name, "default"
+		s.Spec = outpostv1.ObjectStoreSpec{Endpoint: "https://" + name + ".site.local:9000", Bucket: "backups",
+			CASecret:    &outpostv1.LocalObjectReference{Name: ca},
+			Credentials: outpostv1.ObjectStoreCredentials{Secret: &outpostv1.LocalObjectReference{Name: creds}}}
+		if err := c.Create(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newStore("new-s3", "new-ca", "new-creds")
+	eventually(t, 30*time.Second, "a message naming the missing recovery ObjectStore", func() error {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(inst), inst); err != nil {
+			return err
+		}
+		cond := meta.FindStatusCondition(inst.Status.Conditions, outpostv1.ConditionReady)
+		if cond == nil || !strings.Contains(cond.Message, "spec.bootstrap.recovery.objectStore: ObjectStore default/old-s3 does not exist") {
+			return errorf(fmt.Sprintf("Ready condition: %+v", cond))
+		}
+		return nil
+	})
+	newStore("old-s3", "old-ca", "old-creds")
+
+	var sts appsv1.StatefulSet
+	var cfg instancemanager.Config
+	eventually(t, 30*time.Second, "the pod configured to restore", func() error {
+		var cm corev1.ConfigMap
+		if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "restored-config"}, &cm); err != nil {
+			return err
+		}
+		if err := json.Unmarshal([]byte(cm.Data[instancemanager.ConfigFileName]), &cfg); err != nil {
+			return err
+		}
+		if cfg.Recovery == nil {
+			return errorf("no recovery section in the ConfigMap yet")
+		}
+		return c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "restored"}, &sts)
+	})
+	r := cfg.Recovery
+	if r.Store.Endpoint != "https://old-s3.site.local:9000" || r.Namespace != "default" || r.Instance != "db" || r.BackupID != "20261121T110000Z" ||
+		r.TargetTime == nil || !r.TargetTime.Equal(target) || r.Store.CAFile != "/etc/outpost-recovery/ca/ca.crt" ||
+		r.KeyFile != "/etc/outpost-backup/key/age.key" || r.Store.AccessKey != "" || r.Store.SecretKey != "" {
+		t.Errorf("ConfigMap recovery section: %+v", r)
+	}
+	if cfg.Backup == nil || cfg.Backup.Store.Endpoint != "https://new-s3.site.local:9000" || cfg.Backup.Instance != "restored" {
+		t.Errorf("ConfigMap backup section: %+v", cfg.Backup)
+	}
+	if err := cfg.Check(); err != nil {
+		t.Errorf("the ConfigMap does not pass the instance manager's check: %v", err)
+	}
+	pod := sts.Spec.Template.Spec
+	env := map[string]string{}
+	for _, e := range pod.Containers[0].Env {
+		if ref := e.ValueFrom.SecretKeyRef; ref != nil {
+			env[e.Name] = ref.Name + "/" + ref.Key
+		}
+	}
+	for name, want := range map[string]string{
+		instancemanager.EnvRecoveryAccessKey: "old-creds/accessKeyID", instancemanager.EnvRecoverySecretKey: "old-creds/secretAccessKey",
+		"AWS_ACCESS_KEY_ID": "new-creds/accessKeyID", "AWS_SECRET_ACCESS_KEY": "new-creds/secretAccessKey",
+	} {
+		if env[name] != want {
+			t.Errorf("pod env %s from %q, want %s", name, env[name], want)
+		}
+	}
+	volumes := map[string]string{}
+	for _, v := range pod.Volumes {
+		if v.Secret != nil {
+			volumes[v.Name] = v.Secret.SecretName
+		}
+	}
+	mounts := map[string]string{}
+	for _, m := range pod.Containers[0].VolumeMounts {
+		mounts[volumes[m.Name]] = m.MountPath
+	}
+	if mounts["old-ca"] != "/etc/outpost-recovery/ca" || mounts["new-ca"] != "/etc/outpost-backup/ca" || mounts["db-age"] != "/etc/outpost-backup/key" {
+		t.Errorf("Secret mounts: %v", mounts)
 	}
 }

@@ -143,9 +143,9 @@ func instanceConfig(inst *outpostv1.PostgresInstance) instancemanager.Config {
 	}
 }
 
-func configMapData(inst *outpostv1.PostgresInstance, bk *instancemanager.BackupConfig) (map[string]string, error) {
+func configMapData(inst *outpostv1.PostgresInstance, bk *instancemanager.BackupConfig, rc *instancemanager.RecoveryConfig) (map[string]string, error) {
 	cfg := instanceConfig(inst)
-	cfg.Backup = bk
+	cfg.Backup, cfg.Recovery = bk, rc
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		return nil, err

@@ -39,7 +39,11 @@ func (r *Runtime) EnsureInstance(ctx context.Context, inst *outpostv1.PostgresIn
 	if err != nil {
 		return obs, err
 	}
-	data, err := configMapData(inst, bk.config())
+	rec, err := r.recoveryOf(ctx, inst)
+	if err != nil {
+		return obs, err
+	}
+	data, err := configMapData(inst, bk.config(), rec.config())
 	if err != nil {
 		return obs, err
 	}
@@ -58,6 +62,7 @@ func (r *Runtime) EnsureInstance(ctx context.Context, inst *outpostv1.PostgresIn
 	}
 	stsSpec := statefulSetSpec(inst, r.Pods)
 	addBackup(&stsSpec, inst, bk)
+	addRecovery(&stsSpec, rec)
 	sts := &appsv1.StatefulSet{ObjectMeta: r.meta(inst, StatefulSetName(inst))}
 	if err := r.apply(ctx, inst, sts, stsSpec, func() {
 		claims := sts.Spec.VolumeClaimTemplates

@@ -1,0 +1,75 @@
+package kuberuntime
+
+import (
+	"context"
+
+	appsv1 "k8s.io/api/apps/v1"
+
+	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
+	"github.com/outpostdata/outpost/controller/instancemanager"
+)
+
+// Where the pod mounts the CA Secret of the store a restore reads; apart
+// from the backup store's, since the two may be different stores.
+const recoveryCAMount = "/etc/outpost-recovery/ca"
+
+// podRecovery is what an instance with spec.bootstrap.recovery adds to its
+// pod: the instance manager restores the source's backup on the first
+// start instead of running initdb.
+type podRecovery struct {
+	inst  *outpostv1.PostgresInstance
+	store *outpostv1.ObjectStore
+}
+
+// recoveryOf reads the ObjectStore that spec.bootstrap.recovery names; nil
+// without spec.bootstrap.recovery.
+func (r *Runtime) recoveryOf(ctx context.Context, inst *outpostv1.PostgresInstance) (*podRecovery, error) {
+	if inst.Spec.Bootstrap.Recovery == nil {
+		return nil, nil
+	}
+	store, err := r.objectStore(ctx, inst.Namespace, inst.Spec.Bootstrap.Recovery.ObjectStore.Name, "spec.bootstrap.recovery.objectStore")
+	if err != nil {
+		return nil, err
+	}
+	return &podRecovery{inst: inst, store: store}, nil
+}
+
+// config is the ConfigMap's recovery section. The age key is the one of
+// spec.backup.encryption, as on a single host: addBackup mounts it.
+func (p *podRecovery) config() *instancemanager.RecoveryConfig {
+	if p == nil {
+		return nil
+	}
+	rec := p.inst.Spec.Bootstrap.Recovery
+	c := &instancemanager.RecoveryConfig{
+		Store:     storeConfig(p.store, recoveryCAMount+"/"+KeyCA),
+		Namespace: p.inst.Namespace,
+		Instance:  rec.Source,
+		BackupID:  rec.BackupID,
+	}
+	if rec.TargetTime != nil {
+		t := rec.TargetTime.UTC()
+		c.TargetTime = &t
+	}
+	if b := p.inst.Spec.Backup; b != nil && b.Encryption != nil {
+		c.KeyFile = keyMount + "/" + KeyAgeKey
+	}
+	return c
+}
+
+// addRecovery gives the pod the recovery store's keys, under their own
+// variable names, and mounts its CA Secret.
+func addRecovery(spec *appsv1.StatefulSetSpec, p *podRecovery) {
+	if p == nil {
+		return
+	}
+	pod := &spec.Template.Spec
+	c := &pod.Containers[0]
+	creds := p.store.Spec.Credentials.Secret.Name
+	c.Env = append(c.Env,
+		secretEnv(instancemanager.EnvRecoveryAccessKey, creds, KeyAccessKeyID),
+		secretEnv(instancemanager.EnvRecoverySecretKey, creds, KeySecretAccessKey))
+	if ca := p.store.Spec.CASecret; ca != nil {
+		mountSecret(pod, "recovery-ca", ca.Name, KeyCA, recoveryCAMount)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,12 +24,15 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/outpostdata/outpost/backup"
 	"github.com/outpostdata/outpost/controller"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/controller/instancemanager"
 	"github.com/outpostdata/outpost/controller/kube"
 	"github.com/outpostdata/outpost/controller/kuberuntime"
+	"github.com/outpostdata/outpost/postgres"
 	"github.com/outpostdata/outpost/test/harness"
 )
 
@@ -133,51 +137,13 @@ func TestKubernetesBackupRunsInTheInstanceManager(t *testing.T) {
 	}
 
 	// Play kubelet: run the pod's entrypoint with what the pod would get.
-	dir := harness.TempDir(t)
-	dataDir := filepath.Join(dir, "volume", "pgdata")
-	must(os.MkdirAll(filepath.Dir(dataDir), 0o755))
-	cfg.Port = harness.FreePort(t)
-	b, _ := json.Marshal(cfg)
-	configFile := filepath.Join(dir, "instance.json")
-	must(os.WriteFile(configFile, b, 0o644))
-	httpAddr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
-	token := string(secret.Data[kuberuntime.KeyBackupToken])
+	pod := startInstancePod(t, c, "db")
+	base, logTail := pod.base, pod.logTail
+	token := pod.env[instancemanager.EnvBackupToken]
 	if len(token) < 16 {
 		t.Fatalf("backup token %q is too short", token)
 	}
-	cmd := exec.Command(outpostBin, "instance", "run", "--data-dir", dataDir, "--config", configFile,
-		"--listen-address", "127.0.0.1", "--http-addr", httpAddr)
-	cmd.Env = append(os.Environ(),
-		"OUTPOST_SUPERUSER_PASSWORD="+string(secret.Data[kuberuntime.KeySuperuserPassword]),
-		"OUTPOST_APP_PASSWORD="+string(secret.Data[kuberuntime.KeyPassword]),
-		"OUTPOST_BACKUP_TOKEN="+token,
-		"AWS_ACCESS_KEY_ID="+m.AccessKey, "AWS_SECRET_ACCESS_KEY="+m.SecretKey)
-	logPath := filepath.Join(dir, "manager.log")
-	logf, err := os.Create(logPath)
-	must(err)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	must(cmd.Start())
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); logf.Close(); close(exited) }()
-	t.Cleanup(func() {
-		select {
-		case <-exited:
-		default:
-			cmd.Process.Kill()
-			<-exited
-		}
-		(&site{}).stopStrayServersIn(dataDir)
-	})
-	logTail := func() string { b, _ := os.ReadFile(logPath); return string(b) }
-	base := "http://" + httpAddr
-	waitFor(t, 2*time.Minute, "the instance manager ready", func() bool {
-		resp, err := http.Get(base + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
+	pod.waitReady(t)
 
 	// POST /backup wants the instance's token.
 	post := func(auth string) int {
@@ -261,4 +227,207 @@ func TestKubernetesBackupRunsInTheInstanceManager(t *testing.T) {
 	if running > 1 {
 		t.Fatalf("%d scheduled backups of db run at once", running)
 	}
+
+	// Restore: rows written after the backups reach the archive as WAL;
+	// a new instance with spec.bootstrap.recovery restores db in its pod
+	// to the end of WAL, another to a time between two phases of rows.
+	must(c.Get(ctx, client.ObjectKeyFromObject(inst), inst))
+	inst.Spec.Backup.Schedule = ""
+	must(c.Update(ctx, inst))
+	conn := pod.connect(t)
+	sqlExec := func(sql string, args ...any) {
+		t.Helper()
+		if _, err := conn.Exec(ctx, sql, args...); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	sqlExec(`CREATE TABLE rows (phase int, n int)`)
+	sqlExec(`INSERT INTO rows SELECT 1, g FROM generate_series(1, 500) g`)
+	var phase1 time.Time
+	must(conn.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&phase1))
+	// metav1.Time keeps whole seconds: the target is the next one, and
+	// phase 2 starts after it.
+	target := phase1.Truncate(time.Second).Add(time.Second)
+	time.Sleep(time.Until(target.Add(1500 * time.Millisecond)))
+	sqlExec(`INSERT INTO rows SELECT 2, g FROM generate_series(1, 300) g`)
+	var lastWAL string
+	must(conn.QueryRow(ctx, `SELECT pg_walfile_name(pg_switch_wal())`).Scan(&lastWAL))
+	waitFor(t, time.Minute, "WAL "+lastWAL+" archived", func() bool {
+		var archived *string
+		must(conn.QueryRow(ctx, `SELECT last_archived_wal FROM pg_stat_archiver`).Scan(&archived))
+		return archived != nil && *archived >= lastWAL
+	})
+
+	restored := func(name string, targetTime *metav1.Time) *instancePod {
+		t.Helper()
+		must(c.Create(ctx, &outpostv1.PostgresInstance{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}, Spec: outpostv1.PostgresInstanceSpec{
+			Resources: outpostv1.InstanceResources{CPU: resource.MustParse("1"), Memory: resource.MustParse("512Mi")},
+			Storage:   outpostv1.InstanceStorage{Size: resource.MustParse("1Gi")},
+			Bootstrap: outpostv1.Bootstrap{Recovery: &outpostv1.RecoveryBootstrap{
+				Source: "db", ObjectStore: outpostv1.LocalObjectReference{Name: "minio"}, TargetTime: targetTime,
+			}},
+		}}))
+		return startInstancePod(t, c, name)
+	}
+	counts := func(p *instancePod) map[int]int {
+		t.Helper()
+		rows, err := p.connect(t).Query(ctx, `SELECT phase, count(*) FROM rows GROUP BY phase`)
+		must(err)
+		out := map[int]int{}
+		for rows.Next() {
+			var phase, n int
+			must(rows.Scan(&phase, &n))
+			out[phase] = n
+		}
+		must(rows.Err())
+		return out
+	}
+	whole := restored("db-copy", nil)
+	if whole.cfg.Recovery == nil || whole.cfg.Recovery.Instance != "db" || whole.env[instancemanager.EnvRecoveryAccessKey] != m.AccessKey {
+		t.Fatalf("db-copy's pod: recovery section %+v, env %v", whole.cfg.Recovery, whole.env)
+	}
+	whole.waitReady(t)
+	if got := counts(whole); got[1] != 500 || got[2] != 300 || len(got) != 2 {
+		t.Errorf("db-copy restored to the end of WAL has rows per phase %v, want 500 and 300\nlog:\n%s", got, whole.logTail())
+	}
+	pitr := restored("db-pitr", &metav1.Time{Time: target})
+	pitr.waitReady(t)
+	if got := counts(pitr); got[1] != 500 || len(got) != 1 {
+		t.Errorf("db-pitr restored to %s has rows per phase %v, want only phase 1's 500\nlog:\n%s", target, got, pitr.logTail())
+	}
+
+	// A restore that fails (no backups of the source) ends the manager
+	// before it serves /readyz and leaves no data directory behind, so the
+	// pod's next start tries again.
+	must(c.Create(ctx, &outpostv1.PostgresInstance{ObjectMeta: metav1.ObjectMeta{Name: "db-nosource", Namespace: "default"}, Spec: outpostv1.PostgresInstanceSpec{
+		Resources: outpostv1.InstanceResources{CPU: resource.MustParse("1"), Memory: resource.MustParse("512Mi")},
+		Storage:   outpostv1.InstanceStorage{Size: resource.MustParse("1Gi")},
+		Bootstrap: outpostv1.Bootstrap{Recovery: &outpostv1.RecoveryBootstrap{Source: "never-backed-up", ObjectStore: outpostv1.LocalObjectReference{Name: "minio"}}},
+	}}))
+	failed := startInstancePod(t, c, "db-nosource")
+	select {
+	case <-failed.exited:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("the manager of db-nosource still runs\nlog:\n%s", failed.logTail())
+	}
+	if failed.exitErr == nil || !strings.Contains(failed.logTail(), "never-backed-up") {
+		t.Errorf("db-nosource: exit %v, log:\n%s", failed.exitErr, failed.logTail())
+	}
+	for _, d := range []string{failed.dataDir, failed.dataDir + ".restoring"} {
+		if _, err := os.Stat(d); !os.IsNotExist(err) {
+			t.Errorf("a failed restore left %s: %v", d, err)
+		}
+	}
+}
+
+// instancePod is one `outpost instance run` started as the kubelet would
+// start the pod of an instance's StatefulSet: with the ConfigMap's
+// instance.json and the container's environment taken from the Secrets it
+// names. Only the port is changed, to a free one on loopback.
+type instancePod struct {
+	name, base, dataDir, logPath string
+	cfg                          instancemanager.Config
+	env                          map[string]string
+	exited                       chan struct{}
+	exitErr                      error // set when exited is closed
+}
+
+func startInstancePod(t *testing.T, c client.Client, name string) *instancePod {
+	t.Helper()
+	ctx := context.Background()
+	p := &instancePod{name: name, env: map[string]string{}, exited: make(chan struct{})}
+	var sts appsv1.StatefulSet
+	var cm corev1.ConfigMap
+	waitFor(t, time.Minute, "the objects of instance "+name, func() bool {
+		return c.Get(ctx, client.ObjectKey{Namespace: "default", Name: name}, &sts) == nil &&
+			c.Get(ctx, client.ObjectKey{Namespace: "default", Name: name + "-config"}, &cm) == nil
+	})
+	if err := json.Unmarshal([]byte(cm.Data[instancemanager.ConfigFileName]), &p.cfg); err != nil {
+		t.Fatal(err)
+	}
+	environ := os.Environ()
+	for _, e := range sts.Spec.Template.Spec.Containers[0].Env {
+		ref := e.ValueFrom.SecretKeyRef
+		if ref == nil {
+			continue
+		}
+		var secret corev1.Secret
+		if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: ref.Name}, &secret); err != nil {
+			t.Fatalf("pod env %s: %v", e.Name, err)
+		}
+		p.env[e.Name] = string(secret.Data[ref.Key])
+		environ = append(environ, e.Name+"="+p.env[e.Name])
+	}
+	dir := harness.TempDir(t)
+	p.dataDir = filepath.Join(dir, "volume", "pgdata")
+	if err := os.MkdirAll(filepath.Dir(p.dataDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := p.cfg
+	cfg.Port = harness.FreePort(t)
+	p.cfg.Port = cfg.Port
+	b, _ := json.Marshal(cfg)
+	configFile := filepath.Join(dir, "instance.json")
+	if err := os.WriteFile(configFile, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+	p.base = "http://" + httpAddr
+	cmd := exec.Command(outpostBin, "instance", "run", "--data-dir", p.dataDir, "--config", configFile,
+		"--listen-address", "127.0.0.1", "--http-addr", httpAddr)
+	cmd.Env = environ
+	p.logPath = filepath.Join(dir, "manager.log")
+	logf, err := os.Create(p.logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.exitErr = cmd.Wait(); logf.Close(); close(p.exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-p.exited:
+		default:
+			cmd.Process.Kill()
+			<-p.exited
+		}
+		(&site{}).stopStrayServersIn(p.dataDir)
+	})
+	return p
+}
+
+func (p *instancePod) logTail() string { b, _ := os.ReadFile(p.logPath); return string(b) }
+
+// waitReady waits for /readyz, and fails at once if the manager exits.
+func (p *instancePod) waitReady(t *testing.T) {
+	t.Helper()
+	waitFor(t, 3*time.Minute, "the instance manager of "+p.name+" ready", func() bool {
+		select {
+		case <-p.exited:
+			t.Fatalf("the instance manager of %s exited: %v\nlog:\n%s", p.name, p.exitErr, p.logTail())
+		default:
+		}
+		resp, err := http.Get(p.base + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+}
+
+// connect opens the application database as the superuser, with the
+// password from the instance's Secret.
+func (p *instancePod) connect(t *testing.T) *pgx.Conn {
+	t.Helper()
+	u := url.URL{Scheme: "postgres", User: url.UserPassword(postgres.Superuser, p.env[instancemanager.EnvSuperuserPassword]),
+		Host: fmt.Sprintf("127.0.0.1:%d", p.cfg.Port), Path: "/" + p.cfg.Database, RawQuery: "sslmode=disable"}
+	conn, err := pgx.Connect(context.Background(), u.String())
+	if err != nil {
+		t.Fatalf("connect to %s: %v", p.name, err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
 }

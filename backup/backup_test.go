@@ -226,6 +226,14 @@ func TestBackupUnderWriteLoadRestoresToEndOfWAL(t *testing.T) {
 	if during == before {
 		t.Fatalf("pgbench made no progress during the backup (%s transactions before and after): writes were blocked", before)
 	}
+	// A backend whose client was killed may still commit the transaction
+	// it was ending; that commit must come before the WAL switch, or the
+	// checksums below see a row the archive does not hold.
+	for deadline := time.Now().Add(time.Minute); queryString(t, url, "SELECT count(*)::text FROM pg_stat_activity WHERE application_name = 'pgbench'") != "0"; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("pgbench's backends are still there a minute after it was killed")
+		}
+	}
 	s.archiveNow(t)
 	sums := make([]string, 0, 4)
 	for _, table := range []string{"pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history"} {

@@ -84,6 +84,9 @@ func (m *Manager) restore(ctx context.Context, rc *RecoveryConfig) error {
 	if err := backup.WriteArchiveConfig(file, ac); err != nil {
 		return fmt.Errorf("write %s: %w", file, err)
 	}
+	// restore.json holds the source store's keys and serves this restore
+	// only.
+	defer os.Remove(file)
 	exe, err := m.executable()
 	if err != nil {
 		return err
@@ -107,7 +110,5 @@ func (m *Manager) restore(ctx context.Context, rc *RecoveryConfig) error {
 	if err := os.Rename(staging, m.server.DataDir); err != nil {
 		return fmt.Errorf("move the restored data directory into place: %w", err)
 	}
-	// restore.json holds the source store's keys and is needed no more.
-	os.Remove(file)
 	return nil
 }

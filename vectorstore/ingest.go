@@ -422,7 +422,13 @@ func (c *copySource) decodeRow(row int64) ([]any, error) {
 	}
 	out := make([]any, len(c.conv))
 	for i, conv := range c.conv {
-		v, err := conv(c.in[i])
+		in := c.in[i]
+		if f, ok := in.(ownedFloats); ok && i != 1 {
+			// A list where the store wants no embedding: named in errors
+			// as the []float32 it is.
+			in = []float32(f)
+		}
+		v, err := conv(in)
 		if err != nil {
 			return nil, &RowError{File: c.r.Name(), Row: int(row), Line: line, Field: c.columns[i], Reason: err.Error()}
 		}

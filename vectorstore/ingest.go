@@ -297,9 +297,14 @@ type versionSet struct {
 
 type version struct{ row, micros int64 }
 
-func newVersionSet() *versionSet {
-	return &versionSet{first: map[string]version{}, more: map[string][]version{}}
+// newVersionSet makes a set for about rows rows (0 when unknown): a map
+// grown once instead of rehashed as it fills.
+func newVersionSet(rows int64) *versionSet {
+	return &versionSet{first: make(map[string]version, min(rows, 1<<24)), more: map[string][]version{}}
 }
+
+// sizeHinter is a Reader that knows how many rows it holds.
+type sizeHinter interface{ sizeHint() int64 }
 
 // add records a row's version and returns the earlier row with the same
 // key and event time, or 0.
@@ -362,8 +367,12 @@ func (s *Store) newCopySource(r Reader, eventTime time.Time, progress func(int64
 	for _, f := range s.spec.Features {
 		conv = append(conv, featureConverter(f.Type))
 	}
+	var hint int64
+	if h, ok := r.(sizeHinter); ok {
+		hint = h.sizeHint()
+	}
 	c := &copySource{r: r, columns: cols, conv: conv, in: make([]any, len(cols)), eventTime: eventTime,
-		seen: newVersionSet(), progress: progress,
+		seen: newVersionSet(hint), progress: progress,
 		batches: make(chan decodedBatch, 4), stop: make(chan struct{}), done: make(chan struct{})}
 	go c.decode()
 	return c

@@ -32,6 +32,11 @@ type ParquetReader struct {
 	leaves []parquetLeaf
 	row    int
 	placed bool
+	rows   int64
+	// slab is where embeddings are cut from, a few hundred rows' worth at
+	// a time: one allocation for many rows. Each row gets its own part,
+	// never written again, so COPY may hold it as long as it likes.
+	slab []float32
 }
 
 type parquetLeaf struct {
@@ -45,6 +50,9 @@ type parquetLeaf struct {
 	maxDef byte
 
 	pages parquet.Pages
+	// page is the page being read; it goes back to parquet-go's pool when
+	// the next is read, by when every value taken from it has been copied.
+	page parquet.Page
 	// A scalar leaf's values, read a batch at a time from values.
 	values parquet.ValueReader
 	buf    []parquet.Value
@@ -54,6 +62,8 @@ type parquetLeaf struct {
 	rep, def []byte
 	floats   []float32
 	lv, fv   int
+	// own backs floats when they are converted, not read in place.
+	own []float32
 	// scratch holds a page's values when they must be decoded one by one.
 	scratch []parquet.Value
 }
@@ -65,7 +75,7 @@ func NewParquetReader(r io.ReaderAt, size int64, name string) (*ParquetReader, e
 	if err != nil {
 		return nil, fmt.Errorf("%s: not a readable Parquet file: %w", name, err)
 	}
-	p := &ParquetReader{name: name, groups: f.RowGroups(), group: -1}
+	p := &ParquetReader{name: name, groups: f.RowGroups(), group: -1, rows: f.NumRows()}
 	schema := f.Schema()
 	for _, path := range schema.Columns() {
 		leaf, _ := schema.Lookup(path...)
@@ -82,6 +92,9 @@ func NewParquetReader(r io.ReaderAt, size int64, name string) (*ParquetReader, e
 
 // Name implements Reader.
 func (p *ParquetReader) Name() string { return p.name }
+
+// sizeHint implements sizeHinter: a Parquet file says how many rows it has.
+func (p *ParquetReader) sizeHint() int64 { return p.rows }
 
 // Next implements Reader.
 func (p *ParquetReader) Next(columns []string, values []any) (int, error) {
@@ -112,7 +125,7 @@ func (p *ParquetReader) Next(columns []string, values []any) (int, error) {
 			if l.kind != parquet.Float && l.kind != parquet.Double {
 				return 0, &RowError{File: p.name, Row: p.row, Field: l.field, Reason: fmt.Sprintf("want a list of float or double, got a list of %s", l.kind)}
 			}
-			emb, err := l.readList()
+			emb, err := l.readList(&p.slab)
 			if err != nil {
 				return 0, p.fail(err)
 			}
@@ -142,6 +155,7 @@ func (p *ParquetReader) fail(err error) error {
 func (p *ParquetReader) nextGroup() error {
 	for i := range p.leaves {
 		if l := &p.leaves[i]; l.pages != nil {
+			l.release()
 			l.pages.Close()
 			l.pages = nil
 		}
@@ -170,6 +184,8 @@ func (l *parquetLeaf) readValue() (parquet.Value, error) {
 			if err != nil {
 				return parquet.Value{}, err
 			}
+			l.release()
+			l.page = page
 			l.values = page.Values()
 			if l.buf == nil {
 				l.buf = make([]parquet.Value, 256)
@@ -187,10 +203,18 @@ func (l *parquetLeaf) readValue() (parquet.Value, error) {
 	return l.buf[l.at-1], nil
 }
 
-// readList returns the present elements of a list leaf's next row, in a
-// new slice. A row starts at repetition level 0 and may, in files written
+// release gives the page being read back to parquet-go.
+func (l *parquetLeaf) release() {
+	if l.page != nil {
+		parquet.Release(l.page)
+		l.page = nil
+	}
+}
+
+// readList returns the present elements of a list leaf's next row, cut
+// from slab. A row starts at repetition level 0 and may, in files written
 // with version 1 data pages, go on into the next page.
-func (l *parquetLeaf) readList() ([]float32, error) {
+func (l *parquetLeaf) readList(slab *[]float32) ([]float32, error) {
 	if l.lv == len(l.rep) {
 		if err := l.readPage(); err != nil {
 			return nil, err
@@ -211,7 +235,7 @@ func (l *parquetLeaf) readList() ([]float32, error) {
 			}
 		}
 		if out == nil {
-			out = make([]float32, 0, present)
+			out = cut(slab, present)
 		}
 		out = append(out, l.floats[l.fv:l.fv+present]...)
 		l.fv += present
@@ -241,6 +265,8 @@ func (l *parquetLeaf) readPage() error {
 		if err != nil {
 			return err
 		}
+		l.release()
+		l.page = page
 		n := int(page.NumValues())
 		if n == 0 {
 			continue
@@ -264,15 +290,18 @@ func (l *parquetLeaf) readPage() error {
 			switch l.kind {
 			case parquet.Float:
 				if fs := data.Float(); len(fs) == present {
-					l.floats = append(l.floats[:0], fs...)
+					// Read in place: rows copy their part out before the
+					// page is released.
+					l.floats = fs
 					return nil
 				}
 			case parquet.Double:
 				if ds := data.Double(); len(ds) == present {
-					l.floats = l.floats[:0]
+					l.floats = l.own[:0]
 					for _, d := range ds {
 						l.floats = append(l.floats, float32(d))
 					}
+					l.own = l.floats
 					return nil
 				}
 			}
@@ -296,7 +325,7 @@ func (l *parquetLeaf) decodeFloats(page parquet.Page, n int) error {
 		return err
 	}
 	rep, def := make([]byte, got), make([]byte, got)
-	l.floats = l.floats[:0]
+	l.floats = l.own[:0]
 	for i, v := range vals[:got] {
 		rep[i], def[i] = byte(v.RepetitionLevel()), byte(v.DefinitionLevel())
 		if v.IsNull() {
@@ -308,8 +337,19 @@ func (l *parquetLeaf) decodeFloats(page parquet.Page, n int) error {
 			l.floats = append(l.floats, v.Float())
 		}
 	}
-	l.rep, l.def = rep, def
+	l.rep, l.def, l.own = rep, def, l.floats
 	return nil
+}
+
+// cut returns an empty slice with room for n floats, carved from the end
+// of slab, which grows by a new array when full.
+func cut(slab *[]float32, n int) []float32 {
+	s := *slab
+	if cap(s)-len(s) < n {
+		s = make([]float32, 0, max(n*256, 1<<16))
+	}
+	*slab = s[:len(s)+n]
+	return s[len(s) : len(s) : len(s)+n]
 }
 
 func fillLevels(b []byte, n int, level byte) []byte {

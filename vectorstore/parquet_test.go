@@ -70,11 +70,16 @@ func TestParquetReaderAcrossPagesAndRowGroups(t *testing.T) {
 			}
 			defer c.Close()
 			values := make([]any, len(columns))
+			// Embeddings are checked again at the end: ingest keeps them
+			// while the reader goes on, so none may share memory that a
+			// later row or page reuses.
+			kept := make([][]float32, len(rows))
 			for i, want := range rows {
 				if _, err := r.Next(columns, values); err != nil {
 					t.Fatalf("row %d: %v", i+1, err)
 				}
 				emb := []float32(values[1].(ownedFloats))
+				kept[i] = emb
 				if len(emb) != len(want.Embedding) || (len(emb) > 0 && !reflect.DeepEqual(emb, want.Embedding)) {
 					t.Fatalf("row %d: embedding %v, want %v", i+1, emb, want.Embedding)
 				}
@@ -91,6 +96,11 @@ func TestParquetReaderAcrossPagesAndRowGroups(t *testing.T) {
 			}
 			if _, err := r.Next(columns, values); !errors.Is(err, io.EOF) {
 				t.Fatalf("after the last row: %v, want io.EOF", err)
+			}
+			for i, want := range rows {
+				if len(kept[i]) > 0 && !reflect.DeepEqual(kept[i], want.Embedding) {
+					t.Fatalf("row %d: embedding changed to %v after later rows were read", i+1, kept[i])
+				}
 			}
 		})
 	}

@@ -66,6 +66,9 @@ func (s *Store) embeddingConverter() converter {
 		case csvText:
 			vec, err = parseVectorText(string(x))
 		case json.RawMessage:
+			if vec = parseJSONFloats(x); vec != nil {
+				break
+			}
 			var fs []float64
 			if err := json.Unmarshal(x, &fs); err != nil {
 				return nil, fmt.Errorf("want a JSON array of numbers, got %s", abbreviate(string(x)))
@@ -109,6 +112,38 @@ func (s *Store) embeddingConverter() converter {
 		}
 		return pgvector.NewVector(vec), nil
 	}
+}
+
+// parseJSONFloats reads a JSON array of numbers without reflection, as
+// json.Unmarshal into []float64 would and then to float32, or returns nil
+// for anything else (an empty array, null, strings, a number beyond
+// float64), which json.Unmarshal then reads or explains. The value was
+// valid JSON already (its line decoded as an object), so every element
+// that strconv reads is a JSON number.
+func parseJSONFloats(b []byte) []float32 {
+	b = bytes.TrimSpace(b)
+	if len(b) < 3 || b[0] != '[' || b[len(b)-1] != ']' {
+		return nil
+	}
+	b = b[1 : len(b)-1]
+	out := make([]float32, 0, bytes.Count(b, []byte{','})+1)
+	for len(b) > 0 {
+		var num []byte
+		if i := bytes.IndexByte(b, ','); i >= 0 {
+			num, b = b[:i], b[i+1:]
+			if len(b) == 0 {
+				return nil
+			}
+		} else {
+			num, b = b, nil
+		}
+		f, err := strconv.ParseFloat(string(bytes.TrimSpace(num)), 64)
+		if err != nil {
+			return nil
+		}
+		out = append(out, float32(f))
+	}
+	return out
 }
 
 // parseVectorText reads pgvector's text form "[1,2,3]" (brackets optional).

@@ -153,9 +153,14 @@ func parseVectorText(s string) ([]float32, error) {
 	if strings.TrimSpace(t) == "" {
 		return nil, fmt.Errorf("is empty; want numbers like [0.1,0.2]")
 	}
-	parts := strings.Split(t, ",")
-	out := make([]float32, len(parts))
-	for i, p := range parts {
+	// Walked comma by comma rather than split: no slice of strings per
+	// row.
+	out := make([]float32, strings.Count(t, ",")+1)
+	for i := range out {
+		p := t
+		if j := strings.IndexByte(t, ','); j >= 0 {
+			p, t = t[:j], t[j+1:]
+		}
 		f, err := strconv.ParseFloat(strings.TrimSpace(p), 32)
 		if err != nil {
 			if ne, ok := err.(*strconv.NumError); ok && ne.Err == strconv.ErrRange {

@@ -297,9 +297,14 @@ type versionSet struct {
 
 type version struct{ row, micros int64 }
 
-func newVersionSet() *versionSet {
-	return &versionSet{first: map[string]version{}, more: map[string][]version{}}
+// newVersionSet makes a set for about rows rows (0 when unknown): a map
+// grown once instead of rehashed as it fills.
+func newVersionSet(rows int64) *versionSet {
+	return &versionSet{first: make(map[string]version, min(rows, 1<<24)), more: map[string][]version{}}
 }
+
+// sizeHinter is a Reader that knows how many rows it holds.
+type sizeHinter interface{ sizeHint() int64 }
 
 // add records a row's version and returns the earlier row with the same
 // key and event time, or 0.
@@ -362,8 +367,12 @@ func (s *Store) newCopySource(r Reader, eventTime time.Time, progress func(int64
 	for _, f := range s.spec.Features {
 		conv = append(conv, featureConverter(f.Type))
 	}
+	var hint int64
+	if h, ok := r.(sizeHinter); ok {
+		hint = h.sizeHint()
+	}
 	c := &copySource{r: r, columns: cols, conv: conv, in: make([]any, len(cols)), eventTime: eventTime,
-		seen: newVersionSet(), progress: progress,
+		seen: newVersionSet(hint), progress: progress,
 		batches: make(chan decodedBatch, 4), stop: make(chan struct{}), done: make(chan struct{})}
 	go c.decode()
 	return c
@@ -422,7 +431,13 @@ func (c *copySource) decodeRow(row int64) ([]any, error) {
 	}
 	out := make([]any, len(c.conv))
 	for i, conv := range c.conv {
-		v, err := conv(c.in[i])
+		in := c.in[i]
+		if f, ok := in.(ownedFloats); ok && i != 1 {
+			// A list where the store wants no embedding: named in errors
+			// as the []float32 it is.
+			in = []float32(f)
+		}
+		v, err := conv(in)
 		if err != nil {
 			return nil, &RowError{File: c.r.Name(), Row: int(row), Line: line, Field: c.columns[i], Reason: err.Error()}
 		}

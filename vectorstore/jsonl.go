@@ -56,7 +56,8 @@ func (j *JSONLReader) Next(columns []string, values []any) (int, error) {
 				return j.line, &RowError{File: j.name, Row: j.row, Line: j.line, Field: k, Reason: unknownColumn(j.name, k, j.cols).Error()}
 			}
 			// Copy: the scanner reuses its buffer.
-			values[p] = json.RawMessage(append([]byte(nil), v...))
+			// Unmarshal gave each RawMessage its own copy of the bytes.
+			values[p] = v
 		}
 		return j.line, nil
 	}

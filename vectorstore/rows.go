@@ -43,6 +43,10 @@ func (e *RowError) Error() string {
 // type. Values of other Go types are checked strictly against it.
 type csvText string
 
+// ownedFloats is an embedding a Reader made for the row alone and never
+// touches again, so ingest keeps it without a copy.
+type ownedFloats []float32
+
 // halfMax is the largest finite float16; larger values become infinite in
 // a halfvec.
 const halfMax = 65504
@@ -62,6 +66,9 @@ func (s *Store) embeddingConverter() converter {
 		case csvText:
 			vec, err = parseVectorText(string(x))
 		case json.RawMessage:
+			if vec = parseJSONFloats(x); vec != nil {
+				break
+			}
 			var fs []float64
 			if err := json.Unmarshal(x, &fs); err != nil {
 				return nil, fmt.Errorf("want a JSON array of numbers, got %s", abbreviate(string(x)))
@@ -70,6 +77,8 @@ func (s *Store) embeddingConverter() converter {
 			for i, f := range fs {
 				vec[i] = float32(f)
 			}
+		case ownedFloats:
+			vec = x
 		case []float32:
 			// A copy: decoding runs ahead of COPY, and a Reader may reuse
 			// its slice for the next row.
@@ -89,7 +98,9 @@ func (s *Store) embeddingConverter() converter {
 			return nil, fmt.Errorf("has %d dimensions; the store's embeddings have %d", len(vec), dims)
 		}
 		for i, f := range vec {
-			if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
+			// All exponent bits set is NaN or ±Inf: one test on the bits
+			// instead of two in float64, on every element of every row.
+			if math.Float32bits(f)&0x7f800000 == 0x7f800000 {
 				return nil, fmt.Errorf("element %d is %v; embeddings must be finite numbers", i, f)
 			}
 			if half && math.Abs(float64(f)) > halfMax {
@@ -103,6 +114,38 @@ func (s *Store) embeddingConverter() converter {
 	}
 }
 
+// parseJSONFloats reads a JSON array of numbers without reflection, as
+// json.Unmarshal into []float64 would and then to float32, or returns nil
+// for anything else (an empty array, null, strings, a number beyond
+// float64), which json.Unmarshal then reads or explains. The value was
+// valid JSON already (its line decoded as an object), so every element
+// that strconv reads is a JSON number.
+func parseJSONFloats(b []byte) []float32 {
+	b = bytes.TrimSpace(b)
+	if len(b) < 3 || b[0] != '[' || b[len(b)-1] != ']' {
+		return nil
+	}
+	b = b[1 : len(b)-1]
+	out := make([]float32, 0, bytes.Count(b, []byte{','})+1)
+	for len(b) > 0 {
+		var num []byte
+		if i := bytes.IndexByte(b, ','); i >= 0 {
+			num, b = b[:i], b[i+1:]
+			if len(b) == 0 {
+				return nil
+			}
+		} else {
+			num, b = b, nil
+		}
+		f, err := strconv.ParseFloat(string(bytes.TrimSpace(num)), 64)
+		if err != nil {
+			return nil
+		}
+		out = append(out, float32(f))
+	}
+	return out
+}
+
 // parseVectorText reads pgvector's text form "[1,2,3]" (brackets optional).
 func parseVectorText(s string) ([]float32, error) {
 	t := strings.TrimSpace(s)
@@ -110,9 +153,14 @@ func parseVectorText(s string) ([]float32, error) {
 	if strings.TrimSpace(t) == "" {
 		return nil, fmt.Errorf("is empty; want numbers like [0.1,0.2]")
 	}
-	parts := strings.Split(t, ",")
-	out := make([]float32, len(parts))
-	for i, p := range parts {
+	// Walked comma by comma rather than split: no slice of strings per
+	// row.
+	out := make([]float32, strings.Count(t, ",")+1)
+	for i := range out {
+		p := t
+		if j := strings.IndexByte(t, ','); j >= 0 {
+			p, t = t[:j], t[j+1:]
+		}
 		f, err := strconv.ParseFloat(strings.TrimSpace(p), 32)
 		if err != nil {
 			if ne, ok := err.(*strconv.NumError); ok && ne.Err == strconv.ErrRange {

@@ -272,14 +272,7 @@ func featureConverter(t FeatureType) converter {
 			case nil:
 				return nil, nil
 			case csvText:
-				if x == "" {
-					return nil, nil
-				}
-				n, err := strconv.ParseInt(strings.TrimSpace(string(x)), 10, 64)
-				if err != nil {
-					return nil, fmt.Errorf("want an integer, got %q", string(x))
-				}
-				return n, nil
+				return fromCSV(x, func(s string) (int64, error) { return strconv.ParseInt(s, 10, 64) }, "an integer")
 			case int64:
 				return x, nil
 			case int32:
@@ -302,14 +295,7 @@ func featureConverter(t FeatureType) converter {
 			case nil:
 				return nil, nil
 			case csvText:
-				if x == "" {
-					return nil, nil
-				}
-				f, err := strconv.ParseFloat(strings.TrimSpace(string(x)), 64)
-				if err != nil {
-					return nil, fmt.Errorf("want a number, got %q", string(x))
-				}
-				return f, nil
+				return fromCSV(x, func(s string) (float64, error) { return strconv.ParseFloat(s, 64) }, "a number")
 			case float64:
 				return x, nil
 			case float32:
@@ -327,14 +313,7 @@ func featureConverter(t FeatureType) converter {
 			case nil:
 				return nil, nil
 			case csvText:
-				if x == "" {
-					return nil, nil
-				}
-				b, err := strconv.ParseBool(strings.TrimSpace(string(x)))
-				if err != nil {
-					return nil, fmt.Errorf("want true or false, got %q", string(x))
-				}
-				return b, nil
+				return fromCSV(x, strconv.ParseBool, "true or false")
 			case bool:
 				return x, nil
 			case json.RawMessage:
@@ -379,6 +358,19 @@ func abbreviate(s string) string {
 		return s[:37] + "..."
 	}
 	return s
+}
+
+// fromCSV parses one CSV cell of a feature column: an empty cell is SQL
+// NULL, a cell parse refuses is an error that says what was wanted.
+func fromCSV[T any](x csvText, parse func(string) (T, error), want string) (any, error) {
+	if x == "" {
+		return nil, nil
+	}
+	v, err := parse(strings.TrimSpace(string(x)))
+	if err != nil {
+		return nil, fmt.Errorf("want %s, got %q", want, string(x))
+	}
+	return v, nil
 }
 
 // fromJSON decodes one JSON Lines value of a feature column: null is SQL

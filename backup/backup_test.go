@@ -24,17 +24,7 @@ import (
 
 var outpostBin string
 
-func TestMain(m *testing.M) {
-	bin, remove, err := harness.BuildOutpost()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	outpostBin = bin
-	code := m.Run()
-	remove()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { harness.RunWithOutpost(m, &outpostBin) }
 
 // site is a running PostgreSQL 15 that archives WAL with `outpost wal-push`
 // into a real MinIO.

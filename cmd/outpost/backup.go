@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -28,12 +27,6 @@ func newBackupCommand(f *singleHostFlags) *cobra.Command {
 	}
 	cmd.AddCommand(newBackupCreateCommand(f), newBackupListCommand(f), newBackupVerifyCommand(f), newBackupRestoreCommand(f))
 	return cmd
-}
-
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
 
 // progressTo reports progress on a terminal and stays quiet otherwise.

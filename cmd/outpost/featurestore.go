@@ -182,9 +182,7 @@ func printResults(out io.Writer, s *vectorstore.Store, res []vectorstore.Result,
 		for i, r := range res {
 			items[i] = item{r.Key, r.Distance, r.EventTime, r.Features}
 		}
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(items)
+		return printJSON(out, items)
 	case "table", "":
 	default:
 		return fmt.Errorf("-o %q: use table or json", format)
@@ -229,9 +227,7 @@ func newFSStatsCommand(f *singleHostFlags) *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			if output == "json" {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(st)
+				return printJSON(out, st)
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintf(tw, "Store:\t%s\n", st.Name)

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,17 +22,7 @@ import (
 // outpostBin is the binary under test, built once by TestMain.
 var outpostBin string
 
-func TestMain(m *testing.M) {
-	bin, remove, err := harness.BuildOutpost()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	outpostBin = bin
-	code := m.Run()
-	remove()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { harness.RunWithOutpost(m, &outpostBin) }
 
 // site is one state directory and the `outpost up` serving it.
 type site struct {

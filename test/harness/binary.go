@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"testing"
 )
 
 // BuildOutpost builds the outpost binary into a new directory that the
@@ -28,4 +29,19 @@ func BuildOutpost() (path string, remove func(), err error) {
 		return "", nil, fmt.Errorf("build outpost: %w\n%s", err, out)
 	}
 	return path, remove, nil
+}
+
+// RunWithOutpost is a TestMain body for packages whose tests run the
+// outpost binary: it builds it into *bin, runs the tests, removes it and
+// exits with the tests' code.
+func RunWithOutpost(m *testing.M, bin *string) {
+	path, remove, err := BuildOutpost()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	*bin = path
+	code := m.Run()
+	remove()
+	os.Exit(code)
 }

@@ -219,6 +219,9 @@ func (s *Server) start(ctx context.Context) error {
 	} else if pm != nil {
 		return fmt.Errorf("postgres %s: already running as pid %d, which this Server did not start: Adopt it, or stop it", s.DataDir, pm.pid)
 	}
+	if err := s.privateDataDir(); err != nil {
+		return fmt.Errorf("start postgres: %w", err)
+	}
 	// Backends of a postmaster that died would stop this start.
 	if err := s.quitLeftovers(); err != nil {
 		return fmt.Errorf("start postgres %s: %w", s.DataDir, err)

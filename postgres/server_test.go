@@ -64,3 +64,27 @@ func TestStopEndsTheServerAndForgetsIt(t *testing.T) {
 		t.Fatalf("start again after Stop: %v", err)
 	}
 }
+
+func TestStartMakesAGroupWritableDataDirectoryPrivateAgain(t *testing.T) {
+	// What a volume with fsGroup looks like after a pod restart: kubelet
+	// leaves the data directory setgid and group-writable (2770), which
+	// PostgreSQL refuses.
+	pg := harness.StartPostgres(t)
+	ctx := context.Background()
+	if err := pg.Server.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(pg.Server.DataDir, 0o2770); err != nil {
+		t.Fatal(err)
+	}
+	if err := pg.Server.Start(ctx); err != nil {
+		t.Fatalf("start after the volume was remounted group-writable: %v", err)
+	}
+	fi, err := os.Stat(pg.Server.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mode := fi.Mode() & (os.ModePerm | os.ModeSetgid); mode != 0o700 {
+		t.Errorf("data directory mode %o after start, want 700", mode)
+	}
+}

@@ -69,7 +69,7 @@ func RunController(ctx context.Context, cfg *rest.Config, opts ControllerOptions
 
 	var db *controldb.DB
 	if opts.ControlDBURL != "" {
-		if db, err = controldb.Open(ctx, opts.ControlDBURL); err != nil {
+		if db, err = controldb.OpenWhenReady(ctx, opts.ControlDBURL, log); err != nil {
 			return fmt.Errorf("--controldb-url: %w", err)
 		}
 		defer db.Close()

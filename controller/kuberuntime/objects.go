@@ -215,11 +215,14 @@ func statefulSetSpec(inst *outpostv1.PostgresInstance, opts PodOptions) appsv1.S
 				EnableServiceLinks:            ptr.To(false),
 				TerminationGracePeriodSeconds: ptr.To[int64](60),
 				SecurityContext: &corev1.PodSecurityContext{
-					RunAsNonRoot:   ptr.To(true),
-					RunAsUser:      ptr.To[int64](postgresUID),
-					RunAsGroup:     ptr.To[int64](postgresUID),
-					FSGroup:        ptr.To[int64](postgresUID),
-					SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+					RunAsNonRoot: ptr.To(true),
+					RunAsUser:    ptr.To[int64](postgresUID),
+					RunAsGroup:   ptr.To[int64](postgresUID),
+					FSGroup:      ptr.To[int64](postgresUID),
+					// Only a volume whose root is not ours yet is walked;
+					// instance run makes pgdata 0700 again on every start.
+					FSGroupChangePolicy: ptr.To(corev1.FSGroupChangeOnRootMismatch),
+					SeccompProfile:      &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 				},
 				Containers: []corev1.Container{{
 					Name:            "postgres",

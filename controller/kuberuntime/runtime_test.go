@@ -201,6 +201,11 @@ func TestKubernetesRuntimeCreatesUpdatesAndFinalizesTheInstanceObjects(t *testin
 	if !*psc.RunAsNonRoot || *psc.RunAsUser == 0 || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
 		t.Errorf("pod security context = %+v", psc)
 	}
+	// A recursive fsGroup change on every mount would also undo the 0700
+	// PostgreSQL needs on pgdata; only a volume not yet ours is walked.
+	if psc.FSGroupChangePolicy == nil || *psc.FSGroupChangePolicy != corev1.FSGroupChangeOnRootMismatch {
+		t.Errorf("pod fsGroupChangePolicy = %v, want OnRootMismatch", psc.FSGroupChangePolicy)
+	}
 	if ctr.ReadinessProbe.HTTPGet.Path != "/readyz" || ctr.LivenessProbe.HTTPGet.Path != "/livez" {
 		t.Errorf("probes: readiness %+v liveness %+v", ctr.ReadinessProbe, ctr.LivenessProbe)
 	}

@@ -200,3 +200,21 @@ func TestImagesRunWhatTheChartStarts(t *testing.T) {
 	}
 	checkParses(t, outpost, "controldb StatefulSet command", ctr.Command[1:])
 }
+
+// TestChartPodsSurviveRestartsAndASlowControlDB holds the chart to what a
+// real kubelet showed: a recursive fsGroup change on every mount, and a
+// liveness probe that kills the controller while it waits for controldb.
+func TestChartPodsSurviveRestartsAndASlowControlDB(t *testing.T) {
+	dep, sts := renderedWorkloads(t)
+	psc := sts.Spec.Template.Spec.SecurityContext
+	if psc == nil || psc.FSGroupChangePolicy == nil || *psc.FSGroupChangePolicy != corev1.FSGroupChangeOnRootMismatch {
+		t.Errorf("controldb pod fsGroupChangePolicy is not OnRootMismatch: %+v", psc)
+	}
+	ctr := dep.Spec.Template.Spec.Containers[0]
+	if ctr.StartupProbe == nil || ctr.StartupProbe.HTTPGet == nil || ctr.StartupProbe.HTTPGet.Path != "/healthz" {
+		t.Fatalf("the controller has no startup probe on /healthz, so liveness may kill it while it waits for controldb: %+v", ctr.StartupProbe)
+	}
+	if wait := ctr.StartupProbe.PeriodSeconds * ctr.StartupProbe.FailureThreshold; wait < 120 {
+		t.Errorf("the startup probe gives the controller %d s to reach controldb, want at least 120", wait)
+	}
+}

@@ -128,7 +128,7 @@ func (c *Controller) pass(ctx context.Context) time.Duration {
 	}
 	c.reportErrors(ctx, d.Errors)
 	if c.site != nil {
-		c.site(d.DataController)
+		c.site(siteOf(d, recs, c.log))
 	}
 
 	keys := make([]string, 0, len(d.Objects))
@@ -174,6 +174,29 @@ func (c *Controller) pass(ctx context.Context) time.Duration {
 }
 
 const requeueOnError = 5 * time.Second
+
+// siteOf is the site's DataController: the one the manifests declare, or,
+// while the file that declared it cannot be read (a half-saved edit, a
+// typo), the last one accepted from it, exactly as other kinds keep theirs.
+// Otherwise a broken site.yaml would move every instance back to 127.0.0.1
+// and turn direct mode off.
+func siteOf(d Desired, stored []controldb.Record, log *slog.Logger) *outpostv1.DataController {
+	if d.DataController != nil {
+		return d.DataController
+	}
+	for _, r := range stored {
+		if r.Kind != "DataController" || !d.Troubled[r.SourceFile] {
+			continue
+		}
+		dc := &outpostv1.DataController{}
+		if err := json.Unmarshal(r.Object, dc); err != nil {
+			log.Error("stored DataController cannot be read", "name", r.Namespace+"/"+r.Name, "err", err)
+			return nil
+		}
+		return dc
+	}
+	return nil
+}
 
 func recordKey(r controldb.Record) string { return r.Kind + "/" + r.Namespace + "/" + r.Name }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/apimachinery/pkg/api/equality"
 
+	"github.com/outpostdata/outpost/controller"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/controller/controldb"
 	"github.com/outpostdata/outpost/usageexport"
@@ -56,8 +57,50 @@ func startUsage(ctx context.Context, db *controldb.DB, sd StateDir, version stri
 		return nil, err
 	}
 	log = log.With("component", "usage")
-	return &usageRun{db: db, ledger: usageexport.NewLedger(db.Pool, nil), log: log, kick: make(chan struct{}, 1),
-		meter: &usageexport.SiteMeter{Pool: db.Pool, Key: key, Version: version, Metrics: usageMetrics, Log: log}}, nil
+	u := &usageRun{db: db, ledger: usageexport.NewLedger(db.Pool, nil), log: log, kick: make(chan struct{}, 1),
+		meter: &usageexport.SiteMeter{Pool: db.Pool, Key: key, Version: version, Metrics: usageMetrics, Log: log}}
+	u.meter.Source = u.declared
+	return u, nil
+}
+
+// declared lists the instances controldb holds: what the manifests
+// declared as of the manifest source's last pass. The orphan sweep closes
+// any other uid still open in the ledger.
+func (u *usageRun) declared(ctx context.Context) ([]usageexport.Declared, error) {
+	recs, err := u.db.Objects(ctx, "PostgresInstance")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]usageexport.Declared, len(recs))
+	for i, r := range recs {
+		out[i].UID = r.UID
+	}
+	return out, nil
+}
+
+// recorder is what the reconciler meters with. Until the manifest source's
+// first pass is done (synced), a deleted instance is one whose manifest
+// went while `outpost up` was stopped: when is not known (a deleted file
+// has no mtime), so it is closed at the last time it was seen, and the
+// hours while the controller was down are not billed for it. Instances
+// still declared stay billed through the downtime: what is declared is
+// what is billed.
+func (u *usageRun) recorder(synced <-chan struct{}) controller.UsageRecorder {
+	return hostRecorder{Ledger: u.ledger, synced: synced}
+}
+
+type hostRecorder struct {
+	*usageexport.Ledger
+	synced <-chan struct{}
+}
+
+func (h hostRecorder) InstanceDeleted(ctx context.Context, inst *outpostv1.PostgresInstance) error {
+	select {
+	case <-h.synced:
+		return h.Ledger.InstanceDeleted(ctx, inst)
+	default:
+		return h.Ledger.DeletedWhileAway(ctx, string(inst.UID))
+	}
 }
 
 // setSite takes the DataController (nil when there is none) from each pass.
@@ -217,4 +260,22 @@ func ShowUsage(ctx context.Context, sd StateDir, month string) (*usageexport.Mon
 	}
 	s, err := usageexport.SummarizeMonth(ctx, db.Pool, month)
 	return s, site, err
+}
+
+// RetryRefusedUsage puts the records the hub refused back in the backlog;
+// the running controller sends them on its next metering pass. It returns
+// how many records that is.
+func RetryRefusedUsage(ctx context.Context, sd StateDir) (int64, error) {
+	if err := sd.mustExist(); err != nil {
+		return 0, err
+	}
+	db, err := controldb.ConnectLocal(ctx, sd.ControlDB())
+	if err != nil {
+		return 0, fmt.Errorf("%w (is `outpost up` running?)", err)
+	}
+	defer db.Close()
+	if err := usageexport.EnsureSchema(ctx, db.Pool); err != nil {
+		return 0, err
+	}
+	return usageexport.RetryRefused(ctx, db.Pool)
 }

@@ -18,10 +18,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/outpostdata/outpost/controller"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/controller/controldb"
+	"github.com/outpostdata/outpost/controller/dirsource"
 	"github.com/outpostdata/outpost/usageexport"
 )
 
@@ -46,6 +49,32 @@ type usageRun struct {
 	// changes, so a new site or interval takes effect at once rather than
 	// after the interval in force.
 	kick chan struct{}
+	// events records the DataController's events; announced holds the
+	// status and reason of each condition last announced.
+	events    *dirsource.EventRecorder
+	announced map[string]string
+}
+
+// announce records an event for every change of the conditions a user
+// must act on: a clock that cannot be trusted, a batch the hub refused.
+func (u *usageRun) announce(dc *outpostv1.DataController, st *outpostv1.DataControllerStatus) {
+	for _, typ := range []string{usageexport.ConditionClockSkew, usageexport.ConditionUsageStreaming} {
+		c := meta.FindStatusCondition(st.Conditions, typ)
+		if c == nil {
+			continue
+		}
+		kind := "Normal"
+		if (c.Status == metav1.ConditionTrue) == (typ == usageexport.ConditionClockSkew) {
+			kind = "Warning"
+		}
+		prev, seen := u.announced[typ]
+		u.announced[typ] = string(c.Status) + c.Reason
+		// A healthy start is no news.
+		if prev == u.announced[typ] || (!seen && kind == "Normal") {
+			continue
+		}
+		u.events.Event(dc, kind, c.Reason, typ+": "+c.Message)
+	}
 }
 
 func startUsage(ctx context.Context, db *controldb.DB, sd StateDir, version string, log *slog.Logger) (*usageRun, error) {
@@ -58,6 +87,7 @@ func startUsage(ctx context.Context, db *controldb.DB, sd StateDir, version stri
 	}
 	log = log.With("component", "usage")
 	u := &usageRun{db: db, ledger: usageexport.NewLedger(db.Pool, nil), log: log, kick: make(chan struct{}, 1),
+		events: &dirsource.EventRecorder{DB: db, Log: log}, announced: map[string]string{},
 		meter: &usageexport.SiteMeter{Pool: db.Pool, Key: key, Version: version, Metrics: usageMetrics, Log: log}}
 	u.meter.Source = u.declared
 	return u, nil
@@ -130,6 +160,7 @@ func (u *usageRun) run(ctx context.Context, sd StateDir) {
 		st, err := u.meter.Pass(ctx, dc, usageexport.HubAccess{Token: token})
 		if err == nil && st != nil {
 			err = u.writeStatus(ctx, dc, st)
+			u.announce(dc, st)
 		}
 		if err != nil && ctx.Err() == nil {
 			u.log.Warn("cannot update DataController usage status", "err", err)

@@ -50,6 +50,21 @@ type SiteMeter struct {
 	// Skew is how far the clock may be from a trusted one; 0 means
 	// DefaultClockSkew.
 	Skew time.Duration
+
+	// hubWithoutTime: the hub acknowledged without its time (a hub older
+	// than serverTime), so asking it again is no use.
+	hubWithoutTime bool
+}
+
+// needHubTime says whether to ask the hub its time with an empty batch:
+// only when an hour has closed since the newest trusted time, so that
+// sampling it is not held back (at most about once an hour).
+func (m *SiteMeter) needHubTime(ctx context.Context, now time.Time) bool {
+	if m.hubWithoutTime {
+		return false
+	}
+	trusted, ok, err := State(ctx, m.Pool, StateTrustedTime)
+	return err == nil && (!ok || trusted.Before(second(now).Truncate(time.Hour)))
 }
 
 // Interval is how long to wait between passes for dc (nil: no
@@ -121,10 +136,12 @@ func (m *SiteMeter) Pass(ctx context.Context, dc *outpostv1.DataController, hub 
 			Hub: UploadOptions{HubURL: dc.Spec.Connectivity.Hub.URL, Token: hub.Token, Attempts: 1, Client: hub.Client}}
 		var sent int
 		sent, streamErr = streamer.Flush(ctx)
-		if streamErr == nil && sent == 0 {
+		if streamErr == nil && sent == 0 && m.needHubTime(ctx, clock.Now()) {
 			// Only for the hub's time: a refusal here is no batch's.
 			if err := streamer.Heartbeat(ctx); err != nil {
 				log.Debug("no hub time this pass", "err", err)
+			} else if _, _, ok := streamer.HubTime(); !ok {
+				m.hubWithoutTime = true
 			}
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"sync"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -46,6 +47,22 @@ type Controller struct {
 	featureStores *controller.FeatureStoreReconciler
 	// backups runs Backups and schedules; nil leaves them unreconciled.
 	backups *controller.BackupReconciler
+	// applying holds the uids of the PostgresInstances being reconciled
+	// and not yet stored (see Applying).
+	applying sync.Map
+}
+
+// Applying returns the uids of the PostgresInstances a pass is reconciling
+// right now: declared, but not in controldb until the reconcile is over
+// (a first reconcile runs initdb). Read it before controldb's objects, and
+// the two together hold every declared instance.
+func (c *Controller) Applying() []string {
+	var uids []string
+	c.applying.Range(func(k, _ any) bool {
+		uids = append(uids, k.(string))
+		return true
+	})
+	return uids
 }
 
 // OnSite sets a function that receives the site's DataController at the
@@ -229,6 +246,9 @@ func (c *Controller) apply(ctx context.Context, obj manifest.Object, rec control
 	var requeue time.Duration
 	var object any = u.Object
 	if obj.Kind() == "PostgresInstance" {
+		// Until it is stored below (when apply returns).
+		c.applying.Store(uid, nil)
+		defer c.applying.Delete(uid)
 		inst := &outpostv1.PostgresInstance{}
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, inst); err != nil {
 			return 0, fmt.Errorf("%s: %w", obj.Key(), err)

@@ -53,6 +53,9 @@ type usageRun struct {
 	// status and reason of each condition last announced.
 	events    *dirsource.EventRecorder
 	announced map[string]string
+	// applying lists the instances the manifest source is reconciling
+	// and has not stored yet (dirsource.Controller.Applying).
+	applying func() []string
 }
 
 // announce records an event for every change of the conditions a user
@@ -93,17 +96,25 @@ func startUsage(ctx context.Context, db *controldb.DB, sd StateDir, version stri
 	return u, nil
 }
 
-// declared lists the instances controldb holds: what the manifests
-// declared as of the manifest source's last pass. The orphan sweep closes
-// any other uid still open in the ledger.
+// declared lists the instances the manifests declare: those controldb
+// holds and those a pass is storing. The orphan sweep closes any other uid
+// still open in the ledger.
 func (u *usageRun) declared(ctx context.Context) ([]usageexport.Declared, error) {
+	var out []usageexport.Declared
+	// First those being reconciled and not yet stored (a new instance
+	// during its initdb): one that moves from there into controldb in
+	// between is then found in controldb.
+	if u.applying != nil {
+		for _, uid := range u.applying() {
+			out = append(out, usageexport.Declared{UID: uid})
+		}
+	}
 	recs, err := u.db.Objects(ctx, "PostgresInstance")
 	if err != nil {
 		return nil, err
 	}
-	out := make([]usageexport.Declared, len(recs))
-	for i, r := range recs {
-		out[i].UID = r.UID
+	for _, r := range recs {
+		out = append(out, usageexport.Declared{UID: r.UID})
 	}
 	return out, nil
 }

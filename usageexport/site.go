@@ -27,7 +27,7 @@ const (
 const DefaultInterval = time.Minute
 
 // SiteMeter is one site's metering loop body, the same whatever the
-// controller runs on: each Pass samples the ledger, streams the outbox in
+// controller runs on: each Pass samples the ledger, streams the backlog in
 // direct mode, and works out the DataController's usage status. The single
 // host stores that status in controldb and Kubernetes in the status
 // subresource; nothing else differs.

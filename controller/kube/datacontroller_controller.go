@@ -48,7 +48,7 @@ type UsageOptions struct {
 }
 
 // DataControllerReconciler meters the site. Every DataController is
-// reconciled each metering interval: the ledger is sampled, the outbox
+// reconciled each metering interval: the ledger is sampled, the backlog
 // streamed to the hub in direct mode (token and CA from the Secrets the
 // spec names), and the status written: Ready (metering), the freshness
 // condition and its Prometheus gauges, backlog, last export and upload, and
@@ -188,7 +188,7 @@ func (r *DataControllerReconciler) announce(dc *outpostv1.DataController, before
 }
 
 // hubAccess reads the hub token and CA a direct-mode DataController names.
-// An error means usage cannot be streamed; it waits in the outbox.
+// An error means usage cannot be streamed; it waits in the backlog.
 func (r *DataControllerReconciler) hubAccess(ctx context.Context, dc *outpostv1.DataController) (usageexport.HubAccess, error) {
 	var hub usageexport.HubAccess
 	if !usageexport.Direct(dc) {
@@ -196,7 +196,7 @@ func (r *DataControllerReconciler) hubAccess(ctx context.Context, dc *outpostv1.
 	}
 	h := dc.Spec.Connectivity.Hub
 	if h.CredentialsSecret == nil {
-		return hub, errors.New("direct mode needs connectivity.hub.credentialsSecret with the site's hub token under \"token\"; usage waits in the outbox")
+		return hub, errors.New("direct mode needs connectivity.hub.credentialsSecret with the site's hub token under \"token\"; usage waits in the backlog")
 	}
 	token, err := r.secretKey(ctx, dc.Namespace, h.CredentialsSecret.Name, "token", "connectivity.hub.credentialsSecret")
 	if err != nil {

@@ -164,7 +164,7 @@ func (u *usageRun) run(ctx context.Context, sd StateDir) {
 		if usageexport.Direct(dc) {
 			b, err := os.ReadFile(sd.HubToken())
 			if err != nil {
-				u.log.Warn("direct mode without a hub token: usage waits in the outbox", "file", sd.HubToken(), "err", err)
+				u.log.Warn("direct mode without a hub token: usage waits in the backlog", "file", sd.HubToken(), "err", err)
 			}
 			token = strings.TrimSpace(string(b))
 		}

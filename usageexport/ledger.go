@@ -81,7 +81,8 @@ func (l *Ledger) Observe(ctx context.Context, inst Instance, shape Shape) error 
 	err := pgx.BeginFunc(ctx, l.Pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO usage_instances (uid, kind, namespace, name, created_at, last_seen_at)
 			VALUES ($1, $2, $3, $4, $5, $5)
-			ON CONFLICT (uid) DO UPDATE SET last_seen_at = GREATEST(usage_instances.last_seen_at, EXCLUDED.last_seen_at)`,
+			ON CONFLICT (uid) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at
+				WHERE usage_instances.last_seen_at IS NULL OR usage_instances.last_seen_at < EXCLUDED.last_seen_at`,
 			inst.UID, inst.Kind, inst.Namespace, inst.Name, now); err != nil {
 			return err
 		}

@@ -33,7 +33,8 @@ func (l *Ledger) Sweep(ctx context.Context, listedAt time.Time, declared []Decla
 		uids[i] = d.UID
 	}
 	batch := &pgx.Batch{}
-	batch.Queue(`UPDATE usage_instances SET last_seen_at = GREATEST(last_seen_at, $2) WHERE uid = ANY($1) AND deleted_at IS NULL`, uids, listedAt)
+	batch.Queue(`UPDATE usage_instances SET last_seen_at = $2
+		WHERE uid = ANY($1) AND deleted_at IS NULL AND (last_seen_at IS NULL OR last_seen_at < $2)`, uids, listedAt)
 	for _, d := range declared {
 		if d.DeletionRequested != nil {
 			batch.Queue(`UPDATE usage_instances SET deletion_requested_at = $2 WHERE uid = $1 AND deletion_requested_at IS NULL`,

@@ -211,16 +211,7 @@ func (s *Streamer) instances(ctx context.Context, recs []Record) ([]Instance, er
 	if err != nil {
 		return nil, fmt.Errorf("usage backlog: %w", err)
 	}
-	insts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Instance, error) {
-		var i Instance
-		err := r.Scan(&i.UID, &i.Kind, &i.Namespace, &i.Name, &i.CreatedAt, &i.DeletedAt)
-		i.CreatedAt = i.CreatedAt.UTC()
-		if i.DeletedAt != nil {
-			d := i.DeletedAt.UTC()
-			i.DeletedAt = &d
-		}
-		return i, err
-	})
+	insts, err := pgx.CollectRows(rows, scanInstance)
 	if err != nil {
 		return nil, fmt.Errorf("usage backlog: %w", err)
 	}

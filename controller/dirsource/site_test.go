@@ -7,9 +7,6 @@ import (
 	"testing"
 
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
-	"github.com/outpostdata/outpost/controller/controldb"
-	"github.com/outpostdata/outpost/controller/manifest"
-	"github.com/outpostdata/outpost/test/harness"
 )
 
 // TestBrokenSiteManifestKeepsTheLastDataController: while site.yaml is
@@ -18,13 +15,7 @@ import (
 // their objects; only when the file is gone does the site have none.
 func TestBrokenSiteManifestKeepsTheLastDataController(t *testing.T) {
 	ctx := context.Background()
-	pg := harness.StartPostgres(t)
-	db, err := controldb.Open(ctx, pg.URL("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	dir := harness.TempDir(t)
+	c, _, dir := newTestController(t)
 	path := filepath.Join(dir, "site.yaml")
 	good := `apiVersion: outpost.dev/v1alpha1
 kind: DataController
@@ -40,11 +31,6 @@ spec:
 			t.Fatal(err)
 		}
 	}
-	v, err := manifest.NewValidator()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := New(dir, v, db, nil, harness.Logger(t))
 	var site *outpostv1.DataController
 	c.OnSite(func(dc *outpostv1.DataController) { site = dc })
 

@@ -3,9 +3,9 @@ package usageexport
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -37,38 +37,82 @@ const (
 // Reading is one look at a clock the site trusts more than its own: the
 // hub's time in its acknowledgement, or controldb's now() when controldb
 // runs on another host. Local is the site's clock at the same moment.
+// The newest reading, carried forward by the time elapsed since (see
+// trustedClock), is the newest trusted time of the rules below.
 type Reading struct {
 	Source         string
 	Trusted, Local time.Time
 }
 
-// ClockVerdict is what CheckClock decided.
+// ClockVerdict is what checkClock decided.
 type ClockVerdict struct {
 	// Condition is ConditionClockSkew, True when Skewed.
 	Condition metav1.Condition
 	// Skewed means: do not bill now.
 	Skewed bool
 	// NotAfter is the latest time a record may end (the newest trusted
-	// time plus the skew); zero when no trusted time was ever seen.
+	// time, carried forward, plus the skew); zero when this process has
+	// seen no trusted time.
 	NotAfter time.Time
 }
 
-// CheckClock judges the site's clock (local, now) against this pass's
-// trusted readings and what earlier passes saw. The clock is skewed when a
-// reading differs from it by more than skew, or when it is more than skew
-// behind the newest time it showed while believed (it jumped back: hours up
-// to there are recorded, and nothing is billed until it catches up).
-// Without any trusted reading a clock set ahead cannot be told from time
-// passing; the README says so.
-func CheckClock(ctx context.Context, pool *pgxpool.Pool, local time.Time, readings []Reading, skew time.Duration) (ClockVerdict, error) {
+// trustedClock remembers the newest trusted reading of this process. Its
+// Local time carries the monotonic clock when it is the system's, so the
+// trusted time can be carried forward by the time that really elapsed,
+// which a wall clock set ahead or back does not change.
+type trustedClock struct {
+	mu       sync.Mutex
+	newest   Reading
+	haveSeen bool
+}
+
+func (g *trustedClock) observe(rs []Reading) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, r := range rs {
+		if !g.haveSeen || r.Trusted.After(g.newest.Trusted) {
+			g.newest, g.haveSeen = r, true
+		}
+	}
+}
+
+// estimate is the trusted time now: the newest reading carried forward by
+// the time elapsed since, as local (from the same clock) measures it.
+func (g *trustedClock) estimate(local time.Time) (Reading, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.haveSeen {
+		return Reading{}, false
+	}
+	return Reading{Source: g.newest.Source, Trusted: g.newest.Trusted.Add(local.Sub(g.newest.Local)), Local: local}, true
+}
+
+// checkClock judges the site's clock (local, now) against this pass's
+// trusted readings, the newest trusted time this process has seen (carried
+// forward by the elapsed time) and what earlier passes saw. The clock is
+// skewed when it differs from a trusted time by more than skew, or when it
+// is more than skew behind the newest time it showed while believed (it
+// jumped back: hours up to there are recorded, and nothing is billed until
+// it catches up). Without any trusted reading a clock set ahead cannot be
+// told from time passing; the README says so.
+func (m *SiteMeter) checkClock(ctx context.Context, local time.Time, readings []Reading) (ClockVerdict, error) {
+	skew := m.Skew
 	if skew <= 0 {
 		skew = DefaultClockSkew
 	}
+	pool := m.Pool
 	v := ClockVerdict{Condition: metav1.Condition{Type: ConditionClockSkew, Status: metav1.ConditionFalse, Reason: ReasonClockAgrees,
 		Message: "the site's clock agrees with every trusted clock it has seen"}}
 	for _, r := range readings {
 		if err := SetState(ctx, pool, StateTrustedTime, second(r.Trusted)); err != nil {
 			return v, err
+		}
+	}
+	m.trusted.observe(readings)
+	est, estimated := m.trusted.estimate(local)
+	for _, r := range append(readings, est) {
+		if r.Trusted.IsZero() {
+			continue
 		}
 		off := r.Local.Sub(r.Trusted)
 		switch {
@@ -99,12 +143,8 @@ func CheckClock(ctx context.Context, pool *pgxpool.Pool, local time.Time, readin
 	if err := SetState(ctx, pool, StateClockHighWater, second(local)); err != nil {
 		return v, err
 	}
-	trusted, ok, err := State(ctx, pool, StateTrustedTime)
-	if err != nil {
-		return v, err
-	}
-	if ok {
-		v.NotAfter = trusted.UTC().Add(skew)
+	if estimated {
+		v.NotAfter = est.Trusted.Add(skew)
 	}
 	return v, nil
 }

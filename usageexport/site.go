@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -53,14 +54,17 @@ type SiteMeter struct {
 
 	// hubWithoutTime: the hub acknowledged without its time (a hub older
 	// than serverTime), so asking it again is no use.
-	hubWithoutTime bool
+	hubWithoutTime atomic.Bool
+	// trusted is the newest trusted time of this process (clockcheck.go);
+	// keep one SiteMeter for the life of the controller.
+	trusted trustedClock
 }
 
 // needHubTime says whether to ask the hub its time with an empty batch:
 // only when an hour has closed since the newest trusted time, so that
 // sampling it is not held back (at most about once an hour).
 func (m *SiteMeter) needHubTime(ctx context.Context, now time.Time) bool {
-	if m.hubWithoutTime {
+	if m.hubWithoutTime.Load() {
 		return false
 	}
 	trusted, ok, err := State(ctx, m.Pool, StateTrustedTime)
@@ -96,7 +100,7 @@ type HubAccess struct {
 //  2. in direct mode with a token, the hub's backlog is sent, which also
 //     tells the hub's time (an empty batch asks for it when there is
 //     nothing to send);
-//  3. the clock check (CheckClock) against the hub's time and, when
+//  3. the clock check (checkClock) against the hub's time and, when
 //     trusted, controldb's; a skewed clock bills nothing this pass;
 //  4. every closed hour up to the newest trusted time plus the skew is
 //     sampled, and in direct mode the new records are sent.
@@ -141,7 +145,7 @@ func (m *SiteMeter) Pass(ctx context.Context, dc *outpostv1.DataController, hub 
 			if err := streamer.Heartbeat(ctx); err != nil {
 				log.Debug("no hub time this pass", "err", err)
 			} else if _, _, ok := streamer.HubTime(); !ok {
-				m.hubWithoutTime = true
+				m.hubWithoutTime.Store(true)
 			}
 		}
 	}
@@ -159,7 +163,7 @@ func (m *SiteMeter) Pass(ctx context.Context, dc *outpostv1.DataController, hub 
 		}
 		readings = append(readings, Reading{Source: "controldb", Trusted: t, Local: clock.Now()})
 	}
-	verdict, err := CheckClock(ctx, m.Pool, clock.Now(), readings, m.Skew)
+	verdict, err := m.checkClock(ctx, clock.Now(), readings)
 	if err != nil {
 		return nil, err
 	}

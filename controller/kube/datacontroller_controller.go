@@ -69,6 +69,9 @@ type DataControllerReconciler struct {
 	Clock usageexport.Clock
 	// TrustControlDBClock: see UsageOptions.
 	TrustControlDBClock bool
+
+	meterOnce sync.Once
+	siteMeter *usageexport.SiteMeter
 }
 
 // +kubebuilder:rbac:groups=outpost.dev,resources=datacontrollers,verbs=get;list;watch
@@ -105,9 +108,7 @@ func (r *DataControllerReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		return ctrl.Result{RequeueAfter: 10 * time.Second}, r.writeStatus(ctx, &dc, dc.Status.DeepCopy())
 	}
 	hub, hubErr := r.hubAccess(ctx, &dc)
-	meter := r.meter(key)
-	meter.Metrics = usageMetrics()
-	st, err := meter.Pass(ctx, &dc, hub)
+	st, err := r.meter(key).Pass(ctx, &dc, hub)
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("usage status of DataController %s: %w", req.NamespacedName, err)
 	}
@@ -127,10 +128,14 @@ func (r *DataControllerReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 }
 
 // meter is the site's metering pass, with the orphan sweep over the
-// PostgresInstances the apiserver holds.
+// PostgresInstances the apiserver holds. It is one for the reconciler's
+// life, since it remembers the newest trusted time.
 func (r *DataControllerReconciler) meter(key usageexport.SigningKey) *usageexport.SiteMeter {
-	return &usageexport.SiteMeter{Pool: r.Pool, Key: key, Version: r.Version, Clock: r.Clock, Log: r.Log,
-		Source: r.declaredInstances, TrustControlDBClock: r.TrustControlDBClock}
+	r.meterOnce.Do(func() {
+		r.siteMeter = &usageexport.SiteMeter{Pool: r.Pool, Key: key, Version: r.Version, Clock: r.Clock, Log: r.Log,
+			Metrics: usageMetrics(), Source: r.declaredInstances, TrustControlDBClock: r.TrustControlDBClock}
+	})
+	return r.siteMeter
 }
 
 // declaredInstances lists every PostgresInstance from the apiserver itself

@@ -186,4 +186,9 @@ func TestManifestDeletedWhileUpIsStoppedIsClosedAtItsLastSighting(t *testing.T) 
 		t.Errorf("keep, still declared, was closed (%v): a stopped `outpost up` must not stop billing", k)
 	}
 	t.Logf("example closed at %s; stopped at %s", deleted.Format(time.RFC3339), stoppedAt.Format(time.RFC3339))
+
+	// Nothing was refused, so `usage retry` has nothing to send again.
+	if out := s.outpost("usage", "retry"); !strings.Contains(out, "No usage records are set aside") {
+		t.Errorf("outpost usage retry with nothing set aside: %q", out)
+	}
 }

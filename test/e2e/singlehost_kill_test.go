@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -63,7 +64,10 @@ func (s *site) ledgerIntervals() []ledgerInterval {
 // before its manifest went; the new one starts when the restarted
 // controller first read it; the CPU change takes effect then too; and
 // every record lies inside one interval at that interval's CPU limit
-// (nothing doubled, nothing invented).
+// (nothing doubled, nothing invented); and the month's export verifies.
+// `outpost up` has no fake clock, so the history is checked on the ledger's
+// intervals to the second, and the export holds only the hours that closed
+// during the run (often none).
 func TestKilledOutpostUpBillsWhatWasDeclared(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
@@ -179,6 +183,15 @@ func TestKilledOutpostUpBillsWhatWasDeclared(t *testing.T) {
 	}
 	if stray != 0 {
 		t.Errorf("%d records lie outside the declared intervals or overlap another", stray)
+	}
+
+	// The month's export verifies: its records tile every instance's
+	// declared life up to the last closed hour, with no gap or overlap.
+	file := filepath.Join(t.TempDir(), "usage.outpost-usage")
+	s.outpost("usage", "export", "--month", time.Now().UTC().Format("2006-01"), "-o", file)
+	pub, _ := s.outpostSplit("usage", "key")
+	if out, err := exec.Command(outpostBin, "usage", "verify", file, "--public-key", pub).CombinedOutput(); err != nil {
+		t.Errorf("the export after ten kills does not verify: %v\n%s", err, out)
 	}
 }
 

@@ -81,7 +81,7 @@ func crashSteps() []time.Time {
 
 // crashChild is a metering controller for the ledger at url: at each step
 // it reports the events of that moment to the ledger, as the reconciler
-// does, and samples (direct mode, so the outbox is written too). The
+// does, and samples. The
 // world's clock lives in the database and only moves forward after a step
 // is done, so a controller killed anywhere restarts at the moment it died
 // in, as a real one restarts in the present, never in the past. It prints
@@ -104,7 +104,7 @@ func crashChild(url, siteID string) int {
 	}
 	clock := &harness.Clock{}
 	ledger := usageexport.NewLedger(pool, clock)
-	s := &usageexport.Sampler{Pool: pool, Clock: clock, SiteID: siteID, Outbox: true}
+	s := &usageexport.Sampler{Pool: pool, Clock: clock, SiteID: siteID}
 	for i, step := range crashSteps() {
 		if step.Before(now) {
 			continue
@@ -136,8 +136,8 @@ func crashChild(url, siteID string) int {
 
 // TestControllerKilledAtRandomPointsMetersTheSame kills a metering
 // controller with SIGKILL at 20 random points of its run (in ledger writes,
-// sampling transactions and outbox writes alike) and restarts it each time;
-// the records, the outbox and the export totals must equal those of a run
+// sampling transactions alike) and restarts it each time;
+// the records, the backlog and the export totals must equal those of a run
 // never interrupted.
 func TestControllerKilledAtRandomPointsMetersTheSame(t *testing.T) {
 	pg := harness.StartPostgres(t)
@@ -160,7 +160,7 @@ func TestControllerKilledAtRandomPointsMetersTheSame(t *testing.T) {
 
 	// 20 kill points spread over the run's steps; each kill comes a
 	// random 0-5 ms into its step, so it lands anywhere in the step's
-	// ledger writes, sampling transaction or outbox insert.
+	// ledger writes or sampling transaction.
 	steps := len(crashSteps())
 	rng := rand.New(rand.NewPCG(6, 20))
 	var targets []int
@@ -204,11 +204,12 @@ func TestControllerKilledAtRandomPointsMetersTheSame(t *testing.T) {
 	if len(a) == 0 || !slices.Equal(a, b) {
 		t.Fatalf("uninterrupted run wrote %d records, the killed one %d, and they differ", len(a), len(b))
 	}
-	var outboxA, outboxB int
-	must(t, calm.QueryRow(context.Background(), "SELECT count(*) FROM usage_outbox").Scan(&outboxA))
-	must(t, crashy.QueryRow(context.Background(), "SELECT count(*) FROM usage_outbox").Scan(&outboxB))
-	if outboxA != len(a) || outboxB != len(b) {
-		t.Fatalf("outbox holds %d and %d rows for %d records: a record was written without its outbox row", outboxA, outboxB, len(a))
+	backlogA, err := usageexport.Backlog(context.Background(), calm)
+	must(t, err)
+	backlogB, err := usageexport.Backlog(context.Background(), crashy)
+	must(t, err)
+	if backlogA != int64(len(a)) || backlogB != int64(len(b)) {
+		t.Fatalf("the hub's backlog holds %d and %d records of %d: a record was written outside it", backlogA, backlogB, len(a))
 	}
 	clock := harness.NewClock("2026-11-25T00:00:00Z")
 	for _, month := range []string{"2026-10", "2026-11"} {

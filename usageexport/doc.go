@@ -14,6 +14,13 @@
 // half way or ran twice writes exactly the same records as one that never
 // stopped.
 //
+// Around that: the orphan sweep (sweep.go) closes instances the source no
+// longer declares; the clock check (clockcheck.go) keeps records from
+// ending after the newest trusted time plus a skew; the Streamer
+// (streamer.go) sends every record the hub has not acknowledged (acked_at
+// on the record) and sets refused batches aside (refusals.go); SiteMeter
+// (site.go) runs all of it once per metering pass.
+//
 // The package does not know where instances run or where their specs come
 // from; it does not import controller.
 package usageexport

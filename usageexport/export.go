@@ -145,16 +145,20 @@ func periodInstances(ctx context.Context, pool *pgxpool.Pool, start, to time.Tim
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Instance, error) {
-		var i Instance
-		err := r.Scan(&i.UID, &i.Kind, &i.Namespace, &i.Name, &i.CreatedAt, &i.DeletedAt)
-		i.CreatedAt = i.CreatedAt.UTC()
-		if i.DeletedAt != nil {
-			d := i.DeletedAt.UTC()
-			i.DeletedAt = &d
-		}
-		return i, err
-	})
+	return pgx.CollectRows(rows, scanInstance)
+}
+
+// scanInstance reads a row of uid, kind, namespace, name, created_at,
+// deleted_at, with the times in UTC.
+func scanInstance(r pgx.CollectableRow) (Instance, error) {
+	var i Instance
+	err := r.Scan(&i.UID, &i.Kind, &i.Namespace, &i.Name, &i.CreatedAt, &i.DeletedAt)
+	i.CreatedAt = i.CreatedAt.UTC()
+	if i.DeletedAt != nil {
+		d := i.DeletedAt.UTC()
+		i.DeletedAt = &d
+	}
+	return i, err
 }
 
 // periodRecords calls f with each record that starts in [start, to),

@@ -50,9 +50,22 @@ func (l *Ledger) InstanceObserved(ctx context.Context, inst *outpostv1.PostgresI
 	return l.Observe(ctx, Instance{UID: string(inst.UID), Kind: "PostgresInstance", Namespace: inst.Namespace, Name: inst.Name}, ShapeOf(inst))
 }
 
-// InstanceDeleted records that a PostgresInstance is gone.
+// InstanceDeleted records that a PostgresInstance is gone: at its
+// deletionTimestamp when it has one (a controller that was down when the
+// deletion was asked for does not bill the time it was down), else now.
 func (l *Ledger) InstanceDeleted(ctx context.Context, inst *outpostv1.PostgresInstance) error {
-	return l.Deleted(ctx, string(inst.UID))
+	at := second(l.Clock.Now())
+	if d := inst.DeletionTimestamp; d != nil && d.Time.Before(at) {
+		at = second(d.Time)
+	}
+	return l.deleted(ctx, string(inst.UID), func(time.Time) time.Time { return at })
+}
+
+// DeletedWhileAway records that the instance with uid went while nothing
+// was watching (its manifest was deleted while `outpost up` was stopped):
+// when is not known, so it is closed at the last time it was seen.
+func (l *Ledger) DeletedWhileAway(ctx context.Context, uid string) error {
+	return l.deleted(ctx, uid, func(lastKnown time.Time) time.Time { return lastKnown })
 }
 
 // Observe records that inst has shape now. A new instance opens its first
@@ -66,8 +79,10 @@ func (l *Ledger) Observe(ctx context.Context, inst Instance, shape Shape) error 
 	}
 	now := second(l.Clock.Now())
 	err := pgx.BeginFunc(ctx, l.Pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO usage_instances (uid, kind, namespace, name, created_at)
-			VALUES ($1, $2, $3, $4, $5) ON CONFLICT (uid) DO NOTHING`,
+		if _, err := tx.Exec(ctx, `INSERT INTO usage_instances (uid, kind, namespace, name, created_at, last_seen_at)
+			VALUES ($1, $2, $3, $4, $5, $5)
+			ON CONFLICT (uid) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at
+				WHERE usage_instances.last_seen_at IS NULL OR usage_instances.last_seen_at < EXCLUDED.last_seen_at`,
 			inst.UID, inst.Kind, inst.Namespace, inst.Name, now); err != nil {
 			return err
 		}
@@ -109,17 +124,30 @@ func (l *Ledger) Observe(ctx context.Context, inst Instance, shape Shape) error 
 	return nil
 }
 
-// Deleted closes the open interval of the instance with uid and marks the
-// instance deleted. Deleting twice, or an instance never observed, does
-// nothing.
+// Deleted closes the open interval of the instance with uid now and marks
+// the instance deleted. Deleting twice, or an instance never observed,
+// does nothing.
 func (l *Ledger) Deleted(ctx context.Context, uid string) error {
 	now := second(l.Clock.Now())
+	return l.deleted(ctx, uid, func(time.Time) time.Time { return now })
+}
+
+// deleted closes the open interval of uid at when(last known) (never before
+// what is already sampled) and marks the instance deleted.
+func (l *Ledger) deleted(ctx context.Context, uid string, when func(lastSeen time.Time) time.Time) error {
 	err := pgx.BeginFunc(ctx, l.Pool, func(tx pgx.Tx) error {
 		open, found, err := openInterval(ctx, tx, uid)
 		if err != nil || !found {
 			return err
 		}
-		cut := cutTime(now, open)
+		// The last time it is known to have been declared: last seen, or
+		// its deletion request if that came first (LEAST skips NULLs).
+		var lastKnown time.Time
+		if err := tx.QueryRow(ctx, `SELECT LEAST(COALESCE(last_seen_at, created_at), deletion_requested_at)
+			FROM usage_instances WHERE uid = $1`, uid).Scan(&lastKnown); err != nil {
+			return err
+		}
+		cut := cutTime(second(when(lastKnown)), open)
 		if _, err := tx.Exec(ctx, `UPDATE usage_intervals SET end_at = $3 WHERE uid = $1 AND start_at = $2`, uid, open.start, cut); err != nil {
 			return err
 		}

@@ -25,7 +25,7 @@ func NewMetrics() *Metrics {
 		warn:    g("warn_after_seconds", "Age after which the freshness condition turns False with reason Stale.", "condition"),
 		overdue: g("overdue_after_seconds", "Age after which the freshness condition turns False with reason Overdue.", "condition"),
 		state:   g("freshness", "1 for the current freshness verdict (reason Fresh, Stale or Overdue), 0 for the others.", "condition", "reason"),
-		backlog: g("backlog_records", "Usage records waiting in the direct-mode outbox for the hub."),
+		backlog: g("backlog_records", "Usage records the hub has not acknowledged yet (direct mode)."),
 	}
 }
 
@@ -35,7 +35,7 @@ func (m *Metrics) Collectors() []prometheus.Collector {
 }
 
 // Observe records one freshness evaluation: condType and the arguments of
-// FreshnessCondition, the verdict's reason, and the outbox backlog.
+// FreshnessCondition, the verdict's reason, and the hub's backlog.
 func (m *Metrics) Observe(condType string, last *time.Time, since, now time.Time, warn, overdue time.Duration, reason string, backlog int64) {
 	if warn <= 0 {
 		warn = DefaultWarnAfter

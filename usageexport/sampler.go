@@ -24,16 +24,20 @@ type Sampler struct {
 	Clock Clock
 	// SiteID goes into every record id.
 	SiteID string
-	// Outbox, when true (direct mode), queues every new record for the hub
-	// in the transaction that writes it.
-	Outbox bool
-	Log    *slog.Logger
+	// NotAfter, when set, is the latest time a record may end, whatever
+	// the clock says: the newest trusted time plus the allowed skew (see
+	// ClockCheck). Hours after it wait for a clock that agrees.
+	NotAfter time.Time
+	Log      *slog.Logger
 }
 
 // Sample writes the records of every closed hour not yet recorded and
 // returns how many records are new.
 func (s *Sampler) Sample(ctx context.Context) (int, error) {
 	horizon := second(s.Clock.Now()).Truncate(time.Hour)
+	if !s.NotAfter.IsZero() && s.NotAfter.Before(horizon) {
+		horizon = second(s.NotAfter).Truncate(time.Hour)
+	}
 	rows, err := s.Pool.Query(ctx, `SELECT v.uid, v.start_at FROM usage_intervals v
 		WHERE v.sampled_until < $1 AND (v.end_at IS NULL OR v.sampled_until < v.end_at)
 		ORDER BY v.start_at, v.uid`, horizon)
@@ -128,8 +132,9 @@ func Slices(siteID string, inst Instance, shape Shape, from, to time.Time) []Rec
 	return out
 }
 
-// insert stores records, skipping those already stored, and queues the new
-// ones in the outbox in direct mode.
+// insert stores records, skipping those already stored. A new record is
+// in the hub's backlog (acked_at NULL) from the start, whatever the mode:
+// switching to direct mode later sends it.
 func (s *Sampler) insert(ctx context.Context, tx pgx.Tx, inst Instance, recs []Record) (int, error) {
 	if len(recs) == 0 {
 		return 0, nil
@@ -146,26 +151,17 @@ func (s *Sampler) insert(ctx context.Context, tx pgx.Tx, inst Instance, recs []R
 		ids[i], starts[i], ends[i], mvcs[i] = r.ID, r.Start, r.End, r.MilliVCoreSeconds
 	}
 	sh := recs[0].Shape
-	rows, err := tx.Query(ctx, `INSERT INTO usage_records (id, site_id, uid, kind, namespace, name, start_at, end_at,
+	tag, err := tx.Exec(ctx, `INSERT INTO usage_records (id, site_id, uid, kind, namespace, name, start_at, end_at,
 			milli_vcores, memory_bytes, storage_bytes, labels, milli_vcore_seconds)
 		SELECT r.id, $1, $2, $3, $4, $5, r.s, r.e, $6, $7, $8, $9::jsonb, r.q
 		FROM unnest($10::text[], $11::timestamptz[], $12::timestamptz[], $13::bigint[]) AS r(id, s, e, q)
-		ON CONFLICT (id) DO NOTHING RETURNING id`,
+		ON CONFLICT (id) DO NOTHING`,
 		s.SiteID, inst.UID, inst.Kind, inst.Namespace, inst.Name, sh.MilliVCores, sh.MemoryBytes, sh.StorageBytes, string(labels),
 		ids, starts, ends, mvcs)
 	if err != nil {
 		return 0, err
 	}
-	fresh, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return 0, err
-	}
-	if s.Outbox && len(fresh) > 0 {
-		if _, err := tx.Exec(ctx, `INSERT INTO usage_outbox (record_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, fresh); err != nil {
-			return 0, err
-		}
-	}
-	return len(fresh), nil
+	return int(tag.RowsAffected()), nil
 }
 
 // Run samples now and then every interval until ctx ends. Errors are

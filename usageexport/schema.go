@@ -55,14 +55,6 @@ CREATE TABLE IF NOT EXISTS usage_records (
 	milli_vcore_seconds bigint NOT NULL
 );
 CREATE INDEX IF NOT EXISTS usage_records_start ON usage_records (start_at);
--- Direct mode: a row per record still to reach the hub, written in the
--- transaction that writes the record.
-CREATE TABLE IF NOT EXISTS usage_outbox (
-	record_id text PRIMARY KEY REFERENCES usage_records (id),
-	queued_at timestamptz NOT NULL DEFAULT now(),
-	sent_at   timestamptz
-);
-CREATE INDEX IF NOT EXISTS usage_outbox_pending ON usage_outbox (record_id) WHERE sent_at IS NULL;
 CREATE TABLE IF NOT EXISTS usage_exports (
 	payload_sha256 text PRIMARY KEY,
 	month          text NOT NULL,
@@ -76,6 +68,37 @@ CREATE TABLE IF NOT EXISTS usage_state (
 	key   text PRIMARY KEY,
 	value timestamptz NOT NULL
 );
+-- The hub's backlog is on the records themselves, whatever the mode was
+-- when they were sampled: acked_at is when the hub acknowledged a record,
+-- refusal_id the refused batch it was set aside with (see usage_refusals).
+ALTER TABLE usage_records ADD COLUMN IF NOT EXISTS acked_at timestamptz;
+ALTER TABLE usage_records ADD COLUMN IF NOT EXISTS refusal_id bigint;
+CREATE INDEX IF NOT EXISTS usage_records_unacked ON usage_records (uid, start_at, id)
+	WHERE acked_at IS NULL AND refusal_id IS NULL;
+CREATE INDEX IF NOT EXISTS usage_records_refused ON usage_records (refusal_id) WHERE refusal_id IS NOT NULL;
+-- A batch the hub refused with a 4xx: its records wait here, out of the
+-- way of the rest, until ` + "`outpost usage retry`" + `.
+CREATE TABLE IF NOT EXISTS usage_refusals (
+	id         bigserial PRIMARY KEY,
+	refused_at timestamptz NOT NULL,
+	status     integer NOT NULL,
+	reason     text NOT NULL
+);
+-- last_seen_at: the last time the source still declared the instance;
+-- deletion_requested_at: when its deletion was asked for, if the source
+-- said so (a deletionTimestamp). The orphan sweep closes an instance the
+-- source no longer has at the earlier of the two.
+ALTER TABLE usage_instances ADD COLUMN IF NOT EXISTS last_seen_at timestamptz;
+ALTER TABLE usage_instances ADD COLUMN IF NOT EXISTS deletion_requested_at timestamptz;
+-- The direct-mode outbox of earlier versions: what it says was sent is
+-- acknowledged; the rest waits in the records' backlog. It is then gone.
+DO $$ BEGIN
+	IF to_regclass('usage_outbox') IS NOT NULL THEN
+		UPDATE usage_records r SET acked_at = o.sent_at FROM usage_outbox o
+			WHERE o.record_id = r.id AND o.sent_at IS NOT NULL AND r.acked_at IS NULL;
+		DROP TABLE usage_outbox;
+	END IF;
+END $$;
 `
 
 // EnsureSchema creates the ledger's tables in controldb when they are

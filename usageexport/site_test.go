@@ -67,15 +67,16 @@ func TestSiteMeterPassSamplesAndWorksOutTheStatus(t *testing.T) {
 	check("indirect at 3h10m", outpostv1.ConditionReady, "True", usageexport.ReasonMetering)
 	check("indirect at 3h10m", "Other", "True", "SetElsewhere")
 
-	// Direct mode without a token: records go to the outbox and wait, Ready
-	// says why, and only the direct-mode condition remains.
+	// Direct mode without a token: records wait in the backlog (those
+	// sampled in indirect mode too), Ready says why, and only the
+	// direct-mode condition remains.
 	dc.Status = *st
 	dc.Spec.Connectivity = outpostv1.Connectivity{Mode: outpostv1.ConnectivityDirect, Hub: &outpostv1.Hub{URL: "http://127.0.0.1:1"}}
 	clock.Set("2026-11-01T07:00:00Z")
 	st, err = m.Pass(ctx, dc, usageexport.HubAccess{})
 	must(t, err)
-	if st.Backlog != 4 {
-		t.Errorf("backlog %d after four hours in direct mode without a token, want 4", st.Backlog)
+	if st.Backlog != 7 {
+		t.Errorf("backlog %d after three hours indirect and four direct without a token, want 7", st.Backlog)
 	}
 	check("direct without a token", outpostv1.ConditionReady, "False", usageexport.ReasonNoHubToken)
 	check("direct without a token", usageexport.ConditionUsageUploaded, "False", usageexport.ReasonOverdue)

@@ -56,7 +56,7 @@ func newUsageCommand(f *singleHostFlags) *cobra.Command {
 	}
 	u := &usageSource{sh: f}
 	u.register(cmd)
-	cmd.AddCommand(newUsageKeyCommand(u), newUsageShowCommand(u), newUsageExportCommand(u), newUsageVerifyCommand(), newUsageUploadCommand())
+	cmd.AddCommand(newUsageKeyCommand(u), newUsageShowCommand(u), newUsageExportCommand(u), newUsageVerifyCommand(), newUsageUploadCommand(), newUsageRetryCommand(u))
 	return cmd
 }
 
@@ -85,6 +85,44 @@ func newUsageKeyCommand(u *usageSource) *cobra.Command {
 			pub := key.Public()
 			fmt.Fprintln(cmd.OutOrStdout(), usageexport.FormatPublicKey(pub))
 			fmt.Fprintf(cmd.ErrOrStderr(), "fingerprint %s, site id %s\n", usageexport.Fingerprint(pub), usageexport.SiteID(pub))
+			return nil
+		},
+	}
+}
+
+func newUsageRetryCommand(u *usageSource) *cobra.Command {
+	return &cobra.Command{
+		Use:   "retry",
+		Short: "Send again the usage batches the hub refused, once the cause is fixed",
+		Long: `A batch the hub refuses (for example a signature it does not accept after
+the signing key was re-created) is set aside, and the DataController's
+UsageStreaming condition names the hub's reason, while later batches keep
+flowing. Once the cause is fixed, retry puts the set-aside records back in
+the queue; the controller sends them on its next metering pass. If the hub
+refuses them again they are set aside again, with the new reason.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			k, err := u.kube()
+			if err != nil {
+				return err
+			}
+			var n int64
+			if k != nil {
+				n, err = k.RetryRefused(cmd.Context())
+			} else {
+				var sd singlehost.StateDir
+				if sd, err = u.sh.open(); err == nil {
+					n, err = singlehost.RetryRefusedUsage(cmd.Context(), sd)
+				}
+			}
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				fmt.Fprintln(cmd.OutOrStdout(), "No usage records are set aside; nothing to retry.")
+				return nil
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%d usage records the hub refused are queued again; the controller sends them on its next metering pass.\n", n)
 			return nil
 		},
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"sync"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -46,6 +47,22 @@ type Controller struct {
 	featureStores *controller.FeatureStoreReconciler
 	// backups runs Backups and schedules; nil leaves them unreconciled.
 	backups *controller.BackupReconciler
+	// applying holds the uids of the PostgresInstances being reconciled
+	// and not yet stored (see Applying).
+	applying sync.Map
+}
+
+// Applying returns the uids of the PostgresInstances a pass is reconciling
+// right now: declared, but not in controldb until the reconcile is over
+// (a first reconcile runs initdb). Read it before controldb's objects, and
+// the two together hold every declared instance.
+func (c *Controller) Applying() []string {
+	var uids []string
+	c.applying.Range(func(k, _ any) bool {
+		uids = append(uids, k.(string))
+		return true
+	})
+	return uids
 }
 
 // OnSite sets a function that receives the site's DataController at the
@@ -128,7 +145,7 @@ func (c *Controller) pass(ctx context.Context) time.Duration {
 	}
 	c.reportErrors(ctx, d.Errors)
 	if c.site != nil {
-		c.site(d.DataController)
+		c.site(siteOf(d, recs, c.log))
 	}
 
 	keys := make([]string, 0, len(d.Objects))
@@ -175,6 +192,29 @@ func (c *Controller) pass(ctx context.Context) time.Duration {
 
 const requeueOnError = 5 * time.Second
 
+// siteOf is the site's DataController: the one the manifests declare, or,
+// while the file that declared it cannot be read (a half-saved edit, a
+// typo), the last one accepted from it, exactly as other kinds keep theirs.
+// Otherwise a broken site.yaml would move every instance back to 127.0.0.1
+// and turn direct mode off.
+func siteOf(d Desired, stored []controldb.Record, log *slog.Logger) *outpostv1.DataController {
+	if d.DataController != nil {
+		return d.DataController
+	}
+	for _, r := range stored {
+		if r.Kind != "DataController" || !d.Troubled[r.SourceFile] {
+			continue
+		}
+		dc := &outpostv1.DataController{}
+		if err := json.Unmarshal(r.Object, dc); err != nil {
+			log.Error("stored DataController cannot be read", "name", r.Namespace+"/"+r.Name, "err", err)
+			return nil
+		}
+		return dc
+	}
+	return nil
+}
+
 func recordKey(r controldb.Record) string { return r.Kind + "/" + r.Namespace + "/" + r.Name }
 
 // apply gives obj the identity an apiserver would (uid, generation,
@@ -206,6 +246,9 @@ func (c *Controller) apply(ctx context.Context, obj manifest.Object, rec control
 	var requeue time.Duration
 	var object any = u.Object
 	if obj.Kind() == "PostgresInstance" {
+		// Until it is stored below (when apply returns).
+		c.applying.Store(uid, nil)
+		defer c.applying.Delete(uid)
 		inst := &outpostv1.PostgresInstance{}
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, inst); err != nil {
 			return 0, fmt.Errorf("%s: %w", obj.Key(), err)

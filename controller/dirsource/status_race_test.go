@@ -21,13 +21,7 @@ import (
 // used to lose the update: the pass stored the status it had read before.
 func TestStatusWrittenDuringAPassSurvivesIt(t *testing.T) {
 	ctx := context.Background()
-	pg := harness.StartPostgres(t)
-	db, err := controldb.Open(ctx, pg.URL("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	dir := harness.TempDir(t)
+	c, db, dir := newTestController(t)
 	if err := os.WriteFile(filepath.Join(dir, "site.yaml"), []byte(`apiVersion: outpost.dev/v1alpha1
 kind: DataController
 metadata: {name: site, namespace: default}
@@ -36,11 +30,6 @@ spec:
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	v, err := manifest.NewValidator()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := New(dir, v, db, nil, harness.Logger(t))
 
 	backlog := int64(0)
 	c.OnSite(func(dc *outpostv1.DataController) {
@@ -97,4 +86,22 @@ spec:
 	if rec.Generation != 2 {
 		t.Errorf("generation after a spec edit = %d, want 2", rec.Generation)
 	}
+}
+
+// newTestController is a manifest source on a fresh directory, with
+// controldb in a real PostgreSQL and no instance reconciler.
+func newTestController(t *testing.T) (*Controller, *controldb.DB, string) {
+	t.Helper()
+	pg := harness.StartPostgres(t)
+	db, err := controldb.Open(context.Background(), pg.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	v, err := manifest.NewValidator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := harness.TempDir(t)
+	return New(dir, v, db, nil, harness.Logger(t)), db, dir
 }

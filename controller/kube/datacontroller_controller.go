@@ -42,10 +42,13 @@ type UsageOptions struct {
 	Version string
 	// Clock is the wall clock when nil; tests move it across hours.
 	Clock usageexport.Clock
+	// TrustControlDBClock says controldb runs on another host (the chart's
+	// controldb, or --controldb-url), so its now() checks this host's clock.
+	TrustControlDBClock bool
 }
 
 // DataControllerReconciler meters the site. Every DataController is
-// reconciled each metering interval: the ledger is sampled, the outbox
+// reconciled each metering interval: the ledger is sampled, the backlog
 // streamed to the hub in direct mode (token and CA from the Secrets the
 // spec names), and the status written: Ready (metering), the freshness
 // condition and its Prometheus gauges, backlog, last export and upload, and
@@ -64,10 +67,16 @@ type DataControllerReconciler struct {
 	Version string
 	// Clock is the wall clock when nil.
 	Clock usageexport.Clock
+	// TrustControlDBClock: see UsageOptions.
+	TrustControlDBClock bool
+
+	meterOnce sync.Once
+	siteMeter *usageexport.SiteMeter
 }
 
 // +kubebuilder:rbac:groups=outpost.dev,resources=datacontrollers,verbs=get;list;watch
 // +kubebuilder:rbac:groups=outpost.dev,resources=datacontrollers/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=outpost.dev,resources=postgresinstances,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 
 // Reconcile runs one metering pass for a DataController and comes back
@@ -99,8 +108,7 @@ func (r *DataControllerReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		return ctrl.Result{RequeueAfter: 10 * time.Second}, r.writeStatus(ctx, &dc, dc.Status.DeepCopy())
 	}
 	hub, hubErr := r.hubAccess(ctx, &dc)
-	meter := &usageexport.SiteMeter{Pool: r.Pool, Key: key, Version: r.Version, Clock: r.Clock, Metrics: usageMetrics(), Log: r.Log}
-	st, err := meter.Pass(ctx, &dc, hub)
+	st, err := r.meter(key).Pass(ctx, &dc, hub)
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("usage status of DataController %s: %w", req.NamespacedName, err)
 	}
@@ -117,6 +125,36 @@ func (r *DataControllerReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	}
 	r.announce(&dc, before, st)
 	return ctrl.Result{RequeueAfter: usageexport.Interval(&dc)}, nil
+}
+
+// meter is the site's metering pass, with the orphan sweep over the
+// PostgresInstances the apiserver holds. It is one for the reconciler's
+// life, since it remembers the newest trusted time.
+func (r *DataControllerReconciler) meter(key usageexport.SigningKey) *usageexport.SiteMeter {
+	r.meterOnce.Do(func() {
+		r.siteMeter = &usageexport.SiteMeter{Pool: r.Pool, Key: key, Version: r.Version, Clock: r.Clock, Log: r.Log,
+			Metrics: usageMetrics(), Source: r.declaredInstances, TrustControlDBClock: r.TrustControlDBClock}
+	})
+	return r.siteMeter
+}
+
+// declaredInstances lists every PostgresInstance from the apiserver itself
+// (not the cache, which may lag behind a creation), with its deletion
+// request if any.
+func (r *DataControllerReconciler) declaredInstances(ctx context.Context) ([]usageexport.Declared, error) {
+	var list outpostv1.PostgresInstanceList
+	if err := r.Reader.List(ctx, &list); err != nil {
+		return nil, fmt.Errorf("list PostgresInstances: %w", err)
+	}
+	out := make([]usageexport.Declared, len(list.Items))
+	for i, inst := range list.Items {
+		out[i].UID = string(inst.UID)
+		if inst.DeletionTimestamp != nil {
+			t := inst.DeletionTimestamp.Time
+			out[i].DeletionRequested = &t
+		}
+	}
+	return out, nil
 }
 
 func (r *DataControllerReconciler) setReady(dc *outpostv1.DataController, status metav1.ConditionStatus, reason, msg string) {
@@ -146,7 +184,8 @@ func (r *DataControllerReconciler) announce(dc *outpostv1.DataController, before
 			continue
 		}
 		kind := corev1.EventTypeNormal
-		if c.Status != metav1.ConditionTrue {
+		// ClockSkew is the one condition that is bad when True.
+		if (c.Status == metav1.ConditionTrue) == (c.Type == usageexport.ConditionClockSkew) {
 			kind = corev1.EventTypeWarning
 		}
 		r.Events.Event(dc, kind, c.Reason, c.Type+": "+c.Message)
@@ -154,7 +193,7 @@ func (r *DataControllerReconciler) announce(dc *outpostv1.DataController, before
 }
 
 // hubAccess reads the hub token and CA a direct-mode DataController names.
-// An error means usage cannot be streamed; it waits in the outbox.
+// An error means usage cannot be streamed; it waits in the backlog.
 func (r *DataControllerReconciler) hubAccess(ctx context.Context, dc *outpostv1.DataController) (usageexport.HubAccess, error) {
 	var hub usageexport.HubAccess
 	if !usageexport.Direct(dc) {
@@ -162,7 +201,7 @@ func (r *DataControllerReconciler) hubAccess(ctx context.Context, dc *outpostv1.
 	}
 	h := dc.Spec.Connectivity.Hub
 	if h.CredentialsSecret == nil {
-		return hub, errors.New("direct mode needs connectivity.hub.credentialsSecret with the site's hub token under \"token\"; usage waits in the outbox")
+		return hub, errors.New("direct mode needs connectivity.hub.credentialsSecret with the site's hub token under \"token\"; usage waits in the backlog")
 	}
 	token, err := r.secretKey(ctx, dc.Namespace, h.CredentialsSecret.Name, "token", "connectivity.hub.credentialsSecret")
 	if err != nil {
@@ -227,8 +266,7 @@ func (r *DataControllerReconciler) meterWithoutSite(ctx context.Context) error {
 		if err != nil {
 			continue
 		}
-		meter := &usageexport.SiteMeter{Pool: r.Pool, Key: key, Version: r.Version, Clock: r.Clock, Log: r.Log}
-		meter.Pass(ctx, nil, usageexport.HubAccess{})
+		r.meter(key).Pass(ctx, nil, usageexport.HubAccess{})
 	}
 }
 

@@ -54,7 +54,7 @@ func (opts *ControllerOptions) meter(db *controldb.DB) {
 	if ns == "" {
 		ns = "default"
 	}
-	opts.Manager.Usage = &UsageOptions{DB: db.Pool, Namespace: ns, Version: opts.Version}
+	opts.Manager.Usage = &UsageOptions{DB: db.Pool, Namespace: ns, Version: opts.Version, TrustControlDBClock: onAnotherHost(opts.ControlDBURL)}
 }
 
 // RunController wires a runtime to the manager and runs it until ctx ends,

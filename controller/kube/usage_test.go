@@ -41,7 +41,9 @@ const vch = 3600 * 1000
 // signing key is a Secret, the DataController's status and the Prometheus
 // gauges follow freshness (Stale after warnAfter, Fresh after an export),
 // direct mode streams to a real hub through an outage with the backlog in
-// status, and `outpost usage export --source kubernetes` (UsageAccess)
+// status (everything not yet acknowledged, including what was sampled in
+// indirect mode), an orphaned ledger entry is closed at its last sighting,
+// and `outpost usage export --source kubernetes` (UsageAccess)
 // writes files that verify with exactly the hand-computed vCore-hours.
 func TestDataControllerMetersPostgresInstancesOnKubernetes(t *testing.T) {
 	api := harness.StartAPIServer(t)
@@ -98,6 +100,13 @@ func TestDataControllerMetersPostgresInstancesOnKubernetes(t *testing.T) {
 		nb, _ := intervals(b)
 		return na == 1 && nb == 1
 	})
+	// What a PostgresInstance deleted with its finalizer removed by hand
+	// while the controller was down leaves behind: open in the ledger, gone
+	// from the apiserver. The orphan sweep closes it at its last sighting,
+	// 22:30, so it bills nothing below; left open, it would bill 4 cores
+	// to the end of October.
+	orphan := usageexport.Instance{UID: "6b0e6a2c-0000-4000-8000-0000000000ff", Kind: "PostgresInstance", Namespace: "default", Name: "gone"}
+	must(t, usageexport.NewLedger(db.Pool, fc).Observe(ctx, orphan, usageexport.Shape{MilliVCores: 4000}))
 
 	dc := &outpostv1.DataController{
 		ObjectMeta: metav1.ObjectMeta{Name: "site", Namespace: "default"},
@@ -152,6 +161,11 @@ func TestDataControllerMetersPostgresInstancesOnKubernetes(t *testing.T) {
 		_, deleted := intervals(b)
 		return na == 2 && deleted
 	})
+	waitFor(t, "the orphan closed at its last sighting", func() bool {
+		var end *time.Time
+		must(t, db.Pool.QueryRow(ctx, `SELECT max(end_at) FROM usage_intervals WHERE uid = $1`, orphan.UID).Scan(&end))
+		return end != nil && end.Equal(time.Date(2026, 9, 30, 22, 30, 0, 0, time.UTC))
+	})
 
 	// 02:00: the sampler (in the DataController's pass) closes the hour,
 	// and the site has gone 3.5 h without an export: Stale.
@@ -205,15 +219,23 @@ func TestDataControllerMetersPostgresInstancesOnKubernetes(t *testing.T) {
 		must(t, err)
 		return u.Total
 	}
-	waitFor(t, "02:00-05:00 streamed; UsageUploaded Fresh; UsageExported gone", func() bool {
+	// Everything not yet acknowledged goes, including the hours sampled
+	// in indirect mode: in October a's 6 records (00:00-01:15 at 2 cores,
+	// then 1 core to 05:00) and b's 2 (00:00-01:15 at 0.5).
+	octoberSoFar := int64(2*vch + vch/2 + 3*vch + 3*vch/4 + 5*vch/8)
+	waitFor(t, "everything up to 05:00 streamed; UsageUploaded Fresh; UsageExported gone", func() bool {
 		st := status()
 		s, r := cond(usageexport.ConditionUsageUploaded)
+		streaming, _ := cond(usageexport.ConditionUsageStreaming)
 		exported, _ := cond(usageexport.ConditionUsageExported)
-		return hubTotal().Records == 3 && st.Backlog == 0 && st.LastUploadTime != nil &&
-			s == "True" && r == usageexport.ReasonFresh && exported == ""
+		return hubTotal().Records == 8 && st.Backlog == 0 && st.LastUploadTime != nil &&
+			s == "True" && r == usageexport.ReasonFresh && streaming == "True" && exported == ""
 	})
-	if got := hubTotal(); got.MilliVCoreSeconds != 3*vch {
-		t.Errorf("hub total after streaming: %d milli-vCore-seconds, want %d", got.MilliVCoreSeconds, 3*vch)
+	if got := hubTotal(); got.MilliVCoreSeconds != octoberSoFar {
+		t.Errorf("hub total after streaming: %d milli-vCore-seconds, want %d", got.MilliVCoreSeconds, octoberSoFar)
+	}
+	if u, err := h.Usage(ctx, "plant-7", "2026-09"); err != nil || u.Total.MilliVCoreSeconds != 3*vch+3*vch/4 {
+		t.Errorf("hub's September (sampled in indirect mode, sent on the switch): %+v, %v", u, err)
 	}
 
 	// The hub goes away for two hours: the backlog shows in status and
@@ -225,9 +247,9 @@ func TestDataControllerMetersPostgresInstancesOnKubernetes(t *testing.T) {
 	})
 	srv = serve()
 	defer srv.Close()
-	waitFor(t, "backlog drained", func() bool { return status().Backlog == 0 && hubTotal().Records == 5 })
-	if got := hubTotal(); got.MilliVCoreSeconds != 5*vch {
-		t.Errorf("hub total after the outage: %d milli-vCore-seconds, want %d", got.MilliVCoreSeconds, 5*vch)
+	waitFor(t, "backlog drained", func() bool { return status().Backlog == 0 && hubTotal().Records == 10 })
+	if got := hubTotal(); got.MilliVCoreSeconds != octoberSoFar+2*vch {
+		t.Errorf("hub total after the outage: %d milli-vCore-seconds, want %d", got.MilliVCoreSeconds, octoberSoFar+2*vch)
 	}
 
 	// Back to indirect; export both months as the CLI does and verify them

@@ -164,3 +164,15 @@ func siteName(dc *outpostv1.DataController) string {
 	}
 	return dc.Spec.Site.Name
 }
+
+// RetryRefused puts the records the hub refused back in the backlog; the
+// controller sends them on its next metering pass. It returns how many
+// records that is.
+func (a UsageAccess) RetryRefused(ctx context.Context) (int64, error) {
+	db, err := a.db(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	return usageexport.RetryRefused(ctx, db.Pool)
+}

@@ -72,8 +72,9 @@ func Up(ctx context.Context, opts UpOptions) (err error) {
 	if err != nil {
 		return err
 	}
-	reconciler.Usage = usage.ledger
 	ctrl := dirsource.New(sd.Manifests(), validator, db.DB, reconciler, log)
+	reconciler.Usage = usage.recorder(ctrl.Synced())
+	usage.applying = ctrl.Applying
 	rt.OnChange = ctrl.Kick
 	ctrl.OnFeatureStores(&controller.FeatureStoreReconciler{Databases: rt, Events: &dirsource.EventRecorder{DB: db.DB, Log: log}})
 	ctrl.OnBackups(&controller.BackupReconciler{Runner: rt, Instances: sd.Instances(), Events: &dirsource.EventRecorder{DB: db.DB, Log: log}})

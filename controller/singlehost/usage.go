@@ -18,9 +18,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/outpostdata/outpost/controller"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/controller/controldb"
+	"github.com/outpostdata/outpost/controller/dirsource"
 	"github.com/outpostdata/outpost/usageexport"
 )
 
@@ -45,6 +49,35 @@ type usageRun struct {
 	// changes, so a new site or interval takes effect at once rather than
 	// after the interval in force.
 	kick chan struct{}
+	// events records the DataController's events; announced holds the
+	// status and reason of each condition last announced.
+	events    *dirsource.EventRecorder
+	announced map[string]string
+	// applying lists the instances the manifest source is reconciling
+	// and has not stored yet (dirsource.Controller.Applying).
+	applying func() []string
+}
+
+// announce records an event for every change of the conditions a user
+// must act on: a clock that cannot be trusted, a batch the hub refused.
+func (u *usageRun) announce(dc *outpostv1.DataController, st *outpostv1.DataControllerStatus) {
+	for _, typ := range []string{usageexport.ConditionClockSkew, usageexport.ConditionUsageStreaming} {
+		c := meta.FindStatusCondition(st.Conditions, typ)
+		if c == nil {
+			continue
+		}
+		kind := "Normal"
+		if (c.Status == metav1.ConditionTrue) == (typ == usageexport.ConditionClockSkew) {
+			kind = "Warning"
+		}
+		prev, seen := u.announced[typ]
+		u.announced[typ] = string(c.Status) + c.Reason
+		// A healthy start is no news.
+		if prev == u.announced[typ] || (!seen && kind == "Normal") {
+			continue
+		}
+		u.events.Event(dc, kind, c.Reason, typ+": "+c.Message)
+	}
 }
 
 func startUsage(ctx context.Context, db *controldb.DB, sd StateDir, version string, log *slog.Logger) (*usageRun, error) {
@@ -56,8 +89,59 @@ func startUsage(ctx context.Context, db *controldb.DB, sd StateDir, version stri
 		return nil, err
 	}
 	log = log.With("component", "usage")
-	return &usageRun{db: db, ledger: usageexport.NewLedger(db.Pool, nil), log: log, kick: make(chan struct{}, 1),
-		meter: &usageexport.SiteMeter{Pool: db.Pool, Key: key, Version: version, Metrics: usageMetrics, Log: log}}, nil
+	u := &usageRun{db: db, ledger: usageexport.NewLedger(db.Pool, nil), log: log, kick: make(chan struct{}, 1),
+		events: &dirsource.EventRecorder{DB: db, Log: log}, announced: map[string]string{},
+		meter: &usageexport.SiteMeter{Pool: db.Pool, Key: key, Version: version, Metrics: usageMetrics, Log: log}}
+	u.meter.Source = u.declared
+	return u, nil
+}
+
+// declared lists the instances the manifests declare: those controldb
+// holds and those a pass is storing. The orphan sweep closes any other uid
+// still open in the ledger.
+func (u *usageRun) declared(ctx context.Context) ([]usageexport.Declared, error) {
+	var out []usageexport.Declared
+	// First those being reconciled and not yet stored (a new instance
+	// during its initdb): one that moves from there into controldb in
+	// between is then found in controldb.
+	if u.applying != nil {
+		for _, uid := range u.applying() {
+			out = append(out, usageexport.Declared{UID: uid})
+		}
+	}
+	recs, err := u.db.Objects(ctx, "PostgresInstance")
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range recs {
+		out = append(out, usageexport.Declared{UID: r.UID})
+	}
+	return out, nil
+}
+
+// recorder is what the reconciler meters with. Until the manifest source's
+// first pass is done (synced), a deleted instance is one whose manifest
+// went while `outpost up` was stopped: when is not known (a deleted file
+// has no mtime), so it is closed at the last time it was seen, and the
+// hours while the controller was down are not billed for it. Instances
+// still declared stay billed through the downtime: what is declared is
+// what is billed.
+func (u *usageRun) recorder(synced <-chan struct{}) controller.UsageRecorder {
+	return hostRecorder{Ledger: u.ledger, synced: synced}
+}
+
+type hostRecorder struct {
+	*usageexport.Ledger
+	synced <-chan struct{}
+}
+
+func (h hostRecorder) InstanceDeleted(ctx context.Context, inst *outpostv1.PostgresInstance) error {
+	select {
+	case <-h.synced:
+		return h.Ledger.InstanceDeleted(ctx, inst)
+	default:
+		return h.Ledger.DeletedWhileAway(ctx, string(inst.UID))
+	}
 }
 
 // setSite takes the DataController (nil when there is none) from each pass.
@@ -80,13 +164,14 @@ func (u *usageRun) run(ctx context.Context, sd StateDir) {
 		if usageexport.Direct(dc) {
 			b, err := os.ReadFile(sd.HubToken())
 			if err != nil {
-				u.log.Warn("direct mode without a hub token: usage waits in the outbox", "file", sd.HubToken(), "err", err)
+				u.log.Warn("direct mode without a hub token: usage waits in the backlog", "file", sd.HubToken(), "err", err)
 			}
 			token = strings.TrimSpace(string(b))
 		}
 		st, err := u.meter.Pass(ctx, dc, usageexport.HubAccess{Token: token})
 		if err == nil && st != nil {
 			err = u.writeStatus(ctx, dc, st)
+			u.announce(dc, st)
 		}
 		if err != nil && ctx.Err() == nil {
 			u.log.Warn("cannot update DataController usage status", "err", err)
@@ -217,4 +302,22 @@ func ShowUsage(ctx context.Context, sd StateDir, month string) (*usageexport.Mon
 	}
 	s, err := usageexport.SummarizeMonth(ctx, db.Pool, month)
 	return s, site, err
+}
+
+// RetryRefusedUsage puts the records the hub refused back in the backlog;
+// the running controller sends them on its next metering pass. It returns
+// how many records that is.
+func RetryRefusedUsage(ctx context.Context, sd StateDir) (int64, error) {
+	if err := sd.mustExist(); err != nil {
+		return 0, err
+	}
+	db, err := controldb.ConnectLocal(ctx, sd.ControlDB())
+	if err != nil {
+		return 0, fmt.Errorf("%w (is `outpost up` running?)", err)
+	}
+	defer db.Close()
+	if err := usageexport.EnsureSchema(ctx, db.Pool); err != nil {
+		return 0, err
+	}
+	return usageexport.RetryRefused(ctx, db.Pool)
 }

@@ -59,7 +59,7 @@ func newSite(t *testing.T, pg *harness.Postgres, name string, outbox bool) *site
 	must(t, err)
 	c := harness.NewClock("2026-11-01T00:00:00Z")
 	return &site{pool: pool, key: key, clock: c, ledger: usageexport.NewLedger(pool, c),
-		sampler: &usageexport.Sampler{Pool: pool, Clock: c, SiteID: usageexport.SiteID(key.Public()), Outbox: outbox}}
+		sampler: &usageexport.Sampler{Pool: pool, Clock: c, SiteID: usageexport.SiteID(key.Public())}}
 }
 
 func (s *site) run(t *testing.T, instances int, until string) {

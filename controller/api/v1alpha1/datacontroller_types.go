@@ -156,8 +156,8 @@ type DataControllerStatus struct {
 	// +optional
 	LastUploadTime *metav1.Time `json:"lastUploadTime,omitempty"`
 
-	// Backlog is the number of usage records waiting in the direct-mode
-	// outbox.
+	// Backlog is the number of usage records the hub has not acknowledged
+	// yet, set-aside ones included (direct mode).
 	// +optional
 	Backlog int64 `json:"backlog,omitempty"`
 }

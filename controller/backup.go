@@ -64,6 +64,11 @@ func checkBackupSpec(spec *outpostv1.PostgresInstanceSpec) error {
 	if _, err := RetentionOf(spec.Backup.Retention); err != nil {
 		return err
 	}
+	if v := spec.Backup.Verification; v != nil {
+		if _, err := cronParser.Parse(v.Schedule); err != nil {
+			return fmt.Errorf("spec.backup.verification.schedule %q: %v", v.Schedule, err)
+		}
+	}
 	return nil
 }
 

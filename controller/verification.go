@@ -153,11 +153,14 @@ func (r *BackupReconciler) setVerificationCondition(inst *outpostv1.PostgresInst
 }
 
 func (r *BackupReconciler) setVerified(inst *outpostv1.PostgresInstance, status metav1.ConditionStatus, reason, msg string) {
-	was := meta.FindStatusCondition(inst.Status.Conditions, outpostv1.ConditionBackupVerified)
+	wasReason := ""
+	if c := meta.FindStatusCondition(inst.Status.Conditions, outpostv1.ConditionBackupVerified); c != nil {
+		wasReason = c.Reason
+	}
 	meta.SetStatusCondition(&inst.Status.Conditions, metav1.Condition{
 		Type: outpostv1.ConditionBackupVerified, Status: status, Reason: reason, Message: msg, ObservedGeneration: inst.Generation,
 	})
-	if reason == ReasonVerificationStale && (was == nil || was.Reason != reason) {
+	if reason == ReasonVerificationStale && wasReason != reason {
 		r.Events.Event(inst, "Warning", "VerificationStale", msg)
 	}
 }

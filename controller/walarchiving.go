@@ -40,7 +40,11 @@ func (r *InstanceReconciler) observeArchiving(inst *outpostv1.PostgresInstance, 
 		r.Events.Event(inst, "Warning", ReasonSettingDrift, archiving.DriftMessage(st.Drift)+"; Outpost restored its own value")
 	}
 	status, reason, msg := archivingCondition(inst, st)
-	was := meta.FindStatusCondition(inst.Status.Conditions, outpostv1.ConditionWALArchiving)
+	// A copy: SetStatusCondition changes the condition in place.
+	var was *metav1.Condition
+	if c := meta.FindStatusCondition(inst.Status.Conditions, outpostv1.ConditionWALArchiving); c != nil {
+		was = c.DeepCopy()
+	}
 	if reason == "" {
 		meta.RemoveStatusCondition(&inst.Status.Conditions, outpostv1.ConditionWALArchiving)
 		r.Metrics.forgetArchiving(key)

@@ -1,0 +1,124 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/outpostdata/outpost/test/harness"
+)
+
+// TestInstanceManagerReportsTheArchiverAndRestoresDriftedSettings runs the
+// pod entrypoint as a local process: without a backup section archiving is
+// on into /bin/true; GET /archiver and /metrics report pg_stat_archiver; an
+// archive_command set by a superuser with ALTER SYSTEM is reported as drift
+// and replaced by the managed one.
+func TestInstanceManagerReportsTheArchiverAndRestoresDriftedSettings(t *testing.T) {
+	dir := harness.TempDir(t)
+	dataDir := filepath.Join(dir, "volume", "pgdata")
+	if err := os.MkdirAll(filepath.Dir(dataDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	configFile := filepath.Join(dir, "instance.json")
+	pgPort, httpPort := harness.FreePort(t), harness.FreePort(t)
+	b, _ := json.Marshal(map[string]any{"port": pgPort, "database": "app", "owner": "app"})
+	if err := os.WriteFile(configFile, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	superPassword := "super-" + strconv.Itoa(pgPort)
+	cmd := exec.Command(outpostBin, "instance", "run", "--data-dir", dataDir, "--config", configFile,
+		"--listen-address", "127.0.0.1", "--http-addr", fmt.Sprintf("127.0.0.1:%d", httpPort), "--reload-interval", "1s")
+	cmd.Env = append(os.Environ(), "OUTPOST_SUPERUSER_PASSWORD="+superPassword, "OUTPOST_APP_PASSWORD=app-secret")
+	logPath := filepath.Join(dir, "manager.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); logf.Close(); close(done) }()
+	t.Cleanup(func() {
+		select {
+		case <-done:
+		default:
+			cmd.Process.Kill()
+			<-done
+		}
+		(&site{}).stopStrayServersIn(dataDir)
+	})
+	get := func(path string) (int, string) {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", httpPort, path))
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	superSQL := func(sql string) string {
+		c := exec.Command(harness.SystemBinary(t, "psql"), "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+			"-h", "127.0.0.1", "-p", strconv.Itoa(pgPort), "-U", "postgres", "-d", "postgres", "-c", sql)
+		c.Env = append(os.Environ(), "PGPASSWORD="+superPassword, "PGCONNECT_TIMEOUT=5")
+		out, err := c.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", sql, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	type archiver struct {
+		ArchiveMode   string `json:"archiveMode"`
+		ArchivedCount int64  `json:"archivedCount"`
+		Settings      map[string]struct {
+			Value string `json:"value"`
+		} `json:"settings"`
+		Drift []struct {
+			Setting, Found, Managed string
+		} `json:"drift"`
+	}
+	read := func() (archiver, bool) {
+		var a archiver
+		code, body := get("/archiver")
+		return a, code == 200 && json.Unmarshal([]byte(body), &a) == nil
+	}
+	waitFor(t, 2*time.Minute, "GET /archiver answering", func() bool { _, ok := read(); return ok })
+	a, _ := read()
+	if a.ArchiveMode != "on" || a.Settings["archive_command"].Value != "/bin/true" {
+		b, _ := os.ReadFile(logPath)
+		t.Fatalf("without a backup section: %+v; want archive_mode on into /bin/true\n%s", a, b)
+	}
+	superSQL("CREATE TABLE t AS SELECT 1 AS v; SELECT pg_switch_wal()")
+	waitFor(t, 30*time.Second, "the finished segment counted as archived", func() bool {
+		a, ok := read()
+		return ok && a.ArchivedCount > 0
+	})
+	_, metrics := get("/metrics")
+	for _, want := range []string{"outpost_wal_archived_total ", "outpost_wal_archive_failures_total 0", "outpost_wal_archive_pending 0"} {
+		if !strings.Contains(metrics, want) {
+			t.Fatalf("/metrics lacks %q", want)
+		}
+	}
+
+	superSQL("ALTER SYSTEM SET archive_command = 'cp %p /tmp/elsewhere/%f'")
+	superSQL("SELECT pg_reload_conf()")
+	waitFor(t, 30*time.Second, "the drift reported by GET /archiver", func() bool {
+		a, ok := read()
+		return ok && len(a.Drift) == 1 && a.Drift[0].Setting == "archive_command" && a.Drift[0].Found == "cp %p /tmp/elsewhere/%f"
+	})
+	waitFor(t, 30*time.Second, "the managed archive_command back", func() bool {
+		return superSQL("SHOW archive_command") == "/bin/true"
+	})
+	if auto, _ := os.ReadFile(filepath.Join(dataDir, "postgresql.auto.conf")); strings.Contains(string(auto), "archive_command") {
+		t.Fatalf("postgresql.auto.conf still sets archive_command:\n%s", auto)
+	}
+}

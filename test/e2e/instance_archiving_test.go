@@ -2,9 +2,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,53 +19,18 @@ import (
 // archive_command set by a superuser with ALTER SYSTEM is reported as drift
 // and replaced by the managed one.
 func TestInstanceManagerReportsTheArchiverAndRestoresDriftedSettings(t *testing.T) {
-	dir := harness.TempDir(t)
-	dataDir := filepath.Join(dir, "volume", "pgdata")
-	if err := os.MkdirAll(filepath.Dir(dataDir), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	configFile := filepath.Join(dir, "instance.json")
-	pgPort, httpPort := harness.FreePort(t), harness.FreePort(t)
-	b, _ := json.Marshal(map[string]any{"port": pgPort, "database": "app", "owner": "app"})
-	if err := os.WriteFile(configFile, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	superPassword := "super-" + strconv.Itoa(pgPort)
-	cmd := exec.Command(outpostBin, "instance", "run", "--data-dir", dataDir, "--config", configFile,
-		"--listen-address", "127.0.0.1", "--http-addr", fmt.Sprintf("127.0.0.1:%d", httpPort), "--reload-interval", "1s")
-	cmd.Env = append(os.Environ(), "OUTPOST_SUPERUSER_PASSWORD="+superPassword, "OUTPOST_APP_PASSWORD=app-secret")
-	logPath := filepath.Join(dir, "manager.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); logf.Close(); close(done) }()
-	t.Cleanup(func() {
-		select {
-		case <-done:
-		default:
-			cmd.Process.Kill()
-			<-done
+	superPassword := ""
+	p := startManager(t, func(p *managerProcess) []string {
+		b, _ := json.Marshal(map[string]any{"port": p.pgPort, "database": "app", "owner": "app"})
+		if err := os.WriteFile(p.configFile, b, 0o644); err != nil {
+			t.Fatal(err)
 		}
-		(&site{}).stopStrayServersIn(dataDir)
+		superPassword = "super-" + strconv.Itoa(p.pgPort)
+		return []string{"OUTPOST_SUPERUSER_PASSWORD=" + superPassword, "OUTPOST_APP_PASSWORD=app-secret"}
 	})
-	get := func(path string) (int, string) {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", httpPort, path))
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
 	superSQL := func(sql string) string {
 		c := exec.Command(harness.SystemBinary(t, "psql"), "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-			"-h", "127.0.0.1", "-p", strconv.Itoa(pgPort), "-U", "postgres", "-d", "postgres", "-c", sql)
+			"-h", "127.0.0.1", "-p", strconv.Itoa(p.pgPort), "-U", "postgres", "-d", "postgres", "-c", sql)
 		c.Env = append(os.Environ(), "PGPASSWORD="+superPassword, "PGCONNECT_TIMEOUT=5")
 		out, err := c.CombinedOutput()
 		if err != nil {
@@ -88,21 +50,20 @@ func TestInstanceManagerReportsTheArchiverAndRestoresDriftedSettings(t *testing.
 	}
 	read := func() (archiver, bool) {
 		var a archiver
-		code, body := get("/archiver")
+		code, body := p.get("/archiver")
 		return a, code == 200 && json.Unmarshal([]byte(body), &a) == nil
 	}
 	waitFor(t, 2*time.Minute, "GET /archiver answering", func() bool { _, ok := read(); return ok })
 	a, _ := read()
 	if a.ArchiveMode != "on" || a.Settings["archive_command"].Value != "/bin/true" {
-		b, _ := os.ReadFile(logPath)
-		t.Fatalf("without a backup section: %+v; want archive_mode on into /bin/true\n%s", a, b)
+		t.Fatalf("without a backup section: %+v; want archive_mode on into /bin/true\n%s", a, p.logTail())
 	}
 	superSQL("CREATE TABLE t AS SELECT 1 AS v; SELECT pg_switch_wal()")
 	waitFor(t, 30*time.Second, "the finished segment counted as archived", func() bool {
 		a, ok := read()
 		return ok && a.ArchivedCount > 0
 	})
-	_, metrics := get("/metrics")
+	_, metrics := p.get("/metrics")
 	for _, want := range []string{"outpost_wal_archived_total ", "outpost_wal_archive_failures_total 0", "outpost_wal_archive_pending 0"} {
 		if !strings.Contains(metrics, want) {
 			t.Fatalf("/metrics lacks %q", want)
@@ -118,7 +79,7 @@ func TestInstanceManagerReportsTheArchiverAndRestoresDriftedSettings(t *testing.
 	waitFor(t, 30*time.Second, "the managed archive_command back", func() bool {
 		return superSQL("SHOW archive_command") == "/bin/true"
 	})
-	if auto, _ := os.ReadFile(filepath.Join(dataDir, "postgresql.auto.conf")); strings.Contains(string(auto), "archive_command") {
+	if auto, _ := os.ReadFile(filepath.Join(p.dataDir, "postgresql.auto.conf")); strings.Contains(string(auto), "archive_command") {
 		t.Fatalf("postgresql.auto.conf still sets archive_command:\n%s", auto)
 	}
 }

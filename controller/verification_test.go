@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
+	"github.com/outpostdata/outpost/test/harness"
 )
 
 // scriptedVerifier answers each verification with the next error (nil
@@ -73,7 +74,7 @@ func TestScheduledVerificationRecordsPassFailAndStaleness(t *testing.T) {
 	if ev.find("Normal BackupVerified") == "" {
 		t.Fatalf("no BackupVerified event: %v", ev.all)
 	}
-	if got, _ := gathered(t, r.Metrics, "outpost_backup_verification_ok"); got != 1 {
+	if got, _ := harness.MetricValue(t, r.Metrics, "outpost_backup_verification_ok"); got != 1 {
 		t.Fatalf("outpost_backup_verification_ok = %v after a pass", got)
 	}
 	// Not due again yet: no second run.
@@ -91,7 +92,7 @@ func TestScheduledVerificationRecordsPassFailAndStaleness(t *testing.T) {
 	if e := ev.find("Warning BackupVerificationFailed"); !strings.Contains(e, "damaged") {
 		t.Fatalf("no Warning event saying why: %v", ev.all)
 	}
-	if got, _ := gathered(t, r.Metrics, "outpost_backup_verification_ok"); got != 0 {
+	if got, _ := harness.MetricValue(t, r.Metrics, "outpost_backup_verification_ok"); got != 0 {
 		t.Fatalf("outpost_backup_verification_ok = %v after a failure", got)
 	}
 

@@ -7,13 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/controller/archiving"
+	"github.com/outpostdata/outpost/test/harness"
 )
 
 // loggedEvents keeps every event with its type and message.
@@ -49,29 +49,6 @@ func (a *archiverRuntime) DeleteInstance(context.Context, *outpostv1.PostgresIns
 	return nil
 }
 
-// gathered returns the value of the sample name{instance="db"}.
-func gathered(t *testing.T, c prometheus.Collector, name string) (float64, bool) {
-	t.Helper()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(c)
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			if m.GetCounter() != nil {
-				return m.GetCounter().GetValue(), true
-			}
-			return m.GetGauge().GetValue(), true
-		}
-	}
-	return 0, false
-}
-
 func TestWALArchivingConditionNamesTheFailingSegmentAndRecovers(t *testing.T) {
 	rt := &archiverRuntime{}
 	ev := &loggedEvents{}
@@ -98,10 +75,10 @@ func TestWALArchivingConditionNamesTheFailingSegmentAndRecovers(t *testing.T) {
 	if e := ev.find("Warning " + ReasonArchiveFailing); !strings.Contains(e, "000000010000000000000004") {
 		t.Fatalf("no Warning event naming the segment; events: %v", ev.all)
 	}
-	if v, ok := gathered(t, r.Metrics, "outpost_wal_archive_failures_total"); !ok || v != 7 {
+	if v, ok := harness.MetricValue(t, r.Metrics, "outpost_wal_archive_failures_total"); !ok || v != 7 {
 		t.Fatalf("outpost_wal_archive_failures_total = %v (found %v), want 7", v, ok)
 	}
-	if v, _ := gathered(t, r.Metrics, "outpost_wal_archiving_ok"); v != 0 {
+	if v, _ := harness.MetricValue(t, r.Metrics, "outpost_wal_archiving_ok"); v != 0 {
 		t.Fatalf("outpost_wal_archiving_ok = %v while failing", v)
 	}
 

@@ -11,7 +11,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/minio/minio-go/v7"
-	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -172,25 +171,13 @@ func condition(inst *outpostv1.PostgresInstance, typ string) metav1.Condition {
 }
 
 // sample returns the value of a metric the controller serves.
-func sample(t *testing.T, c prometheus.Collector, name string) float64 {
+func sample(t *testing.T, c *controller.BackupMetrics, name string) float64 {
 	t.Helper()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(c)
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
+	v, ok := harness.MetricValue(t, c, name)
+	if !ok {
+		t.Fatalf("no metric %s", name)
 	}
-	for _, f := range families {
-		if f.GetName() == name && len(f.GetMetric()) > 0 {
-			m := f.GetMetric()[0]
-			if m.GetCounter() != nil {
-				return m.GetCounter().GetValue()
-			}
-			return m.GetGauge().GetValue()
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
+	return v
 }
 
 func postmasterStart(t *testing.T, conn *pgx.Conn) time.Time {

@@ -17,10 +17,10 @@ import (
 // quickly leaves the WALArchiving condition as it was.
 var archiverClient = &http.Client{Timeout: 5 * time.Second}
 
-// readArchiver asks the pod's instance manager (GET /archiver) what the
+// ReadArchiver asks the pod's instance manager (GET /archiver) what the
 // WAL archiver did; the instance manager reads pg_stat_archiver next to
 // the server and restores drifted archive settings itself.
-func (r *Runtime) readArchiver(ctx context.Context, inst *outpostv1.PostgresInstance) (*archiving.Status, error) {
+func (r *Runtime) ReadArchiver(ctx context.Context, inst *outpostv1.PostgresInstance) (*archiving.Status, error) {
 	base := ManagerURL(inst)
 	if r.ManagerURL != nil {
 		base = r.ManagerURL(inst)

@@ -79,7 +79,7 @@ func (r *Runtime) EnsureInstance(ctx context.Context, inst *outpostv1.PostgresIn
 	}
 	obs = observe(sts, obs)
 	if obs.Ready {
-		if obs.Archiving, err = r.readArchiver(ctx, inst); err != nil {
+		if obs.Archiving, err = r.ReadArchiver(ctx, inst); err != nil {
 			r.Log.Warn("cannot read the WAL archiver's status", "instance", inst.Namespace+"/"+inst.Name, "err", err)
 		}
 	}

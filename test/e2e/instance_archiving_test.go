@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
+	"github.com/outpostdata/outpost/controller/kuberuntime"
 	"github.com/outpostdata/outpost/test/harness"
 )
 
@@ -44,9 +48,6 @@ func TestInstanceManagerReportsTheArchiverAndRestoresDriftedSettings(t *testing.
 		Settings      map[string]struct {
 			Value string `json:"value"`
 		} `json:"settings"`
-		Drift []struct {
-			Setting, Found, Managed string
-		} `json:"drift"`
 	}
 	read := func() (archiver, bool) {
 		var a archiver
@@ -72,9 +73,14 @@ func TestInstanceManagerReportsTheArchiverAndRestoresDriftedSettings(t *testing.
 
 	superSQL("ALTER SYSTEM SET archive_command = 'cp %p /tmp/elsewhere/%f'")
 	superSQL("SELECT pg_reload_conf()")
+	// The controller's kubernetes runtime reads the drift from the pod and
+	// the reconcile core turns it into the WALArchiving condition.
+	rt := &kuberuntime.Runtime{ManagerURL: func(*outpostv1.PostgresInstance) string { return fmt.Sprintf("http://127.0.0.1:%d", p.httpPort) }}
+	inst := &outpostv1.PostgresInstance{}
+	inst.Namespace, inst.Name = "default", "pod"
 	waitFor(t, 30*time.Second, "the drift reported by GET /archiver", func() bool {
-		a, ok := read()
-		return ok && len(a.Drift) == 1 && a.Drift[0].Setting == "archive_command" && a.Drift[0].Found == "cp %p /tmp/elsewhere/%f"
+		st, err := rt.ReadArchiver(context.Background(), inst)
+		return err == nil && len(st.Drift) == 1 && st.Drift[0].Setting == "archive_command" && st.Drift[0].Found == "cp %p /tmp/elsewhere/%f"
 	})
 	waitFor(t, 30*time.Second, "the managed archive_command back", func() bool {
 		return superSQL("SHOW archive_command") == "/bin/true"

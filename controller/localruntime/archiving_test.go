@@ -292,7 +292,8 @@ func TestWALArchivingTurnsFalseWhenTheStoreFailsAndRecoversByItself(t *testing.T
 	first := switchWAL(t, conn)
 	s.reconcileUntil(t, inst, time.Minute, "archiving "+first, func() bool {
 		c := condition(inst, outpostv1.ConditionWALArchiving)
-		return c.Status == metav1.ConditionTrue && strings.Contains(c.Message, first)
+		// Archived, and nothing waits.
+		return c.Status == metav1.ConditionTrue && strings.HasPrefix(c.Message, "last archived "+first) && !strings.Contains(c.Message, "wait")
 	})
 
 	faults := []struct {
@@ -303,6 +304,10 @@ func TestWALArchivingTurnsFalseWhenTheStoreFailsAndRecoversByItself(t *testing.T
 		{"a stopped MinIO", func() { s.minio.Stop() }, func() { s.minio.Start(t) }},
 	}
 	for _, f := range faults {
+		s.reconcileUntil(t, inst, time.Minute, "nothing waiting before "+f.name, func() bool {
+			c := condition(inst, outpostv1.ConditionWALArchiving)
+			return c.Status == metav1.ConditionTrue && !strings.Contains(c.Message, "wait")
+		})
 		failuresBefore := sample(t, s.core.Metrics, "outpost_wal_archive_failures_total")
 		f.break_()
 		// The runtime writes the new credentials into backup.json on its

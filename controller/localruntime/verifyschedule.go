@@ -63,6 +63,11 @@ func (r *Runtime) VerifyNewestBackup(ctx context.Context, inst *outpostv1.Postgr
 		return rep, fmt.Errorf("restore of backup %s: %w", m.ID, err)
 	}
 	rep.Restored, rep.RecoveredTo = true, check.RecoveredTill
+	if rep.RecoveredTo.Before(m.StopTime) {
+		// Recovery replayed no transaction after the backup: it reached
+		// the backup's own consistent point.
+		rep.RecoveredTo = m.StopTime
+	}
 	rep.Summary = fmt.Sprintf("restored in %s; %d databases, %d tables, %d rows, %d B-tree indexes pass amcheck",
 		check.RestoreTook.Round(time.Second), check.Databases, check.Tables, check.Rows, check.IndexesOK)
 	return rep, nil

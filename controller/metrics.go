@@ -48,27 +48,16 @@ func NewBackupMetrics() *BackupMetrics {
 	}
 }
 
-func (m *BackupMetrics) observeArchiving(key string, st *archiving.Status) {
+// observeArchiving keeps what the archiver did and whether the
+// WALArchiving condition is True.
+func (m *BackupMetrics) observeArchiving(key string, st *archiving.Status, ok bool) {
 	if m == nil {
 		return
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	s := m.archiving[key]
-	s.st = st
-	m.archiving[key] = s
+	m.archiving[key] = archivingSample{st: st, ok: ok}
 	m.drifts[key] += len(st.Drift)
-}
-
-func (m *BackupMetrics) setArchivingOK(key string, ok bool) {
-	if m == nil {
-		return
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	s := m.archiving[key]
-	s.ok = ok
-	m.archiving[key] = s
 }
 
 func (m *BackupMetrics) forgetArchiving(key string) {

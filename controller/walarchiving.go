@@ -35,7 +35,6 @@ func (r *InstanceReconciler) observeArchiving(inst *outpostv1.PostgresInstance, 
 	if st == nil {
 		return
 	}
-	r.Metrics.observeArchiving(key, st)
 	if len(st.Drift) > 0 {
 		r.Events.Event(inst, "Warning", ReasonSettingDrift, archiving.DriftMessage(st.Drift)+"; Outpost restored its own value")
 	}
@@ -50,10 +49,10 @@ func (r *InstanceReconciler) observeArchiving(inst *outpostv1.PostgresInstance, 
 		r.Metrics.forgetArchiving(key)
 		return
 	}
+	r.Metrics.observeArchiving(key, st, status == metav1.ConditionTrue)
 	meta.SetStatusCondition(&inst.Status.Conditions, metav1.Condition{
 		Type: outpostv1.ConditionWALArchiving, Status: status, Reason: reason, Message: msg, ObservedGeneration: inst.Generation,
 	})
-	r.Metrics.setArchivingOK(key, status == metav1.ConditionTrue)
 	if was != nil && was.Status == status && was.Reason == reason {
 		return
 	}

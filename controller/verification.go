@@ -38,6 +38,9 @@ const (
 	ReasonVerificationStale   = "Stale"
 	ReasonVerificationPending = "Pending"
 	ReasonVerificationRunning = "Running"
+	// ReasonVerificationUnsupported: this controller's runtime cannot
+	// restore into a throw-away server.
+	ReasonVerificationUnsupported = "Unsupported"
 )
 
 // verificationTimeout bounds one verification, a restore of the whole
@@ -58,8 +61,15 @@ type verifyJob struct {
 // controller restart does not start a verification unless one is overdue
 // by the status.
 func (r *BackupReconciler) observeVerification(inst *outpostv1.PostgresInstance) {
-	if inst.Spec.Backup == nil || inst.Spec.Backup.Verification == nil || r.Verifier == nil {
+	if inst.Spec.Backup == nil || inst.Spec.Backup.Verification == nil {
 		meta.RemoveStatusCondition(&inst.Status.Conditions, outpostv1.ConditionBackupVerified)
+		return
+	}
+	if r.Verifier == nil {
+		// Said, not ignored: a schedule that never runs must not look
+		// like one that passes.
+		r.setVerified(inst, metav1.ConditionUnknown, ReasonVerificationUnsupported,
+			"scheduled verification runs where the local runtime runs instances (a single host, or --runtime local); here run `outpost backup verify --restore`")
 		return
 	}
 	pol := inst.Spec.Backup.Verification

@@ -117,3 +117,15 @@ func TestVerificationScheduleIsCheckedNamingTheField(t *testing.T) {
 		t.Fatalf("guard: %v", err)
 	}
 }
+
+func TestVerificationWithoutAVerifierSaysSoInsteadOfPassing(t *testing.T) {
+	r := &BackupReconciler{Events: &loggedEvents{}}
+	inst := testInstance()
+	inst.Status.Phase = outpostv1.InstanceRunning
+	inst.Spec.Backup = &outpostv1.BackupPolicy{Verification: &outpostv1.VerificationPolicy{Schedule: "@daily"}}
+	r.ObserveInstance(inst)
+	c := meta.FindStatusCondition(inst.Status.Conditions, outpostv1.ConditionBackupVerified)
+	if c == nil || c.Status != "Unknown" || c.Reason != ReasonVerificationUnsupported {
+		t.Fatalf("BackupVerified without a verifier: %+v", c)
+	}
+}

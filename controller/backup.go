@@ -64,6 +64,11 @@ func checkBackupSpec(spec *outpostv1.PostgresInstanceSpec) error {
 	if _, err := RetentionOf(spec.Backup.Retention); err != nil {
 		return err
 	}
+	if v := spec.Backup.Verification; v != nil {
+		if _, err := cronParser.Parse(v.Schedule); err != nil {
+			return fmt.Errorf("spec.backup.verification.schedule %q: %v", v.Schedule, err)
+		}
+	}
 	return nil
 }
 
@@ -96,6 +101,11 @@ type BackupReconciler struct {
 	Events    EventRecorder
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Verifier, when set, runs spec.backup.verification (see
+	// observeVerification); without it the schedule is ignored.
+	Verifier RestoreVerifier
+	// Metrics, when set, receives verification results.
+	Metrics *BackupMetrics
 
 	mu   sync.Mutex
 	jobs map[string]*backupJob // by Backup namespace/name
@@ -109,6 +119,11 @@ type BackupReconciler struct {
 	done map[string]instanceBackups
 	// expired holds the IDs of backups retention deleted, by instance.
 	expired map[string]map[string]bool
+	// verifying holds the running verification of each instance, and
+	// verifyLast when the last one started (or the instance was first
+	// seen).
+	verifying  map[string]*verifyJob
+	verifyLast map[string]time.Time
 }
 
 type backupJob struct {
@@ -132,6 +147,7 @@ func (r *BackupReconciler) init() {
 	if r.jobs == nil {
 		r.jobs, r.busy, r.last = map[string]*backupJob{}, map[string]string{}, map[string]time.Time{}
 		r.scheduled, r.done, r.expired = map[string]string{}, map[string]instanceBackups{}, map[string]map[string]bool{}
+		r.verifying, r.verifyLast = map[string]*verifyJob{}, map[string]time.Time{}
 	}
 }
 
@@ -262,10 +278,14 @@ func (r *BackupReconciler) start(key, instKey, name string, inst *outpostv1.Post
 // ObserveInstance writes what this controller's completed Backups of inst
 // found into its status: lastBackup, lastBackupTime and
 // firstRecoverabilityPoint. An instance none completed for since this
-// controller started keeps what its status said.
+// controller started keeps what its status said. It also runs the
+// instance's scheduled verifications (lastVerification and the
+// BackupVerified condition).
 func (r *BackupReconciler) ObserveInstance(inst *outpostv1.PostgresInstance) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.init()
+	r.observeVerification(inst)
 	ib, ok := r.done[inst.Namespace+"/"+inst.Name]
 	if !ok {
 		return

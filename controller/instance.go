@@ -33,6 +33,8 @@ type InstanceReconciler struct {
 	// Usage, when set, meters instances: it is told about every instance
 	// with a valid spec on each pass, and about every deletion.
 	Usage UsageRecorder
+	// Metrics, when set, receives what the runtime saw of WAL archiving.
+	Metrics *BackupMetrics
 }
 
 // Reconcile brings one instance towards its spec, updates inst.Status in
@@ -65,6 +67,7 @@ func (r *InstanceReconciler) Reconcile(ctx context.Context, inst *outpostv1.Post
 	if obs.CredentialsSecret != "" {
 		inst.Status.CredentialsSecret = &outpostv1.LocalObjectReference{Name: obs.CredentialsSecret}
 	}
+	r.observeArchiving(inst, obs.Archiving)
 	if obs.Ready {
 		r.setReady(inst, metav1.ConditionTrue, ReasonRunning, "PostgreSQL accepts connections at "+obs.Endpoint)
 		inst.Status.Phase = outpostv1.InstanceRunning
@@ -91,6 +94,7 @@ func (r *InstanceReconciler) Delete(ctx context.Context, inst *outpostv1.Postgre
 		// instance would stay billed.
 		return err
 	}
+	r.Metrics.Forget(inst.Namespace, inst.Name)
 	r.Events.Event(inst, "Normal", "Deleted", "instance stopped; data "+deletionOutcome(inst.Spec.DeletionPolicy))
 	return nil
 }

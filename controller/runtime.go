@@ -6,6 +6,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
+	"github.com/outpostdata/outpost/controller/archiving"
 )
 
 // InstanceRuntime runs PostgreSQL servers somewhere: as local processes, or as
@@ -37,6 +38,11 @@ type InstanceObservation struct {
 	Restarts int32
 	// PgvectorVersion is the installed pgvector version, when known.
 	PgvectorVersion string
+	// Archiving is what the runtime read of the WAL archiver, with any
+	// drift of the archive settings it found and restored; nil when it
+	// could not look (the server is not up, or the runtime cannot reach
+	// it), which leaves the WALArchiving condition as it was.
+	Archiving *archiving.Status
 }
 
 // EventRecorder keeps events a user sees with `describe`. Kubernetes' own

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/outpostdata/outpost/backup"
+	"github.com/outpostdata/outpost/controller/archiving"
 	"github.com/outpostdata/outpost/postgres"
 )
 
@@ -62,10 +63,12 @@ func archiveConfig(c *BackupConfig) (*backup.ArchiveConfig, error) {
 }
 
 // configureArchiving writes backup.json and sets archive_command to
-// `outpost wal-push` when the configuration has a backup section.
+// `outpost wal-push` when the configuration has a backup section; without
+// one, archive_mode stays on with a command that stores nothing, so adding
+// a backup later reloads instead of restarting (archiving.IdleSettings).
 func (m *Manager) configureArchiving(cfg Config) error {
 	if cfg.Backup == nil {
-		m.server.ManagedSettings = nil
+		m.server.ManagedSettings = archiving.IdleSettings()
 		return nil
 	}
 	ac, err := archiveConfig(cfg.Backup)

@@ -6,7 +6,9 @@
 // extensions, supervision with restarts, and a clean shutdown on SIGTERM.
 //
 // It serves /livez and /readyz, which ask the server itself over a real
-// connection, and Prometheus metrics on /metrics. It does not talk to the
+// connection, Prometheus metrics on /metrics, and GET /archiver: the WAL
+// archiver's status, read every reload interval, when archive settings
+// changed with ALTER SYSTEM are also put back (archiving.go). It does not talk to the
 // Kubernetes API: everything it needs arrives through the mounted ConfigMap
 // (re-read while it runs) and the credentials Secret's environment.
 package instancemanager

@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/outpostdata/outpost/controller/archiving"
 	"github.com/outpostdata/outpost/postgres"
 )
 
@@ -62,6 +63,10 @@ type Manager struct {
 	setupErr  error
 	lastAlive time.Time // when postgres last answered a health query
 	pgvector  string
+	// archiver is what the archiver was last seen doing; archiverSeen is
+	// set once GET /archiver served it.
+	archiver     *archiving.Status
+	archiverSeen bool
 }
 
 // New checks the options and reads the configuration once, so that a pod
@@ -169,7 +174,8 @@ func (m *Manager) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			continue // waiting for the supervisor's shutdown
 		}
-		if time.Since(lastRead) >= m.opts.ReloadInterval {
+		reread := time.Since(lastRead) >= m.opts.ReloadInterval
+		if reread {
 			lastRead = time.Now()
 			next, err := ReadConfig(m.opts.ConfigFile)
 			if err != nil {
@@ -185,6 +191,9 @@ func (m *Manager) Run(ctx context.Context) error {
 		current := m.applied
 		m.mu.Unlock()
 		if current != nil && reflect.DeepEqual(*current, cfg) {
+			if reread {
+				m.watchArchiving(ctx)
+			}
 			continue
 		}
 		err := m.setup(ctx, cfg)
@@ -320,6 +329,7 @@ func (m *Manager) Handler() http.Handler {
 	})
 	mux.Handle("GET /metrics", m.metricsHandler())
 	mux.HandleFunc("POST /backup", m.serveBackup)
+	mux.HandleFunc("GET /archiver", m.serveArchiver)
 	return mux
 }
 

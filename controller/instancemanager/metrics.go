@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/outpostdata/outpost/controller/archiving"
 )
 
 var (
@@ -24,6 +26,10 @@ var (
 		"Size of each database.", []string{"database"}, nil)
 )
 
+// archiverMetrics are the archiver's samples, unlabelled: a pod serves one
+// instance.
+var archiverMetrics = archiving.NewMetrics()
+
 // collector asks postgres at scrape time, so every sample is current.
 type collector struct{ m *Manager }
 
@@ -31,6 +37,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{upDesc, readyDesc, restartsDesc, connectionsDesc, dbSizeDesc} {
 		ch <- d
 	}
+	archiverMetrics.Describe(ch)
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
@@ -40,6 +47,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, b2f(st.PostgresUp))
 	ch <- prometheus.MustNewConstMetric(readyDesc, prometheus.GaugeValue, b2f(st.Ready))
 	ch <- prometheus.MustNewConstMetric(restartsDesc, prometheus.CounterValue, float64(st.Restarts))
+	if a := c.m.archiving(); a != nil {
+		archiverMetrics.Collect(ch, a)
+	}
 	conn, err := pgx.Connect(ctx, c.m.server.URL("postgres"))
 	if err != nil {
 		return

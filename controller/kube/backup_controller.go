@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -17,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/outpostdata/outpost/backup"
@@ -107,7 +109,7 @@ func (r *BackupScheduleReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 			return ctrl.Result{}, fmt.Errorf("create scheduled Backup %s: %w", b.Name, err)
 		}
 	}
-	if inst.Spec.Backup.Schedule == "" {
+	if inst.Spec.Backup.Schedule == "" && inst.Spec.Backup.Verification == nil {
 		return ctrl.Result{}, nil
 	}
 	return ctrl.Result{RequeueAfter: scheduleRecheck}, nil
@@ -221,8 +223,9 @@ func setupBackups(mgr manager.Manager, rt core.InstanceRuntime, opts Options) er
 	}
 	c := mgr.GetClient()
 	backups := &core.BackupReconciler{
-		Runner: runner,
-		Events: events,
+		Runner:  runner,
+		Events:  events,
+		Metrics: backupMetrics(),
 		Instances: func(ctx context.Context, namespace, name string) (*outpostv1.PostgresInstance, error) {
 			inst := &outpostv1.PostgresInstance{}
 			if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, inst); err != nil {
@@ -234,8 +237,29 @@ func setupBackups(mgr manager.Manager, rt core.InstanceRuntime, opts Options) er
 			return inst, nil
 		},
 	}
+	// Scheduled verification restores into a throw-away server where the
+	// runtime runs them; the kubernetes runtime has no such server yet.
+	if v, ok := rt.(core.RestoreVerifier); ok {
+		backups.Verifier = v
+	}
 	if err := (&BackupReconciler{Client: c, Core: backups}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	return (&BackupScheduleReconciler{Client: c, Core: backups}).SetupWithManager(mgr)
+}
+
+var (
+	backupMetricsOnce sync.Once
+	backupMetricsVal  *core.BackupMetrics
+)
+
+// backupMetrics are this process's WAL archiving and verification
+// metrics, registered once with controller-runtime's registry, which the
+// manager's metrics endpoint serves.
+func backupMetrics() *core.BackupMetrics {
+	backupMetricsOnce.Do(func() {
+		backupMetricsVal = core.NewBackupMetrics()
+		ctrlmetrics.Registry.MustRegister(backupMetricsVal)
+	})
+	return backupMetricsVal
 }

@@ -160,6 +160,7 @@ func NewManager(opts Options) (manager.Manager, error) {
 			Runtime: rt,
 			Events:  mgr.GetEventRecorderFor("outpost-controller"),
 			Usage:   ledger,
+			Metrics: backupMetrics(),
 		},
 		Log:        opts.Log,
 		MinRequeue: opts.MinRequeue,

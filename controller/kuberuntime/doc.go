@@ -5,7 +5,8 @@
 // runs `outpost instance run` (package instancemanager), which does the work
 // inside the container.
 //
-// It implements controller.InstanceRuntime. It only creates and updates
-// objects and reads StatefulSet status; it never talks to the pods. Where no
-// kubelet runs them (envtest) instances stay not Ready, and say so.
+// It implements controller.InstanceRuntime. It creates and updates objects
+// and reads StatefulSet status; of a Ready pod it asks only the instance
+// manager's GET /archiver, for the WALArchiving condition (archiving.go).
+// Where no kubelet runs them (envtest) instances stay not Ready, and say so.
 package kuberuntime

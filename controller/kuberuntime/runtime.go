@@ -24,6 +24,9 @@ type Runtime struct {
 	Scheme *runtime.Scheme
 	Pods   PodOptions
 	Log    *slog.Logger
+	// ManagerURL overrides where an instance's manager is reached
+	// (default: its Service, see ManagerURL).
+	ManagerURL func(*outpostv1.PostgresInstance) string
 }
 
 var _ controller.InstanceRuntime = (*Runtime)(nil)
@@ -74,7 +77,13 @@ func (r *Runtime) EnsureInstance(ctx context.Context, inst *outpostv1.PostgresIn
 	}); err != nil {
 		return obs, fmt.Errorf("statefulset %s: %w", sts.Name, err)
 	}
-	return observe(sts, obs), nil
+	obs = observe(sts, obs)
+	if obs.Ready {
+		if obs.Archiving, err = r.ReadArchiver(ctx, inst); err != nil {
+			r.Log.Warn("cannot read the WAL archiver's status", "instance", inst.Namespace+"/"+inst.Name, "err", err)
+		}
+	}
+	return obs, nil
 }
 
 // observe reads readiness from the StatefulSet, which the kubelet's

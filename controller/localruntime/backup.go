@@ -10,6 +10,7 @@ import (
 
 	"github.com/outpostdata/outpost/backup"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
+	"github.com/outpostdata/outpost/controller/archiving"
 	"github.com/outpostdata/outpost/postgres"
 )
 
@@ -116,10 +117,12 @@ func (r *Runtime) writeArchiveConfig(ctx context.Context, file, namespace, insta
 }
 
 // archiveSettings are the ManagedSettings of an instance: WAL archiving when
-// it has a backup policy, none otherwise.
+// it has a backup policy; otherwise archive_mode stays on with a command
+// that stores nothing, so adding a policy later reloads instead of
+// restarting (see archiving.IdleSettings).
 func (r *Runtime) archiveSettings(ctx context.Context, inst *outpostv1.PostgresInstance, dir string) (map[string]string, error) {
 	if inst.Spec.Backup == nil {
-		return nil, nil
+		return archiving.IdleSettings(), nil
 	}
 	file := ArchiveConfigFile(dir)
 	if err := r.writeArchiveConfig(ctx, file, inst.Namespace, inst.Name, inst.Spec.Backup.ObjectStore, inst.Spec.Backup.Encryption, inst.Namespace); err != nil {

@@ -157,6 +157,12 @@ func (r *Runtime) EnsureInstance(ctx context.Context, inst *outpostv1.PostgresIn
 	obs.Ready = in.supervisor.Ready()
 	if !obs.Ready {
 		obs.Reason, obs.Message = "Restarting", "PostgreSQL is restarting"
+		return obs, nil
+	}
+	if obs.Archiving, err = r.watchArchiving(ctx, in, inst); err != nil {
+		// The server runs; what could not be read leaves the WALArchiving
+		// condition as it was, and the log says why.
+		r.Log.Warn("cannot watch WAL archiving", "instance", inst.Namespace+"/"+inst.Name, "err", err)
 	}
 	return obs, nil
 }

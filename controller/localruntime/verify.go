@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -61,7 +62,7 @@ func VerifyByRestore(ctx context.Context, cfg backup.StoreConfig, keyFile, names
 	if err := backup.RestoreInto(ctx, srv, store, keys, backup.RestoreOptions{Namespace: namespace, Instance: instance, BackupID: id}, exe, file, log); err != nil {
 		return nil, err
 	}
-	res := &RestoreCheck{RestoreTook: time.Since(start)}
+	res := &RestoreCheck{RestoreTook: time.Since(start), RecoveredTill: lastReplayed(srv.LogFile)}
 	if err := srv.Start(ctx); err != nil {
 		return nil, err
 	}
@@ -123,4 +124,27 @@ func checkDatabase(ctx context.Context, url string, res *RestoreCheck) error {
 		res.Tables++
 	}
 	return nil
+}
+
+// lastReplayed reads from a restore's server log the time of the last
+// transaction recovery replayed ("last completed transaction was at log
+// time ..."): the newest point the restore reached. It is zero when the
+// restore replayed no transaction.
+func lastReplayed(logFile string) time.Time {
+	b, err := os.ReadFile(logFile)
+	if err != nil {
+		return time.Time{}
+	}
+	const marker = "last completed transaction was at log time "
+	var last time.Time
+	for _, line := range strings.Split(string(b), "\n") {
+		_, rest, ok := strings.Cut(line, marker)
+		if !ok {
+			continue
+		}
+		if t, err := time.Parse("2006-01-02 15:04:05.999999-07", strings.TrimSpace(rest)); err == nil {
+			last = t
+		}
+	}
+	return last
 }

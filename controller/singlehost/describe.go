@@ -67,6 +67,10 @@ func Describe(ctx context.Context, sd StateDir, kind, namespace, name string, ou
 		if pv := str(u, "status", "pgvectorVersion"); pv != "" {
 			fmt.Fprintf(tw, "pgvector:\t%s\n", pv)
 		}
+		if lv, ok, _ := unstructured.NestedMap(u, "status", "lastVerification"); ok {
+			fmt.Fprintf(tw, "Last verification:\t%v of backup %v at %v (took %v, recovered to %v): %v\n",
+				lv["result"], orDash(lv["backup"]), lv["time"], orDash(lv["duration"]), orDash(lv["recoveredTo"]), lv["message"])
+		}
 	}
 	tw.Flush()
 
@@ -111,6 +115,13 @@ func Describe(ctx context.Context, sd StateDir, kind, namespace, name string, ou
 	}
 	fmt.Fprintf(out, "\nSpec:\n%s", indent(string(spec), "  "))
 	return nil
+}
+
+func orDash(v any) any {
+	if v == nil || v == "" {
+		return "-"
+	}
+	return v
 }
 
 func str(u map[string]any, fields ...string) string {

@@ -11,6 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/duration"
 	"sigs.k8s.io/yaml"
+
+	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 )
 
 // Get prints the objects of a kind ("" for all) as a table, or as a JSON or
@@ -55,7 +57,7 @@ func printTable(out io.Writer, items []entry, withKind bool) {
 	if withKind {
 		fmt.Fprint(tw, "KIND\t")
 	}
-	fmt.Fprintln(tw, "NAMESPACE\tNAME\tPHASE\tENDPOINT\tCPU\tMEMORY\tAGE")
+	fmt.Fprintln(tw, "NAMESPACE\tNAME\tPHASE\tENDPOINT\tCPU\tMEMORY\tARCHIVING\tVERIFIED\tAGE")
 	for _, e := range items {
 		if withKind {
 			fmt.Fprintf(tw, "%s\t", e.Kind)
@@ -63,7 +65,11 @@ func printTable(out io.Writer, items []entry, withKind bool) {
 		endpoint, _, _ := unstructured.NestedString(e.Object.Object, "status", "endpoint")
 		cpu := str(e.Object.Object, "spec", "resources", "cpu")
 		mem := str(e.Object.Object, "spec", "resources", "memory")
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Namespace, e.Name, e.Phase(), dash(endpoint), dash(cpu), dash(mem), age(e.Object))
+		// As kubectl get pgi's printer columns: the reasons of the
+		// WALArchiving and BackupVerified conditions.
+		archiving := conditionReason(e.Object.Object, outpostv1.ConditionWALArchiving)
+		verified := conditionReason(e.Object.Object, outpostv1.ConditionBackupVerified)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Namespace, e.Name, e.Phase(), dash(endpoint), dash(cpu), dash(mem), dash(archiving), dash(verified), age(e.Object))
 	}
 	tw.Flush()
 }
@@ -96,6 +102,18 @@ func age(u *unstructured.Unstructured) string {
 		return "-"
 	}
 	return duration.HumanDuration(time.Since(t.Time))
+}
+
+// conditionReason is the reason of the condition typ in u's status, or "".
+func conditionReason(u map[string]any, typ string) string {
+	conds, _, _ := unstructured.NestedSlice(u, "status", "conditions")
+	for _, c := range conds {
+		if m, ok := c.(map[string]any); ok && m["type"] == typ {
+			r, _ := m["reason"].(string)
+			return r
+		}
+	}
+	return ""
 }
 
 func dash(s string) string {

@@ -36,6 +36,10 @@ type UpOptions struct {
 // controldb, adopts or starts every instance in the manifests directory,
 // tells the user how to connect once they are Ready, and keeps reconciling.
 // When ctx ends it stops every instance and controldb cleanly.
+// backupMetrics are this process's WAL archiving and backup verification
+// metrics (see controller.BackupMetrics); ServeMetrics serves them.
+var backupMetrics = controller.NewBackupMetrics()
+
 func Up(ctx context.Context, opts UpOptions) (err error) {
 	sd, log := opts.StateDir, opts.Log
 	if err := os.MkdirAll(sd.Root, 0o755); err != nil {
@@ -67,7 +71,7 @@ func Up(ctx context.Context, opts UpOptions) (err error) {
 	rt := &localruntime.Runtime{StateDir: sd.Root, Ports: db, FirstPort: opts.FirstPort, Log: log}
 	rt.ObjectStores = sd.ObjectStores()
 	defer func() { err = errors.Join(err, rt.Shutdown()) }()
-	reconciler := &controller.InstanceReconciler{Runtime: rt, Events: &dirsource.EventRecorder{DB: db.DB, Log: log}}
+	reconciler := &controller.InstanceReconciler{Runtime: rt, Events: &dirsource.EventRecorder{DB: db.DB, Log: log}, Metrics: backupMetrics}
 	usage, err := startUsage(ctx, db.DB, sd, opts.Version, log)
 	if err != nil {
 		return err
@@ -77,7 +81,7 @@ func Up(ctx context.Context, opts UpOptions) (err error) {
 	usage.applying = ctrl.Applying
 	rt.OnChange = ctrl.Kick
 	ctrl.OnFeatureStores(&controller.FeatureStoreReconciler{Databases: rt, Events: &dirsource.EventRecorder{DB: db.DB, Log: log}})
-	ctrl.OnBackups(&controller.BackupReconciler{Runner: rt, Instances: sd.Instances(), Events: &dirsource.EventRecorder{DB: db.DB, Log: log}})
+	ctrl.OnBackups(&controller.BackupReconciler{Runner: rt, Verifier: rt, Metrics: backupMetrics, Instances: sd.Instances(), Events: &dirsource.EventRecorder{DB: db.DB, Log: log}})
 	ctrl.OnSite(func(dc *outpostv1.DataController) {
 		listen := ""
 		if dc != nil {

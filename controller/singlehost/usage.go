@@ -210,6 +210,7 @@ var usageMetrics = usageexport.NewMetrics()
 func ServeMetrics(ctx context.Context, addr string, log *slog.Logger) (net.Addr, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(usageMetrics.Collectors()...)
+	reg.MustRegister(backupMetrics)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))

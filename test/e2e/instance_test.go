@@ -2,9 +2,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,73 +20,35 @@ import (
 // killed postgres, a configuration change picked up from the mounted file,
 // and a clean shutdown on SIGTERM.
 func TestInstanceManagerRunsPostgresServesHealthAndStopsCleanly(t *testing.T) {
-	dir := harness.TempDir(t)
-	dataDir := filepath.Join(dir, "volume", "pgdata")
-	if err := os.MkdirAll(filepath.Dir(dataDir), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	configFile := filepath.Join(dir, "instance.json")
-	pgPort, httpPort := harness.FreePort(t), harness.FreePort(t)
-	writeConfig := func(databases ...string) {
-		b, _ := json.Marshal(map[string]any{"port": pgPort, "database": "app", "owner": "app",
-			"databases": databases, "extensions": []string{"vector"}, "parameters": map[string]string{"work_mem": "8MB"}})
-		if err := os.WriteFile(configFile+".tmp", b, 0o644); err != nil {
-			t.Fatal(err)
+	var writeConfig func(databases ...string)
+	appPassword := ""
+	p := startManager(t, func(p *managerProcess) []string {
+		appPassword = "app-" + strconv.Itoa(p.pgPort) + "-secret"
+		writeConfig = func(databases ...string) {
+			b, _ := json.Marshal(map[string]any{"port": p.pgPort, "database": "app", "owner": "app",
+				"databases": databases, "extensions": []string{"vector"}, "parameters": map[string]string{"work_mem": "8MB"}})
+			if err := os.WriteFile(p.configFile+".tmp", b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			// kubelet updates a mounted ConfigMap by an atomic swap, too.
+			if err := os.Rename(p.configFile+".tmp", p.configFile); err != nil {
+				t.Fatal(err)
+			}
 		}
-		// kubelet updates a mounted ConfigMap by an atomic swap, too.
-		if err := os.Rename(configFile+".tmp", configFile); err != nil {
-			t.Fatal(err)
-		}
-	}
-	writeConfig()
-
-	appPassword := "app-" + strconv.Itoa(pgPort) + "-secret"
-	cmd := exec.Command(outpostBin, "instance", "run", "--data-dir", dataDir, "--config", configFile,
-		"--listen-address", "127.0.0.1", "--http-addr", fmt.Sprintf("127.0.0.1:%d", httpPort), "--reload-interval", "1s")
-	cmd.Env = append(os.Environ(), "OUTPOST_SUPERUSER_PASSWORD=super-"+strconv.Itoa(pgPort), "OUTPOST_APP_PASSWORD="+appPassword)
-	logPath := filepath.Join(dir, "manager.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); logf.Close(); close(done) }()
-	logTail := func() string { b, _ := os.ReadFile(logPath); return string(b) }
-	t.Cleanup(func() {
-		select {
-		case <-done:
-		default:
-			cmd.Process.Kill()
-			<-done
-		}
-		(&site{}).stopStrayServersIn(dataDir)
+		writeConfig()
+		return []string{"OUTPOST_SUPERUSER_PASSWORD=super-" + strconv.Itoa(p.pgPort), "OUTPOST_APP_PASSWORD=" + appPassword}
 	})
-
-	base := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
-	get := func(path string) (int, string) {
-		resp, err := http.Get(base + path)
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-	waitFor(t, 2*time.Minute, "/readyz 200", func() bool { code, _ := get("/readyz"); return code == 200 })
+	waitFor(t, 2*time.Minute, "/readyz 200", func() bool { code, _ := p.get("/readyz"); return code == 200 })
 	if t.Failed() {
-		t.Fatalf("manager log:\n%s", logTail())
+		t.Fatalf("manager log:\n%s", p.logTail())
 	}
-	if code, body := get("/livez"); code != 200 {
+	if code, body := p.get("/livez"); code != 200 {
 		t.Errorf("/livez = %d %s", code, body)
 	}
 
 	psql := func(db, sql string) (string, error) {
 		c := exec.Command(harness.SystemBinary(t, "psql"), "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-			"-h", "127.0.0.1", "-p", strconv.Itoa(pgPort), "-U", "app", "-d", db, "-c", sql)
+			"-h", "127.0.0.1", "-p", strconv.Itoa(p.pgPort), "-U", "app", "-d", db, "-c", sql)
 		c.Env = append(os.Environ(), "PGPASSWORD="+appPassword, "PGCONNECT_TIMEOUT=5")
 		out, err := c.CombinedOutput()
 		return strings.TrimSpace(string(out)), err
@@ -98,7 +57,7 @@ func TestInstanceManagerRunsPostgresServesHealthAndStopsCleanly(t *testing.T) {
 		t.Errorf("the application role sees: %v\n%s", err, out)
 	}
 
-	_, metrics := get("/metrics")
+	_, metrics := p.get("/metrics")
 	for _, want := range []string{"outpost_instance_up 1", "outpost_instance_ready 1", "outpost_instance_restarts_total 0", `outpost_instance_database_size_bytes{database="app"}`} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %q", want)
@@ -106,7 +65,7 @@ func TestInstanceManagerRunsPostgresServesHealthAndStopsCleanly(t *testing.T) {
 	}
 
 	// A postgres killed under it comes back; the metrics count it.
-	pidFile := filepath.Join(dataDir, "postmaster.pid")
+	pidFile := filepath.Join(p.dataDir, "postmaster.pid")
 	b, _ := os.ReadFile(pidFile)
 	pid, _ := strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0])
 	if !alive(pid) {
@@ -114,8 +73,8 @@ func TestInstanceManagerRunsPostgresServesHealthAndStopsCleanly(t *testing.T) {
 	}
 	syscall.Kill(pid, syscall.SIGKILL)
 	waitFor(t, 30*time.Second, "postgres back after SIGKILL", func() bool {
-		_, m := get("/metrics")
-		code, _ := get("/readyz")
+		_, m := p.get("/metrics")
+		code, _ := p.get("/readyz")
 		return code == 200 && strings.Contains(m, "outpost_instance_restarts_total 1")
 	})
 
@@ -129,14 +88,14 @@ func TestInstanceManagerRunsPostgresServesHealthAndStopsCleanly(t *testing.T) {
 	// SIGTERM: postgres shuts down cleanly and the manager exits 0.
 	b, _ = os.ReadFile(pidFile)
 	pid, _ = strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0])
-	cmd.Process.Signal(syscall.SIGTERM)
+	p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-done:
+	case <-p.done:
 	case <-time.After(60 * time.Second):
-		t.Fatalf("instance manager still running 60 s after SIGTERM; log:\n%s", logTail())
+		t.Fatalf("instance manager still running 60 s after SIGTERM; log:\n%s", p.logTail())
 	}
-	if code := cmd.ProcessState.ExitCode(); code != 0 {
-		t.Errorf("exit code %d after SIGTERM; log:\n%s", code, logTail())
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exit code %d after SIGTERM; log:\n%s", code, p.logTail())
 	}
 	if alive(pid) {
 		t.Errorf("postgres pid %d survived the manager", pid)
@@ -144,7 +103,7 @@ func TestInstanceManagerRunsPostgresServesHealthAndStopsCleanly(t *testing.T) {
 	if _, err := os.Stat(pidFile); !os.IsNotExist(err) {
 		t.Errorf("postmaster.pid left behind: postgres did not shut down cleanly")
 	}
-	if strings.Contains(logTail(), appPassword) {
+	if strings.Contains(p.logTail(), appPassword) {
 		t.Errorf("the application password appears in the log")
 	}
 }

@@ -96,6 +96,31 @@ type BackupPolicy struct {
 	// Encryption, when set, encrypts every object on the client.
 	// +optional
 	Encryption *BackupEncryption `json:"encryption,omitempty"`
+
+	// Verification, when set, proves on a schedule that the newest backup
+	// restores; the result is in status.lastVerification and the
+	// BackupVerified condition.
+	// +optional
+	Verification *VerificationPolicy `json:"verification,omitempty"`
+}
+
+// VerificationPolicy schedules restore tests of an instance's newest
+// backup.
+type VerificationPolicy struct {
+	// Schedule of verifications as a cron expression, like
+	// spec.backup.schedule.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|@every [0-9][0-9a-z.]*|[^ ]+( +[^ ]+){4,5})$')",message="must be a cron expression of 5 or 6 fields, or a descriptor such as @daily"
+	Schedule string `json:"schedule"`
+
+	// Restore, true by default, restores the backup into a throw-away
+	// instance, checks every B-tree index with amcheck and counts the rows
+	// of every table. False only re-reads the backup's objects against
+	// their checksums and checks that the archived WAL is continuous.
+	// +kubebuilder:default=true
+	// +optional
+	Restore *bool `json:"restore,omitempty"`
 }
 
 // InitDBBootstrap creates an empty cluster.
@@ -224,7 +249,9 @@ type PostgresInstanceStatus struct {
 	// +optional
 	Phase InstancePhase `json:"phase,omitempty"`
 
-	// Conditions: Ready, BackupsHealthy and others.
+	// Conditions: Ready; with spec.backup also WALArchiving (is WAL reaching
+	// the object store, and are Outpost's archive settings in effect) and,
+	// with spec.backup.verification, BackupVerified.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -259,6 +286,61 @@ type PostgresInstanceStatus struct {
 	// FirstRecoverabilityPoint is the earliest time a restore can target.
 	// +optional
 	FirstRecoverabilityPoint *metav1.Time `json:"firstRecoverabilityPoint,omitempty"`
+
+	// LastVerification is what the newest scheduled verification of the
+	// backups found.
+	// +optional
+	LastVerification *VerificationStatus `json:"lastVerification,omitempty"`
+}
+
+// Condition types of a PostgresInstance besides Ready.
+const (
+	// ConditionWALArchiving is True while WAL reaches the object store and
+	// Outpost's archive settings are in effect.
+	ConditionWALArchiving = "WALArchiving"
+	// ConditionBackupVerified is True while the newest scheduled
+	// verification passed and is not overdue.
+	ConditionBackupVerified = "BackupVerified"
+)
+
+// VerificationResult is the outcome of one verification.
+// +kubebuilder:validation:Enum=Passed;Failed
+type VerificationResult string
+
+const (
+	VerificationPassed VerificationResult = "Passed"
+	VerificationFailed VerificationResult = "Failed"
+)
+
+// VerificationStatus is one verification of an instance's newest
+// backup.
+type VerificationStatus struct {
+	// Time the verification started.
+	Time metav1.Time `json:"time"`
+
+	// Backup is the ID of the backup verified; empty when none was found.
+	// +optional
+	Backup string `json:"backup,omitempty"`
+
+	// Result is Passed or Failed.
+	Result VerificationResult `json:"result"`
+
+	// Restored says whether the backup was restored (spec.backup.verification.restore).
+	// +optional
+	Restored bool `json:"restored,omitempty"`
+
+	// RecoveredTo is the newest point the restore reached: the end of the
+	// archived WAL it replayed.
+	// +optional
+	RecoveredTo *metav1.Time `json:"recoveredTo,omitempty"`
+
+	// Duration of the whole verification.
+	// +optional
+	Duration *metav1.Duration `json:"duration,omitempty"`
+
+	// Message says what was checked, or what failed.
+	// +optional
+	Message string `json:"message,omitempty"`
 }
 
 // PostgresInstance is one PostgreSQL server with pgvector.
@@ -269,6 +351,8 @@ type PostgresInstanceStatus struct {
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.status.endpoint`
 // +kubebuilder:printcolumn:name="CPU",type=string,JSONPath=`.spec.resources.cpu`
+// +kubebuilder:printcolumn:name="Archiving",type=string,JSONPath=`.status.conditions[?(@.type=="WALArchiving")].reason`
+// +kubebuilder:printcolumn:name="Verified",type=string,JSONPath=`.status.conditions[?(@.type=="BackupVerified")].reason`
 // +kubebuilder:printcolumn:name="Last Backup",type=date,JSONPath=`.status.lastBackupTime`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type PostgresInstance struct {

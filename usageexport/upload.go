@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,13 +32,36 @@ type UploadOptions struct {
 	// Progress, when set, receives a progress line per attempt (for a
 	// terminal).
 	Progress io.Writer
-	Client   *http.Client
+	// Client sends the requests; HubClient makes one that trusts the hub's
+	// own CA. Nil means the system roots.
+	Client *http.Client
 }
 
-// HubError is a refusal by the hub that retrying will not change (a 4xx).
+// HubClient returns an HTTP client that trusts only the CA certificates in
+// caPEM (a PEM bundle) for the hub's certificate: a hub with a certificate
+// from the site's or vendor's private CA.
+func HubClient(caPEM []byte, source string) (*http.Client, error) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("%s: holds no PEM certificate", source)
+	}
+	return &http.Client{Timeout: uploadTimeout, Transport: &http.Transport{
+		Proxy:           http.ProxyFromEnvironment,
+		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+	}}, nil
+}
+
+// uploadTimeout bounds one attempt: the largest file the hub takes, over a
+// slow link.
+const uploadTimeout = 10 * time.Minute
+
+// HubError is a refusal by the hub that retrying will not change (a 4xx
+// other than 429, which is retried).
 type HubError struct {
 	Status int
 	Reason string
+	// ServerTime is the hub's clock when it refused, when it said.
+	ServerTime time.Time
 }
 
 func (e *HubError) Error() string { return fmt.Sprintf("hub refused (%d): %s", e.Status, e.Reason) }
@@ -70,7 +95,7 @@ func post(ctx context.Context, path string, data []byte, key string, opts Upload
 	}
 	client := opts.Client
 	if client == nil {
-		client = &http.Client{Timeout: 10 * time.Minute}
+		client = &http.Client{Timeout: uploadTimeout}
 	}
 	url := strings.TrimSuffix(opts.HubURL, "/") + path
 	var last error
@@ -80,7 +105,9 @@ func post(ctx context.Context, path string, data []byte, key string, opts Upload
 		}
 		rc, err := postOnce(ctx, client, url, data, key, opts.Token)
 		var refused *HubError
-		if err == nil || errors.As(err, &refused) && refused.Status < 500 {
+		// 429: the hub is busy with this site's other uploads; the rest
+		// of the 4xx will not change by retrying.
+		if err == nil || errors.As(err, &refused) && refused.Status < 500 && refused.Status != http.StatusTooManyRequests {
 			return rc, err
 		}
 		last = err
@@ -119,12 +146,13 @@ func postOnce(ctx context.Context, client *http.Client, url string, data []byte,
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e struct {
-			Error string `json:"error"`
+			Error      string    `json:"error"`
+			ServerTime time.Time `json:"serverTime"`
 		}
 		if json.Unmarshal(body, &e) != nil || e.Error == "" {
 			e.Error = strings.TrimSpace(string(body))
 		}
-		return nil, &HubError{Status: resp.StatusCode, Reason: e.Error}
+		return nil, &HubError{Status: resp.StatusCode, Reason: e.Error, ServerTime: e.ServerTime}
 	}
 	var rc Receipt
 	if err := json.Unmarshal(body, &rc); err != nil {

@@ -2,12 +2,9 @@ package kube
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -174,12 +171,9 @@ func (r *DataControllerReconciler) hubAccess(ctx context.Context, dc *outpostv1.
 		if err != nil {
 			return usageexport.HubAccess{}, err
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pemBytes) {
-			return usageexport.HubAccess{}, fmt.Errorf("connectivity.hub.caSecret %s/%s: \"ca.crt\" holds no PEM certificate", dc.Namespace, h.CASecret.Name)
+		if hub.Client, err = usageexport.HubClient(pemBytes, fmt.Sprintf("connectivity.hub.caSecret %s/%s, key \"ca.crt\"", dc.Namespace, h.CASecret.Name)); err != nil {
+			return usageexport.HubAccess{}, err
 		}
-		hub.Client = &http.Client{Timeout: time.Minute, Transport: &http.Transport{
-			Proxy: http.ProxyFromEnvironment, TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
 	}
 	return hub, nil
 }

@@ -163,15 +163,30 @@ func TestUploadingTheSameFileThreeTimesAndOverlappingFilesCountsOnce(t *testing.
 		t.Fatalf("tampered file: status %d %s, want 400 naming the signature", resp.StatusCode, body)
 	}
 
+	reader, err := h.CreateToken(context.Background(), hub.RoleRead, "billing")
+	must(t, err)
 	for _, path := range []string{"/", "/api/v1/sites", "/api/v1/sites/plant/usage?month=2026-11&format=csv"} {
-		resp, err := http.Get(url + path)
-		must(t, err)
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "plant") {
-			t.Errorf("GET %s: %d %s", path, resp.StatusCode, body)
+		if code, body := get(t, url+path, reader); code != http.StatusOK || !strings.Contains(body, "plant") {
+			t.Errorf("GET %s: %d %s", path, code, body)
 		}
 	}
+}
+
+// get sends a GET with token as bearer token (none when empty) and returns
+// the status and body.
+func get(t *testing.T, url, token string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	must(t, err)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	must(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	must(t, err)
+	return resp.StatusCode, string(body)
 }
 
 // TestTamperedFilesAreAllRejectedByVerifyAndHub flips one random byte of

@@ -158,6 +158,9 @@ func (r *DataControllerReconciler) hubAccess(ctx context.Context, dc *outpostv1.
 		return hub, nil
 	}
 	h := dc.Spec.Connectivity.Hub
+	if err := usageexport.CheckHubTransport(h); err != nil {
+		return hub, err
+	}
 	if h.CredentialsSecret == nil {
 		return hub, errors.New("direct mode needs connectivity.hub.credentialsSecret with the site's hub token under \"token\"; usage waits in the outbox")
 	}

@@ -106,11 +106,15 @@ func (u *usageRun) run(ctx context.Context, sd StateDir) {
 	}
 }
 
-// hubClient is the client for a DataController whose hub certificate is
+// hubClient refuses an http:// hub that allowInsecureHub does not permit,
+// and is the client for a DataController whose hub certificate is
 // signed by the CA of connectivity.hub.caSecret: on one host, as for an
 // ObjectStore's caSecret, the file secrets/NAMESPACE/NAME/ca.crt in the
 // state directory. Nil (the system roots) without a caSecret.
 func hubClient(sd StateDir, dc *outpostv1.DataController) (*http.Client, error) {
+	if err := usageexport.CheckHubTransport(dc.Spec.Connectivity.Hub); err != nil {
+		return nil, err
+	}
 	ca := dc.Spec.Connectivity.Hub.CASecret
 	if ca == nil {
 		return nil, nil

@@ -44,14 +44,9 @@ func TestOverdueSiteStaysOverdueOnOldUsageAndSkippedMonthIsAGap(t *testing.T) {
 	pg := harness.StartPostgres(t)
 	ctx := context.Background()
 	s := newSite(t, pg, "site1", false)
-	hubPool, err := hub.Open(ctx, createDB(t, pg, "hub"))
-	must(t, err)
-	t.Cleanup(hubPool.Close)
-	url, h := startHub(t, hubPool)
+	url, h, token := hubWithSite(t, pg, s)
 	hubClock := harness.NewClock("2026-11-01T00:30:00Z")
 	h.Now = hubClock.Now
-	token, err := h.AddSite(ctx, "plant", usageexport.FormatPublicKey(s.key.Public()))
-	must(t, err)
 	reader, err := h.CreateToken(ctx, hub.RoleRead, "test")
 	must(t, err)
 	opts := usageexport.UploadOptions{HubURL: url, Token: token}
@@ -122,18 +117,13 @@ func TestHubRefusesRecordsFromTheFuture(t *testing.T) {
 	pg := harness.StartPostgres(t)
 	ctx := context.Background()
 	s := newSite(t, pg, "site1", true)
-	hubPool, err := hub.Open(ctx, createDB(t, pg, "hub"))
-	must(t, err)
-	t.Cleanup(hubPool.Close)
-	url, h := startHub(t, hubPool)
+	url, h, token := hubWithSite(t, pg, s)
 	hubClock := harness.NewClock("2026-11-02T00:00:00Z")
 	h.Now = hubClock.Now
-	token, err := h.AddSite(ctx, "plant", usageexport.FormatPublicKey(s.key.Public()))
-	must(t, err)
 
 	s.run(t, 2, "2026-11-05T00:00:00Z") // the site's clock: 3 days ahead
 	file := s.export(t, "2026-11")
-	_, err = usageexport.Upload(ctx, file, usageexport.UploadOptions{HubURL: url, Token: token, Attempts: 1})
+	_, err := usageexport.Upload(ctx, file, usageexport.UploadOptions{HubURL: url, Token: token, Attempts: 1})
 	var refused *usageexport.HubError
 	if !errors.As(err, &refused) || refused.Status != http.StatusBadRequest ||
 		!strings.Contains(refused.Reason, "records[24] (id ") || !strings.Contains(refused.Reason, "latest ending 2026-11-05T00:00:00Z") ||

@@ -18,19 +18,6 @@ import (
 	"github.com/outpostdata/outpost/usageexport/hub"
 )
 
-// hubWithSite starts a hub with the site "plant" registered for s and
-// returns its URL, the hub and the site's token.
-func hubWithSite(t *testing.T, pg *harness.Postgres, s *site) (string, *hub.Hub, string) {
-	t.Helper()
-	hubPool, err := hub.Open(context.Background(), createDB(t, pg, "hub"))
-	must(t, err)
-	t.Cleanup(hubPool.Close)
-	url, h := startHub(t, hubPool)
-	token, err := h.AddSite(context.Background(), "plant", usageexport.FormatPublicKey(s.key.Public()))
-	must(t, err)
-	return url, h, token
-}
-
 // TestReadsNeedAReadOrAdminToken: every read (the page, the site list, a
 // site's usage as JSON and CSV) is 401 without a token, with an unknown one
 // and with a site's upload token; read and admin tokens read, as a bearer

@@ -177,6 +177,7 @@ func (r *DataControllerReconciler) hubAccess(ctx context.Context, dc *outpostv1.
 		if hub.Client, err = usageexport.HubClient(pemBytes, fmt.Sprintf("connectivity.hub.caSecret %s/%s, key \"ca.crt\"", dc.Namespace, h.CASecret.Name)); err != nil {
 			return usageexport.HubAccess{}, err
 		}
+		hub.Client.Timeout = time.Minute // a batch, not a year's file
 	}
 	return hub, nil
 }

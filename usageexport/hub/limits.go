@@ -61,7 +61,10 @@ func (h *Hub) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	}
 	var buf bytes.Buffer
 	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
+		// ReadFrom asks for MinRead bytes of room before every read, the
+		// last (which finds EOF) included: without that slack a full
+		// buffer would be doubled just to learn the body has ended.
+		buf.Grow(int(r.ContentLength) + bytes.MinRead)
 	}
 	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
 	var tooBig *http.MaxBytesError

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -49,11 +50,8 @@ func (e *bodyTooLargeError) Error() string {
 	return fmt.Sprintf("the body is larger than %d bytes, the hub's limit", e.limit)
 }
 
-// readBody reads an upload under the cap. A gzipped body is first
-// decompressed as a stream, counting and keeping nothing, so a gzip bomb
-// is refused after at most the cap's worth of work and no memory beyond
-// its compressed bytes; only a body that fits is decompressed again (by
-// the verifier) to be kept.
+// readBody reads an upload under the cap and returns it decompressed when
+// it was gzipped (the verifier accepts both forms).
 func (h *Hub) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	limit := h.maxBody()
 	if r.ContentLength > limit {
@@ -76,24 +74,54 @@ func (h *Hub) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	}
 	data := buf.Bytes()
 	if len(data) >= 2 && data[0] == 0x1f && data[1] == 0x8b {
-		if n := gunzippedSize(data, limit); n > limit {
-			return nil, &bodyTooLargeError{limit: limit, compressed: true}
-		}
+		return gunzip(data, limit)
 	}
 	return data, nil
 }
 
-// gunzippedSize is how many bytes data decompresses to, counting no
-// further than limit+1. A stream that is not valid gzip counts what came
-// out before the fault; the verifier then names the fault.
-func gunzippedSize(data []byte, limit int64) int64 {
+// keepRatio and keepFloor bound what gunzip keeps in memory before it
+// knows the decompressed size: usage files compress about 8:1 (their
+// record ids are random), so a real file fits in keepRatio times its
+// compressed size, while a gzip bomb (1000:1) overflows early.
+const (
+	keepRatio = 12
+	keepFloor = 32 << 20
+)
+
+// gunzip decompresses a gzipped body under limit in one pass, keeping at
+// most max(keepFloor, keepRatio × its compressed size). A stream that goes
+// past that is only counted from there on, nothing kept: over limit it is
+// refused (a gzip bomb costs the hub no more memory than that); under it,
+// which only an unusually compressible file does, it is returned still
+// gzipped for the verifier to decompress again. A stream that is not valid
+// gzip is returned as it came, for the verifier to name the fault.
+func gunzip(data []byte, limit int64) ([]byte, error) {
+	keep := min(limit, max(keepFloor, keepRatio*int64(len(data))))
 	zr, err := gzip.NewReader(bytes.NewReader(data))
 	if err != nil {
-		return 0
+		return data, nil
 	}
 	zr.Multistream(false)
-	n, _ := io.Copy(io.Discard, io.LimitReader(zr, limit+1))
-	return n
+	// The trailer's size (untrusted, a hint) sizes the buffer once.
+	size := keep
+	if hint := int64(binary.LittleEndian.Uint32(data[len(data)-4:])); hint >= int64(len(data)) {
+		size = min(hint, keep)
+	}
+	var buf bytes.Buffer
+	buf.Grow(int(size) + bytes.MinRead)
+	n, err := buf.ReadFrom(io.LimitReader(zr, keep+1))
+	if err != nil {
+		return data, nil
+	}
+	if n <= keep {
+		return buf.Bytes(), nil
+	}
+	buf = bytes.Buffer{}
+	more, _ := io.Copy(io.Discard, io.LimitReader(zr, max(0, limit+1-n)))
+	if n+more > limit {
+		return nil, &bodyTooLargeError{limit: limit, compressed: true}
+	}
+	return data, nil
 }
 
 // inflight counts each site's uploads in progress.

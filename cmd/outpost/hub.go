@@ -214,7 +214,7 @@ func newHubSiteCommand(dbURL *string) *cobra.Command {
 }
 
 func newHubTokenCommand(dbURL *string) *cobra.Command {
-	cmd := &cobra.Command{Use: "token", Short: "Create tokens that read the hub's usage, sites and web page"}
+	cmd := &cobra.Command{Use: "token", Short: "Create, list and revoke tokens that read the hub's usage, sites and web page"}
 	var role, name string
 	create := &cobra.Command{
 		Use:   "create --role read|admin [--name WHO]",
@@ -234,6 +234,39 @@ func newHubTokenCommand(dbURL *string) *cobra.Command {
 	}
 	create.Flags().StringVar(&role, "role", hub.RoleRead, "read (usage, sites, the web page) or admin")
 	create.Flags().StringVar(&name, "name", "", "who or what the token is for, for your records")
-	cmd.AddCommand(create)
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List read and admin tokens (by id, never the token itself)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withHub(cmd, *dbURL, func(h *hub.Hub) error {
+				tokens, err := h.Tokens(cmd.Context())
+				if err != nil {
+					return err
+				}
+				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 3, ' ', 0)
+				fmt.Fprintln(tw, "ID\tROLE\tNAME\tCREATED")
+				for _, t := range tokens {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.ID, t.Role, t.Name, t.CreatedAt.UTC().Format(time.RFC3339))
+				}
+				return tw.Flush()
+			})
+		},
+	}
+	revoke := &cobra.Command{
+		Use:   "revoke ID",
+		Short: "Revoke a read or admin token by the id `token list` shows; it stops working at once",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withHub(cmd, *dbURL, func(h *hub.Hub) error {
+				if err := h.RevokeToken(cmd.Context(), args[0]); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "Token %s revoked\n", args[0])
+				return nil
+			})
+		},
+	}
+	cmd.AddCommand(create, list, revoke)
 	return cmd
 }

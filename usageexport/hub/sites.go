@@ -128,6 +128,46 @@ func (h *Hub) CreateToken(ctx context.Context, role, name string) (string, error
 	return token, nil
 }
 
+// TokenInfo describes a read or admin token without revealing it: ID is
+// the start of its hash, which `token revoke` takes.
+type TokenInfo struct {
+	ID        string    `json:"id"`
+	Role      string    `json:"role"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"createdAt"`
+}
+
+// tokenIDLength is how much of a token's hash names it.
+const tokenIDLength = 12
+
+// Tokens lists the read and admin tokens, oldest first.
+func (h *Hub) Tokens(ctx context.Context) ([]TokenInfo, error) {
+	rows, err := h.Pool.Query(ctx, `SELECT left(token_sha256, $1), role, name, created_at FROM hub_tokens ORDER BY created_at, token_sha256`, tokenIDLength)
+	if err != nil {
+		return nil, fmt.Errorf("list tokens: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (TokenInfo, error) {
+		var t TokenInfo
+		return t, r.Scan(&t.ID, &t.Role, &t.Name, &t.CreatedAt)
+	})
+}
+
+// RevokeToken deletes the read or admin token whose ID (from Tokens) is
+// id; it stops working at once.
+func (h *Hub) RevokeToken(ctx context.Context, id string) error {
+	if len(id) != tokenIDLength {
+		return fmt.Errorf("token id %q: must be the %d characters `outpost hub token list` shows", id, tokenIDLength)
+	}
+	tag, err := h.Pool.Exec(ctx, `DELETE FROM hub_tokens WHERE left(token_sha256, $1) = $2`, tokenIDLength, id)
+	if err != nil {
+		return fmt.Errorf("revoke token %s: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("revoke token %s: no such token (see `outpost hub token list`)", id)
+	}
+	return nil
+}
+
 // tokenRole returns the role of a read or admin token; ok is false for any
 // other token.
 func (h *Hub) tokenRole(ctx context.Context, token string) (role string, ok bool, err error) {

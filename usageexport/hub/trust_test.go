@@ -66,6 +66,20 @@ func TestReadsNeedAReadOrAdminToken(t *testing.T) {
 	if !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Basic ") {
 		t.Errorf("a browser without a token gets no basic-auth challenge: %q", resp.Header.Get("WWW-Authenticate"))
 	}
+
+	// A revoked read token stops at once; the admin token still reads.
+	tokens, err := h.Tokens(ctx)
+	must(t, err)
+	if len(tokens) != 2 || tokens[0].Name != "billing" || tokens[0].Role != hub.RoleRead {
+		t.Fatalf("tokens: %+v, want billing (read) and ops (admin)", tokens)
+	}
+	must(t, h.RevokeToken(ctx, tokens[0].ID))
+	if code, _ := get(t, url+"/api/v1/sites", reader); code != http.StatusUnauthorized {
+		t.Errorf("a revoked read token: %d, want 401", code)
+	}
+	if code, _ := get(t, url+"/api/v1/sites", admin); code != http.StatusOK {
+		t.Errorf("the admin token after revoking another: %d, want 200", code)
+	}
 }
 
 // TestRotatedTokenStopsTheOldOneAndDisabledSiteIsRefused: after a

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +13,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 )
 
 // UploadOptions configure Upload. The zero value of each field is a
@@ -30,13 +34,47 @@ type UploadOptions struct {
 	// Progress, when set, receives a progress line per attempt (for a
 	// terminal).
 	Progress io.Writer
-	Client   *http.Client
+	// Client sends the requests; HubClient makes one that trusts the hub's
+	// own CA. Nil means the system roots.
+	Client *http.Client
 }
 
-// HubError is a refusal by the hub that retrying will not change (a 4xx).
+// HubClient returns an HTTP client that trusts only the CA certificates in
+// caPEM (a PEM bundle) for the hub's certificate: a hub with a certificate
+// from the site's or vendor's private CA.
+func HubClient(caPEM []byte, source string) (*http.Client, error) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("%s: holds no PEM certificate", source)
+	}
+	return &http.Client{Timeout: uploadTimeout, Transport: &http.Transport{
+		Proxy:           http.ProxyFromEnvironment,
+		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+	}}, nil
+}
+
+// CheckHubTransport refuses a direct-mode hub reached over plain http://
+// unless hub.allowInsecureHub says so. Admission refuses the same (a CEL
+// rule); this re-check keeps a spec that slipped past it from sending the
+// site's token in clear.
+func CheckHubTransport(hub *outpostv1.Hub) error {
+	if hub != nil && strings.HasPrefix(strings.ToLower(hub.URL), "http://") && !hub.AllowInsecureHub {
+		return fmt.Errorf("connectivity.hub.url %s: an http:// hub receives the site's token and usage in clear: use https://, or set connectivity.hub.allowInsecureHub: true; usage waits in the outbox", hub.URL)
+	}
+	return nil
+}
+
+// uploadTimeout bounds one attempt: the largest file the hub takes, over a
+// slow link.
+const uploadTimeout = 10 * time.Minute
+
+// HubError is a refusal by the hub that retrying will not change (a 4xx
+// other than 429, which is retried).
 type HubError struct {
 	Status int
 	Reason string
+	// ServerTime is the hub's clock when it refused, when it said.
+	ServerTime time.Time
 }
 
 func (e *HubError) Error() string { return fmt.Sprintf("hub refused (%d): %s", e.Status, e.Reason) }
@@ -70,7 +108,7 @@ func post(ctx context.Context, path string, data []byte, key string, opts Upload
 	}
 	client := opts.Client
 	if client == nil {
-		client = &http.Client{Timeout: 10 * time.Minute}
+		client = &http.Client{Timeout: uploadTimeout}
 	}
 	url := strings.TrimSuffix(opts.HubURL, "/") + path
 	var last error
@@ -80,7 +118,9 @@ func post(ctx context.Context, path string, data []byte, key string, opts Upload
 		}
 		rc, err := postOnce(ctx, client, url, data, key, opts.Token)
 		var refused *HubError
-		if err == nil || errors.As(err, &refused) && refused.Status < 500 {
+		// 429: the hub is busy with this site's other uploads; the rest
+		// of the 4xx will not change by retrying.
+		if err == nil || errors.As(err, &refused) && refused.Status < 500 && refused.Status != http.StatusTooManyRequests {
 			return rc, err
 		}
 		last = err
@@ -119,12 +159,13 @@ func postOnce(ctx context.Context, client *http.Client, url string, data []byte,
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e struct {
-			Error string `json:"error"`
+			Error      string    `json:"error"`
+			ServerTime time.Time `json:"serverTime"`
 		}
 		if json.Unmarshal(body, &e) != nil || e.Error == "" {
 			e.Error = strings.TrimSpace(string(body))
 		}
-		return nil, &HubError{Status: resp.StatusCode, Reason: e.Error}
+		return nil, &HubError{Status: resp.StatusCode, Reason: e.Error, ServerTime: e.ServerTime}
 	}
 	var rc Receipt
 	if err := json.Unmarshal(body, &rc); err != nil {

@@ -285,10 +285,10 @@ func newUsageVerifyCommand() *cobra.Command {
 }
 
 func newUsageUploadCommand() *cobra.Command {
-	var hubURL, token, publicKey string
+	var hubURL, token, publicKey, hubCA string
 	var attempts int
 	cmd := &cobra.Command{
-		Use:   "upload FILE --hub URL",
+		Use:   "upload FILE --hub URL [--hub-ca FILE]",
 		Short: "Verify a usage file and send it to the hub, with retries; uploading again counts nothing twice",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -307,6 +307,15 @@ func newUsageUploadCommand() *cobra.Command {
 				return err
 			}
 			opts := usageexport.UploadOptions{HubURL: hubURL, Token: token, PublicKey: pub, Attempts: attempts}
+			if hubCA != "" {
+				pem, err := os.ReadFile(hubCA)
+				if err != nil {
+					return fmt.Errorf("--hub-ca: %w", err)
+				}
+				if opts.Client, err = usageexport.HubClient(pem, "--hub-ca "+hubCA); err != nil {
+					return err
+				}
+			}
 			if isTerminal(os.Stderr) {
 				opts.Progress = cmd.ErrOrStderr()
 			}
@@ -326,6 +335,7 @@ func newUsageUploadCommand() *cobra.Command {
 	cmd.Flags().StringVar(&token, "token", "", "the site's hub token (default $OUTPOST_HUB_TOKEN)")
 	cmd.Flags().StringVar(&publicKey, "public-key", "", "require the file to be signed by this key")
 	cmd.Flags().IntVar(&attempts, "attempts", 8, "how often to try before giving up")
+	cmd.Flags().StringVar(&hubCA, "hub-ca", "", "trust only the CA certificates in this PEM file for the hub's certificate (a private CA)")
 	cmd.MarkFlagRequired("hub")
 	return cmd
 }

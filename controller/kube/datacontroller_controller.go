@@ -2,12 +2,9 @@ package kube
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -200,6 +197,9 @@ func (r *DataControllerReconciler) hubAccess(ctx context.Context, dc *outpostv1.
 		return hub, nil
 	}
 	h := dc.Spec.Connectivity.Hub
+	if err := usageexport.CheckHubTransport(h); err != nil {
+		return hub, err
+	}
 	if h.CredentialsSecret == nil {
 		return hub, errors.New("direct mode needs connectivity.hub.credentialsSecret with the site's hub token under \"token\"; usage waits in the backlog")
 	}
@@ -213,12 +213,10 @@ func (r *DataControllerReconciler) hubAccess(ctx context.Context, dc *outpostv1.
 		if err != nil {
 			return usageexport.HubAccess{}, err
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pemBytes) {
-			return usageexport.HubAccess{}, fmt.Errorf("connectivity.hub.caSecret %s/%s: \"ca.crt\" holds no PEM certificate", dc.Namespace, h.CASecret.Name)
+		if hub.Client, err = usageexport.HubClient(pemBytes, fmt.Sprintf("connectivity.hub.caSecret %s/%s, key \"ca.crt\"", dc.Namespace, h.CASecret.Name)); err != nil {
+			return usageexport.HubAccess{}, err
 		}
-		hub.Client = &http.Client{Timeout: time.Minute, Transport: &http.Transport{
-			Proxy: http.ProxyFromEnvironment, TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+		hub.Client.Timeout = time.Minute // a batch, not a year's file
 	}
 	return hub, nil
 }

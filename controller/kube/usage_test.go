@@ -211,7 +211,7 @@ func TestDataControllerMetersPostgresInstancesOnKubernetes(t *testing.T) {
 		Data: map[string][]byte{"token": []byte(token + "\n")}}))
 	must(t, c.Get(ctx, client.ObjectKeyFromObject(dc), dc))
 	dc.Spec.Connectivity = outpostv1.Connectivity{Mode: outpostv1.ConnectivityDirect, Hub: &outpostv1.Hub{
-		URL: "http://" + addr, CredentialsSecret: &outpostv1.LocalObjectReference{Name: "hub-token"}}}
+		URL: "http://" + addr, AllowInsecureHub: true, CredentialsSecret: &outpostv1.LocalObjectReference{Name: "hub-token"}}}
 	must(t, c.Update(ctx, dc))
 	fc.Set("2026-10-01T05:00:00Z")
 	hubTotal := func() usageexport.Total {

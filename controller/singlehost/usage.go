@@ -25,6 +25,7 @@ import (
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/controller/controldb"
 	"github.com/outpostdata/outpost/controller/dirsource"
+	"github.com/outpostdata/outpost/controller/localruntime"
 	"github.com/outpostdata/outpost/usageexport"
 )
 
@@ -160,15 +161,20 @@ func (u *usageRun) setSite(dc *outpostv1.DataController) {
 func (u *usageRun) run(ctx context.Context, sd StateDir) {
 	for {
 		dc := u.site.Load()
-		token := ""
+		var access usageexport.HubAccess
 		if usageexport.Direct(dc) {
 			b, err := os.ReadFile(sd.HubToken())
 			if err != nil {
 				u.log.Warn("direct mode without a hub token: usage waits in the backlog", "file", sd.HubToken(), "err", err)
 			}
-			token = strings.TrimSpace(string(b))
+			access.Token = strings.TrimSpace(string(b))
+			if access.Client, err = hubClient(sd, dc); err != nil {
+				// Without the CA the hub cannot be trusted: nothing is sent.
+				u.log.Warn("usage waits in the backlog", "err", err)
+				access.Token = ""
+			}
 		}
-		st, err := u.meter.Pass(ctx, dc, usageexport.HubAccess{Token: token})
+		st, err := u.meter.Pass(ctx, dc, access)
 		if err == nil && st != nil {
 			err = u.writeStatus(ctx, dc, st)
 			u.announce(dc, st)
@@ -183,6 +189,27 @@ func (u *usageRun) run(ctx context.Context, sd StateDir) {
 		case <-time.After(usageexport.Interval(dc)):
 		}
 	}
+}
+
+// hubClient refuses an http:// hub that allowInsecureHub does not permit,
+// and is the client for a DataController whose hub certificate is
+// signed by the CA of connectivity.hub.caSecret: on one host, as for an
+// ObjectStore's caSecret, the file secrets/NAMESPACE/NAME/ca.crt in the
+// state directory. Nil (the system roots) without a caSecret.
+func hubClient(sd StateDir, dc *outpostv1.DataController) (*http.Client, error) {
+	if err := usageexport.CheckHubTransport(dc.Spec.Connectivity.Hub); err != nil {
+		return nil, err
+	}
+	ca := dc.Spec.Connectivity.Hub.CASecret
+	if ca == nil {
+		return nil, nil
+	}
+	file := localruntime.SecretFile(sd.Root, dc.Namespace, ca.Name, "ca.crt")
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("DataController %s: connectivity.hub.caSecret %s: on a single host the CA bundle is the file %s: %w", dc.Name, ca.Name, file, err)
+	}
+	return usageexport.HubClient(pem, "connectivity.hub.caSecret "+ca.Name+" ("+file+")")
 }
 
 // writeStatus stores the usage status of the DataController dc into its

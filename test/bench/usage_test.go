@@ -69,7 +69,8 @@ func BenchmarkUsageMonth(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer hubPool.Close()
-	h := &hub.Hub{Pool: hubPool}
+	// The hub judges records by the bench's clock, which is ahead of the wall clock.
+	h := &hub.Hub{Pool: hubPool, Now: clock.Now}
 	token, err := h.AddSite(ctx, "plant", usageexport.FormatPublicKey(key.Public()))
 	if err != nil {
 		b.Fatal(err)

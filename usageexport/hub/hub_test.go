@@ -90,6 +90,19 @@ func startHub(t *testing.T, pool *pgxpool.Pool) (string, *hub.Hub) {
 	return "http://" + l.Addr().String(), h
 }
 
+// hubWithSite starts a hub with the site "plant" registered for s and
+// returns its URL, the hub and the site's token.
+func hubWithSite(t *testing.T, pg *harness.Postgres, s *site) (string, *hub.Hub, string) {
+	t.Helper()
+	hubPool, err := hub.Open(context.Background(), createDB(t, pg, "hub"))
+	must(t, err)
+	t.Cleanup(hubPool.Close)
+	url, h := startHub(t, hubPool)
+	token, err := h.AddSite(context.Background(), "plant", usageexport.FormatPublicKey(s.key.Public()))
+	must(t, err)
+	return url, h, token
+}
+
 func hubTotal(t *testing.T, h *hub.Hub, siteName, month string) (int64, int64) {
 	u, err := h.Usage(context.Background(), siteName, month)
 	must(t, err)
@@ -99,12 +112,7 @@ func hubTotal(t *testing.T, h *hub.Hub, siteName, month string) (int64, int64) {
 func TestUploadingTheSameFileThreeTimesAndOverlappingFilesCountsOnce(t *testing.T) {
 	pg := harness.StartPostgres(t)
 	s := newSite(t, pg, "site1", false)
-	hubPool, err := hub.Open(context.Background(), createDB(t, pg, "hub"))
-	must(t, err)
-	t.Cleanup(hubPool.Close)
-	url, h := startHub(t, hubPool)
-	token, err := h.AddSite(context.Background(), "plant", usageexport.FormatPublicKey(s.key.Public()))
-	must(t, err)
+	url, h, token := hubWithSite(t, pg, s)
 
 	s.run(t, 3, "2026-11-10T00:00:00Z")
 	early := s.export(t, "2026-11") // partial: up to the 10th
@@ -163,15 +171,30 @@ func TestUploadingTheSameFileThreeTimesAndOverlappingFilesCountsOnce(t *testing.
 		t.Fatalf("tampered file: status %d %s, want 400 naming the signature", resp.StatusCode, body)
 	}
 
+	reader, err := h.CreateToken(context.Background(), hub.RoleRead, "billing")
+	must(t, err)
 	for _, path := range []string{"/", "/api/v1/sites", "/api/v1/sites/plant/usage?month=2026-11&format=csv"} {
-		resp, err := http.Get(url + path)
-		must(t, err)
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "plant") {
-			t.Errorf("GET %s: %d %s", path, resp.StatusCode, body)
+		if code, body := get(t, url+path, reader); code != http.StatusOK || !strings.Contains(body, "plant") {
+			t.Errorf("GET %s: %d %s", path, code, body)
 		}
 	}
+}
+
+// get sends a GET with token as bearer token (none when empty) and returns
+// the status and body.
+func get(t *testing.T, url, token string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	must(t, err)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	must(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	must(t, err)
+	return resp.StatusCode, string(body)
 }
 
 // TestTamperedFilesAreAllRejectedByVerifyAndHub flips one random byte of
@@ -181,26 +204,15 @@ func TestUploadingTheSameFileThreeTimesAndOverlappingFilesCountsOnce(t *testing.
 func TestTamperedFilesAreAllRejectedByVerifyAndHub(t *testing.T) {
 	pg := harness.StartPostgres(t)
 	s := newSite(t, pg, "site1", false)
-	hubPool, err := hub.Open(context.Background(), createDB(t, pg, "hub"))
-	must(t, err)
-	t.Cleanup(hubPool.Close)
-	url, h := startHub(t, hubPool)
-	token, err := h.AddSite(context.Background(), "plant", usageexport.FormatPublicKey(s.key.Public()))
-	must(t, err)
+	url, h, token := hubWithSite(t, pg, s)
 	s.run(t, 2, "2026-11-02T00:00:00Z")
 	file := s.export(t, "2026-11")
 	if _, err := usageexport.Verify(file, usageexport.VerifyOptions{PublicKey: s.key.Public()}); err != nil {
 		t.Fatalf("untouched file does not verify: %v", err)
 	}
 	post := func(data []byte) (int, string) {
-		req, err := http.NewRequest(http.MethodPost, url+usageexport.PathUploads, bytes.NewReader(data))
-		must(t, err)
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		must(t, err)
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode, strings.TrimSpace(string(body))
+		code, body := post(t, url+usageexport.PathUploads, token, bytes.NewReader(data))
+		return code, strings.TrimSpace(body)
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range 1000 {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -19,19 +20,41 @@ import (
 // Hub receives and serves usage.
 type Hub struct {
 	Pool *pgxpool.Pool
-	// Warning and Overdue are how long a site may stay silent before it is
-	// shown as late; zero means 48 hours and 30 days.
+	// Warning and Overdue are how long a site's data may lag the hub's
+	// clock before it is shown as late; zero means 48 hours and 30 days.
 	Warning, Overdue time.Duration
-	Log              *slog.Logger
+	// Skew is how far past the hub's clock a record may end before it is
+	// refused as coming from the future; zero means DefaultSkew.
+	Skew time.Duration
+	// MaxBody bounds an upload, compressed and uncompressed; zero means
+	// DefaultMaxBody.
+	MaxBody int64
+	// PerSite is how many uploads of one site may be in flight at once;
+	// zero means DefaultPerSite.
+	PerSite int
+	Log     *slog.Logger
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+
+	inflight inflight
 }
+
+// DefaultSkew is how far ahead of the hub's clock a site's clock may be
+// before its records are refused.
+const DefaultSkew = 10 * time.Minute
 
 func (h *Hub) now() time.Time {
 	if h.Now != nil {
 		return h.Now()
 	}
 	return time.Now()
+}
+
+func (h *Hub) skew() time.Duration {
+	if h.Skew > 0 {
+		return h.Skew
+	}
+	return DefaultSkew
 }
 
 // BadFileError is a file or batch the hub refuses because of its content;
@@ -43,7 +66,9 @@ func (e *BadFileError) Unwrap() error { return e.Reason }
 
 // Ingest verifies data against the site's registered key and stores its
 // records, each once. Receiving the same bytes again changes nothing and
-// says so in the receipt.
+// says so in the receipt. The site's freshness moves to the newest time its
+// data covers (never back), so an old file, received again or late, leaves
+// a late site late.
 func (h *Hub) Ingest(ctx context.Context, site Site, data []byte, wantKind string) (*usageexport.Receipt, error) {
 	v, err := usageexport.Verify(data, usageexport.VerifyOptions{PublicKey: site.PublicKey})
 	if err != nil {
@@ -53,14 +78,25 @@ func (h *Hub) Ingest(ctx context.Context, site Site, data []byte, wantKind strin
 	if p.Kind != wantKind {
 		return nil, &BadFileError{Reason: fmt.Errorf("kind: %q sent to the endpoint for %q", p.Kind, wantKind)}
 	}
-	rc := &usageexport.Receipt{PayloadSHA256: v.PayloadSHA256, Site: site.Name, Kind: p.Kind, Records: int64(len(p.Records))}
-	var month *string
+	now := h.now().UTC()
+	if err := notFromTheFuture(p, now, h.skew()); err != nil {
+		return nil, &BadFileError{Reason: err}
+	}
+	rc := &usageexport.Receipt{PayloadSHA256: v.PayloadSHA256, Site: site.Name, Kind: p.Kind, Records: int64(len(p.Records)), ServerTime: &now}
+	var month, previous *string
 	if p.Period != nil {
-		month = &p.Period.Month
+		month, previous = &p.Period.Month, &p.PreviousExportSHA256
 	}
 	err = pgx.BeginFunc(ctx, h.Pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `UPDATE hub_sites SET last_seen = GREATEST(last_seen, $2) WHERE name = $1`, site.Name, h.now()); err != nil {
-			return err
+		if until := dataUntil(p); until != nil {
+			if _, err := tx.Exec(ctx, `UPDATE hub_sites SET data_until = GREATEST(data_until, $2) WHERE name = $1`, site.Name, *until); err != nil {
+				return err
+			}
+		}
+		if p.Period == nil && len(p.Records) == 0 {
+			// A heartbeat: a site asking for the hub's time. It carries
+			// nothing to keep, and a receipt for each would pile up.
+			return nil
 		}
 		err := tx.QueryRow(ctx, `SELECT new_records FROM hub_receipts WHERE payload_sha256 = $1`, v.PayloadSHA256).Scan(&rc.NewRecords)
 		if err == nil {
@@ -76,8 +112,8 @@ func (h *Hub) Ingest(ctx context.Context, site Site, data []byte, wantKind strin
 		if rc.NewRecords, err = storeRecords(ctx, tx, site.Name, p.Records); err != nil {
 			return fmt.Errorf("records: %w", err)
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO hub_receipts (payload_sha256, site, kind, month, records, new_records)
-			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`, v.PayloadSHA256, site.Name, p.Kind, month, rc.Records, rc.NewRecords)
+		_, err = tx.Exec(ctx, `INSERT INTO hub_receipts (payload_sha256, site, kind, month, records, new_records, previous_sha256)
+			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`, v.PayloadSHA256, site.Name, p.Kind, month, rc.Records, rc.NewRecords, previous)
 		return err
 	})
 	if err != nil {
@@ -85,6 +121,54 @@ func (h *Hub) Ingest(ctx context.Context, site Site, data []byte, wantKind strin
 	}
 	h.log().Info("usage received", "site", site.Name, "kind", p.Kind, "records", rc.Records, "new", rc.NewRecords, "duplicate", rc.Duplicate)
 	return rc, nil
+}
+
+// dataUntil is how far a payload's data reaches: an export's coverage
+// (even a month without records says the site was metering), else the end
+// of its newest record; nil for a batch without records.
+func dataUntil(p *usageexport.Payload) *time.Time {
+	var until *time.Time
+	if p.Period != nil {
+		until = &p.Period.CoveredUntil
+	}
+	for i := range p.Records {
+		if until == nil || p.Records[i].End.After(*until) {
+			until = &p.Records[i].End
+		}
+	}
+	return until
+}
+
+// notFromTheFuture refuses a payload with records that end after the
+// hub's clock plus skew: hours that have not happened, from a site whose
+// clock is ahead. It names the first few.
+func notFromTheFuture(p *usageexport.Payload, now time.Time, skew time.Duration) error {
+	limit := now.Add(skew)
+	var named []string
+	n := 0
+	var latest time.Time
+	for i, r := range p.Records {
+		if !r.End.After(limit) {
+			continue
+		}
+		if n++; len(named) < 5 {
+			named = append(named, fmt.Sprintf("records[%d] (id %s, instance %s) ends %s", i, r.ID, r.UID, r.End.UTC().Format(time.RFC3339)))
+		}
+		if r.End.After(latest) {
+			latest = r.End
+		}
+	}
+	if n > len(named) {
+		named = append(named, fmt.Sprintf("and %d more, the latest ending %s", n-len(named), latest.UTC().Format(time.RFC3339)))
+	}
+	if p.Period != nil && p.Period.CoveredUntil.After(limit) {
+		named = append(named, "period.coveredUntil is "+p.Period.CoveredUntil.UTC().Format(time.RFC3339))
+	}
+	if len(named) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%d records end after the hub's clock (%s) plus the allowed skew of %s, so the site's clock is ahead: %s; correct the site's clock (usage for hours that have not happened is never accepted)",
+		n, now.Format(time.RFC3339), skew, strings.Join(named, "; "))
 }
 
 func storeInstances(ctx context.Context, tx pgx.Tx, site string, insts []usageexport.Instance) error {

@@ -64,8 +64,9 @@ func TestHubPageShowsSitesAndTotalsInABrowser(t *testing.T) {
 	url, h := startHub(t, hubPool)
 	h.Now = func() time.Time { return time.Date(2026, 11, 3, 0, 30, 0, 0, time.UTC) }
 
-	// "plant" uploaded (seen at the hub's 00:30) two days of three instances (0.5 + 1 + 1.5 vCores:
-	// 144 vCore-hours); "harbour" is registered and has never reported.
+	// "plant" uploaded (at the hub's 00:30) two days of three instances
+	// (0.5 + 1 + 1.5 vCores: 144 vCore-hours), so it is seen up to 00:00;
+	// "harbour" is registered and has never reported.
 	s := newSite(t, pg, "site1", false)
 	token, err := h.AddSite(ctx, "plant", usageexport.FormatPublicKey(s.key.Public()))
 	must(t, err)
@@ -76,12 +77,17 @@ func TestHubPageShowsSitesAndTotalsInABrowser(t *testing.T) {
 	_, err = usageexport.Upload(ctx, s.export(t, "2026-11"), usageexport.UploadOptions{HubURL: url, Token: token})
 	must(t, err)
 
+	// The browser sends a read token as the basic-auth password.
+	reader, err := h.CreateToken(ctx, hub.RoleRead, "browser")
+	must(t, err)
+	url = strings.Replace(url, "http://", "http://reader:"+reader+"@", 1)
+
 	dom := chromium(t, url+"/", "--dump-dom")
 	text := regexp.MustCompile(`\s+`).ReplaceAllString(regexp.MustCompile(`<[^>]*>`).ReplaceAllString(dom, " "), " ")
 	for _, want := range []string{
 		"Outpost hub — usage in 2026-11",
-		"plant 2026-11-03 00:30 UTC ok 144.000000 CSV · JSON",
-		"harbour — never 0.000000",
+		"plant 2026-11-03 00:00 UTC ok none 144.000000 CSV · JSON",
+		"harbour — never none 0.000000",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the page as Chromium rendered it does not show %q; its text:\n%s", want, text)

@@ -10,44 +10,70 @@ import (
 	"github.com/outpostdata/outpost/usageexport"
 )
 
-// Site statuses by how long ago usage last arrived.
+// Site statuses by how far the site's delivered data lags the hub's clock.
 const (
-	StatusOK      = "ok"
-	StatusWarning = "warning"
-	StatusOverdue = "overdue"
-	StatusNever   = "never"
+	StatusOK       = "ok"
+	StatusWarning  = "warning"
+	StatusOverdue  = "overdue"
+	StatusNever    = "never"
+	StatusDisabled = "disabled"
 )
 
 // SiteStatus is one row of the site list.
 type SiteStatus struct {
-	Name     string     `json:"name"`
-	SiteID   string     `json:"siteId"`
+	Name   string `json:"name"`
+	SiteID string `json:"siteId"`
+	// LastSeen is the newest time the site's delivered data covers (the end
+	// of its newest record, or of an export's coverage), not when anything
+	// arrived: a late upload of old usage does not make a site fresh.
 	LastSeen *time.Time `json:"lastSeen,omitempty"`
 	Status   string     `json:"status"`
+	// Gaps are the months the site exported but the hub never received, as
+	// its chain of exports (previousExportSha256) shows.
+	Gaps []Gap `json:"gaps"`
 	// MonthVCoreHours is the usage received for the current month.
 	MonthVCoreHours string `json:"monthVCoreHours"`
 }
 
-// Sites lists every registered site with when it was last heard from.
+// Sites lists every registered site with how fresh its data is and which
+// exported months are missing.
 func (h *Hub) Sites(ctx context.Context) ([]SiteStatus, error) {
 	now := h.now().UTC()
 	monthStart := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
-	rows, err := h.Pool.Query(ctx, `SELECT s.name, s.site_id, s.last_seen,
+	rows, err := h.Pool.Query(ctx, `SELECT s.name, s.site_id, s.data_until, s.disabled_at IS NOT NULL,
 			COALESCE((SELECT sum(milli_vcore_seconds) FROM hub_records r WHERE r.site = s.name AND r.start_at >= $1 AND r.start_at < $2), 0)::bigint
 		FROM hub_sites s ORDER BY s.name`, monthStart, monthStart.AddDate(0, 1, 0))
 	if err != nil {
 		return nil, fmt.Errorf("list sites: %w", err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (SiteStatus, error) {
+	sites, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (SiteStatus, error) {
 		var s SiteStatus
 		var mvcs int64
-		if err := r.Scan(&s.Name, &s.SiteID, &s.LastSeen, &mvcs); err != nil {
+		var disabled bool
+		if err := r.Scan(&s.Name, &s.SiteID, &s.LastSeen, &disabled, &mvcs); err != nil {
 			return s, err
 		}
 		s.MonthVCoreHours = usageexport.VCoreHours(mvcs)
 		s.Status = h.status(now, s.LastSeen)
+		if disabled {
+			s.Status = StatusDisabled
+		}
 		return s, nil
 	})
+	if err != nil {
+		return nil, fmt.Errorf("list sites: %w", err)
+	}
+	gaps, err := h.gaps(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range sites {
+		sites[i].Gaps = gaps[sites[i].Name]
+		if sites[i].Gaps == nil {
+			sites[i].Gaps = []Gap{}
+		}
+	}
+	return sites, nil
 }
 
 func (h *Hub) status(now time.Time, last *time.Time) string {

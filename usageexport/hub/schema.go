@@ -17,8 +17,24 @@ CREATE TABLE IF NOT EXISTS hub_sites (
 	public_key   text NOT NULL,
 	token_sha256 text NOT NULL UNIQUE,
 	created_at   timestamptz NOT NULL DEFAULT now(),
-	last_seen    timestamptz
+	-- data_until is the newest record end (or export coverage end) the
+	-- site has delivered: what its freshness is judged by.
+	data_until   timestamptz,
+	disabled_at  timestamptz
 );
+-- Hubs before data_until judged freshness by the time of receipt
+-- (last_seen). Once, and in the same transaction, that column is replaced
+-- by what the site's records say.
+DO $$ BEGIN
+	IF EXISTS (SELECT 1 FROM information_schema.columns
+	           WHERE table_schema = current_schema() AND table_name = 'hub_sites' AND column_name = 'last_seen') THEN
+		ALTER TABLE hub_sites DROP COLUMN last_seen;
+		ALTER TABLE hub_sites ADD COLUMN IF NOT EXISTS data_until timestamptz;
+		ALTER TABLE hub_sites ADD COLUMN IF NOT EXISTS disabled_at timestamptz;
+		UPDATE hub_sites s SET data_until = r.newest
+			FROM (SELECT site, max(end_at) AS newest FROM hub_records GROUP BY site) r WHERE r.site = s.name;
+	END IF;
+END $$;
 CREATE TABLE IF NOT EXISTS hub_instances (
 	site       text NOT NULL REFERENCES hub_sites (name),
 	uid        text NOT NULL,
@@ -49,7 +65,19 @@ CREATE TABLE IF NOT EXISTS hub_receipts (
 	month          text,
 	received_at    timestamptz NOT NULL DEFAULT now(),
 	records        bigint NOT NULL,
-	new_records    bigint NOT NULL
+	new_records    bigint NOT NULL,
+	-- previous_sha256 is a monthly export's previousExportSha256: the
+	-- chain that shows a month the hub never received.
+	previous_sha256 text
+);
+ALTER TABLE hub_receipts ADD COLUMN IF NOT EXISTS previous_sha256 text;
+-- hub_tokens are the tokens that read usage (role read) or also manage
+-- the hub (role admin); sites' upload tokens live in hub_sites.
+CREATE TABLE IF NOT EXISTS hub_tokens (
+	token_sha256 text PRIMARY KEY,
+	role         text NOT NULL CHECK (role IN ('read', 'admin')),
+	name         text NOT NULL,
+	created_at   timestamptz NOT NULL DEFAULT now()
 );
 `
 

@@ -45,13 +45,24 @@ type Hub struct {
 	CredentialsSecret *LocalObjectReference `json:"credentialsSecret,omitempty"`
 
 	// CASecret holds a PEM bundle, under the key "ca.crt", that signs the
-	// hub's certificate when it is not in the system roots.
+	// hub's certificate when it is not in the system roots; only that
+	// bundle is trusted then. On a single host the bundle is the file
+	// secrets/NAMESPACE/NAME/ca.crt in the state directory, as for an
+	// ObjectStore's caSecret.
 	// +optional
 	CASecret *LocalObjectReference `json:"caSecret,omitempty"`
+
+	// AllowInsecureHub lets a direct-mode site stream to an http:// hub,
+	// which sends the site's token and usage in clear. Only for a hub on
+	// the same host or behind a TLS-terminating proxy on a trusted
+	// network.
+	// +optional
+	AllowInsecureHub bool `json:"allowInsecureHub,omitempty"`
 }
 
 // Connectivity says whether and how the site reaches its hub.
 // +kubebuilder:validation:XValidation:rule="self.mode != 'direct' || has(self.hub)",message="hub is required when mode is direct",fieldPath=".hub"
+// +kubebuilder:validation:XValidation:rule="self.mode != 'direct' || !has(self.hub) || !self.hub.url.startsWith('http://') || (has(self.hub.allowInsecureHub) && self.hub.allowInsecureHub)",message="an http:// hub receives the site's token and usage in clear: use https://, or set allowInsecureHub: true",fieldPath=".hub.url"
 type Connectivity struct {
 	// Mode is indirect (signed monthly export files, uploaded by an
 	// operator) or direct (usage streamed to the hub as it happens).

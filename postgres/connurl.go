@@ -62,8 +62,9 @@ func (c ConnURL) String() string {
 	} else {
 		q.Set("sslmode", "disable")
 	}
-	// libpq does not read "+" as a space, as form encoding writes it; a
-	// literal "+" is already %2B.
-	u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20")
+	// libpq does not read "+" as a space, as form encoding writes it (a
+	// literal "+" is already %2B); a "/" may stay as it is in a query, which
+	// keeps file paths readable.
+	u.RawQuery = strings.NewReplacer("+", "%20", "%2F", "/").Replace(q.Encode())
 	return u.String()
 }

@@ -13,10 +13,9 @@ import (
 	"github.com/outpostdata/outpost/backup"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/controller/instancemanager"
-	"github.com/outpostdata/outpost/postgres"
 )
 
-// Secret keys for backups: the instance's Secret holds the bearer token of
+// Secret keys for backups: the instance's backup token Secret holds the bearer token of
 // the instance manager's POST /backup; an ObjectStore's credentials Secret
 // holds the access key, and its CA Secret the PEM bundle.
 const (
@@ -125,7 +124,7 @@ func (b *podBackup) config() *instancemanager.BackupConfig {
 func addBackup(spec *appsv1.StatefulSetSpec, inst *outpostv1.PostgresInstance, b *podBackup) {
 	pod := &spec.Template.Spec
 	c := &pod.Containers[0]
-	c.Env = append(c.Env, secretEnv(instancemanager.EnvBackupToken, SecretName(inst), KeyBackupToken))
+	c.Env = append(c.Env, secretEnv(instancemanager.EnvBackupToken, BackupTokenSecretName(inst), KeyBackupToken))
 	if b == nil {
 		return
 	}
@@ -143,12 +142,3 @@ func addBackup(spec *appsv1.StatefulSetSpec, inst *outpostv1.PostgresInstance, b
 
 func ptrInt32(v int32) *int32 { return &v }
 
-// ensureBackupToken gives a Secret made before backups existed its token.
-func ensureBackupToken(secret *corev1.Secret) {
-	if len(secret.Data[KeyBackupToken]) == 0 {
-		if secret.Data == nil {
-			secret.Data = map[string][]byte{}
-		}
-		secret.Data[KeyBackupToken] = []byte(postgres.GeneratePassword())
-	}
-}

@@ -106,7 +106,7 @@ func TestBackupPolicyConfiguresThePodForArchivingAndEncryption(t *testing.T) {
 			env[e.Name] = ref.Name + "/" + ref.Key
 		}
 	}
-	if env["AWS_ACCESS_KEY_ID"] != "minio-creds/accessKeyID" || env["AWS_SECRET_ACCESS_KEY"] != "minio-creds/secretAccessKey" || env["OUTPOST_BACKUP_TOKEN"] != "db-credentials/backup-token" {
+	if env["AWS_ACCESS_KEY_ID"] != "minio-creds/accessKeyID" || env["AWS_SECRET_ACCESS_KEY"] != "minio-creds/secretAccessKey" || env["OUTPOST_BACKUP_TOKEN"] != "db-backup-token/backup-token" {
 		t.Errorf("env from Secrets: %v", env)
 	}
 }

@@ -204,6 +204,7 @@ func (s *Server) spawn() (*process, error) {
 	}
 	defer logf.Close()
 	cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", s.DataDir)
+	cmd.Env = serverEnviron()
 	cmd.SysProcAttr = acct.sysProcAttr()
 	cmd.SysProcAttr.Setpgid = true
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -429,6 +430,22 @@ func (s *Server) Ping(ctx context.Context) error {
 	defer conn.Close(context.WithoutCancel(ctx))
 	var one int
 	return conn.QueryRow(ctx, "SELECT 1").Scan(&one)
+}
+
+// serverEnviron is the environment the postmaster (and so every backend,
+// archive_command and COPY ... PROGRAM) gets: what locale, time zone and
+// finding programs need, and nothing else. The caller's environment may
+// hold secrets, such as an object store's keys, that a superuser could
+// otherwise read from /proc/PID/environ.
+func serverEnviron() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if name == "PATH" || name == "LANG" || name == "LANGUAGE" || name == "TZ" || strings.HasPrefix(name, "LC_") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 // tail returns the last n lines of a file, for error messages.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -213,5 +214,35 @@ func TestANewServerCertificateIsServedAfterAReload(t *testing.T) {
 	}
 	if after := served(); after == before {
 		t.Errorf("the server still serves certificate %s after a reload", before)
+	}
+}
+
+func TestThePostmasterDoesNotInheritTheCallersSecrets(t *testing.T) {
+	// An object store's keys in the controller's environment (credentials
+	// fromEnvironment) must not reach the server, where a superuser reads
+	// /proc/PID/environ with COPY ... TO PROGRAM.
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "planted-bucket-secret")
+	srv, _, _ := tlsServer(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, srv.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE TEMP TABLE env (line text)"); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range []string{strconv.Itoa(srv.PID()), "$PPID", "$$"} {
+		if _, err := conn.Exec(ctx, "COPY env FROM PROGRAM 'tr ''\\0'' ''\\n'' < /proc/"+pid+"/environ'"); err != nil {
+			t.Fatalf("read the environment of %s: %v", pid, err)
+		}
+	}
+	var lines int
+	var leaked bool
+	if err := conn.QueryRow(ctx, "SELECT count(*), bool_or(line LIKE '%planted-bucket-secret%') FROM env").Scan(&lines, &leaked); err != nil {
+		t.Fatal(err)
+	}
+	if lines == 0 || leaked {
+		t.Errorf("%d environment lines read, the planted key among them: %v", lines, leaked)
 	}
 }

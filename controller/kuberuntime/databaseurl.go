@@ -37,8 +37,12 @@ func (r *Runtime) DatabaseURL(ctx context.Context, namespace, name, database str
 	if err != nil {
 		return "", err
 	}
+	host, port := serviceHost(inst), PostgresPort
+	if r.DatabaseEndpoint != nil {
+		host, port = r.DatabaseEndpoint(inst)
+	}
 	superuserURL := func(db string) string {
-		return postgres.ConnURL{Host: serviceHost(inst), Port: PostgresPort, User: postgres.Superuser, Database: db,
+		return postgres.ConnURL{Host: host, Port: port, User: postgres.Superuser, Database: db,
 			RootCert: caFile, ClientCert: certFile, ClientKey: keyFile}.String()
 	}
 	conn, err := pgx.Connect(ctx, superuserURL("postgres"))

@@ -32,6 +32,10 @@ type Runtime struct {
 	// CertDir is where the controller keeps its client certificate;
 	// empty means a new temporary directory.
 	CertDir string
+	// DatabaseEndpoint, when set, replaces the instance's Service (host and
+	// port) for DatabaseURL: for a controller outside the cluster, such as
+	// a test's, where Service names do not resolve.
+	DatabaseEndpoint func(*outpostv1.PostgresInstance) (host string, port int)
 
 	caMu sync.Mutex
 	ca   *postgres.CA

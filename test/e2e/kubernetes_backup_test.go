@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -112,7 +111,7 @@ func TestKubernetesBackupRunsInTheInstanceManager(t *testing.T) {
 	waitFor(t, time.Minute, "the instance's objects", func() bool {
 		return c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "db"}, &sts) == nil &&
 			c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "db-config"}, &cm) == nil &&
-			c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "db-credentials"}, &secret) == nil
+			c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "db-backup-token"}, &secret) == nil
 	})
 	env := map[string]string{}
 	for _, e := range sts.Spec.Template.Spec.Containers[0].Env {
@@ -120,7 +119,7 @@ func TestKubernetesBackupRunsInTheInstanceManager(t *testing.T) {
 			env[e.Name] = ref.Name + "/" + ref.Key
 		}
 	}
-	for name, want := range map[string]string{"AWS_ACCESS_KEY_ID": "minio-creds/accessKeyID", "AWS_SECRET_ACCESS_KEY": "minio-creds/secretAccessKey", "OUTPOST_BACKUP_TOKEN": "db-credentials/backup-token"} {
+	for name, want := range map[string]string{"AWS_ACCESS_KEY_ID": "minio-creds/accessKeyID", "AWS_SECRET_ACCESS_KEY": "minio-creds/secretAccessKey", "OUTPOST_BACKUP_TOKEN": "db-backup-token/backup-token"} {
 		if env[name] != want {
 			t.Errorf("pod env %s from %q, want the Secret key %s", name, env[name], want)
 		}
@@ -326,6 +325,7 @@ func TestKubernetesBackupRunsInTheInstanceManager(t *testing.T) {
 // names. Only the port is changed, to a free one on loopback.
 type instancePod struct {
 	name, base, dataDir, logPath string
+	tlsDir, socketDir            string
 	cfg                          instancemanager.Config
 	env                          map[string]string
 	exited                       chan struct{}
@@ -371,10 +371,25 @@ func startInstancePod(t *testing.T, c client.Client, name string) *instancePod {
 	if err := os.WriteFile(configFile, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// The TLS Secret's files, as the kubelet mounts them.
+	p.tlsDir = filepath.Join(dir, "tls")
+	var tlsSecret corev1.Secret
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: name + "-tls"}, &tlsSecret); err != nil {
+		t.Fatalf("TLS Secret of %s: %v", name, err)
+	}
+	if err := os.Mkdir(p.tlsDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range tlsSecret.Data {
+		if err := os.WriteFile(filepath.Join(p.tlsDir, k), v, 0o440); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.socketDir = filepath.Join(dir, "run")
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 	p.base = "http://" + httpAddr
 	cmd := exec.Command(outpostBin, "instance", "run", "--data-dir", p.dataDir, "--config", configFile,
-		"--listen-address", "127.0.0.1", "--http-addr", httpAddr)
+		"--listen-address", "127.0.0.1", "--http-addr", httpAddr, "--tls-dir", p.tlsDir, "--socket-dir", p.socketDir)
 	cmd.Env = environ
 	p.logPath = filepath.Join(dir, "manager.log")
 	logf, err := os.Create(p.logPath)
@@ -419,11 +434,12 @@ func (p *instancePod) waitReady(t *testing.T) {
 }
 
 // connect opens the application database as the superuser, with the
-// password from the instance's Secret.
+// password from the instance's Secret, through the pod's socket: the only
+// place that password is accepted.
 func (p *instancePod) connect(t *testing.T) *pgx.Conn {
 	t.Helper()
-	u := url.URL{Scheme: "postgres", User: url.UserPassword(postgres.Superuser, p.env[instancemanager.EnvSuperuserPassword]),
-		Host: fmt.Sprintf("127.0.0.1:%d", p.cfg.Port), Path: "/" + p.cfg.Database, RawQuery: "sslmode=disable"}
+	u := postgres.ConnURL{Host: p.socketDir, Port: p.cfg.Port, User: postgres.Superuser,
+		Password: p.env[instancemanager.EnvSuperuserPassword], Database: p.cfg.Database}
 	conn, err := pgx.Connect(context.Background(), u.String())
 	if err != nil {
 		t.Fatalf("connect to %s: %v", p.name, err)

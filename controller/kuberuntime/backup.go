@@ -26,10 +26,14 @@ const (
 	KeyAgeKey          = "age.key"
 )
 
-// Where the pod mounts the CA and age key Secrets.
+// Where the pod mounts the object store's CA, keys and the age key
+// Secrets. The keys are files, never environment variables: the server's
+// processes do not inherit them, and only the archiving and restoring
+// code reads them.
 const (
-	caMount  = "/etc/outpost-backup/ca"
-	keyMount = "/etc/outpost-backup/key"
+	caMount        = "/etc/outpost-backup/ca"
+	keyMount       = "/etc/outpost-backup/key"
+	storeKeysMount = "/etc/outpost-backup/store"
 )
 
 // ManagerURL is the instance manager's HTTP endpoint through the
@@ -91,12 +95,15 @@ func secretEnv(env, secret, key string) corev1.EnvVar {
 	}}}
 }
 
-// mountSecret mounts one key of a Secret read-only into the pod's
-// container at dir; postgres reads it as its own user: 0440 with the pod's
-// fsGroup.
-func mountSecret(pod *corev1.PodSpec, volume, secret, key, dir string) {
+// mountSecret mounts keys of a Secret read-only into the pod's container
+// at dir; postgres reads them as its own user: 0440 with the pod's fsGroup.
+func mountSecret(pod *corev1.PodSpec, volume, secret, dir string, keys ...string) {
+	items := make([]corev1.KeyToPath, len(keys))
+	for i, k := range keys {
+		items[i] = corev1.KeyToPath{Key: k, Path: k}
+	}
 	pod.Volumes = append(pod.Volumes, corev1.Volume{Name: volume, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
-		SecretName: secret, Items: []corev1.KeyToPath{{Key: key, Path: key}}, DefaultMode: ptrInt32(0o440),
+		SecretName: secret, Items: items, DefaultMode: ptrInt32(0o440),
 	}}})
 	c := &pod.Containers[0]
 	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: volume, MountPath: dir, ReadOnly: true})
@@ -108,9 +115,10 @@ func (b *podBackup) config() *instancemanager.BackupConfig {
 		return nil
 	}
 	c := &instancemanager.BackupConfig{
-		Store:     storeConfig(b.store, caMount+"/"+KeyCA),
-		Namespace: b.inst.Namespace,
-		Instance:  b.inst.Name,
+		Store:          storeConfig(b.store, caMount+"/"+KeyCA),
+		Namespace:      b.inst.Namespace,
+		Instance:       b.inst.Name,
+		CredentialsDir: storeKeysMount,
 	}
 	if b.inst.Spec.Backup.Encryption != nil {
 		c.KeyFile = keyMount + "/" + KeyAgeKey
@@ -118,9 +126,8 @@ func (b *podBackup) config() *instancemanager.BackupConfig {
 	return c
 }
 
-// addBackup gives the pod the backup token and, with spec.backup, the
-// object store's keys as environment variables, and mounts the CA and age
-// key Secrets.
+// addBackup gives the pod the backup token and, with spec.backup, mounts
+// the object store's keys, its CA and the age key Secrets.
 func addBackup(spec *appsv1.StatefulSetSpec, inst *outpostv1.PostgresInstance, b *podBackup) {
 	pod := &spec.Template.Spec
 	c := &pod.Containers[0]
@@ -128,17 +135,13 @@ func addBackup(spec *appsv1.StatefulSetSpec, inst *outpostv1.PostgresInstance, b
 	if b == nil {
 		return
 	}
-	creds := b.store.Spec.Credentials.Secret.Name
-	c.Env = append(c.Env,
-		secretEnv(instancemanager.EnvAccessKey, creds, KeyAccessKeyID),
-		secretEnv(instancemanager.EnvSecretKey, creds, KeySecretAccessKey))
+	mountSecret(pod, "objectstore-keys", b.store.Spec.Credentials.Secret.Name, storeKeysMount, KeyAccessKeyID, KeySecretAccessKey)
 	if ca := b.store.Spec.CASecret; ca != nil {
-		mountSecret(pod, "objectstore-ca", ca.Name, KeyCA, caMount)
+		mountSecret(pod, "objectstore-ca", ca.Name, caMount, KeyCA)
 	}
 	if enc := b.inst.Spec.Backup.Encryption; enc != nil {
-		mountSecret(pod, "backup-key", enc.KeySecret.Name, KeyAgeKey, keyMount)
+		mountSecret(pod, "backup-key", enc.KeySecret.Name, keyMount, KeyAgeKey)
 	}
 }
 
 func ptrInt32(v int32) *int32 { return &v }
-

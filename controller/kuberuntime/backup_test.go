@@ -106,8 +106,11 @@ func TestBackupPolicyConfiguresThePodForArchivingAndEncryption(t *testing.T) {
 			env[e.Name] = ref.Name + "/" + ref.Key
 		}
 	}
-	if env["AWS_ACCESS_KEY_ID"] != "minio-creds/accessKeyID" || env["AWS_SECRET_ACCESS_KEY"] != "minio-creds/secretAccessKey" || env["OUTPOST_BACKUP_TOKEN"] != "db-backup-token/backup-token" {
-		t.Errorf("env from Secrets: %v", env)
+	if len(env) != 3 || env["OUTPOST_BACKUP_TOKEN"] != "db-backup-token/backup-token" || env["OUTPOST_SUPERUSER_PASSWORD"] != "db-superuser/superuser-password" || env["OUTPOST_APP_PASSWORD"] != "db-app/password" {
+		t.Errorf("env from Secrets: %v, want only the passwords and the backup token (bucket keys are files)", env)
+	}
+	if secrets["minio-creds"] == "" || mounts[secrets["minio-creds"]] != "/etc/outpost-backup/store" || cfg.Backup.CredentialsDir != "/etc/outpost-backup/store" {
+		t.Errorf("the object store's keys are not mounted where the ConfigMap says: mounts %v, credentialsDir %q", mounts, cfg.Backup.CredentialsDir)
 	}
 }
 
@@ -188,12 +191,9 @@ func TestRecoveryBootstrapConfiguresThePodToRestore(t *testing.T) {
 			env[e.Name] = ref.Name + "/" + ref.Key
 		}
 	}
-	for name, want := range map[string]string{
-		instancemanager.EnvRecoveryAccessKey: "old-creds/accessKeyID", instancemanager.EnvRecoverySecretKey: "old-creds/secretAccessKey",
-		"AWS_ACCESS_KEY_ID": "new-creds/accessKeyID", "AWS_SECRET_ACCESS_KEY": "new-creds/secretAccessKey",
-	} {
-		if env[name] != want {
-			t.Errorf("pod env %s from %q, want %s", name, env[name], want)
+	for name, from := range env {
+		if strings.Contains(from, "creds/") {
+			t.Errorf("pod env %s carries the object store key %s; keys are files", name, from)
 		}
 	}
 	volumes := map[string]string{}
@@ -206,7 +206,11 @@ func TestRecoveryBootstrapConfiguresThePodToRestore(t *testing.T) {
 	for _, m := range pod.Containers[0].VolumeMounts {
 		mounts[volumes[m.Name]] = m.MountPath
 	}
-	if mounts["old-ca"] != "/etc/outpost-recovery/ca" || mounts["new-ca"] != "/etc/outpost-backup/ca" || mounts["db-age"] != "/etc/outpost-backup/key" {
+	if mounts["old-ca"] != "/etc/outpost-recovery/ca" || mounts["new-ca"] != "/etc/outpost-backup/ca" || mounts["db-age"] != "/etc/outpost-backup/key" ||
+		mounts["old-creds"] != "/etc/outpost-recovery/store" || mounts["new-creds"] != "/etc/outpost-backup/store" {
 		t.Errorf("Secret mounts: %v", mounts)
+	}
+	if r.CredentialsDir != "/etc/outpost-recovery/store" || cfg.Backup.CredentialsDir != "/etc/outpost-backup/store" {
+		t.Errorf("credentials directories: recovery %q, backup %q", r.CredentialsDir, cfg.Backup.CredentialsDir)
 	}
 }

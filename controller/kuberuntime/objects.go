@@ -29,12 +29,12 @@ const (
 	dataMount    = "/var/lib/postgresql/data"
 	// The data directory is a subdirectory of the volume, whose root may
 	// hold lost+found, which initdb refuses.
-	dataDir     = dataMount + "/pgdata"
-	configDir   = "/etc/outpost"
-	tlsMount    = "/etc/outpost-tls"
+	dataDir   = dataMount + "/pgdata"
+	configDir = "/etc/outpost"
+	tlsMount  = "/etc/outpost-tls"
 	// socketDir holds the Unix socket, where the instance manager connects
 	// as the superuser; nothing outside the pod reaches it.
-	socketDir = "/var/run/postgresql"
+	socketDir   = "/var/run/postgresql"
 	postgresUID = 999
 )
 

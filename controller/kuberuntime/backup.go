@@ -46,7 +46,15 @@ func ManagerURL(inst *outpostv1.PostgresInstance) string {
 type podBackup struct {
 	inst  *outpostv1.PostgresInstance
 	store *outpostv1.ObjectStore
+	// recipient is the age public key of spec.backup.encryption: all that
+	// archiving and base backups need. The identity, which reads every
+	// backup in the bucket, never enters a running instance's pod.
+	recipient string
 }
+
+// RecipientFile is the ConfigMap key, and so the file in the pod, that
+// holds the age recipient backups are encrypted to.
+const RecipientFile = "age-recipient"
 
 // backupOf reads the ObjectStore that spec.backup names; nil without
 // spec.backup.
@@ -58,7 +66,31 @@ func (r *Runtime) backupOf(ctx context.Context, inst *outpostv1.PostgresInstance
 	if err != nil {
 		return nil, err
 	}
-	return &podBackup{inst: inst, store: store}, nil
+	b := &podBackup{inst: inst, store: store}
+	if enc := inst.Spec.Backup.Encryption; enc != nil {
+		if b.recipient, err = r.recipientOf(ctx, inst.Namespace, enc.KeySecret.Name); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+// recipientOf reads the age identity in a Secret and returns its
+// recipient (public key).
+func (r *Runtime) recipientOf(ctx context.Context, namespace, name string) (string, error) {
+	secret := &corev1.Secret{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, secret); err != nil {
+		return "", fmt.Errorf("spec.backup.encryption.keySecret %s/%s: %w", namespace, name, err)
+	}
+	keys, err := backup.ParseKeys(string(secret.Data[KeyAgeKey]))
+	if err != nil {
+		return "", fmt.Errorf("spec.backup.encryption.keySecret %s/%s, key %s: %w", namespace, name, KeyAgeKey, err)
+	}
+	recipient, ok := keys.Recipients[0].(fmt.Stringer)
+	if !ok {
+		return "", fmt.Errorf("spec.backup.encryption.keySecret %s/%s: the key has no printable recipient", namespace, name)
+	}
+	return recipient.String(), nil
 }
 
 // objectStore reads an ObjectStore a pod can use: one with a credentials
@@ -120,14 +152,15 @@ func (b *podBackup) config() *instancemanager.BackupConfig {
 		Instance:       b.inst.Name,
 		CredentialsDir: storeKeysMount,
 	}
-	if b.inst.Spec.Backup.Encryption != nil {
-		c.KeyFile = keyMount + "/" + KeyAgeKey
+	if b.recipient != "" {
+		c.KeyFile = configDir + "/" + RecipientFile
 	}
 	return c
 }
 
 // addBackup gives the pod the backup token and, with spec.backup, mounts
-// the object store's keys, its CA and the age key Secrets.
+// the object store's keys and its CA; the age recipient comes with the
+// ConfigMap.
 func addBackup(spec *appsv1.StatefulSetSpec, inst *outpostv1.PostgresInstance, b *podBackup) {
 	pod := &spec.Template.Spec
 	c := &pod.Containers[0]
@@ -139,9 +172,7 @@ func addBackup(spec *appsv1.StatefulSetSpec, inst *outpostv1.PostgresInstance, b
 	if ca := b.store.Spec.CASecret; ca != nil {
 		mountSecret(pod, "objectstore-ca", ca.Name, caMount, KeyCA)
 	}
-	if enc := b.inst.Spec.Backup.Encryption; enc != nil {
-		mountSecret(pod, "backup-key", enc.KeySecret.Name, keyMount, KeyAgeKey)
-	}
+
 }
 
 func ptrInt32(v int32) *int32 { return &v }

@@ -165,14 +165,18 @@ func instanceConfig(inst *outpostv1.PostgresInstance) instancemanager.Config {
 	}
 }
 
-func configMapData(inst *outpostv1.PostgresInstance, bk *instancemanager.BackupConfig, rc *instancemanager.RecoveryConfig) (map[string]string, error) {
+func configMapData(inst *outpostv1.PostgresInstance, bk *podBackup, rc *instancemanager.RecoveryConfig) (map[string]string, error) {
 	cfg := instanceConfig(inst)
-	cfg.Backup, cfg.Recovery = bk, rc
+	cfg.Backup, cfg.Recovery = bk.config(), rc
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		return nil, err
 	}
-	return map[string]string{instancemanager.ConfigFileName: string(b)}, nil
+	data := map[string]string{instancemanager.ConfigFileName: string(b)}
+	if bk != nil && bk.recipient != "" {
+		data[RecipientFile] = bk.recipient + "\n"
+	}
+	return data, nil
 }
 
 func serviceSpec(inst *outpostv1.PostgresInstance) corev1.ServiceSpec {

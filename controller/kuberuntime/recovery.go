@@ -38,7 +38,8 @@ func (r *Runtime) recoveryOf(ctx context.Context, inst *outpostv1.PostgresInstan
 }
 
 // config is the ConfigMap's recovery section. The age key is the one of
-// spec.backup.encryption, as on a single host: addBackup mounts it.
+// spec.backup.encryption, as on a single host; only a pod that restores
+// mounts it (addRecovery), since reading backups needs the identity.
 func (p *podRecovery) config() *instancemanager.RecoveryConfig {
 	if p == nil {
 		return nil
@@ -61,6 +62,12 @@ func (p *podRecovery) config() *instancemanager.RecoveryConfig {
 	return c
 }
 
+// mountsIdentity reports whether the pod restores encrypted backups, the
+// one case where it needs the age identity.
+func (p *podRecovery) mountsIdentity() bool {
+	return p != nil && p.inst.Spec.Backup != nil && p.inst.Spec.Backup.Encryption != nil
+}
+
 // addRecovery mounts the recovery store's keys and its CA Secret, apart
 // from the backup store's.
 func addRecovery(spec *appsv1.StatefulSetSpec, p *podRecovery) {
@@ -71,5 +78,8 @@ func addRecovery(spec *appsv1.StatefulSetSpec, p *podRecovery) {
 	mountSecret(pod, "recovery-keys", p.store.Spec.Credentials.Secret.Name, recoveryKeysMount, KeyAccessKeyID, KeySecretAccessKey)
 	if ca := p.store.Spec.CASecret; ca != nil {
 		mountSecret(pod, "recovery-ca", ca.Name, recoveryCAMount, KeyCA)
+	}
+	if p.mountsIdentity() {
+		mountSecret(pod, "backup-key", p.inst.Spec.Backup.Encryption.KeySecret.Name, keyMount, KeyAgeKey)
 	}
 }

@@ -58,7 +58,7 @@ func (r *Runtime) EnsureInstance(ctx context.Context, inst *outpostv1.PostgresIn
 	if err != nil {
 		return obs, err
 	}
-	data, err := configMapData(inst, bk.config(), rec.config())
+	data, err := configMapData(inst, bk, rec.config())
 	if err != nil {
 		return obs, err
 	}

@@ -8,5 +8,7 @@
 // It serves /livez and /readyz, which ask the server itself over a real
 // connection, and Prometheus metrics on /metrics. It does not talk to the
 // Kubernetes API: everything it needs arrives through the mounted ConfigMap
-// (re-read while it runs) and the credentials Secret's environment.
+// (re-read while it runs), the mounted TLS and object store Secrets, and the
+// passwords in its environment. It connects as the superuser through the
+// server's Unix socket (tls.go serves the mounted certificate).
 package instancemanager

@@ -1,11 +1,14 @@
 // Package kuberuntime runs PostgresInstances as pods: for each instance it
-// keeps a Secret with generated credentials, a ConfigMap with the
+// keeps its Secrets (secrets.go: the application's, the superuser's, the
+// backup token's, and a server certificate from the site CA, tls.go), a
+// ConfigMap with the
 // configuration, a Service for the primary endpoint and a StatefulSet of one
 // replica with a PVC from spec.storage, all owned by the instance. The pod
 // runs `outpost instance run` (package instancemanager), which does the work
 // inside the container.
 //
 // It implements controller.InstanceRuntime. It only creates and updates
-// objects and reads StatefulSet status; it never talks to the pods. Where no
+// objects and reads StatefulSet status; it talks to the pods only for
+// DatabaseURL, over TLS with the controller's client certificate. Where no
 // kubelet runs them (envtest) instances stay not Ready, and say so.
 package kuberuntime

@@ -1,7 +1,8 @@
 // Package localruntime runs PostgresInstances as supervised postgres
 // processes on this host: each under the state directory
-// (instances/<namespace>/<name>), on its own port, with its credentials in a
-// 0600 file beside its data. It implements controller.InstanceRuntime with
+// (instances/<namespace>/<name>), on its own port, with the application's
+// credentials and the superuser's in 0600 files beside its data, and a
+// server certificate from the site CA in the state directory (tls.go). It implements controller.InstanceRuntime with
 // the postgres package.
 //
 // Servers run in their own process groups and survive a crash of the

@@ -126,7 +126,7 @@ func (r *Runtime) EnsureInstance(ctx context.Context, inst *outpostv1.PostgresIn
 	}
 	obs := controller.InstanceObservation{
 		Endpoint:          net.JoinHostPort(advertisedHost(in.server.ListenAddress), strconv.Itoa(in.creds.Port)),
-		CredentialsSecret: inst.Name + "-credentials",
+		CredentialsSecret: inst.Name + "-app",
 		Restarts:          int32(in.supervisor.Restarts()),
 		PgvectorVersion:   in.pgvector,
 	}

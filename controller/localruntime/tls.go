@@ -63,8 +63,8 @@ func createCA(stateDir string) (*postgres.CA, error) {
 }
 
 // serverCertRequest is what an instance's certificate names: loopback
-// (localhost, 127.0.0.1, ::1), the listen address, and this host's name
-// when the server listens beyond loopback.
+// (localhost, 127.0.0.1, ::1), the listen address, and when the server
+// listens on every address, this host's name and addresses.
 func serverCertRequest(name, listen string) postgres.CertRequest {
 	req := postgres.CertRequest{CommonName: name, DNSNames: []string{"localhost"},
 		IPs: []net.IP{net.IPv4(127, 0, 0, 1).To4(), net.IPv6loopback}}
@@ -76,17 +76,30 @@ func serverCertRequest(name, listen string) postgres.CertRequest {
 				req.DNSNames = append(req.DNSNames, a)
 			}
 		case ip.IsUnspecified():
+			// Every address: the host's name and each of its addresses.
 			if host, err := os.Hostname(); err == nil && host != "localhost" {
 				req.DNSNames = append(req.DNSNames, host)
 			}
-		case !ip.IsLoopback():
-			if ip4 := ip.To4(); ip4 != nil {
-				ip = ip4
+			addrs, _ := net.InterfaceAddrs()
+			for _, a := range addrs {
+				if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
+					req.IPs = append(req.IPs, canonicalIP(n.IP))
+				}
 			}
-			req.IPs = append(req.IPs, ip)
+		case !ip.IsLoopback():
+			req.IPs = append(req.IPs, canonicalIP(ip))
 		}
 	}
 	return req
+}
+
+// canonicalIP is an IPv4 address in its 4-byte form, as certificates
+// parse it back, so comparing names does not reissue for nothing.
+func canonicalIP(ip net.IP) net.IP {
+	if ip4 := ip.To4(); ip4 != nil {
+		return ip4
+	}
+	return ip
 }
 
 // ensureServerCert gives an instance a certificate from the site CA for

@@ -93,7 +93,12 @@ func RunController(ctx context.Context, cfg *rest.Config, opts ControllerOptions
 		// Owned objects wake the reconciler when they change.
 		opts.Manager.MinRequeue = 10 * time.Second
 		opts.Manager.NewRuntime = func(c client.Client, s *runtime.Scheme) (controller.InstanceRuntime, error) {
-			return &kuberuntime.Runtime{Client: c, Scheme: s, Log: log, Namespace: opts.controllerNamespace(),
+			// Age keys and the site CA are Secrets the cache does not hold.
+			reader, err := client.New(cfg, client.Options{Scheme: s})
+			if err != nil {
+				return nil, err
+			}
+			return &kuberuntime.Runtime{Client: c, Reader: reader, Scheme: s, Log: log, Namespace: opts.controllerNamespace(),
 				Pods: kuberuntime.PodOptions{Image: opts.InstanceImage, ImagePullPolicy: opts.ImagePullPolicy}}, nil
 		}
 		return Run(ctx, opts.Manager)

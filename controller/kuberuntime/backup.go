@@ -79,7 +79,7 @@ func (r *Runtime) backupOf(ctx context.Context, inst *outpostv1.PostgresInstance
 // recipient (public key).
 func (r *Runtime) recipientOf(ctx context.Context, namespace, name string) (string, error) {
 	secret := &corev1.Secret{}
-	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, secret); err != nil {
+	if err := r.reader().Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, secret); err != nil {
 		return "", fmt.Errorf("spec.backup.encryption.keySecret %s/%s: %w", namespace, name, err)
 	}
 	keys, err := backup.ParseKeys(string(secret.Data[KeyAgeKey]))

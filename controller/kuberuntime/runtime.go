@@ -26,6 +26,11 @@ type Runtime struct {
 	Scheme *runtime.Scheme
 	Pods   PodOptions
 	Log    *slog.Logger
+	// Reader reads, uncached, what the manager's cache does not hold: the
+	// age key Secrets users create, and the site CA's Secret in the
+	// controller's namespace, which may not be a watched one. Nil means
+	// Client.
+	Reader client.Reader
 	// Namespace is the controller's own, where the site CA's Secret is;
 	// empty means "default".
 	Namespace string
@@ -109,6 +114,13 @@ func observe(sts *appsv1.StatefulSet, obs controller.InstanceObservation) contro
 		obs.Ready = true
 	}
 	return obs
+}
+
+func (r *Runtime) reader() client.Reader {
+	if r.Reader != nil {
+		return r.Reader
+	}
+	return r.Client
 }
 
 func (r *Runtime) meta(inst *outpostv1.PostgresInstance, name string) metav1.ObjectMeta {

@@ -54,7 +54,7 @@ func startController(t *testing.T, api *harness.APIServer, logs *syncBuffer) {
 		Log:        slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		MinRequeue: 10 * time.Second,
 		NewRuntime: func(c client.Client, s *runtime.Scheme) (controller.InstanceRuntime, error) {
-			return &kuberuntime.Runtime{Client: c, Scheme: s, Log: slog.New(slog.NewTextHandler(logs, nil)),
+			return &kuberuntime.Runtime{Client: c, Reader: api.Client, Scheme: s, Log: slog.New(slog.NewTextHandler(logs, nil)),
 				Pods: kuberuntime.PodOptions{Image: "outpost/instance:test", ImagePullPolicy: corev1.PullIfNotPresent}}, nil
 		},
 	})

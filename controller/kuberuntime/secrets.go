@@ -34,8 +34,12 @@ func (r *Runtime) ensureSecrets(ctx context.Context, inst *outpostv1.PostgresIns
 		return err
 	}
 	legacy := &corev1.Secret{}
-	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: inst.Namespace, Name: legacySecretName(inst)}, legacy); client.IgnoreNotFound(err) != nil {
+	if err := r.reader().Get(ctx, types.NamespacedName{Namespace: inst.Namespace, Name: legacySecretName(inst)}, legacy); client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("secret %s: %w", legacySecretName(inst), err)
+	}
+	if legacy.Labels[labelManagedBy] != "outpost" {
+		// Not one Outpost made: neither read nor removed.
+		legacy = &corev1.Secret{}
 	}
 	keep := func(data map[string][]byte, key string) {
 		if len(data[key]) == 0 {

@@ -24,7 +24,8 @@ func TestTheSharedCredentialsSecretIsSplitKeepingItsPasswords(t *testing.T) {
 	startController(t, api, &syncBuffer{})
 	c, ctx := api.Client, context.Background()
 	old := map[string]string{"username": "app", "password": "old-app-pw", "superuser-password": "old-super-pw", "backup-token": "old-token"}
-	if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "kept-credentials", Namespace: "default"}, StringData: old}); err != nil {
+	if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "kept-credentials", Namespace: "default",
+		Labels: map[string]string{"app.kubernetes.io/managed-by": "outpost", "outpost.dev/instance": "kept"}}, StringData: old}); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Create(ctx, newInstance("kept", outpostv1.DeletionRetain)); err != nil {

@@ -34,7 +34,7 @@ func (r *Runtime) siteCA(ctx context.Context) (*postgres.CA, error) {
 	}
 	key := types.NamespacedName{Namespace: r.namespace(), Name: CASecretName}
 	secret := &corev1.Secret{}
-	err := r.Client.Get(ctx, key, secret)
+	err := r.reader().Get(ctx, key, secret)
 	if apierrors.IsNotFound(err) {
 		ca, err := postgres.NewCA("Outpost site CA "+key.Namespace, time.Now())
 		if err != nil {
@@ -48,7 +48,7 @@ func (r *Runtime) siteCA(ctx context.Context) (*postgres.CA, error) {
 		err = r.Client.Create(ctx, secret)
 		if apierrors.IsAlreadyExists(err) {
 			// Another controller made it first: use theirs.
-			err = r.Client.Get(ctx, key, secret)
+			err = r.reader().Get(ctx, key, secret)
 		}
 	}
 	if err != nil {

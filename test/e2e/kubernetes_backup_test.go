@@ -71,7 +71,7 @@ func TestKubernetesBackupRunsInTheInstanceManager(t *testing.T) {
 	mgr, err := kube.NewManager(kube.Options{
 		Config: api.Config, Log: harness.Logger(t), MinRequeue: 10 * time.Second,
 		NewRuntime: func(cl client.Client, s *runtime.Scheme) (controller.InstanceRuntime, error) {
-			return &kuberuntime.Runtime{Client: cl, Scheme: s, Log: slog.New(slog.DiscardHandler), Pods: kuberuntime.PodOptions{Image: "outpost/instance:test"}}, nil
+			return &kuberuntime.Runtime{Client: cl, Reader: c, Scheme: s, Log: slog.New(slog.DiscardHandler), Pods: kuberuntime.PodOptions{Image: "outpost/instance:test"}}, nil
 		},
 		// The Service's DNS name does not resolve without a cluster; the
 		// pod's HTTP port is on loopback here.

@@ -43,7 +43,7 @@ func TestKubernetesInstanceServesTLSAndSplitsItsSecrets(t *testing.T) {
 	var pod *instancePod
 	podReady := make(chan struct{})
 	newRuntime := func(cl client.Client, s *runtime.Scheme) *kuberuntime.Runtime {
-		return &kuberuntime.Runtime{Client: cl, Scheme: s, Log: slog.New(slog.DiscardHandler), Namespace: "outpost-system",
+		return &kuberuntime.Runtime{Client: cl, Reader: c, Scheme: s, Log: slog.New(slog.DiscardHandler), Namespace: "outpost-system",
 			Pods: kuberuntime.PodOptions{Image: "outpost/instance:test"},
 			// Service names do not resolve without a cluster: the pod's
 			// port is on loopback, and its certificate names localhost.

@@ -149,9 +149,9 @@ func formatMemory(bytes int64) string {
 }
 
 // WriteConfig writes the managed settings file: the caller's parameters,
-// then ManagedSettings, then the listen address and port, so Outpost's own
-// settings always win. There are no Unix sockets unless ManagedSettings asks
-// for them: every client comes over TCP with a password. It replaces
+// then ManagedSettings, then TLS, the listen address and port, so Outpost's
+// own settings always win. There is no Unix socket unless SocketDir (or
+// ManagedSettings) asks for one. It replaces
 // whatever the previous call wrote, atomically, so a crash never leaves half
 // a file for the next start to trip over.
 //
@@ -189,6 +189,13 @@ func (s *Server) writeIfChanged(path string, content []byte) (bool, error) {
 // renderConfig returns the managed settings file for parameters.
 func (s *Server) renderConfig(parameters map[string]string) ([]byte, error) {
 	settings := map[string]string{"unix_socket_directories": ""}
+	if s.SocketDir != "" {
+		settings["unix_socket_directories"] = s.SocketDir
+		settings["unix_socket_permissions"] = "0700"
+	}
+	if s.TLS != nil && s.SocketDir == "" {
+		return nil, fmt.Errorf("write %s: a server with TLS needs a socket directory for the superuser", s.managedConfPath())
+	}
 	for _, layer := range []map[string]string{parameters, s.ManagedSettings} {
 		for _, k := range sortedKeys(layer) {
 			if err := checkSetting(k, layer[k]); err != nil {
@@ -196,6 +203,9 @@ func (s *Server) renderConfig(parameters map[string]string) ([]byte, error) {
 			}
 			settings[strings.ToLower(k)] = layer[k]
 		}
+	}
+	if s.TLS != nil {
+		maps.Copy(settings, s.TLS.settings())
 	}
 	settings["listen_addresses"] = s.listenAddress()
 	settings["port"] = strconv.Itoa(s.Port)
@@ -215,6 +225,12 @@ func (s *Server) replaceFile(path string, content []byte) error {
 	if err != nil {
 		return err
 	}
+	return writeOwned(acct, path, content)
+}
+
+// writeOwned writes a 0600 file owned by acct through a temporary file and
+// a rename, so a crash never leaves half a file.
+func writeOwned(acct *account, path string, content []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)

@@ -10,22 +10,51 @@ import (
 // hbaPath is the server's pg_hba.conf, which Outpost owns from initdb on.
 func (s *Server) hbaPath() string { return filepath.Join(s.DataDir, "pg_hba.conf") }
 
-// renderHBA returns pg_hba.conf: SCRAM-SHA-256 passwords for every
-// connection, over TCP only (there are no Unix sockets). Clients on this
-// host may always connect; clients elsewhere only when the server listens
-// beyond loopback, which is how an operator opens an instance to the site's
-// network. Replication connections (base backups) follow the same rule.
+// renderHBA returns pg_hba.conf. Every password is checked with
+// SCRAM-SHA-256. Clients on this host may always connect over TCP; clients
+// elsewhere only when the server listens beyond loopback, which is how an
+// operator opens an instance to the site's network. Replication
+// connections (base backups) follow the same rules.
+//
+// With TLS every TCP line is hostssl, so a client without TLS is refused
+// whatever its address, and the superuser may come over TCP only with a
+// client certificate the site CA signed for it (the cert method): its
+// password works on the Unix socket alone, which only the server's account
+// and root can reach.
 func (s *Server) renderHBA() []byte {
 	var b bytes.Buffer
 	b.WriteString("# Written by Outpost; edits are overwritten.\n")
-	b.WriteString("# TYPE  DATABASE     USER  ADDRESS       METHOD\n")
+	b.WriteString("# TYPE  DATABASE     USER      ADDRESS       METHOD\n")
+	line := func(typ, db, user, addr, method string) {
+		b.WriteString(pad(typ, 8) + pad(db, 13) + pad(user, 10) + pad(addr, 14) + method + "\n")
+	}
+	dbs := []string{"all", "replication"}
+	if s.SocketDir != "" {
+		for _, db := range dbs {
+			line("local", db, "all", "", "scram-sha-256")
+		}
+	}
 	addresses := []string{"127.0.0.1/32", "::1/128"}
 	if !listensOnLoopbackOnly(s.listenAddress()) {
 		addresses = []string{"all"}
 	}
-	for _, db := range []string{"all", "replication"} {
-		for _, a := range addresses {
-			b.WriteString("host    " + pad(db, 13) + "all   " + pad(a, 14) + "scram-sha-256\n")
+	if s.TLS == nil {
+		for _, db := range dbs {
+			for _, a := range addresses {
+				line("host", db, "all", a, "scram-sha-256")
+			}
+		}
+		return b.Bytes()
+	}
+	for _, user := range []string{Superuser, "all"} {
+		method := "scram-sha-256"
+		if user == Superuser {
+			method = "cert"
+		}
+		for _, db := range dbs {
+			for _, a := range addresses {
+				line("hostssl", db, user, a, method)
+			}
 		}
 	}
 	return b.Bytes()

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -86,8 +84,7 @@ func (s *Server) Recover(ctx context.Context, recovery map[string]string) (err e
 		}
 	}()
 
-	u := url.URL{Scheme: "postgres", User: url.User(Superuser), Path: "/postgres",
-		RawQuery: url.Values{"host": {sock}, "port": {strconv.Itoa(s.Port)}, "sslmode": {"disable"}}.Encode()}
+	u := ConnURL{Host: sock, Port: s.Port, User: Superuser, Database: "postgres"}
 	for {
 		if p.exited() {
 			return fmt.Errorf("recovery of %s failed: postgres exited (%v); last log lines:\n%s", s.DataDir, p.exitError(), tail(s.logFile(), 15))

@@ -5,12 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -50,6 +47,14 @@ type Server struct {
 	Password string
 	// LogFile receives the server's stderr; empty means DataDir + ".log".
 	LogFile string
+	// TLS, when set, makes every TCP connection use TLS (hostssl), and lets
+	// the superuser in over TCP only with a client certificate the CA
+	// signed; SocketDir must then be set too.
+	TLS *TLSFiles
+	// SocketDir, when set, is a directory for a Unix socket that only the
+	// server's account (and root) may enter: the superuser connects there
+	// with its password, which is how Outpost itself manages the server.
+	SocketDir string
 
 	// ManagedSettings are settings Outpost itself owns besides the address
 	// and port, for example WAL archiving (archive_mode, archive_command), or
@@ -199,6 +204,7 @@ func (s *Server) spawn() (*process, error) {
 	}
 	defer logf.Close()
 	cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", s.DataDir)
+	cmd.Env = serverEnviron()
 	cmd.SysProcAttr = acct.sysProcAttr()
 	cmd.SysProcAttr.Setpgid = true
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -397,22 +403,24 @@ func (s *Server) stop(ctx context.Context) error {
 	return fmt.Errorf("postgres pid %d did not exit after SIGKILL", p.pid)
 }
 
-// URL returns a connection URI for the superuser and a database.
+// URL returns a connection URI for the superuser and a database: through
+// SocketDir when there is one, otherwise over TCP.
 func (s *Server) URL(database string) string {
+	if s.SocketDir != "" {
+		return ConnURL{Host: s.SocketDir, Port: s.Port, User: Superuser, Password: s.Password, Database: database}.String()
+	}
 	return s.RoleURL(Superuser, s.Password, database)
 }
 
-// RoleURL returns a connection URI for a role, its password and a database,
-// as an application would use it.
+// RoleURL returns a connection URI over TCP for a role, its password and a
+// database, as an application would use it: verifying the server with the
+// CA when the server has TLS.
 func (s *Server) RoleURL(role, password, database string) string {
-	u := url.URL{
-		Scheme:   "postgres",
-		User:     url.UserPassword(role, password),
-		Host:     net.JoinHostPort(s.listenAddress(), strconv.Itoa(s.Port)),
-		Path:     "/" + database,
-		RawQuery: "sslmode=disable",
+	c := ConnURL{Host: s.listenAddress(), Port: s.Port, User: role, Password: password, Database: database}
+	if s.TLS != nil {
+		c.RootCert = s.TLS.CAFile
 	}
-	return u.String()
+	return c.String()
 }
 
 // Ping connects as the superuser and runs a query: the server is healthy
@@ -425,6 +433,22 @@ func (s *Server) Ping(ctx context.Context) error {
 	defer conn.Close(context.WithoutCancel(ctx))
 	var one int
 	return conn.QueryRow(ctx, "SELECT 1").Scan(&one)
+}
+
+// serverEnviron is the environment the postmaster (and so every backend,
+// archive_command and COPY ... PROGRAM) gets: what locale, time zone and
+// finding programs need, and nothing else. The caller's environment may
+// hold secrets, such as an object store's keys, that a superuser could
+// otherwise read from /proc/PID/environ.
+func serverEnviron() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if name == "PATH" || name == "LANG" || name == "LANGUAGE" || name == "TZ" || strings.HasPrefix(name, "LC_") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 // tail returns the last n lines of a file, for error messages.

@@ -109,7 +109,8 @@ func newInstanceCommand() *cobra.Command {
 		Short: "Run the instance manager: initdb on first start, supervise postgres, serve health and metrics",
 		Long: `The entrypoint of an instance pod. Reads the instance's configuration from
 --config (its ConfigMap), the passwords from $` + instancemanager.EnvSuperuserPassword + ` and
-$` + instancemanager.EnvAppPassword + ` (its Secret), and runs postgres until SIGTERM,
+$` + instancemanager.EnvAppPassword + ` (its Secrets), its certificate from --tls-dir, and runs
+postgres with TLS until SIGTERM,
 then shuts it down cleanly. /livez, /readyz and /metrics are served on --http-addr,
 and POST /backup, with the bearer token $` + instancemanager.EnvBackupToken + `, takes a base backup.`,
 		Args: cobra.NoArgs,
@@ -136,6 +137,8 @@ and POST /backup, with the bearer token $` + instancemanager.EnvBackupToken + `,
 	f.StringVar(&opts.ConfigFile, "config", "/etc/outpost/"+instancemanager.ConfigFileName, "instance configuration (the mounted ConfigMap)")
 	f.StringVar(&opts.ListenAddress, "listen-address", "0.0.0.0", "address postgres listens on")
 	f.StringVar(&opts.HTTPAddr, "http-addr", ":8008", "address of /livez, /readyz and /metrics")
+	f.StringVar(&opts.TLSDir, "tls-dir", "/etc/outpost-tls", "the instance's TLS Secret, mounted: tls.crt, tls.key and the site CA's ca.crt")
+	f.StringVar(&opts.SocketDir, "socket-dir", "/var/run/postgresql", "directory of postgres' Unix socket, where the superuser connects")
 	f.DurationVar(&opts.ReloadInterval, "reload-interval", 10*time.Second, "how often the configuration file is read again")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	cmd.AddCommand(run)

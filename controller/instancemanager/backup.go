@@ -17,18 +17,21 @@ import (
 	"github.com/outpostdata/outpost/postgres"
 )
 
-// Environment variables of the pod for backups: the bearer token of
-// POST /backup (from the instance's Secret) and the object store's keys
-// (from the ObjectStore's credentials Secret).
+// EnvBackupToken is the environment variable with the bearer token of
+// POST /backup (from the instance's backup token Secret).
+const EnvBackupToken = "OUTPOST_BACKUP_TOKEN"
+
+// Files of an object store's keys in CredentialsDir: the keys of its
+// credentials Secret, mounted.
 const (
-	EnvBackupToken = "OUTPOST_BACKUP_TOKEN"
-	EnvAccessKey   = "AWS_ACCESS_KEY_ID"
-	EnvSecretKey   = "AWS_SECRET_ACCESS_KEY"
+	AccessKeyFile = "accessKeyID"
+	SecretKeyFile = "secretAccessKey"
 )
 
 // BackupConfig is the backup part of the ConfigMap. It holds no secrets:
-// the keys come from the environment and the age key and CA from mounted
-// Secrets, by path.
+// the keys, the age key and the CA come from mounted Secrets, by path. The
+// keys are never environment variables, which postgres' processes would
+// see.
 type BackupConfig struct {
 	// Store is where base backups and WAL go; its AccessKey and SecretKey
 	// are empty here.
@@ -38,6 +41,31 @@ type BackupConfig struct {
 	Instance  string `json:"instance"`
 	// KeyFile is the mounted age identity; empty means no encryption.
 	KeyFile string `json:"keyFile,omitempty"`
+	// CredentialsDir holds the store's keys as AccessKeyFile and
+	// SecretKeyFile.
+	CredentialsDir string `json:"credentialsDir"`
+}
+
+// readStoreKeys reads an object store's keys from the files in dir.
+func readStoreKeys(field, dir string) (accessKey, secretKey string, err error) {
+	if dir == "" {
+		return "", "", fmt.Errorf("%s.credentialsDir: not set; the object store's keys are mounted there", field)
+	}
+	read := func(name string) (string, error) {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err == nil && len(strings.TrimSpace(string(b))) == 0 {
+			err = errors.New("the file is empty")
+		}
+		if err != nil {
+			return "", fmt.Errorf("%s: the object store's key %s: %w", field, filepath.Join(dir, name), err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	if accessKey, err = read(AccessKeyFile); err != nil {
+		return "", "", err
+	}
+	secretKey, err = read(SecretKeyFile)
+	return accessKey, secretKey, err
 }
 
 // BackupResult is the answer of POST /backup.
@@ -52,12 +80,12 @@ func (m *Manager) archiveConfigFile() string {
 	return filepath.Join(filepath.Dir(m.opts.DataDir), "backup.json")
 }
 
-// archiveConfig completes c with the keys from the environment.
+// archiveConfig completes c with the keys from their files.
 func archiveConfig(c *BackupConfig) (*backup.ArchiveConfig, error) {
 	ac := &backup.ArchiveConfig{Store: c.Store, Namespace: c.Namespace, Instance: c.Instance, KeyFile: c.KeyFile}
-	ac.Store.AccessKey, ac.Store.SecretKey = os.Getenv(EnvAccessKey), os.Getenv(EnvSecretKey)
-	if ac.Store.AccessKey == "" || ac.Store.SecretKey == "" {
-		return nil, fmt.Errorf("backup: %s and %s must be set (the pod takes them from the ObjectStore's credentials Secret)", EnvAccessKey, EnvSecretKey)
+	var err error
+	if ac.Store.AccessKey, ac.Store.SecretKey, err = readStoreKeys("backup", c.CredentialsDir); err != nil {
+		return nil, err
 	}
 	return ac, nil
 }

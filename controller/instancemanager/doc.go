@@ -10,5 +10,7 @@
 // archiver's status, read every reload interval, when archive settings
 // changed with ALTER SYSTEM are also put back (archiving.go). It does not talk to the
 // Kubernetes API: everything it needs arrives through the mounted ConfigMap
-// (re-read while it runs) and the credentials Secret's environment.
+// (re-read while it runs), the mounted TLS and object store Secrets, and the
+// passwords in its environment. It connects as the superuser through the
+// server's Unix socket (tls.go serves the mounted certificate).
 package instancemanager

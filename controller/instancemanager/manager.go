@@ -46,6 +46,13 @@ type Options struct {
 	// Executable is the outpost binary archive_command runs; empty means
 	// this process's.
 	Executable string
+	// TLSDir holds the server certificate (tls.crt, tls.key) and the site
+	// CA (ca.crt): the instance's TLS Secret, mounted. It is read again
+	// every ReloadInterval, and a new certificate is served after a reload.
+	TLSDir string
+	// SocketDir is where postgres puts its Unix socket, the one way the
+	// superuser's password is accepted; the manager connects there.
+	SocketDir string
 }
 
 // Manager runs one server. Create it with New and call Run once.
@@ -81,6 +88,9 @@ func New(opts Options) (*Manager, error) {
 	if opts.ListenAddress == "" {
 		opts.ListenAddress = "0.0.0.0"
 	}
+	if opts.TLSDir == "" || opts.SocketDir == "" {
+		return nil, errors.New("instance manager: the TLS directory (--tls-dir) and the socket directory (--socket-dir) must be set")
+	}
 	if opts.ReloadInterval == 0 {
 		opts.ReloadInterval = 10 * time.Second
 	}
@@ -97,6 +107,7 @@ func New(opts Options) (*Manager, error) {
 		Port:          cfg.Port,
 		Password:      opts.SuperuserPassword,
 		LogFile:       filepath.Join(filepath.Dir(opts.DataDir), "postgres.log"),
+		SocketDir:     opts.SocketDir,
 	}
 	m := &Manager{opts: opts, server: srv, start: time.Now()}
 	m.super = &postgres.Supervisor{Server: srv, Logger: opts.Log.With("component", "postgres")}
@@ -110,6 +121,9 @@ func (m *Manager) Run(ctx context.Context) error {
 	log := m.opts.Log
 	cfg, err := ReadConfig(m.opts.ConfigFile)
 	if err != nil {
+		return err
+	}
+	if _, err := m.installTLS(); err != nil {
 		return err
 	}
 	if !m.server.Initialized() {
@@ -183,6 +197,7 @@ func (m *Manager) Run(ctx context.Context) error {
 			} else {
 				cfg = next
 			}
+			m.reloadTLS(ctx)
 		}
 		if !m.super.Ready() {
 			continue

@@ -11,22 +11,15 @@ import (
 	"github.com/outpostdata/outpost/postgres"
 )
 
-// Environment variables with the keys of the object store a restore reads
-// (spec.bootstrap.recovery.objectStore). They differ from EnvAccessKey and
-// EnvSecretKey because the source's store need not be the one this
-// instance backs up to.
-const (
-	EnvRecoveryAccessKey = "OUTPOST_RECOVERY_ACCESS_KEY_ID"
-	EnvRecoverySecretKey = "OUTPOST_RECOVERY_SECRET_ACCESS_KEY"
-)
-
 // RecoveryConfig is the ConfigMap's restore section: on the first start,
 // with an empty data directory, the manager restores the source instance's
 // backup instead of running initdb. Like BackupConfig it holds no secrets.
 type RecoveryConfig struct {
-	// Store holds the source's backups and WAL; its keys come from
-	// EnvRecoveryAccessKey and EnvRecoverySecretKey.
-	Store backup.StoreConfig `json:"store"`
+	// Store holds the source's backups and WAL; its keys are files in
+	// CredentialsDir, apart from the backup store's, since the two may be
+	// different stores.
+	Store          backup.StoreConfig `json:"store"`
+	CredentialsDir string             `json:"credentialsDir"`
 	// Namespace and Instance name the source in the object store.
 	Namespace string `json:"namespace"`
 	Instance  string `json:"instance"`
@@ -68,9 +61,9 @@ func (m *Manager) restoreConfigFile() string {
 // directory that looks initialised: the next start begins again.
 func (m *Manager) restore(ctx context.Context, rc *RecoveryConfig) error {
 	ac := &backup.ArchiveConfig{Store: rc.Store, Namespace: rc.Namespace, Instance: rc.Instance, KeyFile: rc.KeyFile}
-	ac.Store.AccessKey, ac.Store.SecretKey = os.Getenv(EnvRecoveryAccessKey), os.Getenv(EnvRecoverySecretKey)
-	if ac.Store.AccessKey == "" || ac.Store.SecretKey == "" {
-		return fmt.Errorf("recovery: %s and %s must be set (the pod takes them from the recovery ObjectStore's credentials Secret)", EnvRecoveryAccessKey, EnvRecoverySecretKey)
+	var err error
+	if ac.Store.AccessKey, ac.Store.SecretKey, err = readStoreKeys("recovery", rc.CredentialsDir); err != nil {
+		return err
 	}
 	keys, err := ac.Keys()
 	if err != nil {

@@ -151,8 +151,8 @@ var _ core.BackupRunner = (*PodBackupRunner)(nil)
 // RunBackup asks the pod for a backup and waits for its answer.
 func (p *PodBackupRunner) RunBackup(ctx context.Context, inst *outpostv1.PostgresInstance, onStart func(id string)) (*backup.Manifest, string, error) {
 	sec := &corev1.Secret{}
-	if err := p.Reader.Get(ctx, types.NamespacedName{Namespace: inst.Namespace, Name: kuberuntime.SecretName(inst)}, sec); err != nil {
-		return nil, "", fmt.Errorf("instance Secret %s: %w", kuberuntime.SecretName(inst), err)
+	if err := p.Reader.Get(ctx, types.NamespacedName{Namespace: inst.Namespace, Name: kuberuntime.BackupTokenSecretName(inst)}, sec); err != nil {
+		return nil, "", fmt.Errorf("instance Secret %s: %w", kuberuntime.BackupTokenSecretName(inst), err)
 	}
 	token := string(sec.Data[kuberuntime.KeyBackupToken])
 	if token == "" {

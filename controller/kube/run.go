@@ -48,12 +48,17 @@ type ControllerOptions struct {
 	Version string
 }
 
+// controllerNamespace is Namespace, or "default" when unset.
+func (opts *ControllerOptions) controllerNamespace() string {
+	if opts.Namespace == "" {
+		return "default"
+	}
+	return opts.Namespace
+}
+
 // meter turns metering on for the manager once controldb is known.
 func (opts *ControllerOptions) meter(db *controldb.DB) {
-	ns := opts.Namespace
-	if ns == "" {
-		ns = "default"
-	}
+	ns := opts.controllerNamespace()
 	opts.Manager.Usage = &UsageOptions{DB: db.Pool, Namespace: ns, Version: opts.Version, TrustControlDBClock: onAnotherHost(opts.ControlDBURL)}
 }
 
@@ -88,7 +93,12 @@ func RunController(ctx context.Context, cfg *rest.Config, opts ControllerOptions
 		// Owned objects wake the reconciler when they change.
 		opts.Manager.MinRequeue = 10 * time.Second
 		opts.Manager.NewRuntime = func(c client.Client, s *runtime.Scheme) (controller.InstanceRuntime, error) {
-			return &kuberuntime.Runtime{Client: c, Scheme: s, Log: log,
+			// Age keys and the site CA are Secrets the cache does not hold.
+			reader, err := client.New(cfg, client.Options{Scheme: s})
+			if err != nil {
+				return nil, err
+			}
+			return &kuberuntime.Runtime{Client: c, Reader: reader, Scheme: s, Log: log, Namespace: opts.controllerNamespace(),
 				Pods: kuberuntime.PodOptions{Image: opts.InstanceImage, ImagePullPolicy: opts.ImagePullPolicy}}, nil
 		}
 		return Run(ctx, opts.Manager)

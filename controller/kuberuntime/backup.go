@@ -13,10 +13,9 @@ import (
 	"github.com/outpostdata/outpost/backup"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/controller/instancemanager"
-	"github.com/outpostdata/outpost/postgres"
 )
 
-// Secret keys for backups: the instance's Secret holds the bearer token of
+// Secret keys for backups: the instance's backup token Secret holds the bearer token of
 // the instance manager's POST /backup; an ObjectStore's credentials Secret
 // holds the access key, and its CA Secret the PEM bundle.
 const (
@@ -27,10 +26,14 @@ const (
 	KeyAgeKey          = "age.key"
 )
 
-// Where the pod mounts the CA and age key Secrets.
+// Where the pod mounts the object store's CA, keys and the age key
+// Secrets. The keys are files, never environment variables: the server's
+// processes do not inherit them, and only the archiving and restoring
+// code reads them.
 const (
-	caMount  = "/etc/outpost-backup/ca"
-	keyMount = "/etc/outpost-backup/key"
+	caMount        = "/etc/outpost-backup/ca"
+	keyMount       = "/etc/outpost-backup/key"
+	storeKeysMount = "/etc/outpost-backup/store"
 )
 
 // ManagerURL is the instance manager's HTTP endpoint through the
@@ -43,7 +46,15 @@ func ManagerURL(inst *outpostv1.PostgresInstance) string {
 type podBackup struct {
 	inst  *outpostv1.PostgresInstance
 	store *outpostv1.ObjectStore
+	// recipient is the age public key of spec.backup.encryption: all that
+	// archiving and base backups need. The identity, which reads every
+	// backup in the bucket, never enters a running instance's pod.
+	recipient string
 }
+
+// RecipientFile is the ConfigMap key, and so the file in the pod, that
+// holds the age recipient backups are encrypted to.
+const RecipientFile = "age-recipient"
 
 // backupOf reads the ObjectStore that spec.backup names; nil without
 // spec.backup.
@@ -55,7 +66,31 @@ func (r *Runtime) backupOf(ctx context.Context, inst *outpostv1.PostgresInstance
 	if err != nil {
 		return nil, err
 	}
-	return &podBackup{inst: inst, store: store}, nil
+	b := &podBackup{inst: inst, store: store}
+	if enc := inst.Spec.Backup.Encryption; enc != nil {
+		if b.recipient, err = r.recipientOf(ctx, inst.Namespace, enc.KeySecret.Name); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+// recipientOf reads the age identity in a Secret and returns its
+// recipient (public key).
+func (r *Runtime) recipientOf(ctx context.Context, namespace, name string) (string, error) {
+	secret := &corev1.Secret{}
+	if err := r.reader().Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, secret); err != nil {
+		return "", fmt.Errorf("spec.backup.encryption.keySecret %s/%s: %w", namespace, name, err)
+	}
+	keys, err := backup.ParseKeys(string(secret.Data[KeyAgeKey]))
+	if err != nil {
+		return "", fmt.Errorf("spec.backup.encryption.keySecret %s/%s, key %s: %w", namespace, name, KeyAgeKey, err)
+	}
+	recipient, ok := keys.Recipients[0].(fmt.Stringer)
+	if !ok {
+		return "", fmt.Errorf("spec.backup.encryption.keySecret %s/%s: the key has no printable recipient", namespace, name)
+	}
+	return recipient.String(), nil
 }
 
 // objectStore reads an ObjectStore a pod can use: one with a credentials
@@ -92,12 +127,15 @@ func secretEnv(env, secret, key string) corev1.EnvVar {
 	}}}
 }
 
-// mountSecret mounts one key of a Secret read-only into the pod's
-// container at dir; postgres reads it as its own user: 0440 with the pod's
-// fsGroup.
-func mountSecret(pod *corev1.PodSpec, volume, secret, key, dir string) {
+// mountSecret mounts keys of a Secret read-only into the pod's container
+// at dir; postgres reads them as its own user: 0440 with the pod's fsGroup.
+func mountSecret(pod *corev1.PodSpec, volume, secret, dir string, keys ...string) {
+	items := make([]corev1.KeyToPath, len(keys))
+	for i, k := range keys {
+		items[i] = corev1.KeyToPath{Key: k, Path: k}
+	}
 	pod.Volumes = append(pod.Volumes, corev1.Volume{Name: volume, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
-		SecretName: secret, Items: []corev1.KeyToPath{{Key: key, Path: key}}, DefaultMode: ptrInt32(0o440),
+		SecretName: secret, Items: items, DefaultMode: ptrInt32(0o440),
 	}}})
 	c := &pod.Containers[0]
 	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: volume, MountPath: dir, ReadOnly: true})
@@ -109,46 +147,32 @@ func (b *podBackup) config() *instancemanager.BackupConfig {
 		return nil
 	}
 	c := &instancemanager.BackupConfig{
-		Store:     storeConfig(b.store, caMount+"/"+KeyCA),
-		Namespace: b.inst.Namespace,
-		Instance:  b.inst.Name,
+		Store:          storeConfig(b.store, caMount+"/"+KeyCA),
+		Namespace:      b.inst.Namespace,
+		Instance:       b.inst.Name,
+		CredentialsDir: storeKeysMount,
 	}
-	if b.inst.Spec.Backup.Encryption != nil {
-		c.KeyFile = keyMount + "/" + KeyAgeKey
+	if b.recipient != "" {
+		c.KeyFile = configDir + "/" + RecipientFile
 	}
 	return c
 }
 
-// addBackup gives the pod the backup token and, with spec.backup, the
-// object store's keys as environment variables, and mounts the CA and age
-// key Secrets.
+// addBackup gives the pod the backup token and, with spec.backup, mounts
+// the object store's keys and its CA; the age recipient comes with the
+// ConfigMap.
 func addBackup(spec *appsv1.StatefulSetSpec, inst *outpostv1.PostgresInstance, b *podBackup) {
 	pod := &spec.Template.Spec
 	c := &pod.Containers[0]
-	c.Env = append(c.Env, secretEnv(instancemanager.EnvBackupToken, SecretName(inst), KeyBackupToken))
+	c.Env = append(c.Env, secretEnv(instancemanager.EnvBackupToken, BackupTokenSecretName(inst), KeyBackupToken))
 	if b == nil {
 		return
 	}
-	creds := b.store.Spec.Credentials.Secret.Name
-	c.Env = append(c.Env,
-		secretEnv(instancemanager.EnvAccessKey, creds, KeyAccessKeyID),
-		secretEnv(instancemanager.EnvSecretKey, creds, KeySecretAccessKey))
+	mountSecret(pod, "objectstore-keys", b.store.Spec.Credentials.Secret.Name, storeKeysMount, KeyAccessKeyID, KeySecretAccessKey)
 	if ca := b.store.Spec.CASecret; ca != nil {
-		mountSecret(pod, "objectstore-ca", ca.Name, KeyCA, caMount)
+		mountSecret(pod, "objectstore-ca", ca.Name, caMount, KeyCA)
 	}
-	if enc := b.inst.Spec.Backup.Encryption; enc != nil {
-		mountSecret(pod, "backup-key", enc.KeySecret.Name, KeyAgeKey, keyMount)
-	}
+
 }
 
 func ptrInt32(v int32) *int32 { return &v }
-
-// ensureBackupToken gives a Secret made before backups existed its token.
-func ensureBackupToken(secret *corev1.Secret) {
-	if len(secret.Data[KeyBackupToken]) == 0 {
-		if secret.Data == nil {
-			secret.Data = map[string][]byte{}
-		}
-		secret.Data[KeyBackupToken] = []byte(postgres.GeneratePassword())
-	}
-}

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/outpostdata/outpost/backup"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/controller/instancemanager"
 	"github.com/outpostdata/outpost/test/harness"
@@ -47,6 +48,7 @@ func TestBackupPolicyConfiguresThePodForArchivingAndEncryption(t *testing.T) {
 		return nil
 	})
 
+	recipient := createAgeKey(t, c)
 	store := &outpostv1.ObjectStore{}
 	store.Name, store.Namespace = "s3", "default"
 	store.Spec = outpostv1.ObjectStoreSpec{
@@ -59,9 +61,10 @@ func TestBackupPolicyConfiguresThePodForArchivingAndEncryption(t *testing.T) {
 	}
 	var sts appsv1.StatefulSet
 	var cfg instancemanager.Config
+	var configMap corev1.ConfigMap
 	eventually(t, 30*time.Second, "the pod configured for backups", func() error {
-		var cm corev1.ConfigMap
-		if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "db-config"}, &cm); err != nil {
+		cm := &configMap
+		if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "db-config"}, cm); err != nil {
 			return err
 		}
 		if err := json.Unmarshal([]byte(cm.Data[instancemanager.ConfigFileName]), &cfg); err != nil {
@@ -74,8 +77,13 @@ func TestBackupPolicyConfiguresThePodForArchivingAndEncryption(t *testing.T) {
 	})
 	b := cfg.Backup
 	if b.Store.Endpoint != store.Spec.Endpoint || b.Store.Prefix != "site-a" || b.Namespace != "default" || b.Instance != "db" ||
-		b.Store.CAFile != "/etc/outpost-backup/ca/ca.crt" || b.KeyFile != "/etc/outpost-backup/key/age.key" || b.Store.AccessKey != "" || b.Store.SecretKey != "" {
+		b.Store.CAFile != "/etc/outpost-backup/ca/ca.crt" || b.KeyFile != "/etc/outpost/age-recipient" || b.Store.AccessKey != "" || b.Store.SecretKey != "" {
 		t.Errorf("ConfigMap backup section: %+v", b)
+	}
+	// Archiving gets the recipient alone, in the ConfigMap: the identity,
+	// which reads every backup, is mounted in no running instance's pod.
+	if got := strings.TrimSpace(configMap.Data["age-recipient"]); got != recipient {
+		t.Errorf("ConfigMap age-recipient = %q, want the key's recipient %s", got, recipient)
 	}
 	pod := sts.Spec.Template.Spec
 	secrets := map[string]string{}
@@ -84,17 +92,17 @@ func TestBackupPolicyConfiguresThePodForArchivingAndEncryption(t *testing.T) {
 			secrets[v.Secret.SecretName] = v.Name
 		}
 	}
-	if secrets["minio-ca"] == "" || secrets["db-age"] == "" {
-		t.Errorf("pod volumes from Secrets: %v, want minio-ca and db-age", secrets)
+	if secrets["minio-ca"] == "" || secrets["db-age"] != "" {
+		t.Errorf("pod volumes from Secrets: %v, want minio-ca and not the age identity db-age", secrets)
 	}
 	mounts := map[string]string{}
 	for _, m := range pod.Containers[0].VolumeMounts {
 		mounts[m.Name] = m.MountPath
-		if (m.Name == secrets["minio-ca"] || m.Name == secrets["db-age"]) && !m.ReadOnly {
+		if m.Name == secrets["minio-ca"] && !m.ReadOnly {
 			t.Errorf("mount %s is writable", m.Name)
 		}
 	}
-	if mounts[secrets["minio-ca"]] != "/etc/outpost-backup/ca" || mounts[secrets["db-age"]] != "/etc/outpost-backup/key" {
+	if mounts[secrets["minio-ca"]] != "/etc/outpost-backup/ca" {
 		t.Errorf("mounts: %v", mounts)
 	}
 	env := map[string]string{}
@@ -106,8 +114,11 @@ func TestBackupPolicyConfiguresThePodForArchivingAndEncryption(t *testing.T) {
 			env[e.Name] = ref.Name + "/" + ref.Key
 		}
 	}
-	if env["AWS_ACCESS_KEY_ID"] != "minio-creds/accessKeyID" || env["AWS_SECRET_ACCESS_KEY"] != "minio-creds/secretAccessKey" || env["OUTPOST_BACKUP_TOKEN"] != "db-credentials/backup-token" {
-		t.Errorf("env from Secrets: %v", env)
+	if len(env) != 3 || env["OUTPOST_BACKUP_TOKEN"] != "db-backup-token/backup-token" || env["OUTPOST_SUPERUSER_PASSWORD"] != "db-superuser/superuser-password" || env["OUTPOST_APP_PASSWORD"] != "db-app/password" {
+		t.Errorf("env from Secrets: %v, want only the passwords and the backup token (bucket keys are files)", env)
+	}
+	if secrets["minio-creds"] == "" || mounts[secrets["minio-creds"]] != "/etc/outpost-backup/store" || cfg.Backup.CredentialsDir != "/etc/outpost-backup/store" {
+		t.Errorf("the object store's keys are not mounted where the ConfigMap says: mounts %v, credentialsDir %q", mounts, cfg.Backup.CredentialsDir)
 	}
 }
 
@@ -141,6 +152,7 @@ func TestRecoveryBootstrapConfiguresThePodToRestore(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	createAgeKey(t, c)
 	newStore("new-s3", "new-ca", "new-creds")
 	eventually(t, 30*time.Second, "a message naming the missing recovery ObjectStore", func() error {
 		if err := c.Get(ctx, client.ObjectKeyFromObject(inst), inst); err != nil {
@@ -188,12 +200,9 @@ func TestRecoveryBootstrapConfiguresThePodToRestore(t *testing.T) {
 			env[e.Name] = ref.Name + "/" + ref.Key
 		}
 	}
-	for name, want := range map[string]string{
-		instancemanager.EnvRecoveryAccessKey: "old-creds/accessKeyID", instancemanager.EnvRecoverySecretKey: "old-creds/secretAccessKey",
-		"AWS_ACCESS_KEY_ID": "new-creds/accessKeyID", "AWS_SECRET_ACCESS_KEY": "new-creds/secretAccessKey",
-	} {
-		if env[name] != want {
-			t.Errorf("pod env %s from %q, want %s", name, env[name], want)
+	for name, from := range env {
+		if strings.Contains(from, "creds/") {
+			t.Errorf("pod env %s carries the object store key %s; keys are files", name, from)
 		}
 	}
 	volumes := map[string]string{}
@@ -206,7 +215,30 @@ func TestRecoveryBootstrapConfiguresThePodToRestore(t *testing.T) {
 	for _, m := range pod.Containers[0].VolumeMounts {
 		mounts[volumes[m.Name]] = m.MountPath
 	}
-	if mounts["old-ca"] != "/etc/outpost-recovery/ca" || mounts["new-ca"] != "/etc/outpost-backup/ca" || mounts["db-age"] != "/etc/outpost-backup/key" {
+	if mounts["old-ca"] != "/etc/outpost-recovery/ca" || mounts["new-ca"] != "/etc/outpost-backup/ca" || mounts["db-age"] != "/etc/outpost-backup/key" ||
+		mounts["old-creds"] != "/etc/outpost-recovery/store" || mounts["new-creds"] != "/etc/outpost-backup/store" {
 		t.Errorf("Secret mounts: %v", mounts)
 	}
+	if r.CredentialsDir != "/etc/outpost-recovery/store" || cfg.Backup.CredentialsDir != "/etc/outpost-backup/store" {
+		t.Errorf("credentials directories: recovery %q, backup %q", r.CredentialsDir, cfg.Backup.CredentialsDir)
+	}
+}
+
+// createAgeKey creates the Secret db-age with a new age identity and
+// returns its recipient.
+func createAgeKey(t *testing.T, c client.Client) string {
+	t.Helper()
+	identity, err := backup.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := backup.ParseKeys(identity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Create(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db-age", Namespace: "default"},
+		Data: map[string][]byte{"age.key": []byte(identity)}}); err != nil {
+		t.Fatal(err)
+	}
+	return keys.Recipients[0].(fmt.Stringer).String()
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,8 +29,12 @@ const (
 	dataMount    = "/var/lib/postgresql/data"
 	// The data directory is a subdirectory of the volume, whose root may
 	// hold lost+found, which initdb refuses.
-	dataDir     = dataMount + "/pgdata"
-	configDir   = "/etc/outpost"
+	dataDir   = dataMount + "/pgdata"
+	configDir = "/etc/outpost"
+	tlsMount  = "/etc/outpost-tls"
+	// socketDir holds the Unix socket, where the instance manager connects
+	// as the superuser; nothing outside the pod reaches it.
+	socketDir   = "/var/run/postgresql"
 	postgresUID = 999
 )
 
@@ -42,7 +45,9 @@ const (
 	specHashKey    = "outpost.dev/spec-hash"
 )
 
-// Secret keys.
+// Secret keys. The app Secret holds the application role's username,
+// password, database, host, port, uri and the site CA (ca.crt); the
+// superuser Secret only the superuser's password.
 const (
 	KeyUsername          = "username"
 	KeyPassword          = "password"
@@ -53,8 +58,27 @@ const (
 	KeyURI               = "uri"
 )
 
-// Names of the objects of an instance.
-func SecretName(inst *outpostv1.PostgresInstance) string    { return inst.Name + "-credentials" }
+// AppCAPath is where the app Secret's URI expects its ca.crt: mount the
+// Secret (or its ca.crt key) at /etc/outpost-app in the application's pod,
+// or pass the file elsewhere with sslrootcert.
+const AppCAPath = "/etc/outpost-app/" + KeyCA
+
+// Names of the objects of an instance. The application's, the superuser's
+// and the backup token's Secrets are apart, so whoever may read the app's
+// Secret is not superuser: only the controller reads the others.
+func AppSecretName(inst *outpostv1.PostgresInstance) string { return inst.Name + "-app" }
+func SuperuserSecretName(inst *outpostv1.PostgresInstance) string {
+	return inst.Name + "-superuser"
+}
+func BackupTokenSecretName(inst *outpostv1.PostgresInstance) string {
+	return inst.Name + "-backup-token"
+}
+func TLSSecretName(inst *outpostv1.PostgresInstance) string { return inst.Name + "-tls" }
+
+// legacySecretName is the one Secret that held every credential before
+// they were split; its passwords move into the new Secrets.
+func legacySecretName(inst *outpostv1.PostgresInstance) string { return inst.Name + "-credentials" }
+
 func ConfigMapName(inst *outpostv1.PostgresInstance) string { return inst.Name + "-config" }
 func ServiceName(inst *outpostv1.PostgresInstance) string   { return inst.Name }
 func StatefulSetName(inst *outpostv1.PostgresInstance) string {
@@ -99,22 +123,20 @@ func bootstrapNames(inst *outpostv1.PostgresInstance) (database, owner string) {
 	return database, owner
 }
 
-// newSecretData generates the credentials of a new instance.
-func newSecretData(inst *outpostv1.PostgresInstance) map[string][]byte {
+// appSecretData is the application's Secret: its role's credentials, a
+// verify-full URI, and the site CA to verify the server with.
+func appSecretData(inst *outpostv1.PostgresInstance, password string, caPEM []byte) map[string][]byte {
 	database, owner := bootstrapNames(inst)
-	password := postgres.GeneratePassword()
-	uri := url.URL{
-		Scheme: "postgres", User: url.UserPassword(owner, password),
-		Host: Endpoint(inst), Path: "/" + database, RawQuery: "sslmode=disable",
-	}
+	uri := postgres.ConnURL{Host: serviceHost(inst), Port: PostgresPort, User: owner, Password: password,
+		Database: database, RootCert: AppCAPath}
 	return map[string][]byte{
-		KeyUsername:          []byte(owner),
-		KeyPassword:          []byte(password),
-		KeySuperuserPassword: []byte(postgres.GeneratePassword()),
-		KeyDatabase:          []byte(database),
-		KeyHost:              []byte(serviceHost(inst)),
-		KeyPort:              []byte(strconv.Itoa(PostgresPort)),
-		KeyURI:               []byte(uri.String()),
+		KeyUsername: []byte(owner),
+		KeyPassword: []byte(password),
+		KeyDatabase: []byte(database),
+		KeyHost:     []byte(serviceHost(inst)),
+		KeyPort:     []byte(strconv.Itoa(PostgresPort)),
+		KeyURI:      []byte(uri.String()),
+		KeyCA:       caPEM,
 	}
 }
 
@@ -143,14 +165,18 @@ func instanceConfig(inst *outpostv1.PostgresInstance) instancemanager.Config {
 	}
 }
 
-func configMapData(inst *outpostv1.PostgresInstance, bk *instancemanager.BackupConfig, rc *instancemanager.RecoveryConfig) (map[string]string, error) {
+func configMapData(inst *outpostv1.PostgresInstance, bk *podBackup, rc *instancemanager.RecoveryConfig) (map[string]string, error) {
 	cfg := instanceConfig(inst)
-	cfg.Backup, cfg.Recovery = bk, rc
+	cfg.Backup, cfg.Recovery = bk.config(), rc
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		return nil, err
 	}
-	return map[string]string{instancemanager.ConfigFileName: string(b)}, nil
+	data := map[string]string{instancemanager.ConfigFileName: string(b)}
+	if bk != nil && bk.recipient != "" {
+		data[RecipientFile] = bk.recipient + "\n"
+	}
+	return data, nil
 }
 
 func serviceSpec(inst *outpostv1.PostgresInstance) corev1.ServiceSpec {
@@ -186,11 +212,6 @@ func statefulSetSpec(inst *outpostv1.PostgresInstance, opts PodOptions) appsv1.S
 	whenDeleted := appsv1.RetainPersistentVolumeClaimRetentionPolicyType
 	if inst.Spec.DeletionPolicy == outpostv1.DeletionDelete {
 		whenDeleted = appsv1.DeletePersistentVolumeClaimRetentionPolicyType
-	}
-	secretEnv := func(name, key string) corev1.EnvVar {
-		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
-			LocalObjectReference: corev1.LocalObjectReference{Name: SecretName(inst)}, Key: key,
-		}}}
 	}
 	probe := func(path string, failures int32) *corev1.Probe {
 		return &corev1.Probe{
@@ -231,10 +252,11 @@ func statefulSetSpec(inst *outpostv1.PostgresInstance, opts PodOptions) appsv1.S
 					Command: []string{"outpost", "instance", "run",
 						"--data-dir", dataDir,
 						"--config", configDir + "/" + instancemanager.ConfigFileName,
-						"--http-addr", fmt.Sprintf(":%d", HTTPPort)},
+						"--http-addr", fmt.Sprintf(":%d", HTTPPort),
+						"--tls-dir", tlsMount, "--socket-dir", socketDir},
 					Env: []corev1.EnvVar{
-						secretEnv(instancemanager.EnvSuperuserPassword, KeySuperuserPassword),
-						secretEnv(instancemanager.EnvAppPassword, KeyPassword),
+						secretEnv(instancemanager.EnvSuperuserPassword, SuperuserSecretName(inst), KeySuperuserPassword),
+						secretEnv(instancemanager.EnvAppPassword, AppSecretName(inst), KeyPassword),
 					},
 					Ports: []corev1.ContainerPort{
 						{Name: "postgres", ContainerPort: PostgresPort, Protocol: corev1.ProtocolTCP},
@@ -257,7 +279,8 @@ func statefulSetSpec(inst *outpostv1.PostgresInstance, opts PodOptions) appsv1.S
 						// needs somewhere to write temporary files and
 						// more shared memory than a container's 64MB.
 						{Name: "tmp", MountPath: "/tmp"},
-						{Name: "run", MountPath: "/var/run/postgresql"},
+						{Name: "run", MountPath: socketDir},
+						{Name: "tls", MountPath: tlsMount, ReadOnly: true},
 						{Name: "shm", MountPath: "/dev/shm"},
 					},
 				}},
@@ -267,6 +290,11 @@ func statefulSetSpec(inst *outpostv1.PostgresInstance, opts PodOptions) appsv1.S
 					}}},
 					{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 					{Name: "run", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+					// The server certificate; the instance manager copies
+					// the key to a 0600 file of its own for postgres.
+					{Name: "tls", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+						SecretName: TLSSecretName(inst), DefaultMode: ptrInt32(0o440),
+					}}},
 					{Name: "shm", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
 						Medium: corev1.StorageMediumMemory, SizeLimit: ptr.To(shmSize(inst)),
 					}}},

@@ -11,7 +11,10 @@ import (
 
 // Where the pod mounts the CA Secret of the store a restore reads; apart
 // from the backup store's, since the two may be different stores.
-const recoveryCAMount = "/etc/outpost-recovery/ca"
+const (
+	recoveryCAMount   = "/etc/outpost-recovery/ca"
+	recoveryKeysMount = "/etc/outpost-recovery/store"
+)
 
 // podRecovery is what an instance with spec.bootstrap.recovery adds to its
 // pod: the instance manager restores the source's backup on the first
@@ -35,17 +38,19 @@ func (r *Runtime) recoveryOf(ctx context.Context, inst *outpostv1.PostgresInstan
 }
 
 // config is the ConfigMap's recovery section. The age key is the one of
-// spec.backup.encryption, as on a single host: addBackup mounts it.
+// spec.backup.encryption, as on a single host; only a pod that restores
+// mounts it (addRecovery), since reading backups needs the identity.
 func (p *podRecovery) config() *instancemanager.RecoveryConfig {
 	if p == nil {
 		return nil
 	}
 	rec := p.inst.Spec.Bootstrap.Recovery
 	c := &instancemanager.RecoveryConfig{
-		Store:     storeConfig(p.store, recoveryCAMount+"/"+KeyCA),
-		Namespace: p.inst.Namespace,
-		Instance:  rec.Source,
-		BackupID:  rec.BackupID,
+		Store:          storeConfig(p.store, recoveryCAMount+"/"+KeyCA),
+		Namespace:      p.inst.Namespace,
+		Instance:       rec.Source,
+		BackupID:       rec.BackupID,
+		CredentialsDir: recoveryKeysMount,
 	}
 	if rec.TargetTime != nil {
 		t := rec.TargetTime.UTC()
@@ -57,19 +62,24 @@ func (p *podRecovery) config() *instancemanager.RecoveryConfig {
 	return c
 }
 
-// addRecovery gives the pod the recovery store's keys, under their own
-// variable names, and mounts its CA Secret.
+// mountsIdentity reports whether the pod restores encrypted backups, the
+// one case where it needs the age identity.
+func (p *podRecovery) mountsIdentity() bool {
+	return p != nil && p.inst.Spec.Backup != nil && p.inst.Spec.Backup.Encryption != nil
+}
+
+// addRecovery mounts the recovery store's keys and its CA Secret, apart
+// from the backup store's.
 func addRecovery(spec *appsv1.StatefulSetSpec, p *podRecovery) {
 	if p == nil {
 		return
 	}
 	pod := &spec.Template.Spec
-	c := &pod.Containers[0]
-	creds := p.store.Spec.Credentials.Secret.Name
-	c.Env = append(c.Env,
-		secretEnv(instancemanager.EnvRecoveryAccessKey, creds, KeyAccessKeyID),
-		secretEnv(instancemanager.EnvRecoverySecretKey, creds, KeySecretAccessKey))
+	mountSecret(pod, "recovery-keys", p.store.Spec.Credentials.Secret.Name, recoveryKeysMount, KeyAccessKeyID, KeySecretAccessKey)
 	if ca := p.store.Spec.CASecret; ca != nil {
-		mountSecret(pod, "recovery-ca", ca.Name, KeyCA, recoveryCAMount)
+		mountSecret(pod, "recovery-ca", ca.Name, recoveryCAMount, KeyCA)
+	}
+	if p.mountsIdentity() {
+		mountSecret(pod, "backup-key", p.inst.Spec.Backup.Encryption.KeySecret.Name, keyMount, KeyAgeKey)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/outpostdata/outpost/controller"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
+	"github.com/outpostdata/outpost/postgres"
 )
 
 // Runtime keeps each instance's Secret, ConfigMap, Service and StatefulSet.
@@ -27,6 +29,24 @@ type Runtime struct {
 	// ManagerURL overrides where an instance's manager is reached
 	// (default: its Service, see ManagerURL).
 	ManagerURL func(*outpostv1.PostgresInstance) string
+	// Reader reads, uncached, what the manager's cache does not hold: the
+	// age key Secrets users create, and the site CA's Secret in the
+	// controller's namespace, which may not be a watched one. Nil means
+	// Client.
+	Reader client.Reader
+	// Namespace is the controller's own, where the site CA's Secret is;
+	// empty means "default".
+	Namespace string
+	// CertDir is where the controller keeps its client certificate;
+	// empty means a new temporary directory.
+	CertDir string
+	// DatabaseEndpoint, when set, replaces the instance's Service (host and
+	// port) for DatabaseURL: for a controller outside the cluster, such as
+	// a test's, where Service names do not resolve.
+	DatabaseEndpoint func(*outpostv1.PostgresInstance) (host string, port int)
+
+	caMu sync.Mutex
+	ca   *postgres.CA
 }
 
 var _ controller.InstanceRuntime = (*Runtime)(nil)
@@ -34,9 +54,9 @@ var _ controller.InstanceRuntime = (*Runtime)(nil)
 // EnsureInstance creates or updates the instance's objects and reports
 // Ready from the StatefulSet's status.
 func (r *Runtime) EnsureInstance(ctx context.Context, inst *outpostv1.PostgresInstance) (controller.InstanceObservation, error) {
-	obs := controller.InstanceObservation{Endpoint: Endpoint(inst), CredentialsSecret: SecretName(inst)}
-	if err := r.ensureSecret(ctx, inst); err != nil {
-		return obs, fmt.Errorf("secret %s: %w", SecretName(inst), err)
+	obs := controller.InstanceObservation{Endpoint: Endpoint(inst), CredentialsSecret: AppSecretName(inst)}
+	if err := r.ensureSecrets(ctx, inst); err != nil {
+		return obs, err
 	}
 	bk, err := r.backupOf(ctx, inst)
 	if err != nil {
@@ -46,7 +66,7 @@ func (r *Runtime) EnsureInstance(ctx context.Context, inst *outpostv1.PostgresIn
 	if err != nil {
 		return obs, err
 	}
-	data, err := configMapData(inst, bk.config(), rec.config())
+	data, err := configMapData(inst, bk, rec.config())
 	if err != nil {
 		return obs, err
 	}
@@ -105,6 +125,13 @@ func observe(sts *appsv1.StatefulSet, obs controller.InstanceObservation) contro
 	return obs
 }
 
+func (r *Runtime) reader() client.Reader {
+	if r.Reader != nil {
+		return r.Reader
+	}
+	return r.Client
+}
+
 func (r *Runtime) meta(inst *outpostv1.PostgresInstance, name string) metav1.ObjectMeta {
 	return metav1.ObjectMeta{Name: name, Namespace: inst.Namespace}
 }
@@ -132,25 +159,6 @@ func (r *Runtime) apply(ctx context.Context, inst *outpostv1.PostgresInstance, o
 	return nil
 }
 
-// ensureSecret creates the credentials once. An existing Secret keeps its
-// passwords: they are what the data directory was initialised with, and a
-// Secret kept by deletionPolicy Retain is adopted by an instance of the
-// same name, whose retained volume it opens.
-func (r *Runtime) ensureSecret(ctx context.Context, inst *outpostv1.PostgresInstance) error {
-	secret := &corev1.Secret{ObjectMeta: r.meta(inst, SecretName(inst))}
-	_, err := controllerutil.CreateOrUpdate(ctx, r.Client, secret, func() error {
-		if secret.CreationTimestamp.IsZero() {
-			secret.Type = corev1.SecretTypeOpaque
-			secret.Data = newSecretData(inst)
-		}
-		ensureBackupToken(secret)
-		secret.SetLabels(mergeMaps(secret.GetLabels(), Labels(inst)))
-		return controllerutil.SetControllerReference(inst, secret, r.Scheme)
-	})
-	// Never log the object: it holds the passwords.
-	return err
-}
-
 // DeleteInstance removes the StatefulSet, Service and ConfigMap at once
 // (garbage collection would, later). With deletionPolicy Delete the
 // StatefulSet's PVC retention policy deletes the volume and the Secret
@@ -158,7 +166,6 @@ func (r *Runtime) ensureSecret(ctx context.Context, inst *outpostv1.PostgresInst
 // the instance so that garbage collection leaves it: the retained data
 // is of no use without its passwords.
 func (r *Runtime) DeleteInstance(ctx context.Context, inst *outpostv1.PostgresInstance) error {
-	key := types.NamespacedName{Namespace: inst.Namespace}
 	background := client.PropagationPolicy(metav1.DeletePropagationBackground)
 	for _, obj := range []client.Object{
 		&appsv1.StatefulSet{ObjectMeta: r.meta(inst, StatefulSetName(inst))},
@@ -169,16 +176,33 @@ func (r *Runtime) DeleteInstance(ctx context.Context, inst *outpostv1.PostgresIn
 			return fmt.Errorf("delete %s: %w", obj.GetName(), err)
 		}
 	}
+	for _, name := range secretNames(inst) {
+		if err := r.deleteOrReleaseSecret(ctx, inst, name); err != nil {
+			return err
+		}
+	}
+	if inst.Spec.DeletionPolicy == outpostv1.DeletionDelete {
+		r.Log.Info("instance deleted with its data", "instance", inst.Namespace+"/"+inst.Name)
+	} else {
+		r.Log.Info("instance deleted; its volume and Secrets are kept (deletionPolicy Retain)",
+			"instance", inst.Namespace+"/"+inst.Name, "secrets", secretNames(inst))
+	}
+	return nil
+}
+
+// deleteOrReleaseSecret deletes one Secret of an instance with
+// deletionPolicy Delete; with Retain it releases it from the instance, so
+// that garbage collection leaves it: retained data is of no use without
+// its passwords.
+func (r *Runtime) deleteOrReleaseSecret(ctx context.Context, inst *outpostv1.PostgresInstance, name string) error {
 	secret := &corev1.Secret{}
-	key.Name = SecretName(inst)
-	if err := r.Client.Get(ctx, key, secret); err != nil {
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: inst.Namespace, Name: name}, secret); err != nil {
 		return client.IgnoreNotFound(err)
 	}
 	if inst.Spec.DeletionPolicy == outpostv1.DeletionDelete {
 		if err := r.Client.Delete(ctx, secret); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("delete %s: %w", secret.Name, err)
 		}
-		r.Log.Info("instance deleted with its data", "instance", inst.Namespace+"/"+inst.Name)
 		return nil
 	}
 	if ownedBy(secret, inst) {
@@ -190,8 +214,6 @@ func (r *Runtime) DeleteInstance(ctx context.Context, inst *outpostv1.PostgresIn
 			return fmt.Errorf("release %s: %w", secret.Name, err)
 		}
 	}
-	r.Log.Info("instance deleted; its volume and credentials Secret are kept (deletionPolicy Retain)",
-		"instance", inst.Namespace+"/"+inst.Name, "secret", secret.Name)
 	return nil
 }
 

@@ -54,7 +54,7 @@ func startController(t *testing.T, api *harness.APIServer, logs *syncBuffer) {
 		Log:        slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		MinRequeue: 10 * time.Second,
 		NewRuntime: func(c client.Client, s *runtime.Scheme) (controller.InstanceRuntime, error) {
-			return &kuberuntime.Runtime{Client: c, Scheme: s, Log: slog.New(slog.NewTextHandler(logs, nil)),
+			return &kuberuntime.Runtime{Client: c, Reader: api.Client, Scheme: s, Log: slog.New(slog.NewTextHandler(logs, nil)),
 				Pods: kuberuntime.PodOptions{Image: "outpost/instance:test", ImagePullPolicy: corev1.PullIfNotPresent}}, nil
 		},
 	})
@@ -160,22 +160,22 @@ func TestKubernetesRuntimeCreatesUpdatesAndFinalizesTheInstanceObjects(t *testin
 	if inst.Status.Phase != outpostv1.InstanceProvisioning || ready == nil || ready.Status != metav1.ConditionFalse || ready.Reason != "PodNotReady" {
 		t.Errorf("status = %+v, want Provisioning with Ready False/PodNotReady", inst.Status)
 	}
-	if inst.Status.Endpoint != "db.default.svc:5432" || inst.Status.CredentialsSecret == nil || inst.Status.CredentialsSecret.Name != "db-credentials" {
+	if inst.Status.Endpoint != "db.default.svc:5432" || inst.Status.CredentialsSecret == nil || inst.Status.CredentialsSecret.Name != "db-app" {
 		t.Errorf("endpoint %q, credentials %+v", inst.Status.Endpoint, inst.Status.CredentialsSecret)
 	}
 	if !slicesContains(inst.Finalizers, kube.Finalizer) {
 		t.Errorf("finalizers = %v, want %s", inst.Finalizers, kube.Finalizer)
 	}
 
-	// Exactly the four objects, each owned by the instance as controller.
+	// Exactly these objects, each owned by the instance as controller.
 	got := strings.Join(sorted(ownedObjects(t, c, inst)), " ")
-	if want := "ConfigMap/db-config Secret/db-credentials Service/db StatefulSet/db"; got != want {
+	if want := "ConfigMap/db-config Secret/db-app Secret/db-backup-token Secret/db-superuser Secret/db-tls Service/db StatefulSet/db"; got != want {
 		t.Errorf("owned objects = %s, want %s", got, want)
 	}
 
 	// Labels on every object and the pod template.
 	for _, obj := range []client.Object{&corev1.Secret{}, &corev1.ConfigMap{}, &corev1.Service{}} {
-		name := map[string]string{"*v1.Secret": "db-credentials", "*v1.ConfigMap": "db-config", "*v1.Service": "db"}[typeName(obj)]
+		name := map[string]string{"*v1.Secret": "db-app", "*v1.ConfigMap": "db-config", "*v1.Service": "db"}[typeName(obj)]
 		if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: name}, obj); err != nil {
 			t.Fatal(err)
 		}
@@ -220,15 +220,29 @@ func TestKubernetesRuntimeCreatesUpdatesAndFinalizesTheInstanceObjects(t *testin
 		t.Errorf("PVC retention with deletionPolicy Retain: %+v", sts.Spec.PersistentVolumeClaimRetentionPolicy)
 	}
 
-	// The Secret holds generated credentials that appear in no log.
-	secret := &corev1.Secret{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "db-credentials"}, secret); err != nil {
+	// The Secrets hold generated credentials that appear in no log; the
+	// app's has no superuser password, and a verify-full URI with the CA.
+	secret, superSecret := &corev1.Secret{}, &corev1.Secret{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "db-app"}, secret); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "db-superuser"}, superSecret); err != nil {
 		t.Fatal(err)
 	}
 	password := string(secret.Data["password"])
-	super := string(secret.Data["superuser-password"])
-	if len(password) < 20 || len(super) < 20 || password == super || string(secret.Data["username"]) != "app" || !strings.HasPrefix(string(secret.Data["uri"]), "postgres://app:") {
-		t.Errorf("secret keys: %v", keys(secret.Data))
+	super := string(superSecret.Data["superuser-password"])
+	uri := string(secret.Data["uri"])
+	if len(password) < 20 || len(super) < 20 || password == super || string(secret.Data["username"]) != "app" || !strings.HasPrefix(uri, "postgres://app:") ||
+		!strings.Contains(uri, "sslmode=verify-full") || !strings.Contains(uri, "sslrootcert=/etc/outpost-app/ca.crt") || !strings.HasPrefix(string(secret.Data["ca.crt"]), "-----BEGIN CERTIFICATE") {
+		t.Errorf("app secret keys: %v, uri %s", keys(secret.Data), strings.Replace(uri, password, "PASSWORD", 1))
+	}
+	for k, v := range secret.Data {
+		if strings.Contains(string(v), super) || strings.Contains(k, "superuser") {
+			t.Errorf("the app Secret's %s holds the superuser password", k)
+		}
+	}
+	if len(superSecret.Data) != 1 {
+		t.Errorf("the superuser Secret holds %v, want only superuser-password", keys(superSecret.Data))
 	}
 	if strings.Contains(logs.String(), password) || strings.Contains(logs.String(), super) {
 		t.Errorf("a generated password appears in the controller log")
@@ -324,8 +338,10 @@ func TestKubernetesRuntimeCreatesUpdatesAndFinalizesTheInstanceObjects(t *testin
 		t.Fatal(err)
 	}
 	eventually(t, 30*time.Second, "scratch and its Secret gone", func() error {
-		if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "scratch-credentials"}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
-			return errorf("secret still there")
+		for _, name := range []string{"scratch-app", "scratch-superuser", "scratch-backup-token", "scratch-tls"} {
+			if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: name}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
+				return errorf("secret " + name + " still there")
+			}
 		}
 		if err := c.Get(ctx, client.ObjectKeyFromObject(gone), &outpostv1.PostgresInstance{}); !apierrors.IsNotFound(err) {
 			return errorf("instance still there")

@@ -3,16 +3,12 @@ package localruntime
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/url"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/outpostdata/outpost/backup"
 	"github.com/outpostdata/outpost/controller"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
-	"github.com/outpostdata/outpost/postgres"
 )
 
 var _ controller.BackupRunner = (*Runtime)(nil)
@@ -51,21 +47,14 @@ func (r *Runtime) RunBackup(ctx context.Context, inst *outpostv1.PostgresInstanc
 		return nil, "", err
 	}
 	dir := InstanceDir(r.StateDir, inst.Namespace, inst.Name)
-	creds, err := ReadCredentials(dir)
+	connString, err := SuperuserURL(dir, "postgres")
 	if err != nil {
 		return nil, "", err
-	}
-	u := url.URL{
-		Scheme:   "postgres",
-		User:     url.UserPassword(postgres.Superuser, creds.SuperuserPassword),
-		Host:     net.JoinHostPort(creds.Host, strconv.Itoa(creds.Port)),
-		Path:     "/postgres",
-		RawQuery: "sslmode=disable",
 	}
 	start := time.Now()
 	m, err := backup.Create(ctx, backup.CreateOptions{
 		Store: s, Namespace: inst.Namespace, Instance: inst.Name,
-		ConnString: u.String(), DataDir: filepath.Join(dir, "data"), Keys: keys, OnStart: onStart,
+		ConnString: connString, DataDir: filepath.Join(dir, "data"), Keys: keys, OnStart: onStart,
 	})
 	if err != nil {
 		return nil, "", err

@@ -54,6 +54,7 @@ type Runtime struct {
 	Executable string
 
 	mu        sync.Mutex
+	ca        *postgres.CA // the site CA, loaded on first use
 	instances map[string]*instance
 	restores  map[string]*restoreJob
 }
@@ -125,7 +126,7 @@ func (r *Runtime) EnsureInstance(ctx context.Context, inst *outpostv1.PostgresIn
 	}
 	obs := controller.InstanceObservation{
 		Endpoint:          net.JoinHostPort(advertisedHost(in.server.ListenAddress), strconv.Itoa(in.creds.Port)),
-		CredentialsSecret: inst.Name + "-credentials",
+		CredentialsSecret: inst.Name + "-app",
 		Restarts:          int32(in.supervisor.Restarts()),
 		PgvectorVersion:   in.pgvector,
 	}
@@ -140,6 +141,9 @@ func (r *Runtime) EnsureInstance(ctx context.Context, inst *outpostv1.PostgresIn
 			}
 		}
 		return obs, nil
+	}
+	if err := r.rotateServerCert(ctx, in, inst); err != nil {
+		return obs, err
 	}
 	key := setupKey(inst)
 	if changed, err := r.syncArchiveSettings(ctx, in, inst); err != nil {
@@ -181,27 +185,41 @@ func (r *Runtime) load(ctx context.Context, inst *outpostv1.PostgresInstance) (*
 	if err != nil {
 		return nil, err
 	}
+	superuserPassword, err := ReadSuperuser(dir)
+	if err != nil {
+		return nil, err
+	}
 	listen := r.listenAddressLocked()
-	if host := connectHost(listen); creds.Host != host {
-		// The listen address changed while no controller watched: a server
-		// still running on the old one is stopped, to start on the new.
-		old := &postgres.Server{DataDir: filepath.Join(dir, "data"), ListenAddress: creds.Host, Port: creds.Port, Password: creds.SuperuserPassword}
-		if adopted, err := old.Adopt(ctx); err == nil && adopted {
-			if err := old.Stop(ctx); err != nil {
-				return nil, fmt.Errorf("stop %s to change its listen address: %w", key, err)
+	if host := connectHost(listen); creds.Host != host || creds.SSLRootCert != CAFile(r.StateDir) {
+		if creds.Host != host {
+			// The listen address changed while no controller watched: a
+			// server still running on the old one is stopped, to start on
+			// the new.
+			old := &postgres.Server{DataDir: filepath.Join(dir, "data"), ListenAddress: creds.Host, Port: creds.Port,
+				Password: superuserPassword, SocketDir: SocketDir(dir)}
+			if adopted, err := old.Adopt(ctx); err == nil && adopted {
+				if err := old.Stop(ctx); err != nil {
+					return nil, fmt.Errorf("stop %s to change its listen address: %w", key, err)
+				}
 			}
 		}
-		creds.Host = host
+		creds.Host, creds.SSLRootCert = host, CAFile(r.StateDir)
 		if err := writeCredentials(dir, creds); err != nil {
 			return nil, fmt.Errorf("write credentials of %s: %w", key, err)
 		}
 	}
+	tlsFiles, err := r.serverTLS(dir, inst.Name, listen)
+	if err != nil {
+		return nil, err
+	}
 	srv := &postgres.Server{
 		DataDir:       filepath.Join(dir, "data"),
-		ListenAddress: r.listenAddressLocked(),
+		ListenAddress: listen,
 		Port:          creds.Port,
-		Password:      creds.SuperuserPassword,
+		Password:      superuserPassword,
 		LogFile:       filepath.Join(dir, "postgres.log"),
+		TLS:           tlsFiles,
+		SocketDir:     SocketDir(dir),
 	}
 	if srv.ManagedSettings, err = r.archiveSettings(ctx, inst, dir); err != nil {
 		// The server runs without archiving rather than not at all; the
@@ -277,12 +295,17 @@ func (r *Runtime) loadOrCreateCredentials(ctx context.Context, dir string, inst 
 		boot = &outpostv1.InitDBBootstrap{}
 	}
 	creds = Credentials{
-		Host:              connectHost(r.listenAddressLocked()),
-		Port:              port,
-		Database:          orDefault(boot.Database, "app"),
-		Username:          orDefault(boot.Owner, "app"),
-		Password:          postgres.GeneratePassword(),
-		SuperuserPassword: postgres.GeneratePassword(),
+		Host:        connectHost(r.listenAddressLocked()),
+		Port:        port,
+		Database:    orDefault(boot.Database, "app"),
+		Username:    orDefault(boot.Owner, "app"),
+		Password:    postgres.GeneratePassword(),
+		SSLRootCert: CAFile(r.StateDir),
+	}
+	// The superuser's file first: credentials without it would be an
+	// instance nobody can manage.
+	if err := writeSuperuser(dir, postgres.GeneratePassword()); err != nil {
+		return creds, fmt.Errorf("write superuser credentials of %s/%s: %w", inst.Namespace, inst.Name, err)
 	}
 	if err := writeCredentials(dir, creds); err != nil {
 		return creds, fmt.Errorf("write credentials of %s/%s: %w", inst.Namespace, inst.Name, err)
@@ -358,9 +381,13 @@ func (r *Runtime) DeleteInstance(ctx context.Context, inst *outpostv1.PostgresIn
 			return fmt.Errorf("stop %s: %w", key, err)
 		}
 	} else if creds, err := ReadCredentials(dir); err == nil {
-		// Whatever it listens on, a server answers at the host its
-		// credentials name.
-		srv := &postgres.Server{DataDir: filepath.Join(dir, "data"), ListenAddress: creds.Host, Port: creds.Port, Password: creds.SuperuserPassword}
+		password, err := ReadSuperuser(dir)
+		if err != nil {
+			return fmt.Errorf("stop %s: %w", key, err)
+		}
+		// Whatever it listens on, a server answers on its socket.
+		srv := &postgres.Server{DataDir: filepath.Join(dir, "data"), ListenAddress: creds.Host, Port: creds.Port,
+			Password: password, SocketDir: SocketDir(dir)}
 		if adopted, err := srv.Adopt(ctx); err != nil {
 			return fmt.Errorf("stop %s: %w", key, err)
 		} else if adopted {

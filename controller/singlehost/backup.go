@@ -4,10 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
-	"net/url"
 	"path/filepath"
-	"strconv"
 
 	"github.com/outpostdata/outpost/backup"
 	"github.com/outpostdata/outpost/controller"
@@ -15,7 +12,6 @@ import (
 	"github.com/outpostdata/outpost/controller/controldb"
 	"github.com/outpostdata/outpost/controller/localruntime"
 	"github.com/outpostdata/outpost/controller/manifest"
-	"github.com/outpostdata/outpost/postgres"
 )
 
 // ObjectStores looks ObjectStores up in the manifests directory, for the
@@ -95,15 +91,8 @@ func ResolveBackup(ctx context.Context, sd StateDir, namespace, name string) (*B
 	}
 	dir := sd.Instance(namespace, name)
 	t.DataDir = filepath.Join(dir, "data")
-	if creds, err := localruntime.ReadCredentials(dir); err == nil {
-		u := url.URL{
-			Scheme:   "postgres",
-			User:     url.UserPassword(postgres.Superuser, creds.SuperuserPassword),
-			Host:     net.JoinHostPort(creds.Host, strconv.Itoa(creds.Port)),
-			Path:     "/postgres",
-			RawQuery: "sslmode=disable",
-		}
-		t.ConnString = u.String()
+	if u, err := localruntime.SuperuserURL(dir, "postgres"); err == nil {
+		t.ConnString = u
 	}
 	return t, nil
 }

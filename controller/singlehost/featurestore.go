@@ -3,15 +3,11 @@ package singlehost
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/url"
-	"strconv"
 
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/controller/dirsource"
 	"github.com/outpostdata/outpost/controller/localruntime"
 	"github.com/outpostdata/outpost/controller/manifest"
-	"github.com/outpostdata/outpost/postgres"
 )
 
 // FeatureStoreDatabase finds a FeatureStore's manifest in the state
@@ -39,16 +35,9 @@ func FeatureStoreDatabase(ctx context.Context, sd StateDir, namespace, name stri
 		return nil, "", err
 	}
 	dir := sd.Instance(namespace, fs.Spec.Instance.Name)
-	creds, err := localruntime.ReadCredentials(dir)
+	u, err := localruntime.SuperuserURL(dir, fs.Spec.Database)
 	if err != nil {
 		return nil, "", fmt.Errorf("FeatureStore %s/%s: instance %s: %w (is `outpost up` running, and the instance Ready?)", namespace, name, fs.Spec.Instance.Name, err)
 	}
-	u := url.URL{
-		Scheme:   "postgres",
-		User:     url.UserPassword(postgres.Superuser, creds.SuperuserPassword),
-		Host:     net.JoinHostPort(creds.Host, strconv.Itoa(creds.Port)),
-		Path:     "/" + fs.Spec.Database,
-		RawQuery: "sslmode=disable",
-	}
-	return fs, u.String(), nil
+	return fs, u, nil
 }

@@ -3,23 +3,28 @@ package singlehost
 import (
 	"fmt"
 	"os/exec"
-	"strconv"
 
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/controller/localruntime"
 )
 
 // PsqlCommandLine is a shell command that opens psql on an instance as its
-// application role, with the password read from the instance's pgpass file
-// rather than shown.
+// application role, verifying the server with the site CA, with the
+// password read from the instance's pgpass file rather than shown.
 func PsqlCommandLine(sd StateDir, inst *outpostv1.PostgresInstance) string {
 	dir := sd.Instance(inst.Namespace, inst.Name)
 	creds, err := localruntime.ReadCredentials(dir)
 	if err != nil {
 		return fmt.Sprintf("(credentials unreadable: %v)", err)
 	}
-	return fmt.Sprintf("PGPASSFILE=%s psql -h %s -p %d -U %s %s",
-		localruntime.PgpassFile(dir), creds.Host, creds.Port, creds.Username, creds.Database)
+	return fmt.Sprintf("PGPASSFILE=%s psql '%s'", localruntime.PgpassFile(dir), appURL(creds))
+}
+
+// appURL is the application role's URI without its password, which
+// psql takes from the pgpass file.
+func appURL(c localruntime.Credentials) string {
+	c.Password = ""
+	return c.URI()
 }
 
 // PsqlCommand returns the psql binary, its arguments and the extra
@@ -34,7 +39,7 @@ func PsqlCommand(sd StateDir, namespace, name string) (path string, args, env []
 	if err != nil {
 		return "", nil, nil, fmt.Errorf("psql is not installed: run `make deps` or install postgresql-client-15")
 	}
-	args = []string{"psql", "-h", creds.Host, "-p", strconv.Itoa(creds.Port), "-U", creds.Username, creds.Database}
+	args = []string{"psql", appURL(creds)}
 	env = []string{"PGPASSFILE=" + localruntime.PgpassFile(dir)}
 	return path, args, env, nil
 }

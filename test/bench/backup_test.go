@@ -165,36 +165,30 @@ spec:
 	if err != nil {
 		b.Fatal(err)
 	}
-	sock := filepath.Join(e.work, "sock")
-	if err := os.Mkdir(sock, 0o755); err != nil {
+	// The instance's socket directory, where `outpost backup` connects as
+	// the superuser, and pgBackRest too.
+	sock := localruntime.SocketDir(instDir)
+	if err := os.Mkdir(sock, 0o700); err != nil {
 		b.Fatal(err)
 	}
 	if err := postgres.OwnByServer(sock); err != nil {
 		b.Fatal(err)
 	}
-	e.srv = &postgres.Server{BinDir: pgBin, DataDir: filepath.Join(instDir, "data"), Port: harness.FreePort(b), Password: postgres.GeneratePassword()}
+	e.srv = &postgres.Server{BinDir: pgBin, DataDir: filepath.Join(instDir, "data"), Port: harness.FreePort(b), Password: postgres.GeneratePassword(), SocketDir: sock}
 	e.srv.ManagedSettings = backup.ArchiveSettings(e.outpost, e.walConfig)
-	e.srv.ManagedSettings["unix_socket_directories"] = sock
 	if err := e.srv.InitDB(ctx); err != nil {
 		b.Fatal(err)
 	}
 	if err := e.srv.WriteConfig(map[string]string{"fsync": "off", "max_wal_size": "4GB", "shared_buffers": "256MB"}); err != nil {
 		b.Fatal(err)
 	}
-	// pgBackRest reaches the server only through its Unix socket, which
-	// Outpost's own pg_hba.conf does not admit.
-	hba, err := os.OpenFile(filepath.Join(e.srv.DataDir, "pg_hba.conf"), os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	fmt.Fprintln(hba, "local   all          postgres                scram-sha-256")
-	hba.Close()
 	if err := e.srv.Start(ctx); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { e.srv.Stop(context.Background()) })
-	credJSON, _ := json.Marshal(map[string]any{"host": "127.0.0.1", "port": e.srv.Port, "database": "postgres", "username": "postgres", "password": e.srv.Password, "superuserPassword": e.srv.Password})
+	credJSON, _ := json.Marshal(map[string]any{"host": "127.0.0.1", "port": e.srv.Port, "database": "postgres", "username": "postgres", "password": e.srv.Password})
 	writeFile(b, filepath.Join(instDir, "credentials.json"), string(credJSON), 0o600)
+	writeFile(b, localruntime.SuperuserFile(instDir), `{"password": "`+e.srv.Password+`"}`, 0o600)
 
 	// pgBackRest: repo of type s3 on the same MinIO, in its own prefix.
 	for _, d := range []string{"pgbr-log", "pgbr-lock", "pgbr-spool"} {

@@ -34,7 +34,7 @@ func TestInstanceManagerReportsTheArchiverAndRestoresDriftedSettings(t *testing.
 	})
 	superSQL := func(sql string) string {
 		c := exec.Command(harness.SystemBinary(t, "psql"), "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-			"-h", "127.0.0.1", "-p", strconv.Itoa(p.pgPort), "-U", "postgres", "-d", "postgres", "-c", sql)
+			"-h", p.socketDir, "-p", strconv.Itoa(p.pgPort), "-U", "postgres", "-d", "postgres", "-c", sql)
 		c.Env = append(os.Environ(), "PGPASSWORD="+superPassword, "PGCONNECT_TIMEOUT=5")
 		out, err := c.CombinedOutput()
 		if err != nil {

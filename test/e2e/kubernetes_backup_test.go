@@ -1,13 +1,13 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -71,7 +71,7 @@ func TestKubernetesBackupRunsInTheInstanceManager(t *testing.T) {
 	mgr, err := kube.NewManager(kube.Options{
 		Config: api.Config, Log: harness.Logger(t), MinRequeue: 10 * time.Second,
 		NewRuntime: func(cl client.Client, s *runtime.Scheme) (controller.InstanceRuntime, error) {
-			return &kuberuntime.Runtime{Client: cl, Scheme: s, Log: slog.New(slog.DiscardHandler), Pods: kuberuntime.PodOptions{Image: "outpost/instance:test"}}, nil
+			return &kuberuntime.Runtime{Client: cl, Reader: c, Scheme: s, Log: slog.New(slog.DiscardHandler), Pods: kuberuntime.PodOptions{Image: "outpost/instance:test"}}, nil
 		},
 		// The Service's DNS name does not resolve without a cluster; the
 		// pod's HTTP port is on loopback here.
@@ -112,7 +112,7 @@ func TestKubernetesBackupRunsInTheInstanceManager(t *testing.T) {
 	waitFor(t, time.Minute, "the instance's objects", func() bool {
 		return c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "db"}, &sts) == nil &&
 			c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "db-config"}, &cm) == nil &&
-			c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "db-credentials"}, &secret) == nil
+			c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "db-backup-token"}, &secret) == nil
 	})
 	env := map[string]string{}
 	for _, e := range sts.Spec.Template.Spec.Containers[0].Env {
@@ -120,7 +120,7 @@ func TestKubernetesBackupRunsInTheInstanceManager(t *testing.T) {
 			env[e.Name] = ref.Name + "/" + ref.Key
 		}
 	}
-	for name, want := range map[string]string{"AWS_ACCESS_KEY_ID": "minio-creds/accessKeyID", "AWS_SECRET_ACCESS_KEY": "minio-creds/secretAccessKey", "OUTPOST_BACKUP_TOKEN": "db-credentials/backup-token"} {
+	for name, want := range map[string]string{"OUTPOST_BACKUP_TOKEN": "db-backup-token/backup-token"} {
 		if env[name] != want {
 			t.Errorf("pod env %s from %q, want the Secret key %s", name, env[name], want)
 		}
@@ -144,6 +144,23 @@ func TestKubernetesBackupRunsInTheInstanceManager(t *testing.T) {
 		t.Fatalf("backup token %q is too short", token)
 	}
 	pod.waitReady(t)
+
+	// A superuser in the instance reads the postmaster's environment, and
+	// the instance manager's (the pod's process 1, which in a pod runs as
+	// the same user): no bucket key is there, though archiving has them,
+	// as files.
+	super := pod.connect(t)
+	_, err = super.Exec(ctx, `CREATE TEMP TABLE environ (line text);
+		COPY environ FROM PROGRAM 'tr "\0" "\n" < /proc/$(cut -d" " -f4 /proc/$PPID/stat)/environ'`)
+	must(err)
+	var envLines int
+	var leaked bool
+	must(super.QueryRow(ctx, "SELECT count(*), coalesce(bool_or(line LIKE '%' || $1 || '%' OR line LIKE '%' || $2 || '%'), false) FROM environ", m.SecretKey, m.AccessKey).Scan(&envLines, &leaked))
+	managerEnv, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pod.pid))
+	must(err)
+	if envLines == 0 || leaked || bytes.Contains(managerEnv, []byte(m.SecretKey)) {
+		t.Errorf("the postmaster's environment (%d lines) has a bucket key: %v; the instance manager's: %v", envLines, leaked, bytes.Contains(managerEnv, []byte(m.SecretKey)))
+	}
 
 	// POST /backup wants the instance's token.
 	post := func(auth string) int {
@@ -283,7 +300,7 @@ func TestKubernetesBackupRunsInTheInstanceManager(t *testing.T) {
 		return out
 	}
 	whole := restored("db-copy", nil)
-	if whole.cfg.Recovery == nil || whole.cfg.Recovery.Instance != "db" || whole.env[instancemanager.EnvRecoveryAccessKey] != m.AccessKey {
+	if whole.cfg.Recovery == nil || whole.cfg.Recovery.Instance != "db" || whole.cfg.Recovery.CredentialsDir == "" {
 		t.Fatalf("db-copy's pod: recovery section %+v, env %v", whole.cfg.Recovery, whole.env)
 	}
 	whole.waitReady(t)
@@ -326,6 +343,8 @@ func TestKubernetesBackupRunsInTheInstanceManager(t *testing.T) {
 // names. Only the port is changed, to a free one on loopback.
 type instancePod struct {
 	name, base, dataDir, logPath string
+	tlsDir, socketDir            string
+	pid                          int
 	cfg                          instancemanager.Config
 	env                          map[string]string
 	exited                       chan struct{}
@@ -363,18 +382,59 @@ func startInstancePod(t *testing.T, c client.Client, name string) *instancePod {
 	if err := os.MkdirAll(filepath.Dir(p.dataDir), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// The Secret volumes, as the kubelet mounts them, each in a directory
+	// of its own here: the configuration's paths are moved with them.
+	mounts := map[string]string{}
+	for _, m := range sts.Spec.Template.Spec.Containers[0].VolumeMounts {
+		mounts[m.Name] = m.MountPath
+	}
+	moved := map[string]string{}
+	for _, v := range sts.Spec.Template.Spec.Volumes {
+		if v.Secret == nil {
+			continue
+		}
+		var secret corev1.Secret
+		if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: v.Secret.SecretName}, &secret); err != nil {
+			t.Fatalf("pod volume %s: %v", v.Name, err)
+		}
+		local := filepath.Join(dir, "mounts", v.Name)
+		if err := os.MkdirAll(local, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		items := v.Secret.Items
+		if len(items) == 0 {
+			for k := range secret.Data {
+				items = append(items, corev1.KeyToPath{Key: k, Path: k})
+			}
+		}
+		for _, it := range items {
+			if err := os.WriteFile(filepath.Join(local, it.Path), secret.Data[it.Key], 0o440); err != nil {
+				t.Fatal(err)
+			}
+		}
+		moved[mounts[v.Name]] = local
+	}
 	cfg := p.cfg
 	cfg.Port = harness.FreePort(t)
 	p.cfg.Port = cfg.Port
 	b, _ := json.Marshal(cfg)
+	for from, to := range moved {
+		b = bytes.ReplaceAll(b, []byte(`"`+from+`/`), []byte(`"`+to+`/`))
+		b = bytes.ReplaceAll(b, []byte(`"`+from+`"`), []byte(`"`+to+`"`))
+	}
+	if err := json.Unmarshal(b, &p.cfg); err != nil {
+		t.Fatal(err)
+	}
 	configFile := filepath.Join(dir, "instance.json")
 	if err := os.WriteFile(configFile, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	p.tlsDir = moved["/etc/outpost-tls"]
+	p.socketDir = filepath.Join(dir, "run")
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 	p.base = "http://" + httpAddr
 	cmd := exec.Command(outpostBin, "instance", "run", "--data-dir", p.dataDir, "--config", configFile,
-		"--listen-address", "127.0.0.1", "--http-addr", httpAddr)
+		"--listen-address", "127.0.0.1", "--http-addr", httpAddr, "--tls-dir", p.tlsDir, "--socket-dir", p.socketDir)
 	cmd.Env = environ
 	p.logPath = filepath.Join(dir, "manager.log")
 	logf, err := os.Create(p.logPath)
@@ -385,6 +445,7 @@ func startInstancePod(t *testing.T, c client.Client, name string) *instancePod {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	p.pid = cmd.Process.Pid
 	go func() { p.exitErr = cmd.Wait(); logf.Close(); close(p.exited) }()
 	t.Cleanup(func() {
 		select {
@@ -419,11 +480,12 @@ func (p *instancePod) waitReady(t *testing.T) {
 }
 
 // connect opens the application database as the superuser, with the
-// password from the instance's Secret.
+// password from the instance's Secret, through the pod's socket: the only
+// place that password is accepted.
 func (p *instancePod) connect(t *testing.T) *pgx.Conn {
 	t.Helper()
-	u := url.URL{Scheme: "postgres", User: url.UserPassword(postgres.Superuser, p.env[instancemanager.EnvSuperuserPassword]),
-		Host: fmt.Sprintf("127.0.0.1:%d", p.cfg.Port), Path: "/" + p.cfg.Database, RawQuery: "sslmode=disable"}
+	u := postgres.ConnURL{Host: p.socketDir, Port: p.cfg.Port, User: postgres.Superuser,
+		Password: p.env[instancemanager.EnvSuperuserPassword], Database: p.cfg.Database}
 	conn, err := pgx.Connect(context.Background(), u.String())
 	if err != nil {
 		t.Fatalf("connect to %s: %v", p.name, err)

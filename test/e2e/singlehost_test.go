@@ -29,7 +29,7 @@ func TestUpServesPgvectorAndKeepsDataAcrossRestarts(t *testing.T) {
 	if got := s.psql("example", "SELECT extversion FROM pg_extension WHERE extname = 'vector'"); got != "0.8.0" {
 		t.Errorf("pgvector in the app database = %q, want 0.8.0", got)
 	}
-	features := strings.TrimSuffix(printed, " app") + " features"
+	features := strings.Replace(printed, "/app?", "/features?", 1)
 	if out, err := runShell(features + " -X -A -t -c \"SELECT extname FROM pg_extension WHERE extname = 'vector'\""); err != nil || lastLine(out) != "vector" {
 		t.Errorf("the example features database has no pgvector: %v\n%s", err, out)
 	}

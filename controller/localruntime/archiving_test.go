@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -126,11 +125,10 @@ func (s *site) ready(t *testing.T, inst *outpostv1.PostgresInstance) {
 // connect opens a superuser connection to inst.
 func (s *site) connect(t *testing.T, inst *outpostv1.PostgresInstance) *pgx.Conn {
 	t.Helper()
-	creds, err := localruntime.ReadCredentials(localruntime.InstanceDir(s.rt.StateDir, inst.Namespace, inst.Name))
+	url, err := localruntime.SuperuserURL(localruntime.InstanceDir(s.rt.StateDir, inst.Namespace, inst.Name), "postgres")
 	if err != nil {
 		t.Fatal(err)
 	}
-	url := "postgres://postgres:" + creds.SuperuserPassword + "@127.0.0.1:" + strconv.Itoa(creds.Port) + "/postgres?sslmode=disable"
 	conn, err := pgx.Connect(context.Background(), url)
 	if err != nil {
 		t.Fatal(err)

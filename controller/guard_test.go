@@ -90,3 +90,34 @@ func TestReconcileRefusesWhatAdmissionShouldHaveRefusedNamingTheField(t *testing
 		t.Errorf("a valid spec: runtime called %d times, phase %s", rt.ensured, inst.Status.Phase)
 	}
 }
+
+// The instance's status says whether its index builds are serial, from the
+// pgvector version the runtime saw.
+func TestInstanceStatusSaysWhetherIndexBuildsAreSerial(t *testing.T) {
+	for _, tc := range []struct {
+		version string
+		status  metav1.ConditionStatus
+		reason  string
+	}{{"0.8.0", metav1.ConditionFalse, ReasonPgvectorTooOld}, {"0.8.1", metav1.ConditionFalse, ReasonPgvectorTooOld}, {"0.8.2", metav1.ConditionTrue, ReasonPgvectorSafe}, {"0.8.7", metav1.ConditionTrue, ReasonPgvectorSafe}} {
+		rt := &versionRuntime{version: tc.version}
+		inst := guardedInstance()
+		(&InstanceReconciler{Runtime: rt, Events: &events{}}).Reconcile(context.Background(), inst)
+		c := meta.FindStatusCondition(inst.Status.Conditions, ConditionParallelIndexBuilds)
+		if c == nil || c.Status != tc.status || c.Reason != tc.reason || !strings.Contains(c.Message, "pgvector "+tc.version) {
+			t.Errorf("pgvector %s: condition %+v, want %s %s", tc.version, c, tc.status, tc.reason)
+		}
+		if tc.status == metav1.ConditionFalse && !strings.Contains(c.Message, "max_parallel_maintenance_workers = 0") {
+			t.Errorf("pgvector %s: the condition does not say the guard is on: %q", tc.version, c.Message)
+		}
+	}
+}
+
+// versionRuntime runs every instance and reports a pgvector version.
+type versionRuntime struct {
+	countingRuntime
+	version string
+}
+
+func (r *versionRuntime) EnsureInstance(context.Context, *outpostv1.PostgresInstance) (InstanceObservation, error) {
+	return InstanceObservation{Ready: true, Endpoint: "127.0.0.1:5432", PgvectorVersion: r.version}, nil
+}

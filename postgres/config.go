@@ -248,8 +248,9 @@ func formatMemory(bytes int64) string {
 }
 
 // WriteConfig writes the managed settings file: the caller's parameters,
-// then ManagedSettings, then the listen address and port, so Outpost's own
-// settings always win. There are no Unix sockets unless ManagedSettings asks
+// then the serial index build guard while the installed pgvector is older
+// than 0.8.2 (see pgvector.go), then ManagedSettings, then the listen
+// address and port, so Outpost's own settings always win. There are no Unix sockets unless ManagedSettings asks
 // for them: every client comes over TCP with a password. It replaces
 // whatever the previous call wrote, atomically, so a crash never leaves half
 // a file for the next start to trip over.
@@ -288,7 +289,11 @@ func (s *Server) writeIfChanged(path string, content []byte) (bool, error) {
 // renderConfig returns the managed settings file for parameters.
 func (s *Server) renderConfig(parameters map[string]string) ([]byte, error) {
 	settings := map[string]string{"unix_socket_directories": ""}
-	for _, layer := range []map[string]string{parameters, s.ManagedSettings} {
+	guard, err := s.pgvectorGuard()
+	if err != nil {
+		return nil, fmt.Errorf("write %s: %w", s.managedConfPath(), err)
+	}
+	for _, layer := range []map[string]string{parameters, guard, s.ManagedSettings} {
 		for _, k := range sortedKeys(layer) {
 			if err := checkSetting(k, layer[k]); err != nil {
 				return nil, fmt.Errorf("write %s: %w", s.managedConfPath(), err)

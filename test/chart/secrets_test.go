@@ -38,8 +38,8 @@ func TestHelmTemplateIsStableAndHoldsNoControlDBPassword(t *testing.T) {
 	if strings.Contains(first, "kind: Secret") {
 		t.Errorf("the default render holds a Secret:\n%s", first)
 	}
-	if !strings.Contains(first, "--controldb-secret=outpost-controldb") || strings.Contains(first, "OUTPOST_CONTROLDB_URL") {
-		t.Error("the controller does not get controldb from the Secret it creates (--controldb-secret)")
+	if !strings.Contains(first, "name: OUTPOST_CONTROLDB_SECRET\n              value: outpost-controldb") || strings.Contains(first, "OUTPOST_CONTROLDB_URL") {
+		t.Error("the controller does not get controldb from the Secret it creates ($OUTPOST_CONTROLDB_SECRET)")
 	}
 	// existingSecret keeps working: the URL comes from the user's Secret.
 	ext := render(t, "--set", "controldb.enabled=false", "--set", "controldb.existingSecret.name=my-db", "--set", "controldb.existingSecret.key=dsn")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -32,6 +33,7 @@ const (
 	ReasonInstanceNotReady   = "InstanceNotReady"
 	ReasonDimensionsChanged  = "DimensionsChanged"
 	ReasonSchemaError        = "SchemaError"
+	ReasonTablesNotOwned     = "TablesNotOwned"
 	ReasonSerialHNSWBuild    = "SerialHNSWBuild"
 	ReasonParallelHNSWBuild  = "ParallelHNSWBuild"
 	requeueFeatureStoreReady = time.Minute
@@ -84,7 +86,7 @@ func (r *FeatureStoreReconciler) ReconcileWithProgress(ctx context.Context, fs *
 		return requeueError
 	}
 	defer pool.Close()
-	var opts vectorstore.EnsureOptions
+	opts := vectorstore.EnsureOptions{UID: string(fs.UID)}
 	if publish != nil {
 		opts.OnIndexProgress = func(p vectorstore.IndexProgress) {
 			fs.Status.IndexState = vectorstore.IndexBuilding
@@ -101,6 +103,12 @@ func (r *FeatureStoreReconciler) ReconcileWithProgress(ctx context.Context, fs *
 		r.fail(fs, ReasonDimensionsChanged, err.Error())
 		// Nothing will change until the spec does.
 		return 0
+	}
+	if errors.Is(err, vectorstore.ErrNotOwned) {
+		// An application's table, or another store's: never touched. The
+		// condition names the table (and the other store).
+		r.fail(fs, ReasonTablesNotOwned, err.Error())
+		return requeueError
 	}
 	if err != nil {
 		r.fail(fs, ReasonSchemaError, err.Error())
@@ -143,10 +151,15 @@ func (r *FeatureStoreReconciler) Delete(ctx context.Context, fs *outpostv1.Featu
 		return fmt.Errorf("drop feature store %s/%s: %w", fs.Namespace, fs.Name, err)
 	}
 	defer pool.Close()
-	if err := vectorstore.Drop(ctx, pool, fs.Name); err != nil {
+	dropped, err := vectorstore.Drop(ctx, pool, fs.Name)
+	if err != nil {
 		return err
 	}
-	r.Events.Event(fs, "Normal", "Dropped", "deletionPolicy Delete: dropped tables "+vectorstore.TableName(fs.Name)+", "+vectorstore.TableName(fs.Name)+"_past and view "+vectorstore.TableName(fs.Name)+"_history")
+	if len(dropped) == 0 {
+		r.Events.Event(fs, "Normal", "NothingDropped", "deletionPolicy Delete: Outpost created no tables for this feature store, so none were dropped")
+		return nil
+	}
+	r.Events.Event(fs, "Normal", "Dropped", "deletionPolicy Delete: dropped "+strings.Join(dropped, ", "))
 	return nil
 }
 

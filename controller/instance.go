@@ -64,6 +64,7 @@ func (r *InstanceReconciler) Reconcile(ctx context.Context, inst *outpostv1.Post
 	if obs.PgvectorVersion != "" {
 		inst.Status.PgvectorVersion = obs.PgvectorVersion
 	}
+	r.setParallelIndexBuilds(inst, inst.Status.PgvectorVersion)
 	if obs.CredentialsSecret != "" {
 		inst.Status.CredentialsSecret = &outpostv1.LocalObjectReference{Name: obs.CredentialsSecret}
 	}

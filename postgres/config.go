@@ -13,15 +13,25 @@ import (
 	"strings"
 )
 
+// Parameter policy. A PostgresInstance's parameters are written by a
+// manifest author, who is not trusted with the host: nothing they write may
+// load code into the server, run a command, or make the server read or
+// write files outside its data directory. Every PostgreSQL 15 setting was
+// reviewed against that rule; the ones below are refused, in four groups.
+// Everything else (memory, planner, WAL sizing, autovacuum, logging content,
+// extension settings such as pg_stat_statements.max) is tuning inside the
+// data directory and allowed. Extensions are not parameters: they come only
+// through the allowlist (CheckExtensions and the CRD's Extension enum).
+//
+// RefusedParameters (all four groups) must stay identical to the CEL rules on
+// PostgresInstanceSpec.Parameters in
+// controller/api/v1alpha1/postgresinstance_types.go, so that reconcile
+// refuses what admission refuses (a test compares the two).
+
 // ManagedParameters lists the postgresql.conf settings Outpost sets itself
 // and refuses from users: where the server listens, where its files are, and
 // how WAL is archived and restored. A user setting any of them could move the
 // server out of Outpost's reach or break backups silently.
-//
-// RefusedParameters (these, configDirectives and shellCommandParameters) must
-// stay identical to the CEL rule on PostgresInstanceSpec.Parameters in
-// controller/api/v1alpha1/postgresinstance_types.go, so that reconcile refuses
-// what admission refuses (a test compares the two).
 var ManagedParameters = []string{
 	"listen_addresses",
 	"port",
@@ -41,6 +51,41 @@ var ManagedParameters = []string{
 	"ssl_key_file",
 }
 
+// codeLoadingParameters load shared libraries into the server: by name from
+// any directory (absolute paths are accepted), or by widening the search
+// path. jit_provider names a library under $libdir and accepts "../".
+// Outpost adds pg_stat_statements to shared_preload_libraries itself when
+// the extension is listed.
+var codeLoadingParameters = []string{
+	"shared_preload_libraries",
+	"local_preload_libraries",
+	"session_preload_libraries",
+	"dynamic_library_path",
+	"jit_provider",
+}
+
+// fileParameters make the server write, create or read files at paths they
+// name, outside its data directory: the log collector (directory, file
+// names, modes), the pid file, the socket's group and mode, key and
+// certificate files (TLS, Kerberos), the promotion trigger file, and a
+// standby's connection string (which names password and key files).
+var fileParameters = []string{
+	"logging_collector",
+	"log_directory",
+	"log_filename",
+	"log_file_mode",
+	"external_pid_file",
+	"unix_socket_group",
+	"unix_socket_permissions",
+	"ssl_ca_file",
+	"ssl_crl_file",
+	"ssl_crl_dir",
+	"ssl_dh_params_file",
+	"krb_server_keyfile",
+	"promote_trigger_file",
+	"primary_conninfo",
+}
+
 // configDirectives are postgresql.conf lines that look like settings but pull
 // in other files: through them a user could load settings that never passed
 // CheckParameters.
@@ -51,11 +96,43 @@ var configDirectives = []string{"include", "include_dir", "include_if_exists"}
 // controls, but nothing a user writes in a spec may ever execute on the host.
 var shellCommandParameters = []string{"archive_cleanup_command", "recovery_end_command", "ssl_passphrase_command"}
 
-// RefusedParameters are the names CheckParameters refuses outright, lower
-// case: the managed ones, configuration file directives and shell commands.
-func RefusedParameters() []string {
-	return slices.Concat(ManagedParameters, configDirectives, shellCommandParameters)
+// RefusedParameterGroups are the names CheckParameters refuses outright,
+// lower case, by the reason it gives for each group.
+func RefusedParameterGroups() map[string][]string {
+	return map[string][]string{
+		reasonManaged:   ManagedParameters,
+		reasonCode:      codeLoadingParameters,
+		reasonFiles:     fileParameters,
+		reasonDirective: configDirectives,
+		reasonShell:     shellCommandParameters,
+	}
 }
+
+// RefusedParameters are the names CheckParameters refuses outright, lower
+// case: every group of RefusedParameterGroups.
+func RefusedParameters() []string {
+	return slices.Concat(ManagedParameters, codeLoadingParameters, fileParameters, configDirectives, shellCommandParameters)
+}
+
+// Reasons CheckParameters gives, one per group of refused parameters.
+const (
+	reasonManaged   = "is managed by Outpost and cannot be set"
+	reasonCode      = "loads code into the server and cannot be set; extensions come only through spec.extensions"
+	reasonFiles     = "makes the server read or write files outside its data directory and cannot be set"
+	reasonDirective = "is a configuration file directive, not a setting, and cannot be set"
+	reasonShell     = "runs a shell command on the host and cannot be set"
+)
+
+// ParameterError is why CheckParameters refuses one parameter, so callers
+// can name the field (spec.parameters.NAME).
+type ParameterError struct {
+	// Name is the parameter as the user wrote it.
+	Name string
+	// Reason completes "parameter NAME ...".
+	Reason string
+}
+
+func (e *ParameterError) Error() string { return fmt.Sprintf("parameter %q %s", e.Name, e.Reason) }
 
 // parameterName is what postgresql.conf accepts as a setting name: an
 // identifier, or two joined by a dot for an extension's settings
@@ -76,19 +153,41 @@ func CheckParameters(params map[string]string) error {
 		}
 		lower := strings.ToLower(k)
 		if first, ok := seen[lower]; ok {
-			return fmt.Errorf("parameter %q is given twice (also as %q): PostgreSQL names are case-insensitive, keep one", k, first)
+			return &ParameterError{k, fmt.Sprintf("is given twice (also as %q): PostgreSQL names are case-insensitive, keep one", first)}
 		}
 		seen[lower] = k
-		switch {
-		case slices.Contains(ManagedParameters, lower):
-			return fmt.Errorf("parameter %q is managed by Outpost and cannot be set", k)
-		case slices.Contains(configDirectives, lower):
-			return fmt.Errorf("parameter %q is a configuration file directive, not a setting, and cannot be set", k)
-		case slices.Contains(shellCommandParameters, lower):
-			return fmt.Errorf("parameter %q runs a shell command on the host and cannot be set", k)
+		for reason, names := range RefusedParameterGroups() {
+			if slices.Contains(names, lower) {
+				return &ParameterError{k, reason}
+			}
 		}
 	}
 	return nil
+}
+
+// outpostPreloads are the libraries Outpost itself may put in
+// shared_preload_libraries, because an allowlisted extension needs them
+// loaded at start (pg_stat_statements' views fail otherwise).
+var outpostPreloads = []string{"pg_stat_statements"}
+
+// CheckMergedParameters is CheckParameters for a user's parameters merged
+// with the settings Outpost derives from the spec, as the runtimes pass them
+// to ApplyParameters: shared_preload_libraries is accepted there only when
+// it names nothing but libraries of allowlisted extensions.
+func CheckMergedParameters(params map[string]string) error {
+	rest := make(map[string]string, len(params))
+	for k, v := range params {
+		if strings.ToLower(k) != "shared_preload_libraries" {
+			rest[k] = v
+			continue
+		}
+		for _, lib := range strings.Split(v, ",") {
+			if lib = strings.TrimSpace(lib); lib != "" && !slices.Contains(outpostPreloads, lib) {
+				return &ParameterError{k, fmt.Sprintf("names %q; only the libraries of allowlisted extensions (%s) are preloaded", lib, strings.Join(outpostPreloads, ", "))}
+			}
+		}
+	}
+	return CheckParameters(rest)
 }
 
 // checkSetting refuses what cannot be written to postgresql.conf as one
@@ -96,10 +195,10 @@ func CheckParameters(params map[string]string) error {
 // line of the user's choosing) and values with line breaks or NUL bytes.
 func checkSetting(name, value string) error {
 	if !parameterName.MatchString(name) {
-		return fmt.Errorf("parameter %q is not a valid PostgreSQL setting name (letters, digits and underscores, optionally one dot)", name)
+		return &ParameterError{name, "is not a valid PostgreSQL setting name (letters, digits and underscores, optionally one dot)"}
 	}
 	if strings.ContainsAny(value, "\n\r\x00") {
-		return fmt.Errorf("parameter %q: the value contains a line break or NUL byte, which postgresql.conf cannot hold", name)
+		return &ParameterError{name, "has a value with a line break or NUL byte, which postgresql.conf cannot hold"}
 	}
 	return nil
 }
@@ -149,9 +248,10 @@ func formatMemory(bytes int64) string {
 }
 
 // WriteConfig writes the managed settings file: the caller's parameters,
-// then ManagedSettings, then TLS, the listen address and port, so Outpost's
-// own settings always win. There is no Unix socket unless SocketDir (or
-// ManagedSettings) asks for one. It replaces
+// then the serial index build guard while the installed pgvector is older
+// than 0.8.2 (see pgvector.go), then ManagedSettings, then TLS, the listen
+// address and port, so Outpost's own settings always win. There is no Unix
+// socket unless SocketDir (or ManagedSettings) asks for one. It replaces
 // whatever the previous call wrote, atomically, so a crash never leaves half
 // a file for the next start to trip over.
 //
@@ -196,7 +296,11 @@ func (s *Server) renderConfig(parameters map[string]string) ([]byte, error) {
 	if s.TLS != nil && s.SocketDir == "" {
 		return nil, fmt.Errorf("write %s: a server with TLS needs a socket directory for the superuser", s.managedConfPath())
 	}
-	for _, layer := range []map[string]string{parameters, s.ManagedSettings} {
+	guard, err := s.pgvectorGuard()
+	if err != nil {
+		return nil, fmt.Errorf("write %s: %w", s.managedConfPath(), err)
+	}
+	for _, layer := range []map[string]string{parameters, guard, s.ManagedSettings} {
 		for _, k := range sortedKeys(layer) {
 			if err := checkSetting(k, layer[k]); err != nil {
 				return nil, fmt.Errorf("write %s: %w", s.managedConfPath(), err)

@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -67,7 +68,7 @@ func TestCheckParametersRefusesWhatWouldEscapeTheConfigFile(t *testing.T) {
 		{map[string]string{"ssl_passphrase_command": "sh"}, `parameter "ssl_passphrase_command" runs a shell command`},
 		{map[string]string{"work_mem = 1\nport": "5433"}, `is not a valid PostgreSQL setting name`},
 		{map[string]string{"a.b.c": "1"}, `parameter "a.b.c" is not a valid PostgreSQL setting name`},
-		{map[string]string{"work_mem": "1MB'\nport = '5433"}, `parameter "work_mem": the value contains a line break`},
+		{map[string]string{"work_mem": "1MB'\nport = '5433"}, `parameter "work_mem" has a value with a line break`},
 		{map[string]string{"work_mem": "1MB", "Work_Mem": "2MB"}, `is given twice`},
 	} {
 		err := postgres.CheckParameters(tc.params)
@@ -135,19 +136,48 @@ func TestMemorySettingsAreAcceptedAsParameters(t *testing.T) {
 }
 
 // The API types reject at admission what this package rejects at reconcile;
-// the two lists must not drift apart.
-func TestManagedParametersMatchTheCRDRule(t *testing.T) {
+// the lists must not drift apart. Each group is one CEL rule.
+func TestRefusedParametersMatchTheCRDRules(t *testing.T) {
 	src := readTypes(t)
-	m := regexp.MustCompile(`XValidation:rule="self\.all\(k, !\(k\.lowerAscii\(\) in \[([^\]]*)\]\)\)"`).FindStringSubmatch(src)
-	if m == nil {
-		t.Fatal("no `self.all(k, !(k.lowerAscii() in [...]))` rule on PostgresInstanceSpec.Parameters in postgresinstance_types.go; update this test and ManagedParameters together")
+	rules := regexp.MustCompile(`XValidation:rule="self\.all\(k, !\(k\.lowerAscii\(\) in \[([^\]]*)\]\)\)"`).FindAllStringSubmatch(src, -1)
+	if len(rules) != len(postgres.RefusedParameterGroups()) {
+		t.Fatalf("%d `self.all(k, !(k.lowerAscii() in [...]))` rules on PostgresInstanceSpec.Parameters, want one per group of RefusedParameterGroups (%d)", len(rules), len(postgres.RefusedParameterGroups()))
 	}
 	var inCRD []string
-	for _, q := range strings.Split(m[1], ",") {
-		inCRD = append(inCRD, strings.Trim(strings.TrimSpace(q), "'"))
+	for _, m := range rules {
+		for _, q := range strings.Split(m[1], ",") {
+			inCRD = append(inCRD, strings.Trim(strings.TrimSpace(q), "'"))
+		}
 	}
 	if !slices.Equal(sortedCopy(inCRD), sortedCopy(postgres.RefusedParameters())) {
-		t.Errorf("CRD rule refuses %v, RefusedParameters is %v", inCRD, postgres.RefusedParameters())
+		t.Errorf("CRD rules refuse %v, RefusedParameters is %v", sortedCopy(inCRD), sortedCopy(postgres.RefusedParameters()))
+	}
+}
+
+func TestCheckParametersRefusesEveryParameterThatLoadsCodeOrTouchesFiles(t *testing.T) {
+	for _, tc := range []struct{ name, reason string }{
+		{"shared_preload_libraries", "loads code"},
+		{"Local_Preload_Libraries", "loads code"},
+		{"session_preload_libraries", "loads code"},
+		{"dynamic_library_path", "loads code"},
+		{"jit_provider", "loads code"},
+		{"logging_collector", "outside its data directory"},
+		{"log_directory", "outside its data directory"},
+		{"log_filename", "outside its data directory"},
+		{"external_pid_file", "outside its data directory"},
+		{"unix_socket_group", "outside its data directory"},
+		{"unix_socket_permissions", "outside its data directory"},
+		{"ssl_ca_file", "outside its data directory"},
+		{"ssl_dh_params_file", "outside its data directory"},
+		{"data_directory", "managed by Outpost"},
+		{"hba_file", "managed by Outpost"},
+		{"archive_library", "managed by Outpost"},
+	} {
+		err := postgres.CheckParameters(map[string]string{"work_mem": "8MB", tc.name: "/tmp/x"})
+		var pe *postgres.ParameterError
+		if !errors.As(err, &pe) || pe.Name != tc.name || !strings.Contains(pe.Reason, tc.reason) {
+			t.Errorf("CheckParameters with %s = %v, want a ParameterError naming it with %q", tc.name, err, tc.reason)
+		}
 	}
 }
 

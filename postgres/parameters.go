@@ -77,7 +77,7 @@ func (s *Server) reload(ctx context.Context, conn *pgx.Conn) error {
 }
 
 // ApplyParameters makes the server run with params (plus ManagedSettings):
-// it refuses managed parameters via CheckParameters before touching
+// it refuses managed parameters via CheckMergedParameters before touching
 // anything, writes the managed config (WriteConfig), reloads, and then asks
 // pg_settings whether any setting is pending a restart, restarting only if
 // PostgreSQL requires it. It reports whether it restarted.
@@ -91,7 +91,7 @@ func (s *Server) reload(ctx context.Context, conn *pgx.Conn) error {
 // When the server is not running, the file is written and takes effect at
 // the next start; nothing is checked against PostgreSQL then.
 func (s *Server) ApplyParameters(ctx context.Context, params map[string]string) (restarted bool, err error) {
-	if err := CheckParameters(params); err != nil {
+	if err := CheckMergedParameters(params); err != nil {
 		return false, err
 	}
 	s.lifecycle.Lock()

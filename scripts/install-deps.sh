@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # install-deps.sh brings every real dependency of Outpost onto this machine:
-# PostgreSQL 15 with its headers, pgvector built from Debian's source package,
-# the test tools (MinIO, etcd, kube-apiserver, controller-gen, helm) built from
-# Go modules, Debian's Chromium for the hub page test and Debian's pgBackRest
-# for the backup benchmark. Each step is skipped
-# when its result is already in place, so a second run takes seconds.
+# PostgreSQL 15 with its headers, pgvector (0.8.7 or newer) built from Debian
+# unstable's source package, the test tools (MinIO, etcd, kube-apiserver,
+# controller-gen, helm) built from Go modules, Debian's Chromium for the hub
+# page test and Debian's pgBackRest for the backup benchmark. Each step is
+# skipped when its result is already in place, so a second run takes seconds.
 #
 #   scripts/install-deps.sh        everything (what `make test` needs)
 #   scripts/install-deps.sh run    only what `outpost up` needs
@@ -16,7 +16,10 @@ set -euo pipefail
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 CONTROLLER_GEN_VERSION=v0.23.0
 HELM_VERSION=v3.22.0
-PGVECTOR_VERSION=0.8.0
+# pgvector before 0.8.7 has known CVEs (CVE-2026-3172 in parallel HNSW builds,
+# CVE-2026-18022) and an HNSW vacuum corruption bug; the newest version
+# Debian offers is built, and anything older than this refused.
+PGVECTOR_MIN_VERSION=0.8.7
 PG_MAJOR=15
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -77,31 +80,58 @@ install_postgres() {
 }
 
 pg_config=/usr/lib/postgresql/$PG_MAJOR/bin/pg_config
+# control_version prints the default_version of a vector.control file.
+control_version() { sed -n "s/^default_version = '\(.*\)'$/\1/p" "$1" 2>/dev/null; }
 have_pgvector() {
-	grep -q "default_version = '$PGVECTOR_VERSION'" "/usr/share/postgresql/$PG_MAJOR/extension/vector.control" 2>/dev/null &&
+	local v
+	v=$(control_version "/usr/share/postgresql/$PG_MAJOR/extension/vector.control")
+	[ -n "$v" ] && dpkg --compare-versions "$v" ge "$PGVECTOR_MIN_VERSION" &&
 		[ -f "$("$pg_config" --pkglibdir)/vector.so" ]
 }
-# pgvector is not packaged for this Debian release; Debian trixie has its
-# source package, which builds against our PostgreSQL. The mirror is the one
-# this machine already uses for its own release.
+# add_deb_src SUITE lets apt-get source fetch Debian SUITE's source packages,
+# from the mirror this machine already uses for its own release, through a
+# sources file of its own.
+add_deb_src() {
+	local suite=$1 srcs=/etc/apt/sources.list.d/outpost-$1-src.sources mirror
+	[ -f "$srcs" ] && return 0
+	mirror=$(grep -h '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' | grep -v security | head -n1)
+	[ -n "$mirror" ] || mirror=$(grep -h '^deb ' /etc/apt/sources.list 2>/dev/null | awk '{print $2}' | grep -v security | head -n1)
+	[ -n "$mirror" ]
+	printf 'Types: deb-src\nURIs: %s\nSuites: %s\nComponents: main\nSigned-By: %s\n' \
+		"$mirror" "$suite" /usr/share/keyrings/debian-archive-keyring.gpg >"$srcs"
+	apt_updated=
+}
+# pgvector is not packaged for this Debian release; Debian unstable (sid)
+# has the newest source package, which builds against our PostgreSQL. An
+# older installed pgvector (0.8.0) is replaced: the extension's update
+# scripts come with it, and Outpost runs ALTER EXTENSION vector UPDATE.
 install_pgvector() {
-	local srcs=/etc/apt/sources.list.d/outpost-trixie-src.sources mirror keyring work
-	if [ ! -f "$srcs" ]; then
-		mirror=$(grep -h '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' | grep -v security | head -n1)
-		[ -n "$mirror" ] || mirror=$(grep -h '^deb ' /etc/apt/sources.list 2>/dev/null | awk '{print $2}' | grep -v security | head -n1)
-		[ -n "$mirror" ]
-		keyring=/usr/share/keyrings/debian-archive-keyring.gpg
-		printf 'Types: deb-src\nURIs: %s\nSuites: trixie\nComponents: main\nSigned-By: %s\n' "$mirror" "$keyring" >"$srcs"
-		apt_updated=
-	fi
+	local version upstream work built
+	add_deb_src sid
 	apt_update_once
+	version=$(apt-cache showsrc pgvector | sed -n 's/^Version: //p' | sort -V | tail -n1)
+	upstream=${version#*:}
+	upstream=${upstream%-*}
+	if [ -z "$version" ] || ! dpkg --compare-versions "$upstream" ge "$PGVECTOR_MIN_VERSION"; then
+		echo "install-deps: Debian offers pgvector ${version:-nowhere}; Outpost needs $PGVECTOR_MIN_VERSION or newer (CVE-2026-3172, CVE-2026-18022)" >&2
+		return 1
+	fi
 	work=$(mktemp -d)
 	cd "$work"
-	apt-get source --download-only "pgvector=$PGVECTOR_VERSION-1"
-	dpkg-source -x pgvector_$PGVECTOR_VERSION-1.dsc src
+	if ! apt-get source --download-only "pgvector=$version"; then
+		echo "install-deps: Debian lists pgvector $version but its source files could not be downloaded from the mirror; nothing older than $PGVECTOR_MIN_VERSION is built" >&2
+		return 1
+	fi
+	dpkg-source -x "pgvector_${version#*:}.dsc" src
 	cd src
+	built=$(control_version vector.control)
+	if [ "$built" != "$upstream" ] || ! dpkg --compare-versions "$built" ge "$PGVECTOR_MIN_VERSION"; then
+		echo "install-deps: pgvector source $version builds version '$built', want $upstream (at least $PGVECTOR_MIN_VERSION)" >&2
+		return 1
+	fi
 	make PG_CONFIG="$pg_config" OPTFLAGS=""
 	make install PG_CONFIG="$pg_config"
+	echo "pgvector $built built from Debian source $version"
 	cd /
 	rm -rf "$work"
 }

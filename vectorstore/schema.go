@@ -20,6 +20,9 @@ var ErrDimensionsChanged = errors.New("dimensions cannot change")
 type EnsureOptions struct {
 	// OnIndexProgress, if set, receives progress while an index builds.
 	OnIndexProgress func(IndexProgress)
+	// UID identifies the store's object (the FeatureStore's metadata.uid);
+	// it is recorded with the tables created for the store.
+	UID string
 }
 
 // EnsureResult says what Ensure did.
@@ -34,7 +37,8 @@ type EnsureResult struct {
 // Ensure makes the store's tables, index, read-only role and history
 // match spec, migrating safely: new features become new columns, changed
 // index parameters rebuild the index CONCURRENTLY, and a changed dimension
-// or vector type is refused. Running it twice does no harm. The vector
+// or vector type is refused. Tables Outpost did not create for this store
+// are refused (ErrNotOwned) before anything changes. Running it twice does no harm. The vector
 // extension must exist in the database.
 func Ensure(ctx context.Context, pool *pgxpool.Pool, spec Spec, opts EnsureOptions) (*Store, EnsureResult, error) {
 	var res EnsureResult
@@ -43,7 +47,7 @@ func Ensure(ctx context.Context, pool *pgxpool.Pool, spec Spec, opts EnsureOptio
 		return nil, res, fmt.Errorf("feature store %q: %w", spec.Name, err)
 	}
 	s := newStore(pool, spec)
-	if err := s.ensureTables(ctx, &res); err != nil {
+	if err := s.ensureTables(ctx, &res, opts.UID); err != nil {
 		return nil, res, err
 	}
 	if err := s.ensureReader(ctx); err != nil {
@@ -63,7 +67,7 @@ func Ensure(ctx context.Context, pool *pgxpool.Pool, spec Spec, opts EnsureOptio
 	return s, res, nil
 }
 
-func (s *Store) ensureTables(ctx context.Context, res *EnsureResult) error {
+func (s *Store) ensureTables(ctx context.Context, res *EnsureResult, uid string) error {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return err
@@ -80,6 +84,11 @@ CREATE TABLE IF NOT EXISTS `+metaSchema+`.feature_stores (
 	spec jsonb NOT NULL,
 	updated_at timestamptz NOT NULL DEFAULT now())`); err != nil {
 		return fmt.Errorf("feature store metadata: %w", err)
+	}
+	// Before anything is created, altered or given away: the tables must
+	// be this store's or free (see ownership.go).
+	if err := s.claim(ctx, tx, uid); err != nil {
+		return err
 	}
 	current, exists, err := s.embeddingType(ctx, tx)
 	if err != nil {

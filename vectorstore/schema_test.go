@@ -224,7 +224,13 @@ CREATE TABLE items_history (key text NOT NULL, embedding vector(3) NOT NULL, cat
 	event_time timestamptz NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (key, event_time));
 INSERT INTO items VALUES ('a', '[1,0,0]', 'new', now() - interval '1 hour'), ('b', '[0,1,0]', 'only', now() - interval '3 hours');
 INSERT INTO items_history VALUES ('a', '[0,0,1]', 'old', now() - interval '2 hours');
-INSERT INTO items_history SELECT * FROM items`)
+INSERT INTO items_history SELECT * FROM items;
+-- What the Outpost of that layout also wrote: the store's spec and its
+-- comment on the table, by which the store is still known as Outpost's.
+COMMENT ON TABLE items IS 'Outpost feature store items: latest values, one row per key';
+CREATE SCHEMA outpost;
+CREATE TABLE outpost.feature_stores (name text PRIMARY KEY, spec jsonb NOT NULL, updated_at timestamptz NOT NULL DEFAULT now());
+INSERT INTO outpost.feature_stores (name, spec) VALUES ('items', '{"name": "items", "dimensions": 3}')`)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -71,6 +71,7 @@ with 'outpost up'.`,
 	f.StringVar(&opts.InstanceImage, "instance-image", "", "image of instance pods (kubernetes runtime)")
 	f.StringVar(&pullPolicy, "instance-image-pull-policy", "IfNotPresent", "pull policy of instance pods: Always, IfNotPresent or Never")
 	f.StringVar(&opts.ControlDBURL, "controldb-url", os.Getenv("OUTPOST_CONTROLDB_URL"), "PostgreSQL URL of controldb (default $OUTPOST_CONTROLDB_URL); empty with --runtime local starts one under --state-dir")
+	f.StringVar(&opts.ControlDBSecret, "controldb-secret", os.Getenv("OUTPOST_CONTROLDB_SECRET"), "without --controldb-url (default $OUTPOST_CONTROLDB_SECRET): the Secret and Service of the chart's controldb in --controller-namespace; the Secret is created with fresh passwords if missing")
 	f.StringVar(&opts.Namespace, "controller-namespace", kube.ControllerNamespace(), "the controller's namespace, where the usage signing key Secret is kept (default $POD_NAMESPACE or the pod's own)")
 	f.IntVar(&opts.FirstPort, "first-port", 5432, "lowest TCP port given to a local instance")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")

@@ -22,7 +22,7 @@ import (
 // DataController through --kubeconfig, the ledger in --controldb-url).
 type usageSource struct {
 	sh                                       *singleHostFlags
-	source, kubeconfig, namespace, controldb string
+	source, kubeconfig, namespace, controldb, controldbSecret string
 }
 
 func (u *usageSource) register(cmd *cobra.Command) {
@@ -31,6 +31,7 @@ func (u *usageSource) register(cmd *cobra.Command) {
 	f.StringVar(&u.kubeconfig, "kubeconfig", "", "with --source kubernetes: kubeconfig file; empty means $KUBECONFIG or the in-cluster service account")
 	f.StringVar(&u.namespace, "controller-namespace", kube.ControllerNamespace(), "with --source kubernetes: the controller's namespace, which holds the signing key Secret")
 	f.StringVar(&u.controldb, "controldb-url", os.Getenv("OUTPOST_CONTROLDB_URL"), "with --source kubernetes: PostgreSQL URL of the controller's controldb (default $OUTPOST_CONTROLDB_URL)")
+	f.StringVar(&u.controldbSecret, "controldb-secret", os.Getenv("OUTPOST_CONTROLDB_SECRET"), "with --source kubernetes and no --controldb-url: the Secret holding the chart's controldb URL, in --controller-namespace (default $OUTPOST_CONTROLDB_SECRET)")
 }
 
 // kube returns the Kubernetes access, or nil for the single host.
@@ -43,7 +44,7 @@ func (u *usageSource) kube() (*kube.UsageAccess, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &kube.UsageAccess{Config: cfg, Namespace: u.namespace, ControlDBURL: u.controldb}, nil
+		return &kube.UsageAccess{Config: cfg, Namespace: u.namespace, ControlDBURL: u.controldb, ControlDBSecret: u.controldbSecret}, nil
 	default:
 		return nil, fmt.Errorf("--source %q: use dir or kubernetes", u.source)
 	}

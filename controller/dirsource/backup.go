@@ -13,6 +13,7 @@ import (
 
 	"github.com/outpostdata/outpost/controller"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
+	"github.com/outpostdata/outpost/controller/safepath"
 )
 
 // OnBackups sets the reconciler of Backup manifests and of instances'
@@ -51,11 +52,14 @@ func (c *Controller) writeScheduledBackup(b *outpostv1.Backup) error {
 	if err != nil {
 		return err
 	}
-	file := filepath.Join(c.dir, "backup-"+b.Name+".yaml")
+	file, err := safepath.Join(c.dir, safepath.Part{Field: "metadata.name", Value: "backup-" + b.Name + ".yaml"})
+	if err != nil {
+		return err
+	}
 	if _, err := os.Stat(file); err == nil {
 		return fmt.Errorf("%s already exists", file)
 	}
-	tmp := filepath.Join(c.dir, ".backup-"+b.Name+".yaml.tmp")
+	tmp := filepath.Join(filepath.Dir(file), "."+filepath.Base(file)+".tmp")
 	if err := os.WriteFile(tmp, data, 0o644); err != nil {
 		return err
 	}

@@ -66,7 +66,7 @@ func (c *Config) Check() error {
 	if err := postgres.CheckExtensions(c.Extensions); err != nil {
 		return fmt.Errorf("extensions: %w", err)
 	}
-	if err := postgres.CheckParameters(c.Parameters); err != nil {
+	if err := postgres.CheckMergedParameters(c.Parameters); err != nil {
 		return fmt.Errorf("parameters: %w", err)
 	}
 	if b := c.Backup; b != nil && (b.Store.Endpoint == "" || b.Store.Bucket == "" || b.Namespace == "" || b.Instance == "") {

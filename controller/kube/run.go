@@ -39,6 +39,10 @@ type ControllerOptions struct {
 	// ControlDBURL points at any PostgreSQL to keep the controller's
 	// state in; empty with the local runtime starts one under StateDir.
 	ControlDBURL string
+	// ControlDBSecret, when ControlDBURL is empty, names the Secret (and
+	// Service) of the in-chart controldb in Namespace; the controller
+	// creates it with fresh passwords if it does not exist.
+	ControlDBSecret string
 	// FirstPort is where local instance ports start; 0 means 5432.
 	FirstPort int
 	// Namespace is the controller's own: the usage signing key's Secret
@@ -73,6 +77,11 @@ func RunController(ctx context.Context, cfg *rest.Config, opts ControllerOptions
 	opts.Manager.Config = cfg
 
 	var db *controldb.DB
+	if opts.ControlDBURL == "" && opts.ControlDBSecret != "" {
+		if opts.ControlDBURL, err = ControlDBSecretURL(ctx, cfg, opts.Namespace, opts.ControlDBSecret); err != nil {
+			return fmt.Errorf("--controldb-secret: %w", err)
+		}
+	}
 	if opts.ControlDBURL != "" {
 		if db, err = controldb.OpenWhenReady(ctx, opts.ControlDBURL, log); err != nil {
 			return fmt.Errorf("--controldb-url: %w", err)

@@ -40,6 +40,9 @@ type UsageAccess struct {
 	Namespace string
 	// ControlDBURL is the controller's --controldb-url.
 	ControlDBURL string
+	// ControlDBSecret, when ControlDBURL is empty, is the controller's
+	// --controldb-secret: the URL is read from that Secret in Namespace.
+	ControlDBSecret string
 }
 
 func (a UsageAccess) client() (client.Client, error) {
@@ -106,8 +109,14 @@ func siteOf(dcs []outpostv1.DataController) *outpostv1.DataController {
 }
 
 func (a UsageAccess) db(ctx context.Context) (*controldb.DB, error) {
+	if a.ControlDBURL == "" && a.ControlDBSecret != "" {
+		var err error
+		if a.ControlDBURL, err = ControlDBSecretURL(ctx, a.Config, a.Namespace, a.ControlDBSecret); err != nil {
+			return nil, fmt.Errorf("--controldb-secret: %w", err)
+		}
+	}
 	if a.ControlDBURL == "" {
-		return nil, fmt.Errorf("--controldb-url: the controller's controldb is needed (in its pod it is $OUTPOST_CONTROLDB_URL)")
+		return nil, fmt.Errorf("--controldb-url or --controldb-secret: the controller's controldb is needed (in its pod they are $OUTPOST_CONTROLDB_URL or $OUTPOST_CONTROLDB_SECRET)")
 	}
 	db, err := controldb.Open(ctx, a.ControlDBURL)
 	if err != nil {

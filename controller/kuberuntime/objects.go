@@ -8,7 +8,6 @@ import (
 	"net"
 	"slices"
 	"strconv"
-	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -152,12 +151,10 @@ func instanceConfig(inst *outpostv1.PostgresInstance) instancemanager.Config {
 		exts[i] = string(e)
 	}
 	// pg_stat_statements can be created without it, but its views then
-	// fail on every query.
+	// fail on every query. Users cannot set shared_preload_libraries (it
+	// loads code), so Outpost's value is the whole list.
 	if slices.Contains(exts, "pg_stat_statements") {
-		libs := params["shared_preload_libraries"]
-		if !slices.Contains(strings.Split(strings.ReplaceAll(libs, " ", ""), ","), "pg_stat_statements") {
-			params["shared_preload_libraries"] = strings.TrimPrefix(libs+",pg_stat_statements", ",")
-		}
+		params["shared_preload_libraries"] = "pg_stat_statements"
 	}
 	return instancemanager.Config{
 		Port: PostgresPort, Database: database, Owner: owner,

@@ -125,7 +125,11 @@ func (s *site) ready(t *testing.T, inst *outpostv1.PostgresInstance) {
 // connect opens a superuser connection to inst.
 func (s *site) connect(t *testing.T, inst *outpostv1.PostgresInstance) *pgx.Conn {
 	t.Helper()
-	url, err := localruntime.SuperuserURL(localruntime.InstanceDir(s.rt.StateDir, inst.Namespace, inst.Name), "postgres")
+	dir, err := localruntime.InstanceDir(s.rt.StateDir, inst.Namespace, inst.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url, err := localruntime.SuperuserURL(dir, "postgres")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +193,11 @@ func postmasterStart(t *testing.T, conn *pgx.Conn) time.Time {
 
 func postmasterPID(t *testing.T, s *site, inst *outpostv1.PostgresInstance) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(localruntime.InstanceDir(s.rt.StateDir, inst.Namespace, inst.Name), "data", "postmaster.pid"))
+	dir, err := localruntime.InstanceDir(s.rt.StateDir, inst.Namespace, inst.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +275,11 @@ func TestArchiveSettingsChangedWithALTERSYSTEMAreReportedAndRestored(t *testing.
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	auto, err := os.ReadFile(filepath.Join(localruntime.InstanceDir(s.rt.StateDir, "default", "db"), "data", "postgresql.auto.conf"))
+	dir, err := localruntime.InstanceDir(s.rt.StateDir, "default", "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	auto, err := os.ReadFile(filepath.Join(dir, "data", "postgresql.auto.conf"))
 	if err != nil {
 		t.Fatal(err)
 	}

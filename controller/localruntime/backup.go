@@ -11,6 +11,7 @@ import (
 	"github.com/outpostdata/outpost/backup"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/controller/archiving"
+	"github.com/outpostdata/outpost/controller/safepath"
 	"github.com/outpostdata/outpost/postgres"
 )
 
@@ -30,7 +31,10 @@ func StoreConfig(stateDir string, os_ *outpostv1.ObjectStore) (backup.StoreConfi
 		CreateBucket: os_.Spec.CreateBucket,
 	}
 	if ca := os_.Spec.CASecret; ca != nil {
-		cfg.CAFile = SecretFile(stateDir, os_.Namespace, ca.Name, "ca.crt")
+		var err error
+		if cfg.CAFile, err = SecretFile(stateDir, os_.Namespace, safepath.Part{Field: "spec.caSecret.name", Value: ca.Name}, "ca.crt"); err != nil {
+			return cfg, fmt.Errorf("ObjectStore %s/%s: %w", os_.Namespace, os_.Name, err)
+		}
 		if _, err := os.Stat(cfg.CAFile); err != nil {
 			return cfg, fmt.Errorf("ObjectStore %s/%s: spec.caSecret %s: on a single host the CA bundle is the file %s: %w", os_.Namespace, os_.Name, ca.Name, cfg.CAFile, err)
 		}
@@ -53,15 +57,17 @@ func StoreConfig(stateDir string, os_ *outpostv1.ObjectStore) (backup.StoreConfi
 
 // SecretFile is where, on one host, the value under key of the Secret
 // namespace/name lives: <state>/secrets/<namespace>/<name>/<key>, so that
-// manifests name Secrets as they would on Kubernetes.
-func SecretFile(stateDir, namespace, name, key string) string {
-	return filepath.Join(stateDir, "secrets", namespace, name, key)
+// manifests name Secrets as they would on Kubernetes. name carries the field
+// it came from: a name that would leave the secrets directory is refused,
+// naming that field.
+func SecretFile(stateDir, namespace string, name safepath.Part, key string) (string, error) {
+	return safepath.Join(stateDir, safepath.Fixed("secrets"), safepath.Part{Field: "metadata.namespace", Value: namespace}, name, safepath.Fixed(key))
 }
 
 // KeyFile is where, on one host, the age identity of the Secret named in
 // spec.backup.encryption.keySecret lives.
-func KeyFile(stateDir, namespace, secret string) string {
-	return SecretFile(stateDir, namespace, secret, "age.key")
+func KeyFile(stateDir, namespace, secret string) (string, error) {
+	return SecretFile(stateDir, namespace, safepath.Part{Field: "spec.backup.encryption.keySecret.name", Value: secret}, "age.key")
 }
 
 // ArchiveConfigFile is the backup.json in an instance directory that
@@ -102,7 +108,9 @@ func (r *Runtime) writeArchiveConfig(ctx context.Context, file, namespace, insta
 		}
 	}
 	if encryption != nil {
-		ac.KeyFile = KeyFile(r.StateDir, keyNamespace, encryption.KeySecret.Name)
+		if ac.KeyFile, err = KeyFile(r.StateDir, keyNamespace, encryption.KeySecret.Name); err != nil {
+			return err
+		}
 		if _, err := backup.ReadKeyFile(ac.KeyFile); err != nil {
 			return fmt.Errorf("spec.backup.encryption.keySecret %s: %w (on a single host the key is the file %s)", encryption.KeySecret.Name, err, ac.KeyFile)
 		}

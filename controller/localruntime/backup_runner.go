@@ -32,7 +32,11 @@ func (r *Runtime) openBackupStore(ctx context.Context, inst *outpostv1.PostgresI
 	}
 	var keys backup.Keys
 	if enc := inst.Spec.Backup.Encryption; enc != nil {
-		if keys, err = backup.ReadKeyFile(KeyFile(r.StateDir, inst.Namespace, enc.KeySecret.Name)); err != nil {
+		file, err := KeyFile(r.StateDir, inst.Namespace, enc.KeySecret.Name)
+		if err != nil {
+			return nil, keys, err
+		}
+		if keys, err = backup.ReadKeyFile(file); err != nil {
 			return nil, keys, err
 		}
 	}
@@ -46,7 +50,10 @@ func (r *Runtime) RunBackup(ctx context.Context, inst *outpostv1.PostgresInstanc
 	if err != nil {
 		return nil, "", err
 	}
-	dir := InstanceDir(r.StateDir, inst.Namespace, inst.Name)
+	dir, err := InstanceDir(r.StateDir, inst.Namespace, inst.Name)
+	if err != nil {
+		return nil, "", err
+	}
 	connString, err := SuperuserURL(dir, "postgres")
 	if err != nil {
 		return nil, "", err

@@ -14,13 +14,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/outpostdata/outpost/controller"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
+	"github.com/outpostdata/outpost/controller/safepath"
 	"github.com/outpostdata/outpost/postgres"
 )
 
@@ -75,9 +75,10 @@ type instance struct {
 	pgvector string
 }
 
-// InstanceDir is where an instance's data and credentials live.
-func InstanceDir(stateDir, namespace, name string) string {
-	return filepath.Join(stateDir, "instances", namespace, name)
+// InstanceDir is where an instance's data and credentials live. A name
+// that would leave the instances directory is refused, naming the field.
+func InstanceDir(stateDir, namespace, name string) (string, error) {
+	return safepath.Join(stateDir, safepath.Fixed("instances"), safepath.Part{Field: "metadata.namespace", Value: namespace}, safepath.Part{Field: "metadata.name", Value: name})
 }
 
 func (r *Runtime) listenAddress() string {
@@ -180,7 +181,10 @@ func (r *Runtime) load(ctx context.Context, inst *outpostv1.PostgresInstance) (*
 	if in, ok := r.instances[key]; ok {
 		return in, nil
 	}
-	dir := InstanceDir(r.StateDir, inst.Namespace, inst.Name)
+	dir, err := InstanceDir(r.StateDir, inst.Namespace, inst.Name)
+	if err != nil {
+		return nil, err
+	}
 	creds, err := r.loadOrCreateCredentials(ctx, dir, inst)
 	if err != nil {
 		return nil, err
@@ -369,7 +373,10 @@ func (r *Runtime) ensureExtensions(ctx context.Context, in *instance, db string,
 // process started it, and removes its data when deletionPolicy is Delete.
 func (r *Runtime) DeleteInstance(ctx context.Context, inst *outpostv1.PostgresInstance) error {
 	key := inst.Namespace + "/" + inst.Name
-	dir := InstanceDir(r.StateDir, inst.Namespace, inst.Name)
+	dir, err := InstanceDir(r.StateDir, inst.Namespace, inst.Name)
+	if err != nil {
+		return err
+	}
 	r.stopRestore(key)
 	r.mu.Lock()
 	in, ok := r.instances[key]
@@ -495,12 +502,10 @@ func desiredParameters(inst *outpostv1.PostgresInstance) map[string]string {
 		params[k] = v
 	}
 	// pg_stat_statements can be created without it, but its views then
-	// fail on every query.
+	// fail on every query. Users cannot set shared_preload_libraries (it
+	// loads code), so Outpost's value is the whole list.
 	if slices.Contains(inst.Spec.Extensions, "pg_stat_statements") {
-		libs := params["shared_preload_libraries"]
-		if !slices.Contains(strings.Split(strings.ReplaceAll(libs, " ", ""), ","), "pg_stat_statements") {
-			params["shared_preload_libraries"] = strings.TrimPrefix(libs+",pg_stat_statements", ",")
-		}
+		params["shared_preload_libraries"] = "pg_stat_statements"
 	}
 	return params
 }

@@ -36,7 +36,9 @@ func (r *Runtime) VerifyNewestBackup(ctx context.Context, inst *outpostv1.Postgr
 	}
 	keyFile := ""
 	if enc := inst.Spec.Backup.Encryption; enc != nil {
-		keyFile = KeyFile(r.StateDir, inst.Namespace, enc.KeySecret.Name)
+		if keyFile, err = KeyFile(r.StateDir, inst.Namespace, enc.KeySecret.Name); err != nil {
+			return nil, fmt.Errorf("spec.backup.encryption.keySecret.name: %w", err)
+		}
 	}
 	store, err := backup.Open(ctx, cfg)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/outpostdata/outpost/controller/manifest"
+	"github.com/outpostdata/outpost/controller/safepath"
 )
 
 // Apply validates the manifests in data (read from source, a path or "-")
@@ -60,7 +61,11 @@ func Apply(ctx context.Context, sd StateDir, source string, data []byte, out io.
 			}
 			w.path = existing.File
 		} else {
-			w.path, w.created = filepath.Join(sd.Manifests(), fileName(o)), true
+			path, err := safepath.Join(sd.Manifests(), safepath.Part{Field: "metadata.name", Value: fileName(o)})
+			if err != nil {
+				return fmt.Errorf("%s: %w (nothing applied)", o.Key(), err)
+			}
+			w.path, w.created = path, true
 			if _, err := os.Stat(w.path); err == nil {
 				return fmt.Errorf("%s already exists and does not define %s; move it away or edit it (nothing applied)", w.path, o.Key())
 			}

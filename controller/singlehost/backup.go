@@ -84,12 +84,17 @@ func ResolveBackup(ctx context.Context, sd StateDir, namespace, name string) (*B
 		return nil, err
 	}
 	if enc := inst.Spec.Backup.Encryption; enc != nil {
-		t.KeyFile = localruntime.KeyFile(sd.Root, namespace, enc.KeySecret.Name)
+		if t.KeyFile, err = localruntime.KeyFile(sd.Root, namespace, enc.KeySecret.Name); err != nil {
+			return nil, err
+		}
 		if t.Keys, err = backup.ReadKeyFile(t.KeyFile); err != nil {
 			return nil, err
 		}
 	}
-	dir := sd.Instance(namespace, name)
+	dir, err := sd.Instance(namespace, name)
+	if err != nil {
+		return nil, err
+	}
 	t.DataDir = filepath.Join(dir, "data")
 	if u, err := localruntime.SuperuserURL(dir, "postgres"); err == nil {
 		t.ConnString = u

@@ -58,10 +58,13 @@ func Describe(ctx context.Context, sd StateDir, kind, namespace, name string, ou
 		fmt.Fprintf(tw, "Endpoint:\t%s\n", ep)
 	}
 	if kind == "PostgresInstance" {
-		dir := sd.Instance(namespace, name)
-		fmt.Fprintf(tw, "Credentials:\t%s\n", localruntime.CredentialsFile(dir))
-		fmt.Fprintf(tw, "CA file:\t%s (connect with sslmode=verify-full sslrootcert=FILE)\n", localruntime.CAFile(sd.Root))
-		fmt.Fprintf(tw, "Data:\t%s\n", dir)
+		if dir, err := sd.Instance(namespace, name); err != nil {
+			fmt.Fprintf(tw, "Data:\t%v\n", err)
+		} else {
+			fmt.Fprintf(tw, "Credentials:\t%s\n", localruntime.CredentialsFile(dir))
+			fmt.Fprintf(tw, "CA file:\t%s (connect with sslmode=verify-full sslrootcert=FILE)\n", localruntime.CAFile(sd.Root))
+			fmt.Fprintf(tw, "Data:\t%s\n", dir)
+		}
 		if r := str(u, "status", "restarts"); r != "" {
 			fmt.Fprintf(tw, "Restarts:\t%s\n", r)
 		}

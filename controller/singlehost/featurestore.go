@@ -34,7 +34,10 @@ func FeatureStoreDatabase(ctx context.Context, sd StateDir, namespace, name stri
 	if err := obj.Into(fs); err != nil {
 		return nil, "", err
 	}
-	dir := sd.Instance(namespace, fs.Spec.Instance.Name)
+	dir, err := sd.Instance(namespace, fs.Spec.Instance.Name)
+	if err != nil {
+		return nil, "", fmt.Errorf("FeatureStore %s/%s: spec.instance.name: %w", namespace, name, err)
+	}
 	u, err := localruntime.SuperuserURL(dir, fs.Spec.Database)
 	if err != nil {
 		return nil, "", fmt.Errorf("FeatureStore %s/%s: instance %s: %w (is `outpost up` running, and the instance Ready?)", namespace, name, fs.Spec.Instance.Name, err)

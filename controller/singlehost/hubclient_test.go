@@ -11,6 +11,7 @@ import (
 
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/controller/localruntime"
+	"github.com/outpostdata/outpost/controller/safepath"
 )
 
 // TestDirectModeTrustsTheHubCAFromTheSecretsFile: on one host a
@@ -30,7 +31,10 @@ func TestDirectModeTrustsTheHubCAFromTheSecretsFile(t *testing.T) {
 	if _, err := hubClient(sd, dc); err == nil || !strings.Contains(err.Error(), "connectivity.hub.caSecret hub-ca") {
 		t.Fatalf("without the CA file: %v, want an error naming connectivity.hub.caSecret", err)
 	}
-	file := localruntime.SecretFile(sd.Root, "default", "hub-ca", "ca.crt")
+	file, err := localruntime.SecretFile(sd.Root, "default", safepath.Part{Field: "spec.connectivity.hub.caSecret.name", Value: "hub-ca"}, "ca.crt")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,10 @@ import (
 // application role, verifying the server with the site CA, with the
 // password read from the instance's pgpass file rather than shown.
 func PsqlCommandLine(sd StateDir, inst *outpostv1.PostgresInstance) string {
-	dir := sd.Instance(inst.Namespace, inst.Name)
+	dir, err := sd.Instance(inst.Namespace, inst.Name)
+	if err != nil {
+		return fmt.Sprintf("(no instance directory: %v)", err)
+	}
 	creds, err := localruntime.ReadCredentials(dir)
 	if err != nil {
 		return fmt.Sprintf("(credentials unreadable: %v)", err)
@@ -30,7 +33,10 @@ func appURL(c localruntime.Credentials) string {
 // PsqlCommand returns the psql binary, its arguments and the extra
 // environment that connect to an instance as its application role.
 func PsqlCommand(sd StateDir, namespace, name string) (path string, args, env []string, err error) {
-	dir := sd.Instance(namespace, name)
+	dir, err := sd.Instance(namespace, name)
+	if err != nil {
+		return "", nil, nil, err
+	}
 	creds, err := localruntime.ReadCredentials(dir)
 	if err != nil {
 		return "", nil, nil, fmt.Errorf("instance %s/%s: %w", namespace, name, err)

@@ -39,8 +39,9 @@ func (s StateDir) Manifests() string { return filepath.Join(s.Root, "manifests")
 // ControlDB is controldb's directory.
 func (s StateDir) ControlDB() string { return filepath.Join(s.Root, "controldb") }
 
-// Instance is one instance's directory.
-func (s StateDir) Instance(namespace, name string) string {
+// Instance is one instance's directory; a name that would leave the
+// instances directory is refused.
+func (s StateDir) Instance(namespace, name string) (string, error) {
 	return localruntime.InstanceDir(s.Root, namespace, name)
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/outpostdata/outpost/controller/controldb"
 	"github.com/outpostdata/outpost/controller/dirsource"
 	"github.com/outpostdata/outpost/controller/localruntime"
+	"github.com/outpostdata/outpost/controller/safepath"
 	"github.com/outpostdata/outpost/usageexport"
 )
 
@@ -204,7 +205,10 @@ func hubClient(sd StateDir, dc *outpostv1.DataController) (*http.Client, error) 
 	if ca == nil {
 		return nil, nil
 	}
-	file := localruntime.SecretFile(sd.Root, dc.Namespace, ca.Name, "ca.crt")
+	file, err := localruntime.SecretFile(sd.Root, dc.Namespace, safepath.Part{Field: "spec.connectivity.hub.caSecret.name", Value: ca.Name}, "ca.crt")
+	if err != nil {
+		return nil, fmt.Errorf("DataController %s: %w", dc.Name, err)
+	}
 	pem, err := os.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("DataController %s: connectivity.hub.caSecret %s: on a single host the CA bundle is the file %s: %w", dc.Name, ca.Name, file, err)

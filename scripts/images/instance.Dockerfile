@@ -20,14 +20,14 @@ FROM debian:bookworm-slim
 RUN groupadd --system --gid 999 postgres && \
     useradd --system --uid 999 --gid 999 --home-dir /var/lib/postgresql --shell /bin/bash postgres
 COPY scripts/install-deps.sh /tmp/outpost/scripts/install-deps.sh
-# install-deps.sh needs the keyring for Debian's trixie source packages,
-# from which it builds pgvector.
+# install-deps.sh needs the keyring for Debian unstable's source packages,
+# from which it builds pgvector (0.8.7 or newer; it refuses anything older).
 RUN apt-get update -qq && \
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends ca-certificates debian-archive-keyring && \
     OUTPOST_TOOLS_DIR=/tmp/outpost/tools /tmp/outpost/scripts/install-deps.sh run && \
     # The headers and compiler were for building pgvector only.
     DEBIAN_FRONTEND=noninteractive apt-get purge -y -q --auto-remove postgresql-server-dev-15 gcc make dpkg-dev && \
-    rm -rf /var/lib/apt/lists/* /tmp/outpost /etc/apt/sources.list.d/outpost-trixie-src.sources && \
+    rm -rf /var/lib/apt/lists/* /tmp/outpost /etc/apt/sources.list.d/outpost-sid-src.sources && \
     # Debian's package creates a cluster of its own; the instance manager
     # creates the one it runs on the volume instead.
     rm -rf /var/lib/postgresql/15 /etc/postgresql/15 && \

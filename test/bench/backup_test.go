@@ -25,6 +25,7 @@ import (
 
 	"github.com/outpostdata/outpost/backup"
 	"github.com/outpostdata/outpost/controller/localruntime"
+	"github.com/outpostdata/outpost/controller/safepath"
 	"github.com/outpostdata/outpost/controller/singlehost"
 	"github.com/outpostdata/outpost/postgres"
 	"github.com/outpostdata/outpost/test/harness"
@@ -105,7 +106,10 @@ func newBackupBench(b *testing.B) *backupBench {
 	if err != nil {
 		b.Fatal(err)
 	}
-	instDir := sd.Instance(benchNamespace, benchInstance)
+	instDir, err := sd.Instance(benchNamespace, benchInstance)
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, d := range []string{sd.Manifests(), instDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			b.Fatal(err)
@@ -118,7 +122,10 @@ func newBackupBench(b *testing.B) *backupBench {
 	writeFile(b, creds, "accessKeyID="+e.minio.AccessKey+"\nsecretAccessKey="+e.minio.SecretKey+"\n", 0o600)
 	// The store's certificate is trusted through the ObjectStore's CA
 	// bundle, the Secret minio-ca, which on one host is a file.
-	caFile := localruntime.SecretFile(e.stateDir, benchNamespace, "minio-ca", "ca.crt")
+	caFile, err := localruntime.SecretFile(e.stateDir, benchNamespace, safepath.Part{Field: "spec.caSecret.name", Value: "minio-ca"}, "ca.crt")
+	if err != nil {
+		b.Fatal(err)
+	}
 	if err := os.MkdirAll(filepath.Dir(caFile), 0o755); err != nil {
 		b.Fatal(err)
 	}

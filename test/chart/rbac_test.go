@@ -15,7 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -75,13 +74,10 @@ func TestRenderedChartIsAcceptedByTheAPIServer(t *testing.T) {
 func TestChartRBACIsExactlyEnough(t *testing.T) {
 	api := harness.StartAPIServer(t)
 	kubectl(t, api, "", "create", "namespace", releaseNamespace)
-	kubectl(t, api, render(t), "apply", "-f", "-")
+	// Secrets are namespaced (the default): the controller watches default.
+	kubectl(t, api, render(t, "--set", "watchNamespaces={default}"), "apply", "-f", "-")
 
-	cfg := rest.CopyConfig(api.Config)
-	cfg.Impersonate = rest.ImpersonationConfig{
-		UserName: "system:serviceaccount:" + releaseNamespace + ":outpost",
-		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + releaseNamespace, "system:authenticated"},
-	}
+	cfg := asServiceAccount(api)
 	pg := harness.StartPostgres(t)
 	db, err := controldb.Open(context.Background(), pg.URL("postgres"))
 	if err != nil {
@@ -89,7 +85,7 @@ func TestChartRBACIsExactlyEnough(t *testing.T) {
 	}
 	t.Cleanup(db.Close)
 	mgr, err := kube.NewManager(kube.Options{
-		Config: cfg, Log: harness.Logger(t), MinRequeue: 10 * time.Second,
+		Config: cfg, Log: harness.Logger(t), MinRequeue: 10 * time.Second, Namespaces: []string{"default"},
 		Usage:          &kube.UsageOptions{DB: db.Pool, Namespace: releaseNamespace, Version: "test"},
 		LeaderElection: true, LeaderElectionNamespace: releaseNamespace,
 		NewRuntime: func(c client.Client, s *runtime.Scheme) (controller.InstanceRuntime, error) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/outpostdata/outpost/backup"
 	"github.com/outpostdata/outpost/controller/localruntime"
+	"github.com/outpostdata/outpost/controller/safepath"
 	"github.com/outpostdata/outpost/test/harness"
 )
 
@@ -418,7 +419,10 @@ func (s *site) writeObjectStore(m *harness.MinIO, bucket string, createBucket bo
 	}
 	ca := ""
 	if m.CAFile != "" {
-		file := localruntime.SecretFile(s.stateDir, "default", "minio-ca", "ca.crt")
+		file, err := localruntime.SecretFile(s.stateDir, "default", safepath.Part{Field: "spec.caSecret.name", Value: "minio-ca"}, "ca.crt")
+		if err != nil {
+			s.t.Fatal(err)
+		}
 		// Directories the server account can pass through: wal-push,
 		// run by postgres, reads the bundle.
 		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {

@@ -40,3 +40,17 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "%s-controldb-url" (include "outpost.fullname" .) -}}
 {{- end -}}
 {{- end -}}
+
+{{- /*
+outpost.watchNamespaces is the JSON list of namespaces the controller
+watches; empty means every namespace. With rbac.secrets namespaced, an empty
+watchNamespaces means the release namespace only: the controller cannot
+manage instances where it may not keep their Secrets.
+*/ -}}
+{{- define "outpost.watchNamespaces" -}}
+{{- if or .Values.watchNamespaces (eq .Values.rbac.secrets "cluster") -}}
+{{- .Values.watchNamespaces | toJson -}}
+{{- else -}}
+{{- list .Release.Namespace | toJson -}}
+{{- end -}}
+{{- end -}}

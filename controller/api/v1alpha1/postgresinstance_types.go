@@ -142,15 +142,21 @@ type InitDBBootstrap struct {
 // RecoveryBootstrap creates the instance from another instance's backups.
 type RecoveryBootstrap struct {
 	// Source is the name of the instance whose backups are restored. It need
-	// not exist any more.
+	// not exist any more. Like every object name it is a DNS-1123 subdomain;
+	// it becomes part of object store keys.
 	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	Source string `json:"source"`
 
 	// ObjectStore holds the source's backups.
 	ObjectStore LocalObjectReference `json:"objectStore"`
 
 	// BackupID restores this base backup; empty picks the newest one that
-	// ends before TargetTime.
+	// ends before TargetTime. It becomes part of object store keys, so it
+	// is one plain path component.
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][A-Za-z0-9._-]*$`
 	// +optional
 	BackupID string `json:"backupID,omitempty"`
 
@@ -189,10 +195,18 @@ type PostgresInstanceSpec struct {
 
 	// Parameters are postgresql.conf settings. Outpost manages the listen
 	// address, port, paths, WAL archiving and restore, wal_level and ssl
-	// itself and refuses them here, as it refuses include directives and
-	// settings that run shell commands. Names are case-insensitive.
+	// itself and refuses them here, as it refuses every setting that loads
+	// code (preload libraries, library paths), makes the server read or write
+	// files outside its data directory (the log collector, pid and key
+	// files), includes files or runs shell commands. The policy and its
+	// review of PostgreSQL 15's settings are in postgres/config.go, whose
+	// lists these rules repeat. Names are case-insensitive.
 	// +kubebuilder:validation:MaxProperties=200
-	// +kubebuilder:validation:XValidation:rule="self.all(k, !(k.lowerAscii() in ['listen_addresses', 'port', 'unix_socket_directories', 'data_directory', 'config_file', 'hba_file', 'ident_file', 'archive_mode', 'archive_command', 'archive_library', 'restore_command', 'recovery_target_time', 'wal_level', 'ssl', 'ssl_cert_file', 'ssl_key_file', 'include', 'include_dir', 'include_if_exists', 'archive_cleanup_command', 'recovery_end_command', 'ssl_passphrase_command']))",message="sets a parameter Outpost manages (listen address, port, paths, WAL archiving and restore, wal_level, ssl) or one that includes files or runs shell commands"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !(k.lowerAscii() in ['listen_addresses', 'port', 'unix_socket_directories', 'data_directory', 'config_file', 'hba_file', 'ident_file', 'archive_mode', 'archive_command', 'archive_library', 'restore_command', 'recovery_target_time', 'wal_level', 'ssl', 'ssl_cert_file', 'ssl_key_file']))",messageExpression="'spec.parameters.' + self.filter(k, k.lowerAscii() in ['listen_addresses', 'port', 'unix_socket_directories', 'data_directory', 'config_file', 'hba_file', 'ident_file', 'archive_mode', 'archive_command', 'archive_library', 'restore_command', 'recovery_target_time', 'wal_level', 'ssl', 'ssl_cert_file', 'ssl_key_file'])[0] + ' is managed by Outpost (listen address, port, paths, WAL archiving and restore, wal_level, ssl) and cannot be set'"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !(k.lowerAscii() in ['shared_preload_libraries', 'local_preload_libraries', 'session_preload_libraries', 'dynamic_library_path', 'jit_provider']))",messageExpression="'spec.parameters.' + self.filter(k, k.lowerAscii() in ['shared_preload_libraries', 'local_preload_libraries', 'session_preload_libraries', 'dynamic_library_path', 'jit_provider'])[0] + ' loads code into the server and cannot be set; extensions come only through spec.extensions'"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !(k.lowerAscii() in ['logging_collector', 'log_directory', 'log_filename', 'log_file_mode', 'external_pid_file', 'unix_socket_group', 'unix_socket_permissions', 'ssl_ca_file', 'ssl_crl_file', 'ssl_crl_dir', 'ssl_dh_params_file', 'krb_server_keyfile', 'promote_trigger_file', 'primary_conninfo']))",messageExpression="'spec.parameters.' + self.filter(k, k.lowerAscii() in ['logging_collector', 'log_directory', 'log_filename', 'log_file_mode', 'external_pid_file', 'unix_socket_group', 'unix_socket_permissions', 'ssl_ca_file', 'ssl_crl_file', 'ssl_crl_dir', 'ssl_dh_params_file', 'krb_server_keyfile', 'promote_trigger_file', 'primary_conninfo'])[0] + ' makes the server read or write files outside its data directory and cannot be set'"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !(k.lowerAscii() in ['include', 'include_dir', 'include_if_exists']))",messageExpression="'spec.parameters.' + self.filter(k, k.lowerAscii() in ['include', 'include_dir', 'include_if_exists'])[0] + ' is a configuration file directive that includes files and cannot be set'"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !(k.lowerAscii() in ['archive_cleanup_command', 'recovery_end_command', 'ssl_passphrase_command']))",messageExpression="'spec.parameters.' + self.filter(k, k.lowerAscii() in ['archive_cleanup_command', 'recovery_end_command', 'ssl_passphrase_command'])[0] + ' runs a shell command on the host and cannot be set'"
 	// +optional
 	Parameters map[string]string `json:"parameters,omitempty"`
 

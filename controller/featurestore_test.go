@@ -47,21 +47,27 @@ func featureStoreDB(t *testing.T) *harness.Postgres {
 }
 
 // A rebuild CONCURRENTLY after the index parameters change publishes its
-// progress in the status while it runs, and says HNSW is built serially on
-// pgvector 0.8.0 (CVE-2026-3172). The test holds a writer's lock on the
-// table, so the build waits in a known phase until the test lets it go.
+// progress in the status while it runs, and says whether HNSW is built
+// serially (pgvector older than 0.8.2, CVE-2026-3172) or in parallel. The
+// test holds a writer's lock on the table, so the build waits in a known
+// phase until the test lets it go.
 func TestFeatureStoreIndexRebuildPublishesProgressAndTheSerialBuildRule(t *testing.T) {
 	pg := featureStoreDB(t)
 	ctx := context.Background()
 	r := &FeatureStoreReconciler{Databases: oneDatabase{pg}, Events: &events{}}
 	fs := newFeatureStore("items")
 	r.Reconcile(ctx, fs)
-	if fs.Status.Phase != "Ready" || fs.Status.PgvectorVersion != "0.8.0" {
-		t.Fatalf("status %+v: want Ready on pgvector 0.8.0", fs.Status)
+	pgvector := harness.PgvectorVersion(t)
+	if fs.Status.Phase != "Ready" || fs.Status.PgvectorVersion != pgvector {
+		t.Fatalf("status %+v: want Ready on pgvector %s", fs.Status, pgvector)
 	}
+	serial := !vectorstore.ParallelHNSWBuildSafe(pgvector)
 	idx := meta.FindStatusCondition(fs.Status.Conditions, ConditionIndexReady)
-	if idx == nil || idx.Reason != ReasonSerialHNSWBuild || !strings.Contains(idx.Message, "CVE-2026-3172") {
+	if serial && (idx == nil || idx.Reason != ReasonSerialHNSWBuild || !strings.Contains(idx.Message, "CVE-2026-3172")) {
 		t.Errorf("IndexReady = %+v: want reason %s naming CVE-2026-3172", idx, ReasonSerialHNSWBuild)
+	}
+	if !serial && (idx == nil || idx.Reason != ReasonParallelHNSWBuild) {
+		t.Errorf("IndexReady = %+v: want reason %s on pgvector %s", idx, ReasonParallelHNSWBuild, pgvector)
 	}
 
 	pool, err := vectorstore.Connect(ctx, pg.URL("features"))
@@ -111,9 +117,9 @@ func TestFeatureStoreIndexRebuildPublishesProgressAndTheSerialBuildRule(t *testi
 		t.Fatal("no progress published while the rebuild waited for the writer")
 	}
 	b := during.IndexBuild
-	if during.IndexState != vectorstore.IndexBuilding || b == nil || !b.Concurrently || !b.Serial ||
+	if during.IndexState != vectorstore.IndexBuilding || b == nil || !b.Concurrently || b.Serial != serial ||
 		b.Index != "items_embedding_idx_new" || !strings.Contains(b.Phase, "waiting for writers") {
-		t.Errorf("published status %+v, build %+v: want building items_embedding_idx_new concurrently and serially, waiting for writers", during, b)
+		t.Errorf("published status %+v, build %+v: want building items_embedding_idx_new concurrently (serial: %v), waiting for writers", during, b, serial)
 	}
 	st, err := store.Stats(ctx)
 	if err != nil {

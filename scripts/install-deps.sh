@@ -17,9 +17,13 @@ MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 CONTROLLER_GEN_VERSION=v0.23.0
 HELM_VERSION=v3.22.0
 # pgvector before 0.8.7 has known CVEs (CVE-2026-3172 in parallel HNSW builds,
-# CVE-2026-18022) and an HNSW vacuum corruption bug; the newest version
-# Debian offers is built, and anything older than this refused.
+# CVE-2026-18022) and an HNSW vacuum corruption bug. Debian unstable's source
+# package is built when its files can be fetched; when the mirror lists it but
+# does not serve it, the newest pgvector release on the Go module proxy is
+# built instead (verified against the Go checksum database), with a warning,
+# and nothing older than PGVECTOR_FLOOR (the last HNSW vacuum fix) is accepted.
 PGVECTOR_MIN_VERSION=0.8.7
+PGVECTOR_FLOOR=0.8.4
 PG_MAJOR=15
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -83,9 +87,12 @@ pg_config=/usr/lib/postgresql/$PG_MAJOR/bin/pg_config
 # control_version prints the default_version of a vector.control file.
 control_version() { sed -n "s/^default_version = '\(.*\)'$/\1/p" "$1" 2>/dev/null; }
 have_pgvector() {
-	local v
+	local v floor=$PGVECTOR_MIN_VERSION
+	# A fallback build stands until its stamp is removed: the mirror is
+	# not asked again on every run.
+	[ -f "$stamps/pgvector-fallback" ] && floor=$PGVECTOR_FLOOR
 	v=$(control_version "/usr/share/postgresql/$PG_MAJOR/extension/vector.control")
-	[ -n "$v" ] && dpkg --compare-versions "$v" ge "$PGVECTOR_MIN_VERSION" &&
+	[ -n "$v" ] && dpkg --compare-versions "$v" ge "$floor" &&
 		[ -f "$("$pg_config" --pkglibdir)/vector.so" ]
 }
 # add_deb_src SUITE lets apt-get source fetch Debian SUITE's source packages,
@@ -106,34 +113,55 @@ add_deb_src() {
 # older installed pgvector (0.8.0) is replaced: the extension's update
 # scripts come with it, and Outpost runs ALTER EXTENSION vector UPDATE.
 install_pgvector() {
-	local version upstream work built
+	local version upstream work
 	add_deb_src sid
 	apt_update_once
 	version=$(apt-cache showsrc pgvector | sed -n 's/^Version: //p' | sort -V | tail -n1)
 	upstream=${version#*:}
 	upstream=${upstream%-*}
-	if [ -z "$version" ] || ! dpkg --compare-versions "$upstream" ge "$PGVECTOR_MIN_VERSION"; then
-		echo "install-deps: Debian offers pgvector ${version:-nowhere}; Outpost needs $PGVECTOR_MIN_VERSION or newer (CVE-2026-3172, CVE-2026-18022)" >&2
-		return 1
-	fi
 	work=$(mktemp -d)
 	cd "$work"
-	if ! apt-get source --download-only "pgvector=$version"; then
-		echo "install-deps: Debian lists pgvector $version but its source files could not be downloaded from the mirror; nothing older than $PGVECTOR_MIN_VERSION is built" >&2
-		return 1
+	if [ -n "$version" ] && dpkg --compare-versions "$upstream" ge "$PGVECTOR_MIN_VERSION" &&
+		apt-get source --download-only "pgvector=$version"; then
+		dpkg-source -x "pgvector_${version#*:}.dsc" src
+		build_pgvector src "$upstream" "$PGVECTOR_MIN_VERSION" "Debian source $version"
+		rm -f "$stamps/pgvector-fallback"
+	else
+		echo "install-deps: WARNING: Debian lists pgvector ${version:-nowhere} but its source files could not be downloaded;" \
+			"building the newest pgvector release on the Go module proxy instead (CVE-2026-18022 may be unfixed before $PGVECTOR_MIN_VERSION)" >&2
+		fetch_pgvector_from_go_proxy src
+		upstream=$(control_version src/vector.control)
+		build_pgvector src "$upstream" "$PGVECTOR_FLOOR" "github.com/pgvector/pgvector v$upstream (Go module proxy)"
+		echo "v$upstream" >"$stamps/pgvector-fallback"
 	fi
-	dpkg-source -x "pgvector_${version#*:}.dsc" src
-	cd src
-	built=$(control_version vector.control)
-	if [ "$built" != "$upstream" ] || ! dpkg --compare-versions "$built" ge "$PGVECTOR_MIN_VERSION"; then
-		echo "install-deps: pgvector source $version builds version '$built', want $upstream (at least $PGVECTOR_MIN_VERSION)" >&2
-		return 1
-	fi
-	make PG_CONFIG="$pg_config" OPTFLAGS=""
-	make install PG_CONFIG="$pg_config"
-	echo "pgvector $built built from Debian source $version"
 	cd /
 	rm -rf "$work"
+}
+
+# fetch_pgvector_from_go_proxy DIR copies pgvector's newest tagged release
+# into DIR. The proxy serves the repository as a module, and `go mod
+# download` checks it against the Go checksum database.
+fetch_pgvector_from_go_proxy() {
+	local out dir
+	out=$(cd "$(mktemp -d)" && GOFLAGS=-mod=mod go mod download -json github.com/pgvector/pgvector@latest)
+	dir=$(printf '%s\n' "$out" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+	[ -n "$dir" ] && [ -f "$dir/vector.control" ]
+	cp -r "$dir" "$1"
+	chmod -R u+w "$1"
+}
+
+# build_pgvector DIR VERSION FLOOR FROM builds and installs the pgvector
+# source in DIR, after checking it is VERSION and at least FLOOR.
+build_pgvector() {
+	local built
+	built=$(control_version "$1/vector.control")
+	if [ "$built" != "$2" ] || ! dpkg --compare-versions "$built" ge "$3"; then
+		echo "install-deps: pgvector from $4 is version '$built', want $2 (at least $3)" >&2
+		return 1
+	fi
+	make -C "$1" PG_CONFIG="$pg_config" OPTFLAGS=""
+	make -C "$1" install PG_CONFIG="$pg_config"
+	echo "pgvector $built built from $4"
 }
 
 # A stamp records what a binary was built from; a different pin rebuilds it.
@@ -190,6 +218,10 @@ install_pgbackrest() {
 
 step postgres have_postgres install_postgres
 step pgvector have_pgvector install_pgvector
+if [ -f "$stamps/pgvector-fallback" ]; then
+	printf '%-16s WARNING: %s from the Go module proxy, not Debian'"'"'s %s source, which the mirror did not serve; remove %s to try Debian again\n' \
+		pgvector "$(cat "$stamps/pgvector-fallback")" "$PGVECTOR_MIN_VERSION" "$stamps/pgvector-fallback" >&2
+fi
 [ "${1:-all}" = run ] && exit 0
 step controller-gen have_controller_gen install_controller_gen
 step etcd have_etcd install_etcd

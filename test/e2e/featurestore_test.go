@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/outpostdata/outpost/test/harness"
+	"github.com/outpostdata/outpost/vectorstore"
 )
 
 // featureStoreStatus polls `outpost get fs -o json` until the store has the
@@ -61,12 +62,18 @@ spec:
   - {name: price, type: double}
 `)
 	status := s.waitFeatureStore("products", "Ready", 2*time.Minute)
-	if status["pgvectorVersion"] != "0.8.0" || status["table"] != "public.products" {
-		t.Errorf("status %v: want pgvectorVersion 0.8.0 and table public.products", status)
+	pgvector := harness.PgvectorVersion(t)
+	if status["pgvectorVersion"] != pgvector || status["table"] != "public.products" {
+		t.Errorf("status %v: want pgvectorVersion %s and table public.products", status, pgvector)
+	}
+	// HNSW builds are parallel only where pgvector has the CVE-2026-3172 fix.
+	build, reason := "serial", "SerialHNSWBuild"
+	if vectorstore.ParallelHNSWBuildSafe(pgvector) {
+		build, reason = "parallel", "ParallelHNSWBuild"
 	}
 	conds, _ := json.Marshal(status["conditions"])
-	if !strings.Contains(string(conds), "SerialHNSWBuild") {
-		t.Errorf("conditions %s: want IndexReady saying HNSW builds are serial on pgvector 0.8.0", conds)
+	if !strings.Contains(string(conds), reason) {
+		t.Errorf("conditions %s: want IndexReady with reason %s on pgvector %s", conds, reason, pgvector)
 	}
 
 	dir := harnessDir(t)
@@ -125,7 +132,7 @@ spec:
 	}
 
 	out = s.outpost("featurestore", "stats", "products")
-	for _, want := range []string{"100 (history: 101 versions)", "hnsw, valid", "0.8.0, HNSW builds serial"} {
+	for _, want := range []string{"100 (history: 101 versions)", "hnsw, valid", pgvector + ", HNSW builds " + build} {
 		if !strings.Contains(out, want) {
 			t.Errorf("stats missing %q:\n%s", want, out)
 		}

@@ -58,7 +58,7 @@ func TestInstanceManagerRunsPostgresServesHealthAndStopsCleanly(t *testing.T) {
 		out, err := c.CombinedOutput()
 		return strings.TrimSpace(string(out)), err
 	}
-	if out, err := psql("app", "SELECT extversion FROM pg_extension WHERE extname = 'vector'; SHOW work_mem"); err != nil || out != "0.8.0\n8MB" {
+	if out, err := psql("app", "SELECT extversion FROM pg_extension WHERE extname = 'vector'; SHOW work_mem"); err != nil || out != harness.PgvectorVersion(t)+"\n8MB" {
 		t.Errorf("the application role sees: %v\n%s", err, out)
 	}
 
@@ -110,7 +110,7 @@ func TestInstanceManagerRunsPostgresServesHealthAndStopsCleanly(t *testing.T) {
 	writeConfig("features")
 	waitFor(t, 30*time.Second, "database features created", func() bool {
 		out, err := psql("features", "SELECT extversion FROM pg_extension WHERE extname = 'vector'")
-		return err == nil && out == "0.8.0"
+		return err == nil && out == harness.PgvectorVersion(t)
 	})
 
 	// SIGTERM: postgres shuts down cleanly and the manager exits 0.

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/outpostdata/outpost/test/harness"
 )
 
 func TestUpServesPgvectorAndKeepsDataAcrossRestarts(t *testing.T) {
@@ -26,8 +28,8 @@ func TestUpServesPgvectorAndKeepsDataAcrossRestarts(t *testing.T) {
 	if got := lastLine(out); got != "2,1,4" {
 		t.Fatalf("nearest neighbours of [2.1,2,1.9] = %q, want 2,1,4\n%s", got, out)
 	}
-	if got := s.psql("example", "SELECT extversion FROM pg_extension WHERE extname = 'vector'"); got != "0.8.0" {
-		t.Errorf("pgvector in the app database = %q, want 0.8.0", got)
+	if got, want := s.psql("example", "SELECT extversion FROM pg_extension WHERE extname = 'vector'"), harness.PgvectorVersion(t); got != want {
+		t.Errorf("pgvector in the app database = %q, want the installed %s", got, want)
 	}
 	features := strings.Replace(printed, "/app?", "/features?", 1)
 	if out, err := runShell(features + " -X -A -t -c \"SELECT extname FROM pg_extension WHERE extname = 'vector'\""); err != nil || lastLine(out) != "vector" {

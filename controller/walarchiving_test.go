@@ -95,7 +95,7 @@ func TestWALArchivingStalledWithoutFailureAfterFiveMinutes(t *testing.T) {
 	rt := &archiverRuntime{st: &archiving.Status{Pending: 1, OldestPendingWAL: "000000010000000000000009", OldestPendingAge: 6 * time.Minute}}
 	r := &InstanceReconciler{Runtime: rt, Events: &loggedEvents{}}
 	inst := testInstance()
-	inst.Spec.Backup = &outpostv1.BackupPolicy{}
+	inst.Spec.Backup = &outpostv1.BackupPolicy{ObjectStore: outpostv1.LocalObjectReference{Name: "s3"}}
 	r.Reconcile(context.Background(), inst)
 	c := meta.FindStatusCondition(inst.Status.Conditions, outpostv1.ConditionWALArchiving)
 	if c == nil || c.Status != "False" || c.Reason != ReasonArchiveStalled || !strings.Contains(c.Message, "000000010000000000000009") {

@@ -17,6 +17,7 @@ const (
 	ReasonArchiveFailing = "ArchiveFailing"
 	ReasonArchiveStalled = "ArchiveStalled"
 	ReasonSettingDrift   = "SettingDrift"
+	ReasonArchiveOff     = "ArchiveModeOff"
 )
 
 // archiveStallAfter is how long a finished segment may wait for archiving
@@ -77,6 +78,10 @@ func archivingCondition(inst *outpostv1.PostgresInstance, st *archiving.Status) 
 		waiting = fmt.Sprintf("; %d WAL files wait to be archived, the oldest (%s) for %s", st.Pending, st.OldestPendingWAL, roughly(st.OldestPendingAge))
 	}
 	switch {
+	case st.ArchiveMode != "" && st.ArchiveMode != "on" && st.ArchiveMode != "always":
+		// ALTER SYSTEM SET archive_mode = off and a restart: nothing fails,
+		// nothing waits, and nothing is archived.
+		return metav1.ConditionFalse, ReasonArchiveOff, fmt.Sprintf("archive_mode is %q: no WAL is archived, so no point after the last base backup can be restored; Outpost manages archive_mode = on, which takes a restart", st.ArchiveMode)
 	case st.Failing():
 		return metav1.ConditionFalse, ReasonArchiveFailing, fmt.Sprintf("archiving WAL segment %s failed at %s (%d failures since statistics were reset)%s; see the PostgreSQL log for wal-push's error",
 			st.LastFailedWAL, st.LastFailedTime.UTC().Format(time.RFC3339), st.FailedCount, waiting)

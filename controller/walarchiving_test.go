@@ -157,3 +157,23 @@ func testInstance() *outpostv1.PostgresInstance {
 	inst.Spec.Storage.Size = resource.MustParse("1Gi")
 	return inst
 }
+
+func TestWALArchivingIsFalseWhenArchiveModeWasTurnedOff(t *testing.T) {
+	// A superuser's ALTER SYSTEM SET archive_mode = off and a restart: no
+	// failure, nothing pending, and nothing archived either.
+	rt := &archiverRuntime{st: &archiving.Status{ArchiveMode: "off"}}
+	r := &InstanceReconciler{Runtime: rt, Events: &loggedEvents{}}
+	inst := testInstance()
+	inst.Spec.Backup = &outpostv1.BackupPolicy{ObjectStore: outpostv1.LocalObjectReference{Name: "s3"}}
+	r.Reconcile(context.Background(), inst)
+	c := meta.FindStatusCondition(inst.Status.Conditions, outpostv1.ConditionWALArchiving)
+	if c == nil || c.Status != "False" || c.Reason != ReasonArchiveOff || !strings.Contains(c.Message, "archive_mode") {
+		t.Fatalf("archive_mode off: condition %+v", c)
+	}
+	// Control: the same status with archiving on is healthy.
+	rt.st.ArchiveMode = "on"
+	r.Reconcile(context.Background(), inst)
+	if c := meta.FindStatusCondition(inst.Status.Conditions, outpostv1.ConditionWALArchiving); c == nil || c.Status != "True" {
+		t.Fatalf("archive_mode on: condition %+v", c)
+	}
+}

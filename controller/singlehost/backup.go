@@ -3,7 +3,9 @@ package singlehost
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 
 	"github.com/outpostdata/outpost/backup"
@@ -96,8 +98,14 @@ func ResolveBackup(ctx context.Context, sd StateDir, namespace, name string) (*B
 		return nil, err
 	}
 	t.DataDir = filepath.Join(dir, "data")
-	if u, err := localruntime.SuperuserURL(dir, "postgres"); err == nil {
+	// An instance not provisioned yet has no superuser file: ConnString
+	// stays empty and the caller says so. Any other failure (a damaged
+	// file, no permission to read it) is the user's to see as it is.
+	switch u, err := localruntime.SuperuserURL(dir, "postgres"); {
+	case err == nil:
 		t.ConnString = u
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("instance %s/%s: %w", namespace, name, err)
 	}
 	return t, nil
 }

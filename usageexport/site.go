@@ -21,6 +21,9 @@ const (
 	ReasonMetering       = "Metering"
 	ReasonSamplingFailed = "SamplingFailed"
 	ReasonNoHubToken     = "NoHubToken"
+	// ReasonOrphanSweepFailed: the declared instances could not be listed
+	// (RBAC, say), so deleted instances cannot be closed.
+	ReasonOrphanSweepFailed = "OrphanSweepFailed"
 )
 
 // DefaultInterval is the sampling interval when the DataController does
@@ -118,11 +121,15 @@ func (m *SiteMeter) Pass(ctx context.Context, dc *outpostv1.DataController, hub 
 	if log == nil {
 		log = slog.Default()
 	}
+	// A sweep that cannot run bills deleted instances on: it shows in Ready.
+	var sweepErr error
 	if m.Source != nil {
 		listedAt := clock.Now()
 		if declared, err := m.Source(ctx); err != nil {
+			sweepErr = fmt.Errorf("orphan sweep: cannot list the declared instances: %w", err)
 			log.Warn("orphan sweep skipped: cannot list the declared instances", "err", err)
 		} else if closed, err := NewLedger(m.Pool, clock).Sweep(ctx, listedAt, declared); err != nil {
+			sweepErr = fmt.Errorf("orphan sweep: %w", err)
 			log.Error("orphan sweep failed; the next pass tries again", "err", err)
 		} else if len(closed) > 0 {
 			log.Info("usage of instances no longer declared closed at their deletion or last sighting", "uids", closed)
@@ -198,6 +205,9 @@ func (m *SiteMeter) Pass(ctx context.Context, dc *outpostv1.DataController, hub 
 		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, ConditionClockSkew, verdict.Condition.Message
 	case sampleErr != nil:
 		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, ReasonSamplingFailed, sampleErr.Error()
+	case sweepErr != nil:
+		ready.Status, ready.Reason = metav1.ConditionFalse, ReasonOrphanSweepFailed
+		ready.Message = sweepErr.Error() + "; instances deleted without the controller seeing it stay billed until it runs"
 	case direct && hub.Token == "":
 		ready.Status, ready.Reason = metav1.ConditionFalse, ReasonNoHubToken
 		ready.Message = "direct mode has no hub token (connectivity.hub.credentialsSecret, key \"token\"): usage waits in the backlog"

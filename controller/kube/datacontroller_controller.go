@@ -66,6 +66,9 @@ type DataControllerReconciler struct {
 	Clock usageexport.Clock
 	// TrustControlDBClock: see UsageOptions.
 	TrustControlDBClock bool
+	// Namespaces are the ones the controller watches (and may list
+	// PostgresInstances in); empty means every namespace.
+	Namespaces []string
 
 	meterOnce sync.Once
 	siteMeter *usageexport.SiteMeter
@@ -139,16 +142,25 @@ func (r *DataControllerReconciler) meter(key usageexport.SigningKey) *usageexpor
 // (not the cache, which may lag behind a creation), with its deletion
 // request if any.
 func (r *DataControllerReconciler) declaredInstances(ctx context.Context) ([]usageexport.Declared, error) {
-	var list outpostv1.PostgresInstanceList
-	if err := r.Reader.List(ctx, &list); err != nil {
-		return nil, fmt.Errorf("list PostgresInstances: %w", err)
+	// With watched namespaces the chart grants list in those alone, and a
+	// cluster-wide list would be forbidden: the sweep would never run.
+	namespaces := r.Namespaces
+	if len(namespaces) == 0 {
+		namespaces = []string{metav1.NamespaceAll}
 	}
-	out := make([]usageexport.Declared, len(list.Items))
-	for i, inst := range list.Items {
-		out[i].UID = string(inst.UID)
-		if inst.DeletionTimestamp != nil {
-			t := inst.DeletionTimestamp.Time
-			out[i].DeletionRequested = &t
+	var out []usageexport.Declared
+	for _, ns := range namespaces {
+		var list outpostv1.PostgresInstanceList
+		if err := r.Reader.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			return nil, fmt.Errorf("list PostgresInstances (namespace %q): %w", ns, err)
+		}
+		for _, inst := range list.Items {
+			d := usageexport.Declared{UID: string(inst.UID)}
+			if inst.DeletionTimestamp != nil {
+				t := inst.DeletionTimestamp.Time
+				d.DeletionRequested = &t
+			}
+			out = append(out, d)
 		}
 	}
 	return out, nil

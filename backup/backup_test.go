@@ -3,6 +3,7 @@ package backup_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -333,8 +334,7 @@ func TestWALPushIsIdempotentAndRefusesADifferentSegment(t *testing.T) {
 	}
 	dir := t.TempDir()
 	seg := filepath.Join(dir, "000000010000000000000003")
-	data := bytes.Repeat([]byte("wal"), 1<<20)
-	os.WriteFile(seg, data, 0o600)
+	data := fakeSegment(7000000000000000001)
 	for i := range 2 {
 		if err := backup.PushWAL(ctx, st, backup.Keys{}, "default", "src", seg); err != nil {
 			t.Fatalf("push %d: %v", i+1, err)
@@ -346,15 +346,24 @@ func TestWALPushIsIdempotentAndRefusesADifferentSegment(t *testing.T) {
 		t.Fatalf("pushing a different segment under the same name: %v, want ErrSegmentConflict", err)
 	}
 	dest := filepath.Join(dir, "fetched")
-	if err := backup.FetchWAL(ctx, st, backup.Keys{}, "default", "src", "000000010000000000000003", dest); err != nil {
+	if err := backup.FetchWAL(ctx, st, backup.Keys{}, "default", "src", "7000000000000000001", "000000010000000000000003", dest); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := os.ReadFile(dest); !bytes.Equal(got, data) {
 		t.Fatal("fetched segment differs from the first one pushed")
 	}
-	if err := backup.FetchWAL(ctx, st, backup.Keys{}, "default", "src", "000000010000000000000004", dest); !errors.Is(err, backup.ErrNotFound) {
+	if err := backup.FetchWAL(ctx, st, backup.Keys{}, "default", "src", "7000000000000000001", "000000010000000000000004", dest); !errors.Is(err, backup.ErrNotFound) {
 		t.Fatalf("fetching a missing segment: %v, want ErrNotFound", err)
 	}
+}
+
+// fakeSegment is 3 MiB that start like a WAL segment of cluster sysid: a
+// long page header (XLP_LONG_HEADER in xlp_info) with xlp_sysid at byte 24.
+func fakeSegment(sysid uint64) []byte {
+	data := bytes.Repeat([]byte("wal"), 1<<20)
+	binary.LittleEndian.PutUint16(data[2:4], 0x0002)
+	binary.LittleEndian.PutUint64(data[24:32], sysid)
+	return data
 }
 
 func TestVerifyDetectsATamperedObject(t *testing.T) {

@@ -148,6 +148,13 @@ func tailFile(p string) string {
 // restore creates a new server from the source's backups and starts it.
 func (s *site) restore(t *testing.T, keys backup.Keys, id string, target time.Time) (*postgres.Server, error) {
 	t.Helper()
+	return s.restoreWith(t, keys, id, target, nil)
+}
+
+// restoreWith is restore with the archive configuration changed by tweak,
+// if set.
+func (s *site) restoreWith(t *testing.T, keys backup.Keys, id string, target time.Time, tweak func(*backup.ArchiveConfig, *postgres.Server)) (*postgres.Server, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dir := harness.TempDir(t)
@@ -156,6 +163,9 @@ func (s *site) restore(t *testing.T, keys backup.Keys, id string, target time.Ti
 	ac := &backup.ArchiveConfig{Store: s.cfg, Namespace: "default", Instance: "src"}
 	if keys.Encrypted() {
 		ac.KeyFile = filepath.Join(s.dir, "age.key")
+	}
+	if tweak != nil {
+		tweak(ac, srv)
 	}
 	if err := backup.WriteArchiveConfig(cfg, ac); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -20,7 +21,8 @@ import (
 // pod) and needs nothing but the store. It is created with a conditional
 // write (If-None-Match: *), renewed with If-Match on its ETag, and taken
 // over once it has expired, so a writer killed with -9 blocks the next one
-// for at most leaseTTL.
+// for at most leaseTTL; on the same host, where the holder's process can be
+// looked up, at once.
 
 const leaseName = "lease.json"
 
@@ -37,6 +39,8 @@ var ErrBusy = errors.New("another backup, retention or delete of this instance i
 
 // leaseRecord is the lease object's contents.
 type leaseRecord struct {
+	Host    string    `json:"host"`
+	PID     int       `json:"pid"`
 	Holder  string    `json:"holder"`
 	Purpose string    `json:"purpose"`
 	Taken   time.Time `json:"taken"`
@@ -64,7 +68,7 @@ func AcquireLease(ctx context.Context, s *Store, namespace, instance, purpose st
 	host, _ := os.Hostname()
 	l := &Lease{s: s, key: s.key(path.Join(instanceDir(namespace, instance), leaseName)), stop: make(chan struct{}), done: make(chan struct{})}
 	now := time.Now()
-	l.rec = leaseRecord{Holder: fmt.Sprintf("%s pid %d", host, os.Getpid()), Purpose: purpose, Taken: now, Expires: now.Add(leaseTTL)}
+	l.rec = leaseRecord{Host: host, PID: os.Getpid(), Holder: fmt.Sprintf("%s pid %d", host, os.Getpid()), Purpose: purpose, Taken: now, Expires: now.Add(leaseTTL)}
 	etag, err := l.write(ctx, "")
 	if isPreconditionFailed(err) {
 		// Someone holds it, or held it and died: take over an expired one,
@@ -73,7 +77,7 @@ func AcquireLease(ctx context.Context, s *Store, namespace, instance, purpose st
 		if rerr != nil {
 			return nil, nil, rerr
 		}
-		if time.Now().Before(held.Expires) {
+		if time.Now().Before(held.Expires) && !held.deadHere(host) {
 			return nil, nil, fmt.Errorf("%s/%s: %w (%s by %s since %s; it expires at %s unless renewed)", namespace, instance, ErrBusy,
 				held.Purpose, held.Holder, held.Taken.UTC().Format(time.RFC3339), held.Expires.UTC().Format(time.RFC3339))
 		}
@@ -110,6 +114,15 @@ func (l *Lease) write(ctx context.Context, ifMatch string) (string, error) {
 		return "", err
 	}
 	return info.ETag, nil
+}
+
+// deadHere reports whether the holder ran on this host and its process is
+// gone (killed, or crashed): its lease need not be waited out.
+func (r leaseRecord) deadHere(host string) bool {
+	if r.Host != host || r.PID <= 0 {
+		return false
+	}
+	return errors.Is(syscall.Kill(r.PID, 0), syscall.ESRCH)
 }
 
 func (l *Lease) read(ctx context.Context) (leaseRecord, string, error) {

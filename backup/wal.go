@@ -280,22 +280,23 @@ func (c *ArchiveConfig) Fetch(ctx context.Context, name, dest string) error {
 	if timeout <= 0 {
 		timeout = time.Minute
 	}
-	var errs []error
+	var last error
 	for i := range attempts {
 		if i > 0 {
 			select {
 			case <-time.After(time.Duration(1<<(i-1)) * time.Second):
 			case <-ctx.Done():
-				return errors.Join(append(errs, ctx.Err())...)
+				return fmt.Errorf("wal-fetch %s: %w (after: %w)", name, ctx.Err(), last)
 			}
 		}
 		err := c.fetchOnce(ctx, keys, timeout, name, dest)
 		if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrDamaged) || errors.Is(err, ErrWrongCluster) {
 			return err
 		}
-		errs = append(errs, fmt.Errorf("attempt %d of %d: %w", i+1, attempts, err))
+		last = err
 	}
-	return fmt.Errorf("wal-fetch %s: gave up: %w", name, errors.Join(errs...))
+	// One line: PostgreSQL's log shows it next to its own message.
+	return fmt.Errorf("wal-fetch %s: gave up after %d attempts; the last failed with: %w", name, attempts, last)
 }
 
 func (c *ArchiveConfig) fetchOnce(ctx context.Context, keys Keys, timeout time.Duration, name, dest string) error {

@@ -153,7 +153,7 @@ func (s *site) restore(t *testing.T, keys backup.Keys, id string, target time.Ti
 
 // restoreWith is restore with the archive configuration changed by tweak,
 // if set.
-func (s *site) restoreWith(t *testing.T, keys backup.Keys, id string, target time.Time, tweak func(*backup.ArchiveConfig, *postgres.Server)) (*postgres.Server, error) {
+func (s *site) restoreWith(t *testing.T, keys backup.Keys, id string, target time.Time, tweak func(*backup.ArchiveConfig, *backup.RestoreOptions)) (*postgres.Server, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -164,13 +164,14 @@ func (s *site) restoreWith(t *testing.T, keys backup.Keys, id string, target tim
 	if keys.Encrypted() {
 		ac.KeyFile = filepath.Join(s.dir, "age.key")
 	}
+	opts := backup.RestoreOptions{Namespace: "default", Instance: "src", BackupID: id, TargetTime: target}
 	if tweak != nil {
-		tweak(ac, srv)
+		tweak(ac, &opts)
 	}
 	if err := backup.WriteArchiveConfig(cfg, ac); err != nil {
 		t.Fatal(err)
 	}
-	err := backup.RestoreInto(ctx, srv, s.store, keys, backup.RestoreOptions{Namespace: "default", Instance: "src", BackupID: id, TargetTime: target}, outpostBin, cfg, harness.Logger(t))
+	err := backup.RestoreInto(ctx, srv, s.store, keys, opts, outpostBin, cfg, harness.Logger(t))
 	if err != nil {
 		return nil, err
 	}

@@ -17,7 +17,6 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/outpostdata/outpost/backup"
-	"github.com/outpostdata/outpost/postgres"
 )
 
 // walObject is the bucket key of an archived segment of m's cluster.
@@ -63,21 +62,6 @@ func (s *site) damage(t *testing.T, key string) {
 	}
 }
 
-// onFirstFetch runs f once the restoring server's log shows that wal-fetch
-// has restored a file, proving that recovery is replaying archived WAL.
-func onFirstFetch(t *testing.T, srv *postgres.Server, f func()) {
-	go func() {
-		log := srv.DataDir + ".log"
-		for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-			b, _ := os.ReadFile(log)
-			if bytes.Contains(b, []byte("restored log file")) {
-				f()
-				return
-			}
-		}
-	}()
-}
-
 func TestRestoreToEndOfWALFailsLoudlyWhenASegmentCannotBeRead(t *testing.T) {
 	s := newSite(t, false)
 	s.exec(t, "CREATE TABLE t (id int)")
@@ -96,11 +80,11 @@ func TestRestoreToEndOfWALFailsLoudlyWhenASegmentCannotBeRead(t *testing.T) {
 	fast := func(ac *backup.ArchiveConfig) {
 		ac.FetchAttempts, ac.FetchAttemptTimeout = 2, backup.Duration(3*time.Second)
 	}
-	t.Run("store stopped during the restore", func(t *testing.T) {
+	t.Run("store stopped once WAL replay starts", func(t *testing.T) {
 		start := time.Now()
-		_, err := s.restoreWith(t, backup.Keys{}, "", time.Time{}, func(ac *backup.ArchiveConfig, srv *postgres.Server) {
+		_, err := s.restoreWith(t, backup.Keys{}, "", time.Time{}, func(ac *backup.ArchiveConfig, o *backup.RestoreOptions) {
 			fast(ac)
-			onFirstFetch(t, srv, s.minio.Stop)
+			o.OnReplay = s.minio.Stop
 		})
 		s.minio.Start(t)
 		if err == nil || !strings.Contains(err.Error(), "gave up after 2 attempts") || !strings.Contains(err.Error(), "could not restore file") {
@@ -108,10 +92,10 @@ func TestRestoreToEndOfWALFailsLoudlyWhenASegmentCannotBeRead(t *testing.T) {
 		}
 		t.Logf("failed after %s: %v", time.Since(start).Round(time.Second), err)
 	})
-	t.Run("store hanging (SIGSTOP) during the restore", func(t *testing.T) {
-		_, err := s.restoreWith(t, backup.Keys{}, "", time.Time{}, func(ac *backup.ArchiveConfig, srv *postgres.Server) {
+	t.Run("store hanging (SIGSTOP) once WAL replay starts", func(t *testing.T) {
+		_, err := s.restoreWith(t, backup.Keys{}, "", time.Time{}, func(ac *backup.ArchiveConfig, o *backup.RestoreOptions) {
 			fast(ac)
-			onFirstFetch(t, srv, s.minio.Pause)
+			o.OnReplay = s.minio.Pause
 		})
 		s.minio.Resume()
 		if err == nil || !strings.Contains(err.Error(), "gave up after 2 attempts") || !strings.Contains(err.Error(), "no answer from the object store within 3s") {

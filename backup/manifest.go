@@ -201,10 +201,10 @@ func readManifestAt(ctx context.Context, s *Store, dir, id string) (*Manifest, s
 	}
 	m := &Manifest{}
 	if err := json.Unmarshal(b, m); err != nil {
-		return nil, "", fmt.Errorf("backup %s: manifest.json %w: %w", id, ErrDamaged, err)
+		return nil, "", fmt.Errorf("backup %s: manifest.json: %w: %w", id, ErrDamaged, err)
 	}
 	if m.ID != id {
-		return nil, "", fmt.Errorf("backup %s: manifest.json %w: it is of backup %q", id, ErrDamaged, m.ID)
+		return nil, "", fmt.Errorf("backup %s: manifest.json: %w: it is of backup %q", id, ErrDamaged, m.ID)
 	}
 	return m, sha256Hex(b), nil
 }

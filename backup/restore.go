@@ -27,6 +27,10 @@ type RestoreOptions struct {
 	Concurrency int
 	// Progress, if set, is called with the bytes written so far.
 	Progress func(written int64)
+	// OnReplay, if set, is called by RestoreInto once the base backup is in
+	// place and recovery starts replaying archived WAL, so a caller can
+	// report that phase.
+	OnReplay func()
 }
 
 // ChooseBackup picks the backup a restore starts from and checks the target

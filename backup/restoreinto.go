@@ -55,6 +55,9 @@ func RestoreInto(ctx context.Context, srv *postgres.Server, store *Store, keys K
 	if err := postgres.OwnByServer(archiveConfig); err != nil {
 		return err
 	}
+	if opts.OnReplay != nil {
+		opts.OnReplay()
+	}
 	err = srv.Recover(ctx, RecoverySettings(exe, archiveConfig, opts.TargetTime))
 	if err == nil {
 		err = CheckRecoveryComplete(ctx, store, m, srv.DataDir, archived)

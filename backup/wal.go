@@ -188,6 +188,9 @@ func PushWAL(ctx context.Context, s *Store, keys Keys, namespace, instance, file
 		ContentType:  "application/octet-stream",
 		UserMetadata: map[string]string{rawSumMeta: sum},
 		Checksum:     minio.ChecksumSHA256,
+		// One PUT even for an incompressible segment: the condition
+		// belongs to a single request.
+		DisableMultipart: true,
 	}
 	opts.SetMatchETagExcept("*")
 	_, err = s.client.PutObject(ctx, s.bucket, key, sealed, int64(sealed.Len()), opts)

@@ -53,11 +53,7 @@ func newBackupCreateCommand(f *singleHostFlags) *cobra.Command {
 		Short: "Make a full base backup of a running instance now",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			sd, err := f.open()
-			if err != nil {
-				return err
-			}
-			t, err := singlehost.ResolveBackup(cmd.Context(), sd, f.namespace, args[0])
+			_, t, err := f.backupTarget(cmd, args[0])
 			if err != nil {
 				return err
 			}
@@ -93,11 +89,7 @@ func newBackupListCommand(f *singleHostFlags) *cobra.Command {
 		Short: "List an instance's backups in its object store",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			sd, err := f.open()
-			if err != nil {
-				return err
-			}
-			t, err := singlehost.ResolveBackup(cmd.Context(), sd, f.namespace, args[0])
+			_, t, err := f.backupTarget(cmd, args[0])
 			if err != nil {
 				return err
 			}
@@ -136,6 +128,17 @@ func newBackupListCommand(f *singleHostFlags) *cobra.Command {
 	return cmd
 }
 
+// backupTarget opens the state directory and resolves instance's backup
+// store and key.
+func (f *singleHostFlags) backupTarget(cmd *cobra.Command, instance string) (singlehost.StateDir, *singlehost.BackupTarget, error) {
+	sd, err := f.open()
+	if err != nil {
+		return sd, nil, err
+	}
+	t, err := singlehost.ResolveBackup(cmd.Context(), sd, f.namespace, instance)
+	return sd, t, err
+}
+
 func dash(s string) string {
 	if s == "" {
 		return "-"
@@ -169,11 +172,7 @@ index and counts the rows of every table, then removes it. The result goes
 into status.verification of the Backup that made the backup.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			sd, err := f.open()
-			if err != nil {
-				return err
-			}
-			t, err := singlehost.ResolveBackup(cmd.Context(), sd, f.namespace, args[0])
+			sd, t, err := f.backupTarget(cmd, args[0])
 			if err != nil {
 				return err
 			}
@@ -259,11 +258,7 @@ directory; the controller (outpost up) restores it. A target time before the
 first recoverability point is refused at once.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			sd, err := f.open()
-			if err != nil {
-				return err
-			}
-			t, err := singlehost.ResolveBackup(cmd.Context(), sd, f.namespace, args[0])
+			sd, t, err := f.backupTarget(cmd, args[0])
 			if err != nil {
 				return err
 			}
@@ -315,11 +310,7 @@ completed backup is refused. The WAL it needed stays until outpost backup prune
 or the schedule's retention finds no kept backup needs it.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			sd, err := f.open()
-			if err != nil {
-				return err
-			}
-			t, err := singlehost.ResolveBackup(cmd.Context(), sd, f.namespace, args[0])
+			_, t, err := f.backupTarget(cmd, args[0])
 			if err != nil {
 				return err
 			}
@@ -342,11 +333,7 @@ backups, and WAL no kept backup needs, under the instance's lease. The newest
 completed backup is always kept.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			sd, err := f.open()
-			if err != nil {
-				return err
-			}
-			t, err := singlehost.ResolveBackup(cmd.Context(), sd, f.namespace, args[0])
+			_, t, err := f.backupTarget(cmd, args[0])
 			if err != nil {
 				return err
 			}

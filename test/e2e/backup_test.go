@@ -464,22 +464,11 @@ func TestCLIBackupScheduleAndRetentionNeverOverlap(t *testing.T) {
 		t.Fatalf("prune while a CLI backup runs: %v\n%s", err, out)
 	}
 	waitFor(t, time.Minute, "a scheduled Backup refused while the CLI backup runs", func() bool {
-		var list struct {
-			Items []struct {
-				Status struct {
-					Phase string `json:"phase"`
-					Error string `json:"error"`
-				} `json:"status"`
-			} `json:"items"`
-		}
-		if err := json.Unmarshal([]byte(s.outpost("get", "backups", "-o", "json")), &list); err != nil {
-			t.Fatal(err)
-		}
-		for _, b := range list.Items {
-			if b.Status.Phase == "Completed" {
+		for _, st := range s.backupStatuses() {
+			if st.Phase == "Completed" {
 				t.Fatalf("a scheduled backup completed while the CLI backup held the lease")
 			}
-			if b.Status.Phase == "Failed" && strings.Contains(b.Status.Error, busy) {
+			if st.Phase == "Failed" && strings.Contains(st.Error, busy) {
 				return true
 			}
 		}
@@ -493,18 +482,8 @@ func TestCLIBackupScheduleAndRetentionNeverOverlap(t *testing.T) {
 		t.Fatalf("the CLI backup after SIGCONT: %v\n%s", err, cliOut.String())
 	}
 	waitFor(t, 2*time.Minute, "a scheduled Backup completing after the CLI backup", func() bool {
-		var list struct {
-			Items []struct {
-				Status struct {
-					Phase string `json:"phase"`
-				} `json:"status"`
-			} `json:"items"`
-		}
-		if err := json.Unmarshal([]byte(s.outpost("get", "backups", "-o", "json")), &list); err != nil {
-			t.Fatal(err)
-		}
-		for _, b := range list.Items {
-			if b.Status.Phase == "Completed" {
+		for _, st := range s.backupStatuses() {
+			if st.Phase == "Completed" {
 				return true
 			}
 		}
@@ -532,6 +511,30 @@ func TestCLIBackupScheduleAndRetentionNeverOverlap(t *testing.T) {
 			t.Fatalf("completed backup %s: %v\n%s", b.ID, err, out)
 		}
 	}
+}
+
+// backupPhase is the phase and error of a Backup.
+type backupPhase struct {
+	Phase string `json:"phase"`
+	Error string `json:"error"`
+}
+
+// backupStatuses are the phases of every Backup, as outpost get shows them.
+func (s *site) backupStatuses() []backupPhase {
+	s.t.Helper()
+	var list struct {
+		Items []struct {
+			Status backupPhase `json:"status"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(s.outpost("get", "backups", "-o", "json")), &list); err != nil {
+		s.t.Fatal(err)
+	}
+	var out []backupPhase
+	for _, b := range list.Items {
+		out = append(out, b.Status)
+	}
+	return out
 }
 
 // writeObjectStore writes a credentials file for m and the manifest of the

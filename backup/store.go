@@ -254,18 +254,6 @@ func isPreconditionFailed(err error) bool {
 	return false
 }
 
-// exists reports whether rel is stored.
-func (s *Store) exists(ctx context.Context, rel string) (bool, error) {
-	_, err := s.client.StatObject(ctx, s.bucket, s.key(rel), minio.StatObjectOptions{})
-	if err == nil {
-		return true, nil
-	}
-	if isNotFound(err) {
-		return false, nil
-	}
-	return false, fmt.Errorf("look up %s in %s: %w", rel, s.desc, err)
-}
-
 // list returns the keys (relative to the prefix) under dir, with sizes.
 func (s *Store) list(ctx context.Context, dir string, recursive bool) ([]objectInfo, error) {
 	var out []objectInfo

@@ -328,6 +328,7 @@ func TestWALPushIsIdempotentAndRefusesADifferentSegment(t *testing.T) {
 	dir := t.TempDir()
 	seg := filepath.Join(dir, "000000010000000000000003")
 	data := fakeSegment(7000000000000000001)
+	os.WriteFile(seg, data, 0o600)
 	for i := range 2 {
 		if err := backup.PushWAL(ctx, st, backup.Keys{}, "default", "src", seg); err != nil {
 			t.Fatalf("push %d: %v", i+1, err)

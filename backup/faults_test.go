@@ -77,6 +77,8 @@ func TestRestoreToEndOfWALFailsLoudlyWhenASegmentCannotBeRead(t *testing.T) {
 	}
 	r.Stop(context.Background())
 
+	// A MinIO restarted inside a subtest must outlive it.
+	parent := t
 	fast := func(ac *backup.ArchiveConfig) {
 		ac.FetchAttempts, ac.FetchAttemptTimeout = 2, backup.Duration(3*time.Second)
 	}
@@ -86,7 +88,7 @@ func TestRestoreToEndOfWALFailsLoudlyWhenASegmentCannotBeRead(t *testing.T) {
 			fast(ac)
 			o.OnReplay = s.minio.Stop
 		})
-		s.minio.Start(t)
+		s.minio.Start(parent)
 		if err == nil || !strings.Contains(err.Error(), "gave up after 2 attempts") || !strings.Contains(err.Error(), "could not restore file") {
 			t.Fatalf("restore with the store stopped: %v, want wal-fetch giving up and recovery aborted", err)
 		}

@@ -306,10 +306,9 @@ func (c *ArchiveConfig) fetchOnce(ctx context.Context, keys Keys, timeout time.D
 	ctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("no answer from the object store within %s", timeout))
 	defer cancel()
 	s, err := Open(ctx, c.Store)
-	if err != nil {
-		return err
+	if err == nil {
+		err = FetchWAL(ctx, s, keys, c.Namespace, c.Instance, c.SystemIdentifier, name, dest)
 	}
-	err = FetchWAL(ctx, s, keys, c.Namespace, c.Instance, c.SystemIdentifier, name, dest)
 	if err != nil && ctx.Err() != nil {
 		return fmt.Errorf("%w: %w", context.Cause(ctx), err)
 	}

@@ -369,7 +369,7 @@ func TestVerifyDetectsATamperedObject(t *testing.T) {
 	if err != nil || !res.OK {
 		t.Fatalf("verify of an intact backup: %+v, %v", res, err)
 	}
-	key := "backups/default/src/base/" + m.ID + "/" + m.Objects[0].Name
+	key := "backups/default/src/" + m.SystemIdentifier + "/base/" + m.ID + "/" + m.Objects[0].Name
 	junk := []byte("tampered")
 	if _, err := s.minio.Client.PutObject(ctx, s.minio.Bucket, key, bytes.NewReader(junk), int64(len(junk)), minio.PutObjectOptions{}); err != nil {
 		t.Fatal(err)

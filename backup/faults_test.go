@@ -3,6 +3,7 @@ package backup_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -394,5 +395,46 @@ func TestWALFetchExitCodesTellPostgreSQLToAbortOrEnd(t *testing.T) {
 	code, out := run(m.StartWAL)
 	if code <= 125 || !strings.Contains(out, "gave up after 2 attempts") {
 		t.Fatalf("fetching with the store stopped: exit %d, want above 125 (abort recovery): %s", code, out)
+	}
+}
+
+// Backups made before each cluster had its own directory (manifest format
+// 1, directly under NAMESPACE/INSTANCE/base and .../wal) are still listed
+// and restored. The old layout is made here by moving a new backup there.
+func TestBackupsInTheOldLayoutStillRestore(t *testing.T) {
+	s := newSite(t, false)
+	s.exec(t, "CREATE TABLE t (id int)")
+	m := s.backup(t)
+	s.withChanges(t, m, 2)
+	ctx := context.Background()
+	cluster := "backups/default/src/" + m.SystemIdentifier + "/"
+	for o := range s.minio.Client.ListObjects(ctx, s.minio.Bucket, minio.ListObjectsOptions{Prefix: cluster, Recursive: true}) {
+		old := "backups/default/src/" + strings.TrimPrefix(o.Key, cluster)
+		if strings.HasSuffix(o.Key, "/manifest.json") {
+			m.Format = 1
+			b, _ := json.Marshal(m)
+			if _, err := s.minio.Client.PutObject(ctx, s.minio.Bucket, old, bytes.NewReader(b), int64(len(b)), minio.PutObjectOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		} else if _, err := s.minio.Client.CopyObject(ctx, minio.CopyDestOptions{Bucket: s.minio.Bucket, Object: old}, minio.CopySrcOptions{Bucket: s.minio.Bucket, Object: o.Key}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.minio.Client.RemoveObject(ctx, s.minio.Bucket, o.Key, minio.RemoveObjectOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := backup.List(ctx, s.store, "default", "src")
+	if err != nil || len(all) != 1 || !all[0].Completed || all[0].SystemIdentifier != m.SystemIdentifier {
+		t.Fatalf("catalog of the old layout: %+v %v", all, err)
+	}
+	if c, err := backup.CheckContinuity(ctx, s.store, "default", "src", m.ID); err != nil || !c.OK() {
+		t.Fatalf("continuity in the old layout: %+v %v", c, err)
+	}
+	r, err := s.restore(t, backup.Keys{}, "", time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := queryString(t, r.URL("postgres"), "SELECT count(*)::text FROM t"); got != "2000" {
+		t.Fatalf("restored %s rows from the old layout, want 2000", got)
 	}
 }

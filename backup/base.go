@@ -65,7 +65,15 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = max(4, 2*runtime.GOMAXPROCS(0))
 	}
-	conn, err := pgx.Connect(ctx, opts.ConnString)
+	cfg, err := pgx.ParseConfig(opts.ConnString)
+	if err != nil {
+		return nil, fmt.Errorf("backup %s/%s: connection string: %w", opts.Namespace, opts.Instance, err)
+	}
+	// pg_stat_activity shows the session as the backup's.
+	if _, set := cfg.RuntimeParams["application_name"]; !set {
+		cfg.RuntimeParams["application_name"] = "outpost backup"
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("backup %s/%s: connect: %w", opts.Namespace, opts.Instance, err)
 	}

@@ -139,7 +139,8 @@ func TestScheduledEncryptedBackupsThroughOutpostUp(t *testing.T) {
 	s := newSite(t)
 	// On one host the Secret enc-key is the file secrets/default/enc-key/age.key,
 	// which outpost backup key generate writes; it prints the recipient.
-	recipient := strings.TrimSpace(s.outpost("backup", "key", "generate", "enc-key"))
+	out := strings.Fields(s.outpost("backup", "key", "generate", "enc-key"))
+	recipient := out[len(out)-1]
 	keyFile := filepath.Join(s.stateDir, "secrets", "default", "enc-key", "age.key")
 	if fi, err := os.Stat(keyFile); err != nil || fi.Mode().Perm() != 0o600 || !strings.HasPrefix(recipient, "age1") {
 		t.Fatalf("backup key generate: %v %v, printed %q", fi, err, recipient)
@@ -347,7 +348,7 @@ func TestKilledBackupsAreNeverCompletedAndTheNextOneSucceeds(t *testing.T) {
 	// have been reached: once PostgreSQL shows the backup's session has run
 	// pg_backup_start, once the first object is stored, and once a few are.
 	backupStarted := func() bool {
-		return s.psql("src", "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_backup_start(%'") != "0"
+		return s.psql("src", backupStartedSQL) != "0"
 	}
 	for _, point := range []struct {
 		name    string
@@ -451,7 +452,7 @@ func TestCLIBackupScheduleAndRetentionNeverOverlap(t *testing.T) {
 			t.Fatalf("the CLI backup ended (%v) before it could be frozen: %s", err, cliOut.String())
 		default:
 		}
-		return s.psql("src", "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_backup_start(%'") != "0"
+		return s.psql("src", backupStartedSQL) != "0"
 	})
 	cli.Process.Signal(syscall.SIGSTOP)
 
@@ -512,6 +513,11 @@ func TestCLIBackupScheduleAndRetentionNeverOverlap(t *testing.T) {
 		}
 	}
 }
+
+// backupStartedSQL counts the sessions of outpost backups that have
+// called pg_backup_start: their last query is that call or one after it.
+const backupStartedSQL = `SELECT count(*) FROM pg_stat_activity WHERE application_name = 'outpost backup'
+	AND (query LIKE '%pg_backup_start%' OR query LIKE '%pg_control_checkpoint%')`
 
 // backupPhase is the phase and error of a Backup.
 type backupPhase struct {

@@ -517,7 +517,7 @@ func TestCLIBackupScheduleAndRetentionNeverOverlap(t *testing.T) {
 // backupStartedSQL counts the sessions of outpost backups that have
 // called pg_backup_start: their last query is that call or one after it.
 const backupStartedSQL = `SELECT count(*) FROM pg_stat_activity WHERE application_name = 'outpost backup'
-	AND (query LIKE '%pg_backup_start%' OR query LIKE '%pg_control_checkpoint%')`
+	AND (query LIKE '%pg_backup_start%' OR query LIKE '%pg_control_checkpoint%' OR query LIKE '%pg_backup_stop%')`
 
 // backupPhase is the phase and error of a Backup.
 type backupPhase struct {

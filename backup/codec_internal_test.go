@@ -16,14 +16,7 @@ func TestSealOpenRoundTripsCompressibleRandomAndMixedData(t *testing.T) {
 	rand.Read(random)
 	text := bytes.Repeat([]byte("pgbench_accounts row 0000000 aid bid abalance filler "), 400_000)
 	mixed := append(append(append([]byte{}, text[:2*segmentSize+7]...), random[:segmentSize+99]...), text[:segmentSize/3]...)
-	key, err := GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := ParseKeys(key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys := newKeys(t)
 	for _, k := range []struct {
 		name string
 		keys Keys
@@ -60,14 +53,7 @@ func TestSealOpenRoundTripsCompressibleRandomAndMixedData(t *testing.T) {
 // Archiving gets only the recipient: it can seal but not open, and a key
 // file holding only recipients parses.
 func TestRecipientOnlyKeysSealButCannotOpen(t *testing.T) {
-	key, err := GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	full, err := ParseKeys(key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	full := newKeys(t)
 	pub, err := ParseKeys("# archiving only\n" + full.Recipient() + "\n")
 	if err != nil {
 		t.Fatal(err)
@@ -93,14 +79,7 @@ func TestRecipientOnlyKeysSealButCannotOpen(t *testing.T) {
 // With a key configured, a plaintext object is refused however valid it
 // is; without one it is read.
 func TestPlaintextIsRefusedWhenAKeyIsConfigured(t *testing.T) {
-	key, err := GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := ParseKeys(key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys := newKeys(t)
 	var plain bytes.Buffer
 	if err := (Keys{}).seal(&plain, []byte("planted")); err != nil {
 		t.Fatal(err)
@@ -129,4 +108,18 @@ func TestReplayEndReadsTheNewestHistoryFile(t *testing.T) {
 	if tli, segno := parseSegment("00000002000000010000009A"); tli != 2 || segmentName(tli, segno) != "00000002000000010000009A" {
 		t.Fatalf("parseSegment round trip: %d %d", tli, segno)
 	}
+}
+
+// newKeys is a new age identity.
+func newKeys(t *testing.T) Keys {
+	t.Helper()
+	key, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := ParseKeys(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
 }

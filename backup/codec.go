@@ -126,7 +126,12 @@ func WriteNewKeyFile(file string) (recipient string, err error) {
 	if err != nil {
 		return "", err
 	}
-	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+	// The key's own directory is private; the ones above it (the state
+	// directory among them) must stay passable for the server's account.
+	if err := os.MkdirAll(filepath.Dir(filepath.Dir(file)), 0o755); err != nil {
+		return "", fmt.Errorf("age key: %w", err)
+	}
+	if err := os.Mkdir(filepath.Dir(file), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return "", fmt.Errorf("age key: %w", err)
 	}
 	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)

@@ -53,7 +53,9 @@ type CreateOptions struct {
 // directory streamed as a tar split into objects that are compressed,
 // encrypted and uploaded concurrently, then pg_backup_stop, which waits for
 // the WAL the backup needs to be archived. The manifest is written last; a
-// backup interrupted before it never counts as completed.
+// backup interrupted before it never counts as completed. The backup holds
+// the instance's lease from before pg_backup_start to the manifest, so it
+// never runs alongside another backup, retention or delete (ErrBusy).
 func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -63,7 +65,15 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = max(4, 2*runtime.GOMAXPROCS(0))
 	}
-	conn, err := pgx.Connect(ctx, opts.ConnString)
+	cfg, err := pgx.ParseConfig(opts.ConnString)
+	if err != nil {
+		return nil, fmt.Errorf("backup %s/%s: connection string: %w", opts.Namespace, opts.Instance, err)
+	}
+	// pg_stat_activity shows the session as the backup's.
+	if _, set := cfg.RuntimeParams["application_name"]; !set {
+		cfg.RuntimeParams["application_name"] = "outpost backup"
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("backup %s/%s: connect: %w", opts.Namespace, opts.Instance, err)
 	}
@@ -71,13 +81,18 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 	// ends a non-exclusive backup with its session.
 	defer conn.Close(context.WithoutCancel(ctx))
 
-	m := &Manifest{Format: 1, Namespace: opts.Namespace, Instance: opts.Instance, Encrypted: opts.Keys.Encrypted()}
+	m := &Manifest{Format: manifestFormat, Namespace: opts.Namespace, Instance: opts.Instance, Encrypted: opts.Keys.Encrypted()}
 	var versionNum string
 	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num'), (SELECT system_identifier::text FROM pg_control_system())").Scan(&versionNum, &m.SystemIdentifier); err != nil {
 		return nil, fmt.Errorf("backup: read server identity: %w", err)
 	}
 	v, _ := strconv.Atoi(versionNum)
 	m.PGVersion = v / 10000
+	lease, ctx, err := AcquireLease(ctx, opts.Store, opts.Namespace, opts.Instance, "backup")
+	if err != nil {
+		return nil, fmt.Errorf("backup %s/%s: %w", opts.Namespace, opts.Instance, err)
+	}
+	defer lease.Release(ctx)
 	if err := conn.QueryRow(ctx, "SELECT pg_backup_start($1, true)::text, clock_timestamp()", "outpost").Scan(&m.StartLSN, &m.StartTime); err != nil {
 		return nil, fmt.Errorf("backup: pg_backup_start: %w", err)
 	}
@@ -88,7 +103,7 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 	if opts.OnStart != nil {
 		opts.OnStart(m.ID)
 	}
-	dir := baseDir(m.Namespace, m.Instance, m.ID)
+	dir := m.dir()
 
 	objects, source, err := uploadDataDir(ctx, opts, dir)
 	if err != nil {
@@ -116,6 +131,11 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return nil, err
+	}
+	// A lease lost during the backup (it could not be renewed) means
+	// another writer may have run: no manifest then.
+	if err := context.Cause(ctx); err != nil {
+		return nil, fmt.Errorf("backup %s: %w", m.ID, err)
 	}
 	if err := opts.Store.put(ctx, path.Join(dir, manifestName), b); err != nil {
 		return nil, fmt.Errorf("backup %s: write manifest: %w", m.ID, err)

@@ -8,9 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
 
 	"filippo.io/age"
 	"github.com/klauspost/compress/zstd"
@@ -26,23 +29,71 @@ type Keys struct {
 // Encrypted reports whether objects written with these keys are encrypted.
 func (k Keys) Encrypted() bool { return len(k.Recipients) > 0 }
 
-// ParseKeys reads age identities ("AGE-SECRET-KEY-1...") and uses their
-// recipients for writing.
+// ParseKeys reads age keys, one a line: identities ("AGE-SECRET-KEY-1..."),
+// whose recipients are used for writing, or recipients alone ("age1..."),
+// which can write but not read. Lines starting with # are comments.
 func ParseKeys(text string) (Keys, error) {
-	ids, err := age.ParseIdentities(strings.NewReader(text))
-	if err != nil {
-		return Keys{}, fmt.Errorf("age key: %w", err)
-	}
 	var k Keys
-	for _, id := range ids {
-		x, ok := id.(*age.X25519Identity)
-		if !ok {
-			return Keys{}, errors.New("age key: only X25519 identities (AGE-SECRET-KEY-1...) are supported")
+	var idText strings.Builder
+	for _, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "" || strings.HasPrefix(line, "#"):
+		case strings.HasPrefix(line, "age1"):
+			r, err := age.ParseX25519Recipient(line)
+			if err != nil {
+				return Keys{}, fmt.Errorf("age recipient: %w", err)
+			}
+			k.Recipients = append(k.Recipients, r)
+		default:
+			idText.WriteString(line + "\n")
 		}
-		k.Identities = append(k.Identities, x)
-		k.Recipients = append(k.Recipients, x.Recipient())
+	}
+	if idText.Len() > 0 {
+		ids, err := age.ParseIdentities(strings.NewReader(idText.String()))
+		if err != nil {
+			return Keys{}, fmt.Errorf("age key: %w", err)
+		}
+		for _, id := range ids {
+			x, ok := id.(*age.X25519Identity)
+			if !ok {
+				return Keys{}, errors.New("age key: only X25519 identities (AGE-SECRET-KEY-1...) are supported")
+			}
+			k.Identities = append(k.Identities, x)
+			k.Recipients = append(k.Recipients, x.Recipient())
+		}
+	}
+	if len(k.Recipients) == 0 {
+		return Keys{}, errors.New("age key: no identity (AGE-SECRET-KEY-1...) or recipient (age1...) in it")
 	}
 	return k, nil
+}
+
+// configured reports whether a key was given at all: then every object
+// read must be age-encrypted.
+func (k Keys) configured() bool { return len(k.Recipients) > 0 || len(k.Identities) > 0 }
+
+// IdentityStrings are the identities in their text form, for a restore's
+// configuration.
+func (k Keys) IdentityStrings() []string {
+	var out []string
+	for _, id := range k.Identities {
+		if x, ok := id.(*age.X25519Identity); ok {
+			out = append(out, x.String())
+		}
+	}
+	return out
+}
+
+// Recipient is the text form of the first recipient, what archiving needs.
+func (k Keys) Recipient() string {
+	if len(k.Recipients) == 0 {
+		return ""
+	}
+	if x, ok := k.Recipients[0].(*age.X25519Recipient); ok {
+		return x.String()
+	}
+	return ""
 }
 
 // ReadKeyFile reads an age identity file.
@@ -65,6 +116,40 @@ func GenerateKey() (string, error) {
 		return "", err
 	}
 	return id.String(), nil
+}
+
+// WriteNewKeyFile generates an age identity into file (mode 0600, its
+// directory 0700), refusing to replace one that exists: a lost identity
+// makes every backup encrypted to it unreadable. It returns the recipient.
+func WriteNewKeyFile(file string) (recipient string, err error) {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		return "", err
+	}
+	// The key's own directory is private; the ones above it (the state
+	// directory among them) must stay passable for the server's account.
+	if err := os.MkdirAll(filepath.Dir(filepath.Dir(file)), 0o755); err != nil {
+		return "", fmt.Errorf("age key: %w", err)
+	}
+	if err := os.Mkdir(filepath.Dir(file), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return "", fmt.Errorf("age key: %w", err)
+	}
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return "", fmt.Errorf("age key %s already exists: backups encrypted to it need it to be restored, so it is never overwritten (remove it yourself if you are sure)", file)
+	}
+	if err != nil {
+		return "", fmt.Errorf("age key: %w", err)
+	}
+	text := "# created " + time.Now().UTC().Format(time.RFC3339) + "\n# recipient: " + id.Recipient().String() + "\n" + id.String() + "\n"
+	if _, err := f.WriteString(text); err != nil {
+		f.Close()
+		return "", fmt.Errorf("age key %s: %w", file, err)
+	}
+	if err := f.Close(); err != nil {
+		return "", fmt.Errorf("age key %s: %w", file, err)
+	}
+	return id.Recipient().String(), nil
 }
 
 // zstd level 1 compresses at several hundred MB/s per core; each object is
@@ -169,7 +254,14 @@ func (k Keys) open(name string, stored []byte) ([]byte, error) {
 // openInto is open that decodes into dst's spare capacity.
 func (k Keys) openInto(name string, stored, dst []byte) ([]byte, error) {
 	compressed := stored
-	if bytes.HasPrefix(stored, []byte(ageHeader)) {
+	encrypted := bytes.HasPrefix(stored, []byte(ageHeader))
+	if !encrypted && k.configured() {
+		// With a key configured, a plaintext object can only be one that
+		// somebody else put there: reading it would let them feed the
+		// restore anything.
+		return nil, fmt.Errorf("%s is not encrypted, but an age key is configured: refusing an object that anyone with write access to the bucket could have planted", name)
+	}
+	if encrypted {
 		if len(k.Identities) == 0 {
 			return nil, fmt.Errorf("%s is encrypted with age and no key was given: configure spec.backup.encryption, or pass --age-key with the identity file the backup was made with", name)
 		}

@@ -3,6 +3,8 @@ package backup
 import (
 	"bytes"
 	"crypto/rand"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -14,14 +16,7 @@ func TestSealOpenRoundTripsCompressibleRandomAndMixedData(t *testing.T) {
 	rand.Read(random)
 	text := bytes.Repeat([]byte("pgbench_accounts row 0000000 aid bid abalance filler "), 400_000)
 	mixed := append(append(append([]byte{}, text[:2*segmentSize+7]...), random[:segmentSize+99]...), text[:segmentSize/3]...)
-	key, err := GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := ParseKeys(key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys := newKeys(t)
 	for _, k := range []struct {
 		name string
 		keys Keys
@@ -53,4 +48,78 @@ func TestSealOpenRoundTripsCompressibleRandomAndMixedData(t *testing.T) {
 	if f := compress(nil, random[:2*segmentSize]); !bytes.Equal(f, appendRawFrame(appendRawFrame(nil, random[:segmentSize]), random[segmentSize:2*segmentSize])) {
 		t.Error("random segments were not stored as raw frames")
 	}
+}
+
+// Archiving gets only the recipient: it can seal but not open, and a key
+// file holding only recipients parses.
+func TestRecipientOnlyKeysSealButCannotOpen(t *testing.T) {
+	full := newKeys(t)
+	pub, err := ParseKeys("# archiving only\n" + full.Recipient() + "\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pub.Identities) != 0 || !pub.Encrypted() {
+		t.Fatalf("recipient-only keys: %+v", pub)
+	}
+	var sealed bytes.Buffer
+	if err := pub.seal(&sealed, []byte("wal bytes")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.open("x", sealed.Bytes()); err == nil {
+		t.Fatal("a recipient opened what it sealed")
+	}
+	if raw, err := full.open("x", sealed.Bytes()); err != nil || string(raw) != "wal bytes" {
+		t.Fatalf("the identity opens it: %q %v", raw, err)
+	}
+	if _, err := ParseKeys("# nothing\n"); err == nil {
+		t.Fatal("a key file with no key parsed")
+	}
+}
+
+// With a key configured, a plaintext object is refused however valid it
+// is; without one it is read.
+func TestPlaintextIsRefusedWhenAKeyIsConfigured(t *testing.T) {
+	keys := newKeys(t)
+	var plain bytes.Buffer
+	if err := (Keys{}).seal(&plain, []byte("planted")); err != nil {
+		t.Fatal(err)
+	}
+	if raw, err := (Keys{}).open("x", plain.Bytes()); err != nil || string(raw) != "planted" {
+		t.Fatalf("control, no key: %q %v", raw, err)
+	}
+	if _, err := keys.open("x", plain.Bytes()); err == nil || !bytes.Contains([]byte(err.Error()), []byte("not encrypted")) {
+		t.Fatalf("plaintext with a key configured: %v, want it refused", err)
+	}
+}
+
+// The end of replay is the last line of the newest timeline history file.
+func TestReplayEndReadsTheNewestHistoryFile(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "pg_wal"), 0o700)
+	os.WriteFile(filepath.Join(dir, "pg_wal", "00000002.history"), []byte("1\t0/5000000\tno recovery target specified\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "pg_wal", "00000003.history"), []byte("1\t0/5000000\tno recovery target specified\n\n2\t0/9A0000C8\tbefore 2026-11-30 10:00:00+00\n"), 0o600)
+	tli, end, reason, err := replayEnd(dir)
+	if err != nil || tli != 2 || end != 0x9A0000C8 || reason != "before 2026-11-30 10:00:00+00" {
+		t.Fatalf("replayEnd = %d %X %q %v", tli, end, reason, err)
+	}
+	if got := segmentName(2, end/walSegmentSize); got != "00000002000000000000009A" {
+		t.Fatalf("segment of the end: %s", got)
+	}
+	if tli, segno := parseSegment("00000002000000010000009A"); tli != 2 || segmentName(tli, segno) != "00000002000000010000009A" {
+		t.Fatalf("parseSegment round trip: %d %d", tli, segno)
+	}
+}
+
+// newKeys is a new age identity.
+func newKeys(t *testing.T) Keys {
+	t.Helper()
+	key, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := ParseKeys(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
 }

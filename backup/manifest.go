@@ -63,7 +63,7 @@ type Object struct {
 
 // Location is where a backup is: bucket and key prefix.
 func Location(s *Store, m *Manifest) string {
-	return s.bucket + "/" + s.key(baseDir(m.Namespace, m.Instance, m.ID)) + "/"
+	return s.bucket + "/" + s.key(m.dir()) + "/"
 }
 
 // newBackupID is sortable by time and unique enough that two backups in the
@@ -75,7 +75,8 @@ func newBackupID(t time.Time) string {
 }
 
 // BackupInfo is a backup as the catalog sees it: completed ones carry their
-// manifest; incomplete ones (running, or interrupted) only their ID.
+// manifest; incomplete ones (running, or interrupted) only their ID; a
+// damaged one has a manifest that cannot be read, and says why.
 type BackupInfo struct {
 	ID        string    `json:"id"`
 	Completed bool      `json:"completed"`
@@ -84,25 +85,63 @@ type BackupInfo struct {
 	ManifestSHA256 string `json:"manifestSHA256,omitempty"`
 	// Modified is the newest object's time, for incomplete backups.
 	Modified time.Time `json:"modified"`
+	// SystemIdentifier is the PostgreSQL cluster the backup is of; empty
+	// for an incomplete backup in the old layout.
+	SystemIdentifier string `json:"systemIdentifier,omitempty"`
+	// Damaged says why the manifest could not be read. A damaged backup is
+	// neither restored nor counted as completed; retention and
+	// `outpost backup delete` can remove it.
+	Damaged string `json:"damaged,omitempty"`
+	// dir is where its objects are.
+	dir string
 }
 
-// List returns the instance's backups, oldest first. Only those with a
-// manifest are completed.
+// List returns the instance's backups of every cluster that had its name,
+// oldest first. Only those with a readable manifest are completed; one
+// whose manifest cannot be read is listed as damaged and does not stop the
+// others from being listed.
 func List(ctx context.Context, s *Store, namespace, instance string) ([]BackupInfo, error) {
-	objs, err := s.list(ctx, path.Join(instanceDir(namespace, instance), "base"), true)
+	// Clusters are the directories under the instance's; "base" and "wal"
+	// there are the old layout.
+	top, err := s.list(ctx, instanceDir(namespace, instance), false)
+	if err != nil {
+		return nil, err
+	}
+	sysids := []string{""}
+	for _, o := range top {
+		name := path.Base(strings.TrimSuffix(o.Key, "/"))
+		if strings.HasSuffix(o.Key, "/") && name != "base" && name != "wal" {
+			sysids = append(sysids, name)
+		}
+	}
+	var out []BackupInfo
+	for _, sysid := range sysids {
+		bs, err := listCluster(ctx, s, namespace, instance, sysid)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, bs...)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// listCluster lists the backups under one cluster's directory.
+func listCluster(ctx context.Context, s *Store, namespace, instance, sysid string) ([]BackupInfo, error) {
+	base := path.Join(clusterDir(namespace, instance, sysid), "base")
+	objs, err := s.list(ctx, base, true)
 	if err != nil {
 		return nil, err
 	}
 	byID := map[string]*BackupInfo{}
 	for _, o := range objs {
-		rest := strings.TrimPrefix(o.Key, path.Join(instanceDir(namespace, instance), "base")+"/")
-		id, name, ok := strings.Cut(rest, "/")
+		id, name, ok := strings.Cut(strings.TrimPrefix(o.Key, base+"/"), "/")
 		if !ok {
 			continue
 		}
 		bi := byID[id]
 		if bi == nil {
-			bi = &BackupInfo{ID: id}
+			bi = &BackupInfo{ID: id, SystemIdentifier: sysid, dir: path.Join(base, id)}
 			byID[id] = bi
 		}
 		if o.Modified.After(bi.Modified) {
@@ -115,30 +154,57 @@ func List(ctx context.Context, s *Store, namespace, instance string) ([]BackupIn
 	var out []BackupInfo
 	for _, bi := range byID {
 		if bi.Completed {
-			m, sum, err := ReadManifest(ctx, s, namespace, instance, bi.ID)
-			if err != nil {
+			m, sum, err := readManifestAt(ctx, s, bi.dir, bi.ID)
+			switch {
+			case errors.Is(err, ErrDamaged):
+				bi.Completed, bi.Damaged = false, err.Error()
+			case errors.Is(err, ErrNotFound):
+				// Deleted since it was listed.
+				continue
+			case err != nil:
 				return nil, err
+			case m.layoutSysid() != sysid || m.Namespace != namespace || m.Instance != instance:
+				bi.Completed = false
+				bi.Damaged = fmt.Sprintf("manifest.json names %s/%s of cluster %s, but is stored under %s", m.Namespace, m.Instance, m.SystemIdentifier, bi.dir)
+			default:
+				bi.Manifest, bi.ManifestSHA256, bi.SystemIdentifier = m, sum, m.SystemIdentifier
 			}
-			bi.Manifest, bi.ManifestSHA256 = m, sum
 		}
 		out = append(out, *bi)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
 }
 
 // ReadManifest reads a completed backup's manifest and its checksum.
 func ReadManifest(ctx context.Context, s *Store, namespace, instance, id string) (*Manifest, string, error) {
-	b, err := s.get(ctx, path.Join(baseDir(namespace, instance, id), manifestName))
-	if errors.Is(err, ErrNotFound) {
-		return nil, "", fmt.Errorf("backup %s of %s/%s in %s is not completed (it has no manifest) or does not exist", id, namespace, instance, s)
+	all, err := List(ctx, s, namespace, instance)
+	if err != nil {
+		return nil, "", err
 	}
+	for _, b := range all {
+		switch {
+		case b.ID != id:
+		case b.Completed:
+			return b.Manifest, b.ManifestSHA256, nil
+		case b.Damaged != "":
+			return nil, "", fmt.Errorf("backup %s of %s/%s in %s is damaged: %s", id, namespace, instance, s, b.Damaged)
+		}
+	}
+	return nil, "", fmt.Errorf("backup %s of %s/%s in %s is not completed (it has no manifest) or does not exist", id, namespace, instance, s)
+}
+
+// readManifestAt reads the manifest in dir.
+func readManifestAt(ctx context.Context, s *Store, dir, id string) (*Manifest, string, error) {
+	b, err := s.get(ctx, path.Join(dir, manifestName))
 	if err != nil {
 		return nil, "", err
 	}
 	m := &Manifest{}
 	if err := json.Unmarshal(b, m); err != nil {
-		return nil, "", fmt.Errorf("backup %s: manifest.json is damaged: %w", id, err)
+		return nil, "", fmt.Errorf("backup %s: manifest.json: %w: %w", id, ErrDamaged, err)
+	}
+	if m.ID != id {
+		return nil, "", fmt.Errorf("backup %s: manifest.json: %w: it is of backup %q", id, ErrDamaged, m.ID)
 	}
 	return m, sha256Hex(b), nil
 }

@@ -27,11 +27,18 @@ type RestoreOptions struct {
 	Concurrency int
 	// Progress, if set, is called with the bytes written so far.
 	Progress func(written int64)
+	// OnReplay, if set, is called by RestoreInto once the base backup is in
+	// place and recovery starts replaying archived WAL, so a caller can
+	// report that phase.
+	OnReplay func()
 }
 
 // ChooseBackup picks the backup a restore starts from and checks the target
-// time against it. A target before the first recoverability point is
-// refused with the earliest possible time.
+// time against it. Only one cluster's backups are candidates: that of the
+// backup id names, or else that of the newest completed backup, so an
+// instance re-created under a deleted one's name restores its own backups,
+// never the old cluster's. A target before the first recoverability point
+// is refused with the earliest possible time.
 func ChooseBackup(ctx context.Context, s *Store, namespace, instance, id string, target time.Time) (*Manifest, error) {
 	all, err := List(ctx, s, namespace, instance)
 	if err != nil {
@@ -46,7 +53,6 @@ func ChooseBackup(ctx context.Context, s *Store, namespace, instance, id string,
 	if len(completed) == 0 {
 		return nil, fmt.Errorf("no completed backup of %s/%s in %s", namespace, instance, s)
 	}
-	earliest := completed[0].StopTime
 	if id != "" {
 		for _, m := range completed {
 			if m.ID == id {
@@ -58,9 +64,11 @@ func ChooseBackup(ctx context.Context, s *Store, namespace, instance, id string,
 		}
 		return nil, fmt.Errorf("backup %s of %s/%s is not a completed backup in %s (outpost backup list shows them)", id, namespace, instance, s)
 	}
+	completed = ofCluster(completed, completed[len(completed)-1].SystemIdentifier)
 	if target.IsZero() {
 		return completed[len(completed)-1], nil
 	}
+	earliest := completed[0].StopTime
 	if target.Before(earliest) {
 		return nil, fmt.Errorf("target time %s is before the first recoverability point of %s/%s; the earliest time a restore can target is %s", target.UTC().Format(time.RFC3339Nano), namespace, instance, earliest.UTC().Format(time.RFC3339Nano))
 	}
@@ -73,19 +81,35 @@ func ChooseBackup(ctx context.Context, s *Store, namespace, instance, id string,
 	return pick, nil
 }
 
+// ofCluster keeps the manifests of cluster sysid.
+func ofCluster(ms []*Manifest, sysid string) []*Manifest {
+	var out []*Manifest
+	for _, m := range ms {
+		if m.SystemIdentifier == sysid {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 // FirstRecoverabilityPoint is the earliest time a restore can target: the
-// end of the oldest completed backup. Zero when there is none.
+// end of the oldest completed backup of the newest cluster. Zero when there
+// is none.
 func FirstRecoverabilityPoint(ctx context.Context, s *Store, namespace, instance string) (time.Time, error) {
 	all, err := List(ctx, s, namespace, instance)
 	if err != nil {
 		return time.Time{}, err
 	}
+	var completed []*Manifest
 	for _, b := range all {
 		if b.Completed {
-			return b.Manifest.StopTime, nil
+			completed = append(completed, b.Manifest)
 		}
 	}
-	return time.Time{}, nil
+	if len(completed) == 0 {
+		return time.Time{}, nil
+	}
+	return ofCluster(completed, completed[len(completed)-1].SystemIdentifier)[0].StopTime, nil
 }
 
 // Restore downloads a base backup into DataDir, checking every object's
@@ -98,6 +122,9 @@ func Restore(ctx context.Context, opts RestoreOptions) (*Manifest, error) {
 	}
 	if m.Encrypted && len(opts.Keys.Identities) == 0 {
 		return nil, fmt.Errorf("backup %s is encrypted with age and no key was given: configure spec.backup.encryption on the source, or pass --age-key", m.ID)
+	}
+	if !m.Encrypted && opts.Keys.configured() {
+		return nil, fmt.Errorf("backup %s is not encrypted, but an age key is configured: refusing it, since anyone with write access to the bucket could have made it (restore without spec.backup.encryption if it is yours)", m.ID)
 	}
 	if entries, err := os.ReadDir(opts.DataDir); err == nil && len(entries) > 0 {
 		return nil, fmt.Errorf("restore into %s: the directory is not empty", opts.DataDir)
@@ -154,7 +181,7 @@ func fetchObjects(ctx context.Context, opts RestoreOptions, m *Manifest, out cha
 		default:
 		}
 	}
-	dir := baseDir(m.Namespace, m.Instance, m.ID)
+	dir := m.dir()
 	slots := make([]chan result, len(m.Objects))
 	for i := range slots {
 		slots[i] = make(chan result, 1)

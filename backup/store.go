@@ -244,16 +244,14 @@ func isNotFound(err error) bool {
 	return false
 }
 
-// exists reports whether rel is stored.
-func (s *Store) exists(ctx context.Context, rel string) (bool, error) {
-	_, err := s.client.StatObject(ctx, s.bucket, s.key(rel), minio.StatObjectOptions{})
-	if err == nil {
-		return true, nil
+// isPreconditionFailed is the answer to a conditional write whose
+// condition did not hold.
+func isPreconditionFailed(err error) bool {
+	var resp minio.ErrorResponse
+	if errors.As(err, &resp) {
+		return resp.Code == "PreconditionFailed" || resp.StatusCode == http.StatusPreconditionFailed
 	}
-	if isNotFound(err) {
-		return false, nil
-	}
-	return false, fmt.Errorf("look up %s in %s: %w", rel, s.desc, err)
+	return false
 }
 
 // list returns the keys (relative to the prefix) under dir, with sizes.
@@ -295,13 +293,4 @@ func (s *Store) remove(ctx context.Context, keys []string) error {
 		}
 	}
 	return nil
-}
-
-// Layout of one instance's objects.
-func instanceDir(namespace, instance string) string { return path.Join(namespace, instance) }
-func baseDir(namespace, instance, id string) string {
-	return path.Join(namespace, instance, "base", id)
-}
-func walKey(namespace, instance, segment string) string {
-	return path.Join(namespace, instance, "wal", segment)
 }

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/outpostdata/outpost/backup"
+	"github.com/outpostdata/outpost/controller"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/controller/localruntime"
 	"github.com/outpostdata/outpost/controller/singlehost"
@@ -23,9 +24,10 @@ import (
 func newBackupCommand(f *singleHostFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "backup",
-		Short: "Create, list, verify and restore backups of instances on this host",
+		Short: "Create, list, verify, restore, delete and prune backups of instances on this host",
 	}
-	cmd.AddCommand(newBackupCreateCommand(f), newBackupListCommand(f), newBackupVerifyCommand(f), newBackupRestoreCommand(f))
+	cmd.AddCommand(newBackupCreateCommand(f), newBackupListCommand(f), newBackupVerifyCommand(f), newBackupRestoreCommand(f),
+		newBackupDeleteCommand(f), newBackupPruneCommand(f), newBackupKeyCommand(f))
 	return cmd
 }
 
@@ -51,11 +53,7 @@ func newBackupCreateCommand(f *singleHostFlags) *cobra.Command {
 		Short: "Make a full base backup of a running instance now",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			sd, err := f.open()
-			if err != nil {
-				return err
-			}
-			t, err := singlehost.ResolveBackup(cmd.Context(), sd, f.namespace, args[0])
+			_, t, err := f.backupTarget(cmd, args[0])
 			if err != nil {
 				return err
 			}
@@ -91,11 +89,7 @@ func newBackupListCommand(f *singleHostFlags) *cobra.Command {
 		Short: "List an instance's backups in its object store",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			sd, err := f.open()
-			if err != nil {
-				return err
-			}
-			t, err := singlehost.ResolveBackup(cmd.Context(), sd, f.namespace, args[0])
+			_, t, err := f.backupTarget(cmd, args[0])
 			if err != nil {
 				return err
 			}
@@ -107,27 +101,58 @@ func newBackupListCommand(f *singleHostFlags) *cobra.Command {
 				return printJSON(cmd.OutOrStdout(), all)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tSTATE\tSTOPPED\tSTART LSN\tSTOP LSN\tSTORED\tENCRYPTED")
+			fmt.Fprintln(tw, "ID\tSTATE\tSTOPPED\tSTART LSN\tSTOP LSN\tSTORED\tENCRYPTED\tSYSTEM ID")
+			var damaged []string
 			for _, b := range all {
-				if !b.Completed {
-					fmt.Fprintf(tw, "%s\tincomplete\t-\t-\t-\t-\t-\n", b.ID)
-					continue
+				switch {
+				case b.Damaged != "":
+					fmt.Fprintf(tw, "%s\tdamaged\t-\t-\t-\t-\t-\t%s\n", b.ID, dash(b.SystemIdentifier))
+					damaged = append(damaged, b.Damaged)
+				case !b.Completed:
+					fmt.Fprintf(tw, "%s\tincomplete\t-\t-\t-\t-\t-\t%s\n", b.ID, dash(b.SystemIdentifier))
+				default:
+					m := b.Manifest
+					fmt.Fprintf(tw, "%s\tcompleted\t%s\t%s\t%s\t%dMB\t%v\t%s\n", b.ID, m.StopTime.UTC().Format(time.RFC3339), m.StartLSN, m.StopLSN, m.StoredBytes>>20, m.Encrypted, m.SystemIdentifier)
 				}
-				m := b.Manifest
-				fmt.Fprintf(tw, "%s\tcompleted\t%s\t%s\t%s\t%dMB\t%v\n", b.ID, m.StopTime.UTC().Format(time.RFC3339), m.StartLSN, m.StopLSN, m.StoredBytes>>20, m.Encrypted)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			for _, d := range damaged {
+				fmt.Fprintln(cmd.ErrOrStderr(), "damaged:", d)
+			}
+			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json")
 	return cmd
 }
 
+// backupTarget opens the state directory and resolves instance's backup
+// store and key.
+func (f *singleHostFlags) backupTarget(cmd *cobra.Command, instance string) (singlehost.StateDir, *singlehost.BackupTarget, error) {
+	sd, err := f.open()
+	if err != nil {
+		return sd, nil, err
+	}
+	t, err := singlehost.ResolveBackup(cmd.Context(), sd, f.namespace, instance)
+	return sd, t, err
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
 // verifyReport is `outpost backup verify -o json`.
 type verifyReport struct {
-	Checksums *backup.VerifyResult          `json:"checksums"`
-	Restore   *localruntime.RestoreCheck    `json:"restore,omitempty"`
-	Status    *outpostv1.BackupVerification `json:"verification"`
+	Checksums *backup.VerifyResult `json:"checksums"`
+	// Continuity is the WAL from the backup to the newest archived segment.
+	Continuity *backup.Continuity            `json:"continuity"`
+	Restore    *localruntime.RestoreCheck    `json:"restore,omitempty"`
+	Status     *outpostv1.BackupVerification `json:"verification"`
 	// RecordedOn are the Backups whose status.verification now holds it.
 	RecordedOn []string `json:"recordedOn"`
 }
@@ -137,19 +162,17 @@ func newBackupVerifyCommand(f *singleHostFlags) *cobra.Command {
 	var restore bool
 	cmd := &cobra.Command{
 		Use:   "verify INSTANCE BACKUP [--restore]",
-		Short: "Re-read every object of a backup and check its checksum; with --restore also restore and check it",
+		Short: "Re-read every object of a backup and check its checksum and WAL continuity; with --restore also restore and check it",
 		Long: `Re-reads every object of backup BACKUP (an ID from outpost backup list) and
-checks it against the manifest. With --restore it also restores the backup
+checks it against the manifest, and checks that the WAL from the backup's start
+to the newest archived segment has no gap, reporting the newest point a
+point-in-time restore can reach. With --restore it also restores the backup
 into a throw-away local instance, starts it, runs amcheck on every B-tree
 index and counts the rows of every table, then removes it. The result goes
 into status.verification of the Backup that made the backup.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			sd, err := f.open()
-			if err != nil {
-				return err
-			}
-			t, err := singlehost.ResolveBackup(cmd.Context(), sd, f.namespace, args[0])
+			sd, t, err := f.backupTarget(cmd, args[0])
 			if err != nil {
 				return err
 			}
@@ -170,6 +193,18 @@ into status.verification of the Backup that made the backup.`,
 				v.Message = fmt.Sprintf("%d objects do not match the manifest; first: %s", len(res.Errors), res.Errors[0])
 			} else if output != "json" {
 				fmt.Fprintf(cmd.OutOrStdout(), "backup %s: %d objects, %d bytes, every checksum matches\n", res.ID, res.Objects, res.Bytes)
+			}
+			cont, err := backup.CheckContinuity(cmd.Context(), t.Store, f.namespace, instance, id)
+			if err != nil {
+				return err
+			}
+			rep.Continuity = cont
+			if output != "json" {
+				fmt.Fprintln(cmd.OutOrStdout(), cont)
+			}
+			if !cont.OK() && failure == nil {
+				failure = fmt.Errorf("backup %s: %s", id, cont)
+				v.Message = failure.Error()
 			}
 			if failure == nil && restore {
 				exe, err := os.Executable()
@@ -223,11 +258,7 @@ directory; the controller (outpost up) restores it. A target time before the
 first recoverability point is refused at once.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			sd, err := f.open()
-			if err != nil {
-				return err
-			}
-			t, err := singlehost.ResolveBackup(cmd.Context(), sd, f.namespace, args[0])
+			sd, t, err := f.backupTarget(cmd, args[0])
 			if err != nil {
 				return err
 			}
@@ -266,5 +297,61 @@ first recoverability point is refused at once.`,
 	cmd.Flags().StringVar(&backupID, "backup-id", "", "backup to restore; default the newest one before the target time")
 	cmd.Flags().StringVar(&target, "target-time", "", "recover to this time (RFC 3339); default the end of WAL")
 	_ = cmd.MarkFlagRequired("to")
+	return cmd
+}
+
+func newBackupDeleteCommand(f *singleHostFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete INSTANCE BACKUP",
+		Short: "Delete one backup from the object store",
+		Long: `Deletes backup BACKUP (an ID from outpost backup list) of INSTANCE, under the
+instance's lease, so never while a backup or retention runs. The newest
+completed backup is refused. The WAL it needed stays until outpost backup prune
+or the schedule's retention finds no kept backup needs it.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, t, err := f.backupTarget(cmd, args[0])
+			if err != nil {
+				return err
+			}
+			if err := backup.DeleteBackup(cmd.Context(), t.Store, f.namespace, args[0], args[1]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "backup %s of %s/%s deleted\n", args[1], f.namespace, args[0])
+			return nil
+		},
+	}
+}
+
+func newBackupPruneCommand(f *singleHostFlags) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "prune INSTANCE",
+		Short: "Apply the instance's retention policy now",
+		Long: `Deletes the backups spec.backup.retention no longer keeps, interrupted
+backups, and WAL no kept backup needs, under the instance's lease. The newest
+completed backup is always kept.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, t, err := f.backupTarget(cmd, args[0])
+			if err != nil {
+				return err
+			}
+			p, err := controller.RetentionOf(t.Instance.Spec.Backup.Retention)
+			if err != nil {
+				return err
+			}
+			res, err := backup.ApplyRetention(cmd.Context(), t.Store, f.namespace, args[0], p, time.Now())
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return printJSON(cmd.OutOrStdout(), res)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "deleted %d backups and %d WAL files; kept %s\n", len(res.DeletedBackups), res.DeletedWAL, strings.Join(res.Kept, ", "))
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json")
 	return cmd
 }

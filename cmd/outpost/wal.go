@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -60,27 +59,38 @@ again succeeds; a different segment under the same name fails.`,
 	return cmd
 }
 
+// Exit codes of wal-fetch. PostgreSQL reads 1 to 125 as "this file is not
+// archived", ends recovery and promotes; above 125 it aborts recovery (as
+// for a command the shell could not run), which is what every other
+// failure must do, or a restore would stop early and lose the rest of WAL.
+const (
+	exitNotArchived   = 1
+	exitAbortRecovery = 255
+)
+
 func newWALFetchCommand() *cobra.Command {
 	var config string
 	cmd := &cobra.Command{
 		Use:   "wal-fetch --config FILE NAME DEST",
 		Short: "Restore one archived WAL file (PostgreSQL's restore_command)",
-		Long: `Downloads, decrypts and decompresses one archived WAL file into DEST. Exits 1
-when the file is not archived (the end of recovery) and 2 on other errors.`,
+		Long: `Downloads, decrypts and decompresses one archived WAL file into DEST.
+Transient errors (an unreachable or hanging object store) are retried a few
+times with backoff. Exits 1 only when the store says the file is not archived
+(the end of recovery), and 255 on every other failure (damaged, undecryptable,
+of another cluster, or the store still unreachable), which makes PostgreSQL
+abort recovery instead of promoting early.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Minute)
-			defer cancel()
-			cfg, s, keys, err := openArchive(ctx, config)
+			cfg, err := backup.ReadArchiveConfig(config)
 			if err != nil {
-				return &exitError{code: 2, err: err}
+				return &exitError{code: exitAbortRecovery, err: err}
 			}
-			err = backup.FetchWAL(ctx, s, keys, cfg.Namespace, cfg.Instance, args[0], args[1])
+			err = cfg.Fetch(cmd.Context(), args[0], args[1])
 			if errors.Is(err, backup.ErrNotFound) {
-				return &exitError{code: 1, err: err}
+				return &exitError{code: exitNotArchived, err: err}
 			}
 			if err != nil {
-				return &exitError{code: 2, err: err}
+				return &exitError{code: exitAbortRecovery, err: err}
 			}
 			return nil
 		},
@@ -99,6 +109,5 @@ func exitCode(err error) int {
 	if err != nil {
 		return 1
 	}
-	_ = os.Stderr
 	return 0
 }

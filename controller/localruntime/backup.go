@@ -87,8 +87,9 @@ func (r *Runtime) executable() (string, error) {
 }
 
 // writeArchiveConfig writes backup.json for namespace/instance's WAL in
-// store, readable by the server's account only.
-func (r *Runtime) writeArchiveConfig(ctx context.Context, file, namespace, instance string, store outpostv1.LocalObjectReference, encryption *outpostv1.BackupEncryption, keyNamespace string) error {
+// store, readable by the server's account only; push says it serves
+// archiving, which gets the age recipient only.
+func (r *Runtime) writeArchiveConfig(ctx context.Context, file, namespace, instance string, store outpostv1.LocalObjectReference, encryption *outpostv1.BackupEncryption, keyNamespace string, push bool) error {
 	if r.ObjectStores == nil {
 		return fmt.Errorf("object store %s: this controller has no ObjectStore source", store.Name)
 	}
@@ -108,14 +109,20 @@ func (r *Runtime) writeArchiveConfig(ctx context.Context, file, namespace, insta
 		}
 	}
 	if encryption != nil {
-		if ac.KeyFile, err = KeyFile(r.StateDir, keyNamespace, encryption.KeySecret.Name); err != nil {
+		keyFile, err := KeyFile(r.StateDir, keyNamespace, encryption.KeySecret.Name)
+		if err != nil {
 			return err
 		}
-		if _, err := backup.ReadKeyFile(ac.KeyFile); err != nil {
-			return fmt.Errorf("spec.backup.encryption.keySecret %s: %w (on a single host the key is the file %s)", encryption.KeySecret.Name, err, ac.KeyFile)
+		keys, err := backup.ReadKeyFile(keyFile)
+		if err != nil {
+			return fmt.Errorf("spec.backup.encryption.keySecret %s: %w (on a single host the key is the file %s; outpost backup key generate %s makes one)", encryption.KeySecret.Name, err, keyFile, encryption.KeySecret.Name)
 		}
-		if err := postgres.OwnByServer(ac.KeyFile); err != nil {
-			return err
+		// Archiving needs only the recipient: the identity stays readable
+		// by root alone, and restores hand it to wal-fetch themselves.
+		if push {
+			ac.Recipient = keys.Recipient()
+		} else {
+			ac.KeyFile = keyFile
 		}
 	}
 	if err := backup.WriteArchiveConfig(file, ac); err != nil {
@@ -133,7 +140,7 @@ func (r *Runtime) archiveSettings(ctx context.Context, inst *outpostv1.PostgresI
 		return archiving.IdleSettings(), nil
 	}
 	file := ArchiveConfigFile(dir)
-	if err := r.writeArchiveConfig(ctx, file, inst.Namespace, inst.Name, inst.Spec.Backup.ObjectStore, inst.Spec.Backup.Encryption, inst.Namespace); err != nil {
+	if err := r.writeArchiveConfig(ctx, file, inst.Namespace, inst.Name, inst.Spec.Backup.ObjectStore, inst.Spec.Backup.Encryption, inst.Namespace, true); err != nil {
 		return nil, fmt.Errorf("spec.backup: %w", err)
 	}
 	exe, err := r.executable()
@@ -169,7 +176,7 @@ func (r *Runtime) restore(ctx context.Context, inst *outpostv1.PostgresInstance,
 	if inst.Spec.Backup != nil {
 		enc = inst.Spec.Backup.Encryption
 	}
-	if err := r.writeArchiveConfig(ctx, file, inst.Namespace, rec.Source, rec.ObjectStore, enc, inst.Namespace); err != nil {
+	if err := r.writeArchiveConfig(ctx, file, inst.Namespace, rec.Source, rec.ObjectStore, enc, inst.Namespace, false); err != nil {
 		return fmt.Errorf("spec.bootstrap.recovery: %w", err)
 	}
 	ac, err := backup.ReadArchiveConfig(file)

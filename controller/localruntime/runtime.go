@@ -230,7 +230,9 @@ func (r *Runtime) load(ctx context.Context, inst *outpostv1.PostgresInstance) (*
 		// error shows in the instance's status until it is fixed.
 		r.Log.Warn("WAL archiving not configured", "instance", key, "err", err)
 	}
-	if !srv.Initialized() && inst.Spec.Bootstrap.Recovery != nil {
+	// A restore under way has already extracted PG_VERSION: the job, not
+	// the data directory, says whether it is done.
+	if _, restoring := r.restores[key]; inst.Spec.Bootstrap.Recovery != nil && (!srv.Initialized() || restoring) {
 		if err := r.restoreInBackground(inst, dir, srv); err != nil {
 			return nil, err
 		}

@@ -2,6 +2,7 @@ package localruntime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -76,10 +77,10 @@ func (r *Runtime) VerifyNewestBackup(ctx context.Context, inst *outpostv1.Postgr
 }
 
 // checkObjectsAndWAL re-reads every object of the backup against the
-// manifest's checksums and checks that the WAL from the backup's start to
-// its end is archived. It is the archive continuity step of a
-// verification: once the backup package checks continuity from the
-// backup's start to the newest archived segment, that check belongs here.
+// manifest's checksums, and checks the archive's continuity from the
+// backup's start to the newest archived segment: a gap there cuts every
+// later point-in-time recovery short, and must show before a restore needs
+// it.
 func checkObjectsAndWAL(ctx context.Context, store *backup.Store, inst *outpostv1.PostgresInstance, id string) error {
 	res, err := backup.Verify(ctx, store, inst.Namespace, inst.Name, id)
 	if err != nil {
@@ -87,6 +88,13 @@ func checkObjectsAndWAL(ctx context.Context, store *backup.Store, inst *outpostv
 	}
 	if !res.OK {
 		return fmt.Errorf("backup %s: %s", id, strings.Join(res.Errors, "; "))
+	}
+	cont, err := backup.CheckContinuity(ctx, store, inst.Namespace, inst.Name, id)
+	if err != nil {
+		return fmt.Errorf("backup %s: archive continuity: %w", id, err)
+	}
+	if !cont.OK() {
+		return errors.New(cont.String())
 	}
 	return nil
 }

@@ -83,7 +83,7 @@ func TestScheduledVerificationRestoresTheNewestBackupAndTurnsRedOnDamage(t *test
 	if err := conn.QueryRow(ctx, "SELECT pg_walfile_name($1::pg_lsn)", m.StartLSN).Scan(&startSeg); err != nil {
 		t.Fatal(err)
 	}
-	damage(t, s.minio, "default/db/wal/"+startSeg)
+	damage(t, s.minio, "default/db/"+m.SystemIdentifier+"/wal/"+startSeg)
 	lv = verifyOnce(t, r, clock, inst)
 	c := condition(inst, outpostv1.ConditionBackupVerified)
 	if lv.Result != outpostv1.VerificationFailed || c.Status != "False" || c.Reason != controller.ReasonVerificationFailed {
@@ -104,7 +104,7 @@ func TestScheduledVerificationRestoresTheNewestBackupAndTurnsRedOnDamage(t *test
 	if lv = verifyOnce(t, r, clock, inst); lv.Result != outpostv1.VerificationPassed || lv.Backup != m2.ID {
 		t.Fatalf("verification of the new backup %s: %+v", m2.ID, lv)
 	}
-	obj := "default/db/base/" + m2.ID + "/" + m2.Objects[0].Name
+	obj := "default/db/" + m2.SystemIdentifier + "/base/" + m2.ID + "/" + m2.Objects[0].Name
 	damage(t, s.minio, obj)
 	lv = verifyOnce(t, r, clock, inst)
 	if lv.Result != outpostv1.VerificationFailed || !strings.Contains(lv.Message, m2.Objects[0].Name) {
@@ -112,5 +112,47 @@ func TestScheduledVerificationRestoresTheNewestBackupAndTurnsRedOnDamage(t *test
 	}
 	if c := condition(inst, outpostv1.ConditionBackupVerified); c.Reason != controller.ReasonVerificationFailed {
 		t.Fatalf("BackupVerified after damage: %+v", c)
+	}
+
+	// WAL archived after the newest backup's end is what a point-in-time
+	// restore replays: damaged, then missing, verification must fail too,
+	// where a restore that stops early would pass.
+	m3, _, err := s.rt.RunBackup(ctx, inst, func(string) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := switchWAL(t, conn)
+	newest := switchWAL(t, conn)
+	walDir := "default/db/" + m3.SystemIdentifier + "/wal/"
+	waitArchived(t, s.minio, walDir+newest)
+	if lv = verifyOnce(t, r, clock, inst); lv.Result != outpostv1.VerificationPassed || lv.Backup != m3.ID {
+		t.Fatalf("verification of backup %s with its later WAL intact: %+v", m3.ID, lv)
+	}
+	damage(t, s.minio, walDir+after)
+	if lv = verifyOnce(t, r, clock, inst); lv.Result != outpostv1.VerificationFailed || !strings.Contains(lv.Message, after) {
+		t.Fatalf("after damaging WAL segment %s, archived after backup %s: %+v", after, m3.ID, lv)
+	}
+	if err := s.minio.Client.RemoveObject(ctx, s.minio.Bucket, walDir+after, minio.RemoveObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if lv = verifyOnce(t, r, clock, inst); lv.Result != outpostv1.VerificationFailed || !strings.Contains(lv.Message, "gap") || !strings.Contains(lv.Message, after) {
+		t.Fatalf("after deleting WAL segment %s: %+v", after, lv)
+	}
+	t.Logf("gap: %s", lv.Message)
+}
+
+// waitArchived waits until key is in the bucket: wal-push runs when
+// PostgreSQL gets to it.
+func waitArchived(t *testing.T, m *harness.MinIO, key string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if _, err := m.Client.StatObject(context.Background(), m.Bucket, key, minio.StatObjectOptions{}); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not archived within a minute", key)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

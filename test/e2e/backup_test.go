@@ -9,12 +9,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/minio/minio-go/v7"
 
-	"github.com/outpostdata/outpost/backup"
 	"github.com/outpostdata/outpost/controller/localruntime"
 	"github.com/outpostdata/outpost/controller/safepath"
 	"github.com/outpostdata/outpost/test/harness"
@@ -138,17 +139,16 @@ spec:
 func TestScheduledEncryptedBackupsThroughOutpostUp(t *testing.T) {
 	m := harness.StartMinIO(t)
 	s := newSite(t)
-	// On one host the Secret enc-key is the file secrets/default/enc-key/age.key.
-	key, err := backup.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
+	// On one host the Secret enc-key is the file secrets/default/enc-key/age.key,
+	// which outpost backup key generate writes; it prints the recipient.
+	out := strings.Fields(s.outpost("backup", "key", "generate", "enc-key"))
+	recipient := out[len(out)-1]
 	keyFile := filepath.Join(s.stateDir, "secrets", "default", "enc-key", "age.key")
-	// Directories the server account can pass through: wal-push, run by
-	// postgres, reads the key.
-	os.MkdirAll(filepath.Dir(keyFile), 0o755)
-	if err := os.WriteFile(keyFile, []byte(key+"\n"), 0o600); err != nil {
-		t.Fatal(err)
+	if fi, err := os.Stat(keyFile); err != nil || fi.Mode().Perm() != 0o600 || !strings.HasPrefix(recipient, "age1") {
+		t.Fatalf("backup key generate: %v %v, printed %q", fi, err, recipient)
+	}
+	if out, err := s.tryOutpost("backup", "key", "generate", "enc-key"); err == nil || !strings.Contains(out, "never overwritten") {
+		t.Fatalf("a second backup key generate of enc-key: %v\n%s", err, out)
 	}
 	s.start()
 	s.writeObjectStore(m, "encrypted-backups", true)
@@ -210,8 +210,10 @@ func TestScheduledEncryptedBackupsThroughOutpostUp(t *testing.T) {
 		t.Fatalf("PostgresInstance enc status: %v", pgi)
 	}
 
-	// No object in the bucket, base backup or WAL, holds the marker. The
-	// WAL of the inserts was archived before the first backup ended.
+	// Every object in the bucket, base backup or WAL, is age-encrypted
+	// (the manifests and the lease, JSON, hold no table data), and none
+	// holds the marker. The WAL of the inserts was archived before the
+	// first backup ended.
 	ctx := context.Background()
 	objects, wal := 0, 0
 	for o := range m.Client.ListObjects(ctx, "encrypted-backups", minio.ListObjectsOptions{Recursive: true}) {
@@ -229,6 +231,9 @@ func TestScheduledEncryptedBackupsThroughOutpostUp(t *testing.T) {
 		}
 		if strings.Contains(string(b), marker) || strings.Contains(string(b), "PLAINTEXT-MARKER") {
 			t.Fatalf("object %s holds the plaintext marker", o.Key)
+		}
+		if !strings.HasSuffix(o.Key, ".json") && !strings.HasPrefix(string(b), "age-encryption.org/v1\n") {
+			t.Fatalf("object %s is not age-encrypted", o.Key)
 		}
 		objects++
 		if strings.Contains(o.Key, "/wal/") {
@@ -318,8 +323,8 @@ func TestKilledBackupsAreNeverCompletedAndTheNextOneSucceeds(t *testing.T) {
 	ctx := context.Background()
 	baseObjects := func() int {
 		n := 0
-		for o := range m.Client.ListObjects(ctx, m.Bucket, minio.ListObjectsOptions{Prefix: "default/src/base/", Recursive: true}) {
-			if o.Err == nil {
+		for o := range m.Client.ListObjects(ctx, m.Bucket, minio.ListObjectsOptions{Prefix: "default/src/", Recursive: true}) {
+			if o.Err == nil && strings.Contains(o.Key, "/base/") {
 				n++
 			}
 		}
@@ -341,12 +346,16 @@ func TestKilledBackupsAreNeverCompletedAndTheNextOneSucceeds(t *testing.T) {
 		return n
 	}
 
-	// kill -9 `outpost backup create` at several points: during
+	// kill -9 `outpost backup create` at several points, each proven to
+	// have been reached: once PostgreSQL shows the backup's session has run
 	// pg_backup_start, once the first object is stored, and once a few are.
+	backupStarted := func() bool {
+		return s.backupStarted("src")
+	}
 	for _, point := range []struct {
 		name    string
 		objects int
-	}{{"at start", -1}, {"after the first object", 1}, {"after three objects", 3}} {
+	}{{"after pg_backup_start", -1}, {"after the first object", 1}, {"after three objects", 3}} {
 		before := baseObjects()
 		cmd := exec.Command(outpostBin, "backup", "create", "src", "--state-dir", s.stateDir)
 		if err := cmd.Start(); err != nil {
@@ -355,7 +364,13 @@ func TestKilledBackupsAreNeverCompletedAndTheNextOneSucceeds(t *testing.T) {
 		exited := make(chan error, 1)
 		go func() { exited <- cmd.Wait() }()
 		if point.objects < 0 {
-			time.Sleep(100 * time.Millisecond)
+			for !backupStarted() {
+				select {
+				case err := <-exited:
+					t.Fatalf("backup %s: it finished (%v) before it could be killed", point.name, err)
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
 		} else {
 			for baseObjects() < before+point.objects {
 				select {
@@ -406,6 +421,148 @@ spec:
 	if n := completed(); n != 1 {
 		t.Fatalf("%d completed backups after the kills and one good backup, want 1", n)
 	}
+}
+
+func TestCLIBackupScheduleAndRetentionNeverOverlap(t *testing.T) {
+	m := harness.StartMinIO(t)
+	s := newSite(t)
+	s.start()
+	s.writeObjectStore(m, m.Bucket, false)
+	spec := goodInstance("src") + `  backup:
+    objectStore: {name: minio}
+    retention: {count: 2}
+`
+	s.writeManifest("src.yaml", spec)
+	s.waitPhase("src", "Running", 2*time.Minute)
+	s.psql("src", "CREATE TABLE big AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 300000) g")
+	s.outpost("backup", "create", "src")
+
+	// A CLI backup, frozen (SIGSTOP) once PostgreSQL shows it started: it
+	// holds the instance's lease.
+	cli := exec.Command(outpostBin, "backup", "create", "src", "--state-dir", s.stateDir)
+	var cliOut strings.Builder
+	cli.Stdout, cli.Stderr = &cliOut, &cliOut
+	if err := cli.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cli.Wait() }()
+	t.Cleanup(func() { cli.Process.Signal(syscall.SIGCONT); cli.Process.Kill() })
+	waitFor(t, time.Minute, "the CLI backup running pg_backup_start", func() bool {
+		select {
+		case err := <-exited:
+			t.Fatalf("the CLI backup ended (%v) before it could be frozen: %s", err, cliOut.String())
+		default:
+		}
+		return s.backupStarted("src")
+	})
+	cli.Process.Signal(syscall.SIGSTOP)
+
+	// Meanwhile the schedule fires, and retention is run by hand: both are
+	// refused, naming the running backup.
+	s.writeManifest("src.yaml", spec+`    schedule: "@every 5s"
+`)
+	busy := "another backup, retention or delete of this instance is running"
+	if out, err := s.tryOutpost("backup", "prune", "src"); err == nil || !strings.Contains(out, busy) {
+		t.Fatalf("prune while a CLI backup runs: %v\n%s", err, out)
+	}
+	waitFor(t, time.Minute, "a scheduled Backup refused while the CLI backup runs", func() bool {
+		for _, st := range s.backupStatuses() {
+			if st.Phase == "Completed" {
+				t.Fatalf("a scheduled backup completed while the CLI backup held the lease")
+			}
+			if st.Phase == "Failed" && strings.Contains(st.Error, busy) {
+				return true
+			}
+		}
+		return false
+	})
+
+	// Let the CLI backup go on: it completes, and so do scheduled ones
+	// after it, each followed by retention.
+	cli.Process.Signal(syscall.SIGCONT)
+	if err := <-exited; err != nil || !strings.Contains(cliOut.String(), "completed") {
+		t.Fatalf("the CLI backup after SIGCONT: %v\n%s", err, cliOut.String())
+	}
+	waitFor(t, 2*time.Minute, "a scheduled Backup completing after the CLI backup", func() bool {
+		for _, st := range s.backupStatuses() {
+			if st.Phase == "Completed" {
+				return true
+			}
+		}
+		return false
+	})
+	s.writeManifest("src.yaml", spec)
+
+	// No completed backup misses an object.
+	var list []struct {
+		ID        string `json:"id"`
+		Completed bool   `json:"completed"`
+	}
+	if err := json.Unmarshal([]byte(s.outpost("backup", "list", "src", "-o", "json")), &list); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range list {
+		if !b.Completed {
+			continue
+		}
+		out, err := s.tryOutpost("backup", "verify", "src", b.ID)
+		if err != nil && strings.Contains(out, "does not exist") {
+			continue // deleted by retention since the list
+		}
+		if err != nil || !strings.Contains(out, "every checksum matches") {
+			t.Fatalf("completed backup %s: %v\n%s", b.ID, err, out)
+		}
+	}
+}
+
+// backupStarted reports whether PostgreSQL shows an outpost backup of
+// instance name that has called pg_backup_start: its session's last query
+// is that call or one after it. It reads pg_stat_activity as the superuser,
+// the role that sees every session's query.
+func (s *site) backupStarted(name string) bool {
+	s.t.Helper()
+	u, err := localruntime.SuperuserURL(filepath.Join(s.stateDir, "instances", "default", name), "postgres")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = 'outpost backup'
+		AND (query LIKE '%pg_backup_start%' OR query LIKE '%pg_control_checkpoint%' OR query LIKE '%pg_backup_stop%')`).Scan(&n); err != nil {
+		s.t.Fatal(err)
+	}
+	return n > 0
+}
+
+// backupPhase is the phase and error of a Backup.
+type backupPhase struct {
+	Phase string `json:"phase"`
+	Error string `json:"error"`
+}
+
+// backupStatuses are the phases of every Backup, as outpost get shows them.
+func (s *site) backupStatuses() []backupPhase {
+	s.t.Helper()
+	var list struct {
+		Items []struct {
+			Status backupPhase `json:"status"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(s.outpost("get", "backups", "-o", "json")), &list); err != nil {
+		s.t.Fatal(err)
+	}
+	var out []backupPhase
+	for _, b := range list.Items {
+		out = append(out, b.Status)
+	}
+	return out
 }
 
 // writeObjectStore writes a credentials file for m and the manifest of the

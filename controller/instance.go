@@ -72,6 +72,7 @@ func (r *InstanceReconciler) Reconcile(ctx context.Context, inst *outpostv1.Post
 	if obs.Ready {
 		r.setReady(inst, metav1.ConditionTrue, ReasonRunning, "PostgreSQL accepts connections at "+obs.Endpoint)
 		inst.Status.Phase = outpostv1.InstanceRunning
+		inst.Status.Bootstrapped = true
 		return requeueRunning
 	}
 	reason := obs.Reason

@@ -222,6 +222,38 @@ func TestRecoveryBootstrapConfiguresThePodToRestore(t *testing.T) {
 	if r.CredentialsDir != "/etc/outpost-recovery/store" || cfg.Backup.CredentialsDir != "/etc/outpost-backup/store" {
 		t.Errorf("credentials directories: recovery %q, backup %q", r.CredentialsDir, cfg.Backup.CredentialsDir)
 	}
+
+	// Once the restored instance has served, the identity leaves its pod:
+	// a superuser of the running instance must not read every backup's key.
+	if err := c.Get(ctx, client.ObjectKeyFromObject(inst), inst); err != nil {
+		t.Fatal(err)
+	}
+	inst.Status.Bootstrapped = true
+	if err := c.Status().Update(ctx, inst); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the age identity unmounted once the instance has served", func() error {
+		if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "restored"}, &sts); err != nil {
+			return err
+		}
+		for _, v := range sts.Spec.Template.Spec.Volumes {
+			if v.Secret != nil && v.Secret.SecretName == "db-age" {
+				return errorf("the StatefulSet still mounts Secret db-age")
+			}
+		}
+		var cm corev1.ConfigMap
+		if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "restored-config"}, &cm); err != nil {
+			return err
+		}
+		var now instancemanager.Config
+		if err := json.Unmarshal([]byte(cm.Data[instancemanager.ConfigFileName]), &now); err != nil {
+			return err
+		}
+		if now.Recovery == nil || now.Recovery.KeyFile != "" {
+			return errorf(fmt.Sprintf("recovery section %+v: want it kept, without the key file", now.Recovery))
+		}
+		return nil
+	})
 }
 
 // createAgeKey creates the Secret db-age with a new age identity and

@@ -56,16 +56,19 @@ func (p *podRecovery) config() *instancemanager.RecoveryConfig {
 		t := rec.TargetTime.UTC()
 		c.TargetTime = &t
 	}
-	if b := p.inst.Spec.Backup; b != nil && b.Encryption != nil {
+	if p.mountsIdentity() {
 		c.KeyFile = keyMount + "/" + KeyAgeKey
 	}
 	return c
 }
 
 // mountsIdentity reports whether the pod restores encrypted backups, the
-// one case where it needs the age identity.
+// one case where it needs the age identity. Once the instance has served
+// (status.bootstrapped), the restore is over and the identity leaves the
+// pod, so a superuser of the running instance cannot read it; a pod that
+// later finds an empty volume then fails its restore loudly instead.
 func (p *podRecovery) mountsIdentity() bool {
-	return p != nil && p.inst.Spec.Backup != nil && p.inst.Spec.Backup.Encryption != nil
+	return p != nil && !p.inst.Status.Bootstrapped && p.inst.Spec.Backup != nil && p.inst.Spec.Backup.Encryption != nil
 }
 
 // addRecovery mounts the recovery store's keys and its CA Secret, apart

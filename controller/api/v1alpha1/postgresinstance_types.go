@@ -301,6 +301,13 @@ type PostgresInstanceStatus struct {
 	// +optional
 	FirstRecoverabilityPoint *metav1.Time `json:"firstRecoverabilityPoint,omitempty"`
 
+	// Bootstrapped is set once the instance has served for the first time:
+	// its data directory exists, by initdb or by spec.bootstrap.recovery.
+	// It is never unset. A restored instance's pods lose the age identity
+	// from then on, which only the restore needed.
+	// +optional
+	Bootstrapped bool `json:"bootstrapped,omitempty"`
+
 	// LastVerification is what the newest scheduled verification of the
 	// backups found.
 	// +optional

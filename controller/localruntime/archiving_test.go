@@ -352,7 +352,11 @@ func TestWALArchivingTurnsFalseWhenTheStoreFailsAndRecoversByItself(t *testing.T
 			return condition(inst, outpostv1.ConditionWALArchiving).Status == metav1.ConditionTrue
 		})
 		t.Logf("%s: recovered %s after the store returned", f.name, time.Since(start).Round(time.Second))
-		if _, err := s.minio.Client.StatObject(context.Background(), s.minio.Bucket, "default/db/wal/"+seg, minio.StatObjectOptions{}); err != nil {
+		var sysid string
+		if err := conn.QueryRow(context.Background(), "SELECT system_identifier::text FROM pg_control_system()").Scan(&sysid); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.minio.Client.StatObject(context.Background(), s.minio.Bucket, "default/db/"+sysid+"/wal/"+seg, minio.StatObjectOptions{}); err != nil {
 			t.Fatalf("%s: segment %s not in the bucket after recovery: %v", f.name, seg, err)
 		}
 	}

@@ -45,7 +45,7 @@ type bodyTooLargeError struct {
 
 func (e *bodyTooLargeError) Error() string {
 	if e.compressed {
-		return fmt.Sprintf("the gzipped body decompresses to more than %d bytes, the hub's limit", e.limit)
+		return fmt.Sprintf("the gzipped body decompresses to more than %d bytes, the most the hub takes for its compressed size (usage files compress about 8:1)", e.limit)
 	}
 	return fmt.Sprintf("the body is larger than %d bytes, the hub's limit", e.limit)
 }
@@ -90,11 +90,10 @@ const (
 
 // gunzip decompresses a gzipped body under limit in one pass, keeping at
 // most max(keepFloor, keepRatio × its compressed size). A stream that goes
-// past that is only counted from there on, nothing kept: over limit it is
-// refused (a gzip bomb costs the hub no more memory than that); under it,
-// which only an unusually compressible file does, it is returned still
-// gzipped for the verifier to decompress again. A stream that is not valid
-// gzip is returned as it came, for the verifier to name the fault.
+// past that is refused as too large, whatever the limit: handing it on to
+// be decompressed again would let a small body cost the hub up to the
+// limit in memory, twice per site at once. A stream that is not valid gzip
+// is returned as it came, for the verifier to name the fault.
 func gunzip(data []byte, limit int64) ([]byte, error) {
 	keep := min(limit, max(keepFloor, keepRatio*int64(len(data))))
 	zr, err := gzip.NewReader(bytes.NewReader(data))
@@ -113,15 +112,10 @@ func gunzip(data []byte, limit int64) ([]byte, error) {
 	if err != nil {
 		return data, nil
 	}
-	if n <= keep {
-		return buf.Bytes(), nil
+	if n > keep {
+		return nil, &bodyTooLargeError{limit: keep, compressed: true}
 	}
-	buf = bytes.Buffer{}
-	more, _ := io.Copy(io.Discard, io.LimitReader(zr, max(0, limit+1-n)))
-	if n+more > limit {
-		return nil, &bodyTooLargeError{limit: limit, compressed: true}
-	}
-	return data, nil
+	return buf.Bytes(), nil
 }
 
 // inflight counts each site's uploads in progress.

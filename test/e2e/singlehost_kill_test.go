@@ -308,7 +308,7 @@ func TestKilledOutpostUpBillsWhatWasDeclared(t *testing.T) {
 		t.Errorf("the export of %s (covering up to %s) holds:\n%s\nthe declared history says:\n%s",
 			month, covered.Format(time.RFC3339), strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	t.Logf("the export of %s covers up to %s: %d records of this run's instances", month, covered.Format(time.RFC3339), len(got))
+	t.Logf("the export of %s covers up to %s: %d records of this run's instances compared\n%s", month, covered.Format(time.RFC3339), len(got), strings.Join(got, "\n"))
 }
 
 func keys[V any](m map[string]V) []string {

@@ -102,7 +102,8 @@ func TestDataControllerMetersPostgresInstancesOnKubernetes(t *testing.T) {
 	})
 	// What a PostgresInstance deleted with its finalizer removed by hand
 	// while the controller was down leaves behind: open in the ledger, gone
-	// from the apiserver. The orphan sweep closes it at its last sighting,
+	// from the apiserver (usage_orphan_test.go does it for real, stopping
+	// the manager). The orphan sweep closes it at its last sighting,
 	// 22:30, so it bills nothing below; left open, it would bill 4 cores
 	// to the end of October.
 	orphan := usageexport.Instance{UID: "6b0e6a2c-0000-4000-8000-0000000000ff", Kind: "PostgresInstance", Namespace: "default", Name: "gone"}

@@ -2,16 +2,19 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/outpostdata/outpost/controller/controldb"
 	"github.com/outpostdata/outpost/controller/singlehost"
+	"github.com/outpostdata/outpost/usageexport"
 )
 
 // ledgerInterval is one row of usage_intervals, with its instance's name.
@@ -64,18 +67,28 @@ func (s *site) ledgerIntervals() []ledgerInterval {
 // before its manifest went; the new one starts when the restarted
 // controller first read it; the CPU change takes effect then too; and
 // every record lies inside one interval at that interval's CPU limit
-// (nothing doubled, nothing invented); and the month's export verifies.
-// `outpost up` has no fake clock, so the history is checked on the ledger's
-// intervals to the second, and the export holds only the hours that closed
-// during the run (often none).
+// (nothing doubled, nothing invented). The month's export, written by the
+// binary and read back from its file, verifies and holds exactly the
+// declared history cut at every clock hour up to the last closed one: per
+// instance and hour slice, the declared CPU limit times the seconds
+// declared in it, and every instance declared in those hours listed.
+// `outpost up` has no fake clock and an export holds only closed hours, so
+// the moments of the history (creation, last sighting, the restart that
+// read a change) come from the ledger once checked against the windows the
+// kills allow. This run's hours are in the export only when the run
+// crossed a clock hour (the test logs how many records it compared);
+// otherwise the export is only shown to invent nothing before the run.
 func TestKilledOutpostUpBillsWhatWasDeclared(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 11))
 	s := newSite(t)
+	testStart := time.Now()
 	s.start()
+	goneWritten := time.Now()
 	s.writeManifest("gone.yaml", goodInstance("gone"))
 	s.waitPhase("gone", "Running", 3*time.Minute)
+	goneRunning := time.Now()
 
 	var goneRunStart, goneKilled, addKilled, addRestarted, cpuKilled, cpuRestarted time.Time
 	runStart := time.Now()
@@ -185,14 +198,117 @@ func TestKilledOutpostUpBillsWhatWasDeclared(t *testing.T) {
 		t.Errorf("%d records lie outside the declared intervals or overlap another", stray)
 	}
 
-	// The month's export verifies: its records tile every instance's
-	// declared life up to the last closed hour, with no gap or overlap.
+	// The declared history, with each moment taken from the ledger once
+	// checked above against when it could have happened: what every
+	// instance is billed for, interval by interval.
+	type span struct {
+		start       time.Time
+		end         *time.Time
+		milliVCores int64
+	}
+	declared := map[string][]span{
+		"example": {{example[0].start, &example[1].start, 1000}, {example[1].start, nil, 2000}},
+		"gone":    {{gone[0].createdAt, last.deletedAt, 1000}},
+		"added":   {{added[0].createdAt, nil, 1000}},
+	}
+	within("example created", example[0].createdAt, testStart, goneRunning)
+	within("gone created", gone[0].createdAt, goneWritten, goneRunning)
+	for name, want := range declared {
+		ivs := byName[name]
+		ok := len(ivs) == len(want)
+		for j := 0; ok && j < len(ivs); j++ {
+			ok = ivs[j].start.Equal(want[j].start) && ivs[j].milliVCores == want[j].milliVCores &&
+				(ivs[j].end == nil) == (want[j].end == nil) && (ivs[j].end == nil || ivs[j].end.Equal(*want[j].end))
+		}
+		if !ok {
+			t.Errorf("%s: the ledger holds %+v, the declared history says %+v", name, ivs, want)
+		}
+	}
+
+	// The month's export, written by the real binary, verifies, and its
+	// records are the declared history cut at every clock hour up to the
+	// hour it covers, each at the declared CPU limit for its seconds:
+	// nothing missing, nothing doubled, nothing invented.
+	month := time.Now().UTC().Format("2006-01")
 	file := filepath.Join(t.TempDir(), "usage.outpost-usage")
-	s.outpost("usage", "export", "--month", time.Now().UTC().Format("2006-01"), "-o", file)
+	exportFrom := time.Now()
+	s.outpost("usage", "export", "--month", month, "-o", file)
+	exportTo := time.Now()
 	pub, _ := s.outpostSplit("usage", "key")
 	if out, err := exec.Command(outpostBin, "usage", "verify", file, "--public-key", pub).CombinedOutput(); err != nil {
 		t.Errorf("the export after ten kills does not verify: %v\n%s", err, out)
 	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := usageexport.ParsePublicKey(strings.TrimSpace(pub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := usageexport.Verify(data, usageexport.VerifyOptions{PublicKey: key})
+	if err != nil {
+		t.Fatalf("the export does not verify: %v", err)
+	}
+	period := v.Payload.Period
+	covered := period.CoveredUntil
+	if !covered.Equal(exportFrom.UTC().Truncate(time.Hour)) && !covered.Equal(exportTo.UTC().Truncate(time.Hour)) {
+		t.Errorf("the export of %s covers up to %s, exported between %s and %s: want the last closed hour",
+			month, covered, exportFrom.UTC().Format(time.RFC3339), exportTo.UTC().Format(time.RFC3339))
+	}
+	var want, got []string
+	wantInstances := map[string]ledgerInterval{}
+	for name, spans := range declared {
+		for _, sp := range spans {
+			from, to := sp.start, covered
+			if from.Before(period.Start) {
+				from = period.Start
+			}
+			if sp.end != nil && sp.end.Before(to) {
+				to = *sp.end
+			}
+			for at := from; at.Before(to); {
+				next := at.Truncate(time.Hour).Add(time.Hour)
+				if next.After(to) {
+					next = to
+				}
+				want = append(want, fmt.Sprintf("%s %s-%s %d milli-vCores %d milli-vCore-seconds", name,
+					at.UTC().Format(time.RFC3339), next.UTC().Format(time.RFC3339), sp.milliVCores, sp.milliVCores*int64(next.Sub(at)/time.Second)))
+				at = next
+			}
+		}
+		first, end := byName[name][0], spans[len(spans)-1].end
+		if first.createdAt.Before(covered) && (end == nil || end.After(period.Start)) {
+			wantInstances[name] = ledgerInterval{createdAt: first.createdAt, deletedAt: end}
+		}
+	}
+	nameOf := map[string]string{}
+	for _, inst := range v.Payload.Instances {
+		nameOf[inst.UID] = inst.Name
+		w, ok := wantInstances[inst.Name]
+		if !ok {
+			t.Errorf("the export lists %s, which was not declared in the hours it covers", inst.Name)
+			continue
+		}
+		delete(wantInstances, inst.Name)
+		if !inst.CreatedAt.Equal(w.createdAt) || (inst.DeletedAt == nil) != (w.deletedAt == nil) || (w.deletedAt != nil && !inst.DeletedAt.Equal(*w.deletedAt)) {
+			t.Errorf("the export lists %s created %s, deleted %v; declared from %s to %v", inst.Name, inst.CreatedAt, inst.DeletedAt, w.createdAt, w.deletedAt)
+		}
+	}
+	for name := range wantInstances {
+		t.Errorf("the export does not list %s, declared in the hours it covers", name)
+	}
+	for _, r := range v.Payload.Records {
+		got = append(got, fmt.Sprintf("%s %s-%s %d milli-vCores %d milli-vCore-seconds", nameOf[r.UID],
+			r.Start.UTC().Format(time.RFC3339), r.End.UTC().Format(time.RFC3339), r.MilliVCores, r.MilliVCoreSeconds))
+	}
+	sort.Strings(want)
+	sort.Strings(got)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("the export of %s (covering up to %s) holds:\n%s\nthe declared history says:\n%s",
+			month, covered.Format(time.RFC3339), strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	t.Logf("the export of %s covers up to %s: %d records of this run's instances compared\n%s", month, covered.Format(time.RFC3339), len(got), strings.Join(got, "\n"))
 }
 
 func keys[V any](m map[string]V) []string {

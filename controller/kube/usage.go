@@ -31,6 +31,7 @@ func setupUsage(mgr manager.Manager, opts Options) (controller.UsageRecorder, er
 		Events: mgr.GetEventRecorderFor("outpost-controller"), Log: opts.Log.With("component", "usage"),
 		Keys: &SigningKeySource{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: u.Namespace},
 		Pool: u.DB, Version: u.Version, Clock: u.Clock, TrustControlDBClock: u.TrustControlDBClock,
+		Namespaces: opts.Namespaces,
 	}
 	if err := dc.SetupWithManager(mgr); err != nil {
 		return nil, err

@@ -103,7 +103,7 @@ func TestUsageRetryBinaryDeliversBatchesTheHubRefused(t *testing.T) {
 			Spec: outpostv1.DataControllerSpec{
 				Site: outpostv1.Site{Name: "plant-7"},
 				Connectivity: outpostv1.Connectivity{Mode: outpostv1.ConnectivityDirect, Hub: &outpostv1.Hub{
-					URL: "http://" + l.Addr().String(), CredentialsSecret: &outpostv1.LocalObjectReference{Name: "hub-token"}}},
+					URL: "http://" + l.Addr().String(), AllowInsecureHub: true, CredentialsSecret: &outpostv1.LocalObjectReference{Name: "hub-token"}}},
 				Metering: outpostv1.Metering{Interval: metav1.Duration{Duration: time.Second}},
 			},
 		},

@@ -75,7 +75,7 @@ kind: DataController
 metadata: {name: site}
 spec:
   site: {name: plant-7}
-  connectivity: {mode: direct, hub: {url: "` + h.url + `"}}
+  connectivity: {mode: direct, hub: {url: "` + h.url + `", allowInsecureHub: true}}
   metering: {interval: 1s}
   localRuntime: {listenAddress: 127.0.0.2}
 `

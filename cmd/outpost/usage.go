@@ -21,7 +21,7 @@ import (
 // kubernetes: the signing key Secret in --controller-namespace, the
 // DataController through --kubeconfig, the ledger in --controldb-url).
 type usageSource struct {
-	sh                                       *singleHostFlags
+	sh                                                        *singleHostFlags
 	source, kubeconfig, namespace, controldb, controldbSecret string
 }
 

@@ -155,12 +155,10 @@ func TestUsageRetryBinaryDeliversBatchesTheHubRefused(t *testing.T) {
 		t.Errorf("%d records set aside, want the 3 hours up to 03:00", setAside)
 	}
 
-	// The hub gets the site's real key (re-registered by its operator;
-	// the hub has no command for that, so its table is updated). The next
-	// hours flow past the set-aside batch, which is not sent again by
-	// itself.
-	if _, err := hubPool.Exec(ctx, `UPDATE hub_sites SET public_key = $1, site_id = $2 WHERE name = 'plant-7'`,
-		usageexport.FormatPublicKey(siteKey(t, api, ns).Public()), usageexport.SiteID(siteKey(t, api, ns).Public())); err != nil {
+	// The hub's operator sets the site's real key (`outpost hub site
+	// set-key`). The next hours flow past the set-aside batch, which is not
+	// sent again by itself.
+	if err := h.SetKey(ctx, "plant-7", usageexport.FormatPublicKey(siteKey(t, api, ns).Public())); err != nil {
 		t.Fatal(err)
 	}
 	fc.Set("2026-11-03T05:00:00Z")

@@ -97,4 +97,4 @@ func TestArchivingAndScheduledVerificationShowInGetAndDescribe(t *testing.T) {
 }
 
 // failingSegment finds the segment WALArchiving names as failing.
-var failingSegment = regexp.MustCompile(`archiving WAL segment ([0-9A-F]{24}) failed`)
+var failingSegment = regexp.MustCompile(`archiving WAL segment ([0-9A-F]{24}[.0-9A-Za-z]*) failed`)

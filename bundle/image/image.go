@@ -92,58 +92,85 @@ func DefaultBaseLayer() string {
 // instance image to Dir/outpost-instance.tar. An existing archive of the
 // same name is replaced only once the new one is complete.
 func Build(ctx context.Context, s Spec) (Built, error) {
-	if s.BaseLayer == "" {
-		s.BaseLayer = DefaultBaseLayer()
-	}
-	if s.Tag == "" {
-		return Built{}, fmt.Errorf("image build: Tag is empty")
-	}
-	for _, repo := range []string{ControllerRepository, InstanceRepository} {
-		if _, err := name.NewTag(repo + ":" + s.Tag); err != nil {
-			return Built{}, fmt.Errorf("image build: tag %q: %w", s.Tag, err)
-		}
-	}
-	if s.Outpost == "" {
-		return Built{}, fmt.Errorf("image build: Outpost (the binary) is empty")
-	}
-	if _, err := os.Stat(s.BaseLayer); err != nil {
-		return Built{}, fmt.Errorf("base layer %s: %w (scripts/install-deps.sh builds it, step image-base)", s.BaseLayer, err)
-	}
-	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
-		return Built{}, fmt.Errorf("image build: %w", err)
-	}
-	thin, err := os.CreateTemp(s.Dir, ".outpost-layer-*.tar")
-	if err != nil {
-		return Built{}, fmt.Errorf("image build: %w", err)
-	}
-	thin.Close()
-	defer os.Remove(thin.Name())
-	if err := writeOutpostLayer(s.Outpost, thin.Name()); err != nil {
-		return Built{}, err
-	}
-	// Both images are made of the same two layer values, so each blob is
-	// hashed once.
-	layers := []v1.Layer{&fileLayer{path: s.BaseLayer}, &fileLayer{path: thin.Name()}}
-
 	b := Built{
 		Controller: Archive{Ref: ControllerRepository + ":" + s.Tag, Path: filepath.Join(s.Dir, "outpost-controller.tar")},
 		Instance:   Archive{Ref: InstanceRepository + ":" + s.Tag, Path: filepath.Join(s.Dir, "outpost-instance.tar")},
 	}
-	for _, want := range []struct {
-		a   Archive
-		cfg v1.Config
-	}{
-		{b.Controller, ControllerConfig()},
-		{b.Instance, InstanceConfig()},
-	} {
+	err := build(ctx, s, func(controller, instance v1.Image) error {
+		if err := write(b.Controller.Path, map[string]v1.Image{b.Controller.Ref: controller}); err != nil {
+			return err
+		}
 		if err := ctx.Err(); err != nil {
-			return Built{}, err
+			return err
 		}
-		if err := write(want.a, layers, want.cfg); err != nil {
-			return Built{}, err
-		}
+		return write(b.Instance.Path, map[string]v1.Image{b.Instance.Ref: instance})
+	})
+	if err != nil {
+		return Built{}, err
 	}
 	return b, nil
+}
+
+// BuildArchive writes both images into one archive at path, each layer
+// stored once: ControllerRepository and InstanceRepository, both tagged
+// s.Tag. It is what an air-gap bundle carries (half the size of two
+// archives); s.Dir is only where the thin layer is staged.
+func BuildArchive(ctx context.Context, s Spec, path string) error {
+	return build(ctx, s, func(controller, instance v1.Image) error {
+		return write(path, map[string]v1.Image{
+			ControllerRepository + ":" + s.Tag: controller,
+			InstanceRepository + ":" + s.Tag:   instance,
+		})
+	})
+}
+
+// build checks s, stages the thin layer in s.Dir and hands both images to
+// emit; the staged layer is removed afterwards.
+func build(ctx context.Context, s Spec, emit func(controller, instance v1.Image) error) error {
+	if s.BaseLayer == "" {
+		s.BaseLayer = DefaultBaseLayer()
+	}
+	if s.Tag == "" {
+		return fmt.Errorf("image build: Tag is empty")
+	}
+	for _, repo := range []string{ControllerRepository, InstanceRepository} {
+		if _, err := name.NewTag(repo + ":" + s.Tag); err != nil {
+			return fmt.Errorf("image build: tag %q: %w", s.Tag, err)
+		}
+	}
+	if s.Outpost == "" {
+		return fmt.Errorf("image build: Outpost (the binary) is empty")
+	}
+	if _, err := os.Stat(s.BaseLayer); err != nil {
+		return fmt.Errorf("base layer %s: %w (scripts/install-deps.sh builds it, step image-base)", s.BaseLayer, err)
+	}
+	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
+		return fmt.Errorf("image build: %w", err)
+	}
+	thin, err := os.CreateTemp(s.Dir, ".outpost-layer-*.tar")
+	if err != nil {
+		return fmt.Errorf("image build: %w", err)
+	}
+	thin.Close()
+	defer os.Remove(thin.Name())
+	if err := writeOutpostLayer(s.Outpost, thin.Name()); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// Both images are made of the same two layer values, so each blob is
+	// hashed once.
+	layers := []v1.Layer{&fileLayer{path: s.BaseLayer}, &fileLayer{path: thin.Name()}}
+	controller, err := assemble(layers, ControllerConfig())
+	if err != nil {
+		return fmt.Errorf("controller image: %w", err)
+	}
+	instance, err := assemble(layers, InstanceConfig())
+	if err != nil {
+		return fmt.Errorf("instance image: %w", err)
+	}
+	return emit(controller, instance)
 }
 
 // InstanceConfig is the instance image's config, as instance.Dockerfile
@@ -173,36 +200,42 @@ func ControllerConfig() v1.Config {
 	}
 }
 
-// write builds one image from layers and cfg and writes it to a.Path.
-func write(a Archive, layers []v1.Layer, cfg v1.Config) error {
-	ref, err := name.NewTag(a.Ref)
-	if err != nil {
-		return fmt.Errorf("image %s: %w", a.Ref, err)
-	}
+// assemble makes an image of layers with cfg as its config.
+func assemble(layers []v1.Layer, cfg v1.Config) (v1.Image, error) {
 	img, err := mutate.AppendLayers(empty.Image, layers...)
 	if err != nil {
-		return fmt.Errorf("image %s: %w", a.Ref, err)
+		return nil, err
 	}
 	cf, err := img.ConfigFile()
 	if err != nil {
-		return fmt.Errorf("image %s: %w", a.Ref, err)
+		return nil, err
 	}
 	cf = cf.DeepCopy()
 	cf.Architecture, cf.OS = runtime.GOARCH, "linux"
 	cf.Created = v1.Time{Time: epoch}
 	cf.Config = cfg
-	img, err = mutate.ConfigFile(img, cf)
-	if err != nil {
-		return fmt.Errorf("image %s: %w", a.Ref, err)
+	return mutate.ConfigFile(img, cf)
+}
+
+// write writes images, by reference, as one docker archive at path,
+// through a temporary file so that path is never half-written.
+func write(path string, images map[string]v1.Image) error {
+	refs := map[name.Reference]v1.Image{}
+	for r, img := range images {
+		tag, err := name.NewTag(r)
+		if err != nil {
+			return fmt.Errorf("image %s: %w", r, err)
+		}
+		refs[tag] = img
 	}
-	tmp := a.Path + ".tmp"
-	if err := tarball.WriteToFile(tmp, ref, img); err != nil {
+	tmp := path + ".tmp"
+	if err := tarball.MultiRefWriteToFile(tmp, refs); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("image %s: writing %s: %w", a.Ref, tmp, err)
+		return fmt.Errorf("writing images to %s: %w", tmp, err)
 	}
-	if err := os.Rename(tmp, a.Path); err != nil {
+	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("image %s: %w", a.Ref, err)
+		return fmt.Errorf("writing images: %w", err)
 	}
 	return nil
 }

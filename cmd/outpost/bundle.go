@@ -92,10 +92,12 @@ to the site, for ` + "`outpost bundle verify --public-key`" + `.`,
 var tagPattern = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
 
 // defaultTag is the binary's version when it makes a tag; a development
-// build gets one from its contents, so two builds never share a tag.
+// build (whose version names at most a commit, which uncommitted changes
+// share) gets one from its contents, so two builds never share a tag and
+// `helm upgrade` to a new build rolls the pods.
 func defaultTag(binary string) (string, error) {
 	v := strings.ReplaceAll(Version(), "+", "-")
-	if tagPattern.MatchString(v) && v != "dev" && v != "unknown" {
+	if tagPattern.MatchString(v) && !strings.HasPrefix(v, "dev") && v != "unknown" {
 		return v, nil
 	}
 	f, err := os.Open(binary)

@@ -1,17 +1,11 @@
 package image_test
 
 import (
-	"archive/tar"
-	"bufio"
 	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
-
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/outpostdata/outpost/bundle/image"
 	"github.com/outpostdata/outpost/test/harness"
@@ -89,121 +83,6 @@ func TestContainerdImportsBothImagesAndStoresTheLayersOnce(t *testing.T) {
 		if !slices.Contains(refs, want) {
 			t.Errorf("containerd lists %v after importing the combined archive, not %s", refs, want)
 		}
-	}
-}
-
-// TestInstanceImageHoldsPostgresPgvectorAndOutpost unpacks the instance
-// image's file system, as a runtime would, and checks the Dockerfile's
-// contract: postgres is 999, the binaries are there, no default cluster.
-func TestInstanceImageHoldsPostgresPgvectorAndOutpost(t *testing.T) {
-	dir := harness.TempDir(t)
-	built, err := image.Build(context.Background(), image.Spec{BaseLayer: realBaseLayer(t), Outpost: outpostBin, Tag: "test", Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	files := rootfs(t, built.Instance)
-	st, err := os.Stat(outpostBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if h, ok := files["usr/local/bin/outpost"]; !ok || h.Size != st.Size() || h.Mode&0o111 == 0 {
-		t.Errorf("/usr/local/bin/outpost in the image: %+v, want the %d-byte executable", h, st.Size())
-	}
-	for _, want := range []string{
-		"usr/lib/postgresql/15/bin/postgres",
-		"usr/lib/postgresql/15/bin/initdb",
-		"usr/lib/postgresql/15/bin/pg_ctl",
-		"usr/lib/postgresql/15/lib/vector.so",
-		"usr/share/postgresql/15/extension/vector.control",
-		"etc/ssl/certs/ca-certificates.crt",
-	} {
-		if _, ok := files[want]; !ok {
-			t.Errorf("/%s is not in the instance image", want)
-		}
-	}
-	// The data, socket and config directories, as instance.Dockerfile
-	// makes them, belong to postgres.
-	for _, d := range []string{image.DataDir, "/var/run/postgresql", "/etc/outpost"} {
-		h := files[strings.Trim(resolve(files, d), "/")+"/"]
-		if h == nil || h.Uid != 999 || h.Gid != 999 {
-			t.Errorf("%s in the instance image: %+v, want a directory owned by 999:999", d, h)
-		}
-	}
-	for _, gone := range []string{"var/lib/postgresql/15/", "etc/postgresql/15/"} {
-		if _, ok := files[gone]; ok {
-			t.Errorf("/%s is in the image: Debian's default cluster was not removed", gone)
-		}
-	}
-	if line := passwdEntry(t, built.Instance, "etc/passwd", "postgres"); !strings.HasPrefix(line, "postgres:x:999:999:") {
-		t.Errorf("postgres in /etc/passwd is %q, want uid and gid 999", line)
-	}
-	if line := passwdEntry(t, built.Instance, "etc/group", "postgres"); !strings.HasPrefix(line, "postgres:x:999:") {
-		t.Errorf("postgres in /etc/group is %q, want gid 999", line)
-	}
-}
-
-// rootfs reads the image's flattened file system: every entry's header, by
-// path without a leading slash, directories with a trailing one.
-func rootfs(t *testing.T, a image.Archive) map[string]*tar.Header {
-	t.Helper()
-	rc := mutate.Extract(readImage(t, a))
-	defer rc.Close()
-	files := map[string]*tar.Header{}
-	tr := tar.NewReader(rc)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return files
-		}
-		if err != nil {
-			t.Fatalf("unpacking %s: %v", a.Ref, err)
-		}
-		n := strings.TrimPrefix(h.Name, "./")
-		if h.Typeflag == tar.TypeDir && !strings.HasSuffix(n, "/") {
-			n += "/"
-		}
-		files[n] = h
-	}
-}
-
-// resolve follows a symbolic link at path's start (Debian makes
-// /var/run a link to /run).
-func resolve(files map[string]*tar.Header, p string) string {
-	parts := strings.Split(strings.Trim(p, "/"), "/")
-	for i := range parts {
-		prefix := strings.Join(parts[:i+1], "/")
-		if h, ok := files[prefix]; ok && h.Typeflag == tar.TypeSymlink {
-			target := strings.Trim(h.Linkname, "/")
-			if !strings.HasPrefix(h.Linkname, "/") {
-				target = filepath.Join(filepath.Dir(prefix), h.Linkname)
-			}
-			return resolve(files, filepath.Join(append([]string{target}, parts[i+1:]...)...))
-		}
-	}
-	return p
-}
-
-// passwdEntry returns the line for name in a passwd-style file in the image.
-func passwdEntry(t *testing.T, a image.Archive, file, name string) string {
-	t.Helper()
-	rc := mutate.Extract(readImage(t, a))
-	defer rc.Close()
-	tr := tar.NewReader(rc)
-	for {
-		h, err := tr.Next()
-		if err != nil {
-			t.Fatalf("/%s not found in %s: %v", file, a.Ref, err)
-		}
-		if strings.TrimPrefix(h.Name, "./") != file {
-			continue
-		}
-		sc := bufio.NewScanner(tr)
-		for sc.Scan() {
-			if strings.HasPrefix(sc.Text(), name+":") {
-				return sc.Text()
-			}
-		}
-		return ""
 	}
 }
 

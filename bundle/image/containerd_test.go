@@ -15,15 +15,16 @@ var outpostBin string
 
 func TestMain(m *testing.M) { harness.RunWithOutpost(m, &outpostBin) }
 
-// realBaseLayer is the base layer scripts/install-deps.sh built; a test
-// that needs it fails when it is missing.
-func realBaseLayer(t *testing.T) string {
+// buildReal builds both images from the real base layer and the real
+// outpost binary.
+func buildReal(t *testing.T) (image.Built, string) {
 	t.Helper()
-	p := image.DefaultBaseLayer()
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("base layer %s not found: run `make deps` (scripts/install-deps.sh, step image-base): %v", p, err)
+	dir := harness.TempDir(t)
+	built, err := image.Build(context.Background(), image.Spec{BaseLayer: harness.ImageBaseLayer(t), Outpost: outpostBin, Tag: "test", Dir: dir})
+	if err != nil {
+		t.Fatal(err)
 	}
-	return p
+	return built, dir
 }
 
 // layerBlobs is the subset of a containerd's blobs that are layers: the
@@ -43,11 +44,7 @@ func layerBlobs(blobs map[string]int64) []string {
 // images into a real containerd, the way a node gets them without a
 // registry.
 func TestContainerdImportsBothImagesAndStoresTheLayersOnce(t *testing.T) {
-	dir := harness.TempDir(t)
-	built, err := image.Build(context.Background(), image.Spec{BaseLayer: realBaseLayer(t), Outpost: outpostBin, Tag: "test", Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	built, dir := buildReal(t)
 	cd := harness.StartContainerd(t)
 	cd.Ctr(t, "images", "import", built.Controller.Path)
 	first := layerBlobs(cd.Blobs(t))
@@ -70,7 +67,7 @@ func TestContainerdImportsBothImagesAndStoresTheLayersOnce(t *testing.T) {
 	copyFile(t, outpostBin, next)
 	appendBytes(t, next, "\nnext build\n")
 	archive := filepath.Join(dir, "next.tar")
-	if err := image.BuildArchive(context.Background(), image.Spec{BaseLayer: realBaseLayer(t), Outpost: next, Tag: "next", Dir: dir}, archive); err != nil {
+	if err := image.BuildArchive(context.Background(), image.Spec{BaseLayer: harness.ImageBaseLayer(t), Outpost: next, Tag: "next", Dir: dir}, archive); err != nil {
 		t.Fatal(err)
 	}
 	cd.Ctr(t, "images", "import", archive)

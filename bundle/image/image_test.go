@@ -262,3 +262,23 @@ func TestBuildNamesWhatIsMissing(t *testing.T) {
 		t.Errorf("files left after failed builds: %v", left)
 	}
 }
+
+// TestDefaultBaseLayerIsWhereInstallDepsPutsIt ties the default path to
+// scripts/install-deps.sh's image_base and to the tests' harness.
+func TestDefaultBaseLayerIsWhereInstallDepsPutsIt(t *testing.T) {
+	t.Setenv("OUTPOST_TOOLS_DIR", "/srv/tools")
+	script, err := os.ReadFile(filepath.Join(harness.RepoRoot(), "scripts", "install-deps.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^image_base=\$tools/(\S+)$`).FindSubmatch(script)
+	if m == nil {
+		t.Fatal("install-deps.sh no longer sets image_base=$tools/...")
+	}
+	if want := filepath.Join("/srv/tools", string(m[1])); image.DefaultBaseLayer() != want {
+		t.Errorf("DefaultBaseLayer() = %s, but install-deps.sh writes %s", image.DefaultBaseLayer(), want)
+	}
+	if got := filepath.Join(filepath.Dir(harness.ToolsBin()), string(m[1])); got != image.DefaultBaseLayer() {
+		t.Errorf("the harness looks for the base layer at %s, not %s", got, image.DefaultBaseLayer())
+	}
+}

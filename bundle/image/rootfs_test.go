@@ -3,7 +3,6 @@ package image_test
 import (
 	"archive/tar"
 	"bufio"
-	"context"
 	"io"
 	"os"
 	"path/filepath"
@@ -15,7 +14,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/outpostdata/outpost/bundle/image"
-	"github.com/outpostdata/outpost/test/harness"
 )
 
 // dockerfileRun is what the instance Dockerfile's RUN lines do to the file
@@ -64,11 +62,7 @@ func readDockerfileRun(t *testing.T) dockerfileRun {
 // default cluster, apt's lists), the postgres account; and to what the
 // pods run: outpost, PostgreSQL 15 and pgvector.
 func TestInstanceImageHoldsWhatTheDockerfileMakes(t *testing.T) {
-	dir := harness.TempDir(t)
-	built, err := image.Build(context.Background(), image.Spec{BaseLayer: realBaseLayer(t), Outpost: outpostBin, Tag: "test", Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	built, _ := buildReal(t)
 	files := rootfs(t, built.Instance)
 	want := readDockerfileRun(t)
 

@@ -13,16 +13,6 @@ import (
 	"github.com/outpostdata/outpost/test/harness"
 )
 
-// realBaseLayer is the base layer scripts/install-deps.sh built.
-func realBaseLayer(t *testing.T) string {
-	t.Helper()
-	p := image.DefaultBaseLayer()
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("base layer %s not found: run `make deps` (scripts/install-deps.sh, step image-base): %v", p, err)
-	}
-	return p
-}
-
 var helmLine = regexp.MustCompile(`(?m)^\s+(helm install .*)$`)
 
 // TestImportLoadsTheImagesIntoContainerdAndPrintsAHelmLineThatUsesThem
@@ -30,7 +20,7 @@ var helmLine = regexp.MustCompile(`(?m)^\s+(helm install .*)$`)
 // was refused with nothing loaded; then renders the chart with exactly the
 // printed helm arguments.
 func TestImportLoadsTheImagesIntoContainerdAndPrintsAHelmLineThatUsesThem(t *testing.T) {
-	file, pub := create(t, realBaseLayer(t))
+	file, pub := create(t, harness.ImageBaseLayer(t))
 	cd := harness.StartContainerd(t)
 	dir := filepath.Join(filepath.Dir(file), "outpost-bundle")
 

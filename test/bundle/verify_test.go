@@ -133,3 +133,24 @@ func readAt(t *testing.T, file string, off, size int64) []byte {
 	}
 	return b
 }
+
+// TestCreateNamesWhatIsMissingAndLeavesNoFile covers create's bad input.
+func TestCreateNamesWhatIsMissingAndLeavesNoFile(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "b.tar")
+	missing := filepath.Join(dir, "no-base.tar")
+	r := run(t, nil, "bundle", "create", "-o", out, "--base-layer", missing, "--signing-key", filepath.Join(dir, "k.pem"))
+	if r.code == 0 || !strings.Contains(r.stderr, missing) || !strings.Contains(r.stderr, "install-deps.sh") {
+		t.Errorf("create without a base layer: exit %d, stderr %q; want it named, and how to build it", r.code, r.stderr)
+	}
+	r = run(t, nil, "bundle", "create", "--signing-key", filepath.Join(dir, "k.pem"))
+	if r.code == 0 || !strings.Contains(r.stderr, "-o/--output") {
+		t.Errorf("create without -o: exit %d, stderr %q", r.code, r.stderr)
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, "*"))
+	for _, f := range left {
+		if filepath.Base(f) != "k.pem" {
+			t.Errorf("a failed create left %s", f)
+		}
+	}
+}

@@ -26,7 +26,13 @@
 //		Dir:       outDir,
 //	})
 //	// built.Instance.Path is outDir/outpost-instance.tar, holding
-//	// built.Instance.Ref, "localhost/outpost-instance:dev".
+//	// built.Instance.Ref, "localhost/outpost-instance:dev"; then, on a node,
+//	// ctr -n k8s.io images import built.Instance.Path
+//
+// BuildArchive writes both images into one archive instead, each layer once,
+// as an air-gap bundle carries them. InstanceConfig and ControllerConfig are
+// the configs, and the exported constants their parts, for tests and for
+// pods that must match them.
 //
 // The package does not import images anywhere; package bundle does that.
 package image

@@ -18,7 +18,7 @@ run: deps-run build
 test: deps check-generated vet
 	go test -count=1 -timeout 30m ./...
 
-## deps: install every real dependency (PostgreSQL, pgvector, MinIO, etcd, kube-apiserver, controller-gen, helm).
+## deps: install every real dependency (PostgreSQL, pgvector, MinIO, etcd, the Kubernetes components, CoreDNS, containerd, controller-gen, helm).
 deps:
 	scripts/install-deps.sh
 

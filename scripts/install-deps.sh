@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # install-deps.sh brings every real dependency of Outpost onto this machine:
 # PostgreSQL 15 with its headers, pgvector (0.8.7 or newer) built from Debian
-# unstable's source package, the test tools (MinIO, etcd, kube-apiserver,
-# controller-gen, helm) built from Go modules, Debian's Chromium for the hub
-# page test, Debian's pgBackRest for the backup benchmark, and the container
-# images' cached base layer (debootstrap, see bundle/image). Each step is
-# skipped when its result is already in place, so a second run takes seconds.
+# unstable's source package, the test tools (MinIO, etcd, the Kubernetes
+# components, CoreDNS, controller-gen, helm) built from Go modules, Debian's
+# containerd, runc and CNI plugins for a one-node cluster, Debian's Chromium
+# for the hub page test, Debian's pgBackRest for the backup benchmark, and the
+# container images' cached base layer (debootstrap, see bundle/image). Each
+# step is skipped when its result is already in place, so a second run takes
+# seconds.
 #
 #   scripts/install-deps.sh        everything (what `make test` needs)
 #   scripts/install-deps.sh run    only what `outpost up` needs
@@ -182,11 +184,54 @@ install_etcd() {
 	module_hash etcd >"$stamps/etcd"
 }
 
-have_kube_apiserver() { stamp_matches kube-apiserver "$(module_hash kube-apiserver)"; }
-install_kube_apiserver() {
-	cd "$repo/test/tools/kube-apiserver"
-	go build -o "$bin/kube-apiserver" .
-	module_hash kube-apiserver >"$stamps/kube-apiserver"
+# One multi-call binary holds every Kubernetes component: kube-apiserver for
+# envtest, and kubelet, kube-controller-manager, kube-scheduler, kube-proxy and
+# kubectl for the one-node cluster of the end-to-end tests. One compile and one
+# link instead of six; each component is a symlink to it.
+KUBE_VERSION=v1.36.3
+kube_components="kube-apiserver kubelet kube-controller-manager kube-scheduler kube-proxy kubectl"
+have_kube() {
+	local c
+	stamp_matches kube "$(module_hash kube)" || return 1
+	for c in $kube_components; do
+		[ "$(readlink "$bin/$c")" = kube ] || return 1
+	done
+}
+install_kube() {
+	local minor=${KUBE_VERSION#v1.} c
+	minor=${minor%%.*}
+	cd "$repo/test/tools/kube"
+	# Without these the components report v0.0.0-master, which the kubelet's
+	# version skew checks and `kubectl version` show to the user.
+	go build -ldflags "-X k8s.io/component-base/version.gitVersion=$KUBE_VERSION \
+		-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor" \
+		-o "$bin/kube" .
+	for c in $kube_components; do
+		ln -sfn kube "$bin/$c"
+	done
+	module_hash kube >"$stamps/kube"
+}
+
+have_coredns() { stamp_matches coredns "$(module_hash coredns)"; }
+install_coredns() {
+	cd "$repo/test/tools/coredns"
+	go build -o "$bin/coredns" .
+	module_hash coredns >"$stamps/coredns"
+}
+
+# The node runtime of the one-node cluster comes from Debian: containerd,
+# runc and the CNI plugins; nftables and iptables for kube-proxy and the CNI
+# bridge; debootstrap for the images' Debian base layer.
+node_packages="containerd runc containernetworking-plugins nftables iptables debootstrap"
+have_node_packages() {
+	local p
+	for p in $node_packages; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || return 1
+	done
+}
+install_node_packages() {
+	apt_update_once
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $node_packages
 }
 
 have_controller_gen() { stamp_matches controller-gen "$CONTROLLER_GEN_VERSION"; }
@@ -278,11 +323,13 @@ if [ -f "$stamps/pgvector-fallback" ]; then
 		pgvector "$(cat "$stamps/pgvector-fallback")" "$PGVECTOR_MIN_VERSION" "$stamps/pgvector-fallback" >&2
 fi
 [ "${1:-all}" = run ] && exit 0
+step node-packages have_node_packages install_node_packages
 step controller-gen have_controller_gen install_controller_gen
 step etcd have_etcd install_etcd
 step helm have_helm install_helm
 step minio have_minio install_minio
-step kube-apiserver have_kube_apiserver install_kube_apiserver
+step kube have_kube install_kube
+step coredns have_coredns install_coredns
 step chromium have_chromium install_chromium
 step pgbackrest have_pgbackrest install_pgbackrest
 step image-base have_image_base install_image_base

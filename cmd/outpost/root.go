@@ -3,7 +3,7 @@ package main
 import "github.com/spf13/cobra"
 
 // newRootCommand builds the command tree. Each subcommand lives in a file of
-// its own and is added here once it works.
+// its own.
 func newRootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "outpost",

@@ -9,7 +9,8 @@ import (
 )
 
 // ToolsBin is where scripts/install-deps.sh puts the tools it builds: MinIO,
-// etcd, kube-apiserver, controller-gen and helm.
+// etcd, the Kubernetes components (kube-apiserver, kubelet, ... as symlinks to
+// one multi-call binary), CoreDNS, controller-gen and helm.
 func ToolsBin() string {
 	if dir := os.Getenv("OUTPOST_TOOLS_DIR"); dir != "" {
 		return filepath.Join(dir, "bin")

@@ -4,7 +4,8 @@
 # unstable's source package, the test tools (MinIO, etcd, the Kubernetes
 # components, CoreDNS, controller-gen, helm) built from Go modules, Debian's
 # containerd, runc and CNI plugins for a one-node cluster, Debian's Chromium
-# for the hub page test and Debian's pgBackRest for the backup benchmark. Each
+# for the hub page test, Debian's pgBackRest for the backup benchmark, and the
+# container images' cached base layer (debootstrap, see bundle/image). Each
 # step is skipped when its result is already in place, so a second run takes
 # seconds.
 #
@@ -261,6 +262,60 @@ install_pgbackrest() {
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends pgbackrest
 }
 
+# The images' base layer: Debian minbase with PostgreSQL 15, ca-certificates
+# and the pgvector built above, as one layer tar that bundle/image puts under
+# a thin layer holding the outpost binary (no Docker, no registry). It keeps
+# the Dockerfiles' contract: postgres is uid/gid 999, created before the
+# packages so they reuse it; no Debian default cluster; the data directory,
+# socket directory and /etc/outpost belong to 999. The stamp holds what the
+# layer was built from (these functions and pgvector's version), so a change
+# to either rebuilds it and nothing else does.
+image_base=$tools/images/base.tar
+image_base_stamp() {
+	printf '%s pgvector-%s pg-%s\n' \
+		"$(declare -f have_image_base install_image_base | sha256sum | cut -c1-16)" \
+		"$(control_version "/usr/share/postgresql/$PG_MAJOR/extension/vector.control")" "$PG_MAJOR"
+}
+have_image_base() { [ -s "$image_base" ] && [ "$(cat "$stamps/image-base" 2>/dev/null)" = "$(image_base_stamp)" ]; }
+install_image_base() {
+	local root ext lib
+	command -v debootstrap >/dev/null || { apt_update_once; DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap; }
+	root=$(mktemp -d "$tools/images-root.XXXXXX")
+	trap 'umount "$root/proc" 2>/dev/null; rm -rf "$root"' EXIT
+	debootstrap --variant=minbase bookworm "$root" http://deb.debian.org/debian
+	printf 'deb http://deb.debian.org/debian bookworm main\ndeb http://deb.debian.org/debian bookworm-updates main\ndeb http://deb.debian.org/debian-security bookworm-security main\n' >"$root/etc/apt/sources.list"
+	# No service may start inside the build, and Debian's own cluster is
+	# not wanted: the instance manager runs initdb on the volume.
+	printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+	chmod 755 "$root/usr/sbin/policy-rc.d"
+	mkdir -p "$root/etc/postgresql-common"
+	echo 'create_main_cluster = false' >"$root/etc/postgresql-common/createcluster.conf"
+	mount -t proc proc "$root/proc"
+	chroot "$root" groupadd --system --gid 999 postgres
+	chroot "$root" useradd --system --uid 999 --gid 999 --home-dir /var/lib/postgresql --shell /bin/bash postgres
+	chroot "$root" apt-get update -qq
+	chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+		-o Dpkg::Options::=--force-confold "postgresql-$PG_MAJOR" ca-certificates
+	umount "$root/proc"
+	# pgvector as install-deps built it for this PostgreSQL major on this
+	# Debian release, so the image runs what the tests ran.
+	ext=/usr/share/postgresql/$PG_MAJOR/extension lib=$("$pg_config" --pkglibdir)
+	cp "$lib/vector.so" "$root$lib/"
+	cp "$ext"/vector.control "$ext"/vector--*.sql "$root$ext/"
+	rm -rf "$root/var/lib/postgresql/$PG_MAJOR" "$root/etc/postgresql/$PG_MAJOR" "$root/usr/sbin/policy-rc.d"
+	mkdir -p "$root/var/lib/postgresql/data" "$root/var/run/postgresql" "$root/etc/outpost"
+	chown -R 999:999 "$root/var/lib/postgresql" "$root/var/run/postgresql" "$root/etc/outpost"
+	rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/* "$root"/var/cache/debconf/*-old "$root"/var/log/*.log "$root"/var/log/apt/* "$root"/tmp/*
+	# Device nodes are the runtime's to make; the layer carries empty /dev.
+	rm -rf "$root"/dev/* "$root"/proc/* "$root"/sys/*
+	mkdir -p "$(dirname "$image_base")"
+	(cd "$root" && tar --numeric-owner --sort=name -cf "$image_base.tmp" $(ls -A))
+	mv "$image_base.tmp" "$image_base"
+	image_base_stamp >"$stamps/image-base"
+	rm -rf "$root"
+	trap - EXIT
+}
+
 step postgres have_postgres install_postgres
 step pgvector have_pgvector install_pgvector
 if [ -f "$stamps/pgvector-fallback" ]; then
@@ -277,3 +332,4 @@ step kube have_kube install_kube
 step coredns have_coredns install_coredns
 step chromium have_chromium install_chromium
 step pgbackrest have_pgbackrest install_pgbackrest
+step image-base have_image_base install_image_base

@@ -32,6 +32,7 @@ backs every instance up to S3-compatible storage, and meters usage.`,
 		newWALPushCommand(),
 		newWALFetchCommand(),
 		newBackupCommand(&sh),
+		newBundleCommand(),
 	)
 	return root
 }

@@ -33,6 +33,18 @@ func Tool(tb testing.TB, name string) string {
 	return path
 }
 
+// ImageBaseLayer returns the images' base layer that scripts/install-deps.sh
+// builds (step image-base), failing the test when it is missing. It is
+// where image.DefaultBaseLayer looks.
+func ImageBaseLayer(tb testing.TB) string {
+	tb.Helper()
+	p := filepath.Join(filepath.Dir(ToolsBin()), "images", "base.tar")
+	if _, err := os.Stat(p); err != nil {
+		tb.Fatalf("images' base layer %s not found: run `make deps` (scripts/install-deps.sh, step image-base): %v", p, err)
+	}
+	return p
+}
+
 // SystemBinary returns the path of a binary on PATH, failing the test when
 // it is missing.
 func SystemBinary(tb testing.TB, name string) string {

@@ -1,6 +1,7 @@
 package bundle_test
 
 import (
+	"archive/tar"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -118,6 +119,56 @@ func TestImportWithoutContainerdOrDockerSaysSo(t *testing.T) {
 			}
 			if _, err := os.Stat(dir); !os.IsNotExist(err) {
 				t.Errorf("the bundle was extracted to %s although nothing could load it (stat: %v)", dir, err)
+			}
+		})
+	}
+}
+
+// TestImportRefusesEntriesThatWouldLandOutsideItsDirectory crafts tars a
+// bundle never holds: a path climbing out, an absolute path, a symbolic
+// link. Import refuses each before writing anything.
+func TestImportRefusesEntriesThatWouldLandOutsideItsDirectory(t *testing.T) {
+	cd := harness.StartContainerd(t)
+	for _, c := range []struct {
+		name string
+		hdr  tar.Header
+		want string
+	}{
+		{"climbing out", tar.Header{Typeflag: tar.TypeReg, Name: "../escaped", Mode: 0o644, Size: 2}, `"../escaped": not a plain relative file name`},
+		{"absolute", tar.Header{Typeflag: tar.TypeReg, Name: "/tmp/escaped", Mode: 0o644, Size: 2}, `"/tmp/escaped": not a plain relative file name`},
+		{"a symbolic link", tar.Header{Typeflag: tar.TypeSymlink, Name: "chart", Linkname: "/etc"}, "chart: not a regular file"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := filepath.Join(harness.TempDir(t), "site")
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			file := filepath.Join(dir, "evil.tar")
+			f, err := os.Create(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tw := tar.NewWriter(f)
+			if err := tw.WriteHeader(&c.hdr); err != nil {
+				t.Fatal(err)
+			}
+			if c.hdr.Size > 0 {
+				if _, err := tw.Write([]byte("x\n")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := tw.Close(); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			r := run(t, nil, "bundle", "import", file, "--containerd-address", cd.Socket)
+			if r.code == 0 || !strings.Contains(r.stderr, c.want) {
+				t.Errorf("import of a tar with an entry %s: exit %d, stderr %q; want %q", c.name, r.code, r.stderr, c.want)
+			}
+			for _, p := range []string{filepath.Join(filepath.Dir(dir), "escaped"), filepath.Join(dir, "escaped"), "/tmp/escaped"} {
+				if _, err := os.Lstat(p); err == nil {
+					t.Errorf("%s was written", p)
+				}
 			}
 		})
 	}

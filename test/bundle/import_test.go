@@ -87,6 +87,26 @@ func TestImportLoadsTheImagesIntoContainerdAndPrintsAHelmLineThatUsesThem(t *tes
 	if strings.Contains(rendered, "imagePullPolicy: IfNotPresent") || strings.Contains(rendered, "imagePullPolicy: Always") {
 		t.Errorf("the chart rendered with the printed values may pull an image:\n%s", rendered)
 	}
+
+	// A second import (another node's turn, or a retry) replaces the
+	// extraction and loads again.
+	r = run(t, nil, "bundle", "import", file, "--public-key", pub, "--containerd-address", cd.Socket)
+	if r.code != 0 {
+		t.Errorf("a second import: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// A --dir that holds something else is never replaced.
+	other := harness.TempDir(t)
+	keep := filepath.Join(other, "notes.txt")
+	if err := os.WriteFile(keep, []byte("mine\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = run(t, nil, "bundle", "import", file, "--dir", other, "--containerd-address", cd.Socket)
+	if r.code == 0 || !strings.Contains(r.stderr, other+" exists and is not an extracted bundle") {
+		t.Errorf("import into a directory of other files: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if _, err := os.Stat(keep); err != nil {
+		t.Errorf("import into a directory of other files lost them: %v", err)
+	}
 }
 
 // TestImportWithoutContainerdOrDockerSaysSo runs import where neither

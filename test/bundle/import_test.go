@@ -2,6 +2,9 @@ package bundle_test
 
 import (
 	"archive/tar"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +12,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/outpostdata/outpost/bundle/image"
 	"github.com/outpostdata/outpost/test/harness"
@@ -60,6 +67,14 @@ func TestImportLoadsTheImagesIntoContainerdAndPrintsAHelmLineThatUsesThem(t *tes
 	}
 	if _, err := os.Stat(filepath.Join(dir, "chart", "outpost", "crds", "outpost.dev_postgresinstances.yaml")); err != nil {
 		t.Errorf("the chart's CRDs were not extracted: %v", err)
+	}
+	// The bundle carries the binary that made it, alone and in the images.
+	want := fileSHA(t, outpost)
+	if got := fileSHA(t, filepath.Join(dir, "outpost")); got != want {
+		t.Errorf("the bundle's outpost binary is sha256 %s, not the %s that made it", got, want)
+	}
+	if got := imageBinarySHA(t, filepath.Join(dir, "images.tar"), instanceRef); got != want {
+		t.Errorf("the instance image's /usr/local/bin/outpost is sha256 %s, not the %s that made the bundle", got, want)
 	}
 
 	// The printed line, with install swapped for template, renders pods
@@ -191,5 +206,49 @@ func TestImportRefusesEntriesThatWouldLandOutsideItsDirectory(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func fileSHA(t *testing.T, p string) string {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// imageBinarySHA is the sha256 of /usr/local/bin/outpost in ref's file
+// system, read from a docker archive.
+func imageBinarySHA(t *testing.T, archive, ref string) string {
+	t.Helper()
+	tag, err := name.NewTag(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := tarball.ImageFromPath(archive, &tag)
+	if err != nil {
+		t.Fatalf("%s in %s: %v", ref, archive, err)
+	}
+	rc := mutate.Extract(img)
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			t.Fatalf("/usr/local/bin/outpost not found in %s: %v", ref, err)
+		}
+		if strings.TrimPrefix(h.Name, "./") == "usr/local/bin/outpost" {
+			sum := sha256.New()
+			if _, err := io.Copy(sum, tr); err != nil {
+				t.Fatal(err)
+			}
+			return hex.EncodeToString(sum.Sum(nil))
+		}
 	}
 }

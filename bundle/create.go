@@ -52,8 +52,14 @@ func Create(ctx context.Context, o CreateOptions) error {
 		return fmt.Errorf("bundle %s: %w", o.Output, err)
 	}
 	defer os.RemoveAll(stage)
+	// One copy of the binary goes into both the images and the bundle, so
+	// they are the same even if the file is replaced meanwhile.
+	binary := filepath.Join(stage, BinaryFile)
+	if err := copyFile(o.Outpost, binary); err != nil {
+		return fmt.Errorf("bundle: outpost binary: %w", err)
+	}
 	images := filepath.Join(stage, ImagesFile)
-	spec := image.Spec{BaseLayer: o.BaseLayer, Outpost: o.Outpost, Tag: o.Tag, Dir: stage}
+	spec := image.Spec{BaseLayer: o.BaseLayer, Outpost: binary, Tag: o.Tag, Dir: stage}
 	if err := image.BuildArchive(ctx, spec, images); err != nil {
 		return err
 	}
@@ -76,7 +82,7 @@ func Create(ctx context.Context, o CreateOptions) error {
 	w := &writer{tw: tar.NewWriter(f), now: time.Now().UTC().Truncate(time.Second)}
 	w.add(InfoFile, 0o644, strings.NewReader(string(info)+"\n"))
 	w.addFS(ChartDir, chart.Files())
-	w.addFile(BinaryFile, 0o755, o.Outpost)
+	w.addFile(BinaryFile, 0o755, binary)
 	w.addFile(ImagesFile, 0o644, images)
 	sums := w.sumsFile()
 	sig, err := usageexport.SignDetached(signaturePurpose, sums, o.Key)
@@ -210,4 +216,21 @@ func (w *writer) unsummed(name string, b []byte) {
 	if w.err = w.header(name, 0o644, int64(len(b))); w.err == nil {
 		_, w.err = w.tw.Write(b)
 	}
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }

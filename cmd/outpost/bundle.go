@@ -112,6 +112,12 @@ func defaultTag(binary string) (string, error) {
 	return "dev-" + hex.EncodeToString(h.Sum(nil))[:12], nil
 }
 
+// publicKeyUsage is the --public-key flag's help.
+const publicKeyUsage = "the signer's public key (ed25519:...), as `outpost bundle create` printed it"
+
+// unpinnedKeyNote tells a user who gave no --public-key what was proven.
+const unpinnedKeyNote = "note: checked against the key inside the bundle; pass --public-key to check who signed it"
+
 func newBundleVerifyCommand() *cobra.Command {
 	var publicKey string
 	cmd := &cobra.Command{
@@ -130,12 +136,12 @@ func newBundleVerifyCommand() *cobra.Command {
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: OK, %d files, images tagged %s, signed by %s\n",
 				args[0], len(v.Files), v.Info.Tag, usageexport.FormatPublicKey(v.SignedBy))
 			if pub == nil {
-				fmt.Fprintln(cmd.ErrOrStderr(), "note: checked against the key inside the bundle; pass --public-key to check who signed it")
+				fmt.Fprintln(cmd.ErrOrStderr(), unpinnedKeyNote)
 			}
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&publicKey, "public-key", "", "the signer's public key (ed25519:...), as `outpost bundle create` printed it")
+	cmd.Flags().StringVar(&publicKey, "public-key", "", publicKeyUsage)
 	return cmd
 }
 
@@ -168,13 +174,13 @@ every node that may run Outpost's pods, then the printed helm command once.`,
 			fmt.Fprintf(out, "loaded %s:%s and %s:%s into %s\n", imp.Info.ControllerImage, imp.Info.Tag, imp.Info.InstanceImage, imp.Info.Tag, imp.Runtime)
 			fmt.Fprintf(out, "install the chart with:\n  %s\n", imp.HelmInstall())
 			if pub == nil {
-				fmt.Fprintln(cmd.ErrOrStderr(), "note: checked against the key inside the bundle; pass --public-key to check who signed it")
+				fmt.Fprintln(cmd.ErrOrStderr(), unpinnedKeyNote)
 			}
 			return nil
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&publicKey, "public-key", "", "the signer's public key (ed25519:...), as `outpost bundle create` printed it")
+	f.StringVar(&publicKey, "public-key", "", publicKeyUsage)
 	f.StringVar(&dir, "dir", "", "where to extract the bundle (default: its name without .tar, beside it)")
 	f.StringVar(&containerd, "containerd-address", bundle.DefaultContainerdAddress, "containerd's socket")
 	return cmd

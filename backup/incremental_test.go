@@ -260,3 +260,71 @@ func (s *site) writeObject(t *testing.T, key string, o object) {
 		t.Fatal(err)
 	}
 }
+
+func TestRetentionAndDeleteNeverRemoveAParentOfAKeptIncremental(t *testing.T) {
+	s := newSite(t, false)
+	ctx := context.Background()
+	s.exec(t, "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 10000) g")
+	full := s.backup(t)
+	s.exec(t, "UPDATE t SET v = 'one' WHERE id % 5 = 0")
+	inc1 := s.incremental(t, "")
+	s.exec(t, "UPDATE t SET v = 'two' WHERE id % 7 = 0")
+	inc2 := s.incremental(t, "")
+
+	// Deleting a backup an incremental one is on top of is refused, naming
+	// the incremental; so is the full one below both.
+	for _, c := range []struct{ id, dependent string }{{full.ID, inc1.ID}, {inc1.ID, inc2.ID}} {
+		err := backup.DeleteBackup(ctx, s.store, "default", "src", c.id)
+		if err == nil || !strings.Contains(err.Error(), c.dependent) || !strings.Contains(err.Error(), c.id) {
+			t.Fatalf("delete %s: %v, want a refusal naming %s, which is on top of it", c.id, err, c.dependent)
+		}
+	}
+	// Retention keeping only the newest backup keeps its whole chain, and
+	// says which it kept for that reason.
+	res, err := backup.ApplyRetention(ctx, s.store, "default", "src", backup.RetentionPolicy{Count: 1}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.DeletedBackups) != 0 || strings.Join(res.KeptAsParents, ",") != full.ID+","+inc1.ID {
+		t.Fatalf("retention by count 1 with a chain of three: %+v, want nothing deleted and %s, %s kept as parents", res, full.ID, inc1.ID)
+	}
+	// So does a window that has passed for all of them.
+	res, err = backup.ApplyRetention(ctx, s.store, "default", "src", backup.RetentionPolicy{Window: time.Hour}, time.Now().Add(48*time.Hour))
+	if err != nil || len(res.DeletedBackups) != 0 {
+		t.Fatalf("retention by an expired window: %+v %v, want nothing deleted", res, err)
+	}
+	s.archiveNow(t)
+	if v, err := backup.Verify(ctx, s.store, "default", "src", inc2.ID); err != nil || !v.OK {
+		t.Fatalf("the kept chain no longer verifies: %+v %v", v, err)
+	}
+
+	// The newest incremental can be deleted by hand once it is not the
+	// newest; then its parent is no longer anyone's.
+	s.exec(t, "UPDATE t SET v = 'three' WHERE id % 11 = 0")
+	inc3 := s.incremental(t, inc1.ID)
+	if inc3.Parent != inc1.ID {
+		t.Fatalf("incremental on top of %s has parent %s", inc1.ID, inc3.Parent)
+	}
+	if err := backup.DeleteBackup(ctx, s.store, "default", "src", inc2.ID); err != nil {
+		t.Fatalf("delete %s, on top of which nothing is: %v", inc2.ID, err)
+	}
+	// A new full backup frees the old chain: retention deletes all of it.
+	s.exec(t, "UPDATE t SET v = 'four' WHERE id % 13 = 0")
+	newFull := s.backup(t)
+	res, err = backup.ApplyRetention(ctx, s.store, "default", "src", backup.RetentionPolicy{Count: 1}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(res.DeletedBackups, ",") != strings.Join([]string{full.ID, inc1.ID, inc3.ID}, ",") || len(res.Kept) != 1 || res.Kept[0] != newFull.ID {
+		t.Fatalf("retention after a new full backup: %+v, want %s, %s, %s deleted and %s kept", res, full.ID, inc1.ID, inc3.ID, newFull.ID)
+	}
+	s.archiveNow(t)
+	want := queryString(t, s.pg.URL("postgres"), tableSum)
+	restored, err := s.restore(t, backup.Keys{}, "", time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := queryString(t, restored.URL("postgres"), tableSum); got != want {
+		t.Fatalf("restored %s, want %s", got, want)
+	}
+}

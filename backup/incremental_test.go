@@ -57,6 +57,9 @@ func sums(t *testing.T, url string, tables ...string) string {
 	return strings.Join(parts, " ")
 }
 
+// incrMarker is in rows written only between incremental backups.
+const incrMarker = "INCR-PLAINTEXT-MARKER-5d1e"
+
 var chainTables = []string{"pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history", "t", "shrunk", "emptied", "dropped", "added"}
 
 // buildChain makes a full backup and four incremental ones with updates,
@@ -77,7 +80,7 @@ func buildChain(t *testing.T, s *site) (full *backup.Manifest, incs []*backup.Ma
 	incs = append(incs, s.incremental(t, ""))
 
 	// A new table, a dropped one.
-	s.exec(t, "CREATE TABLE added AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 5000) g")
+	s.exec(t, "CREATE TABLE added AS SELECT g AS id, md5(g::text) || '"+incrMarker+"' AS v FROM generate_series(1, 5000) g")
 	s.exec(t, "DROP TABLE dropped")
 	s.exec(t, "UPDATE t SET v = 'second' WHERE id % 7 = 0")
 	incs = append(incs, s.incremental(t, ""))
@@ -123,6 +126,12 @@ func TestIncrementalChainRestoresExactlyWhatTheSourceHolds(t *testing.T) {
 		parent = m.ID
 	}
 	t.Logf("full backup %d bytes stored; incrementals %d, %d, %d, %d", full.StoredBytes, incs[0].StoredBytes, incs[1].StoredBytes, incs[2].StoredBytes, incs[3].StoredBytes)
+	// Every piece is encrypted: no object in the bucket but manifests and
+	// the lease lacks the age header, and none shows the marker, which only
+	// incremental backups and WAL hold.
+	if total, age, marked := scanBucket(t, s, incrMarker); total == 0 || age != total || marked != 0 {
+		t.Fatalf("bucket: %d objects, %d age-encrypted, %d show the marker", total, age, marked)
+	}
 
 	last := incs[len(incs)-1]
 	chain, err := backup.Chain(ctx, s.store, "default", "src", last.ID)
@@ -171,18 +180,26 @@ func chainIDs(ms []*backup.Manifest) []string {
 	return out
 }
 
-func TestBrokenChainFailsLoudlyNamingTheBackup(t *testing.T) {
-	s := newSite(t, false)
-	ctx := context.Background()
+// smallChain makes table t, a full backup and two incrementals, each after
+// some updates.
+func smallChain(t *testing.T, s *site) (full, inc1, inc2 *backup.Manifest) {
+	t.Helper()
 	s.exec(t, "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 20000) g")
-	full := s.backup(t)
+	full = s.backup(t)
 	s.exec(t, "UPDATE t SET v = 'one' WHERE id % 5 = 0")
-	inc1 := s.incremental(t, "")
+	inc1 = s.incremental(t, "")
 	s.exec(t, "UPDATE t SET v = 'two' WHERE id % 11 = 0")
-	inc2 := s.incremental(t, "")
+	inc2 = s.incremental(t, "")
 	if inc2.Parent != inc1.ID || inc1.Parent != full.ID {
 		t.Fatalf("chain: %s <- %s <- %s, got parents %s and %s", full.ID, inc1.ID, inc2.ID, inc1.Parent, inc2.Parent)
 	}
+	return full, inc1, inc2
+}
+
+func TestBrokenChainFailsLoudlyNamingTheBackup(t *testing.T) {
+	s := newSite(t, false)
+	ctx := context.Background()
+	full, inc1, inc2 := smallChain(t, s)
 	s.archiveNow(t)
 	base := "backups/default/src/" + full.SystemIdentifier + "/base/"
 
@@ -264,12 +281,7 @@ func (s *site) writeObject(t *testing.T, key string, o object) {
 func TestRetentionAndDeleteNeverRemoveAParentOfAKeptIncremental(t *testing.T) {
 	s := newSite(t, false)
 	ctx := context.Background()
-	s.exec(t, "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 10000) g")
-	full := s.backup(t)
-	s.exec(t, "UPDATE t SET v = 'one' WHERE id % 5 = 0")
-	inc1 := s.incremental(t, "")
-	s.exec(t, "UPDATE t SET v = 'two' WHERE id % 7 = 0")
-	inc2 := s.incremental(t, "")
+	full, inc1, inc2 := smallChain(t, s)
 
 	// Deleting a backup an incremental one is on top of is refused, naming
 	// the incremental; so is the full one below both.

@@ -49,5 +49,6 @@ vet:
 ## bench: run the benchmarks in test/bench; each reports its ratio to the reference.
 ## The backup comparison with pgBackRest builds 1-2 GB databases, so it runs once.
 bench: deps
-	go test -run '^$$' -bench . -skip '^BenchmarkBackupVsPgBackRest$$' -benchtime 5x -timeout 30m ./test/bench/
+	go test -run '^$$' -bench . -skip '^Benchmark(Incremental)?BackupVsPgBackRest$$' -benchtime 5x -timeout 30m ./test/bench/
 	go test -run '^$$' -bench '^BenchmarkBackupVsPgBackRest$$' -benchtime 1x -timeout 30m ./test/bench/
+	go test -run '^$$' -bench '^BenchmarkIncrementalBackupVsPgBackRest$$' -benchtime 1x -timeout 60m ./test/bench/

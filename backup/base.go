@@ -46,6 +46,12 @@ type CreateOptions struct {
 	// OnStart, if set, is called with the backup ID once the backup has
 	// started on the server, before data is copied.
 	OnStart func(id string)
+	// Type is TypeFull (the default) or TypeIncremental.
+	Type string
+	// Parent is the backup an incremental one goes on top of; empty means
+	// the newest completed backup of the same cluster, full or
+	// incremental.
+	Parent string
 }
 
 // Create makes a full base backup of a running server without blocking
@@ -56,6 +62,9 @@ type CreateOptions struct {
 // backup interrupted before it never counts as completed. The backup holds
 // the instance's lease from before pg_backup_start to the manifest, so it
 // never runs alongside another backup, retention or delete (ErrBusy).
+//
+// An incremental backup (opts.Type) stores only what changed since its
+// parent; see incremental.go.
 func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -64,6 +73,14 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 	}
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = max(4, 2*runtime.GOMAXPROCS(0))
+	}
+	switch opts.Type {
+	case "", TypeFull, TypeIncremental:
+	default:
+		return nil, fmt.Errorf("backup %s/%s: type %q: want %s or %s", opts.Namespace, opts.Instance, opts.Type, TypeFull, TypeIncremental)
+	}
+	if opts.Parent != "" && opts.Type != TypeIncremental {
+		return nil, fmt.Errorf("backup %s/%s: a parent (%s) is only for an incremental backup", opts.Namespace, opts.Instance, opts.Parent)
 	}
 	cfg, err := pgx.ParseConfig(opts.ConnString)
 	if err != nil {
@@ -81,7 +98,7 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 	// ends a non-exclusive backup with its session.
 	defer conn.Close(context.WithoutCancel(ctx))
 
-	m := &Manifest{Format: manifestFormat, Namespace: opts.Namespace, Instance: opts.Instance, Encrypted: opts.Keys.Encrypted()}
+	m := &Manifest{Format: manifestFormat, Type: TypeFull, Namespace: opts.Namespace, Instance: opts.Instance, Encrypted: opts.Keys.Encrypted()}
 	var versionNum string
 	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num'), (SELECT system_identifier::text FROM pg_control_system())").Scan(&versionNum, &m.SystemIdentifier); err != nil {
 		return nil, fmt.Errorf("backup: read server identity: %w", err)
@@ -93,6 +110,17 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 		return nil, fmt.Errorf("backup %s/%s: %w", opts.Namespace, opts.Instance, err)
 	}
 	defer lease.Release(ctx)
+	inv := &inventory{}
+	if opts.Type == TypeIncremental {
+		// Chosen under the lease, so that retention cannot delete the
+		// parent meanwhile.
+		parent, err := chooseParent(ctx, opts.Store, opts.Namespace, opts.Instance, m.SystemIdentifier, opts.Parent)
+		if err != nil {
+			return nil, fmt.Errorf("incremental backup of %s/%s: %w", opts.Namespace, opts.Instance, err)
+		}
+		m.Format, m.Type, m.Parent = incrementalFormat, TypeIncremental, parent.ID
+		inv.parent, inv.since = parentFiles(parent), parseLSN(parent.StartLSN)
+	}
 	if err := conn.QueryRow(ctx, "SELECT pg_backup_start($1, true)::text, clock_timestamp()", "outpost").Scan(&m.StartLSN, &m.StartTime); err != nil {
 		return nil, fmt.Errorf("backup: pg_backup_start: %w", err)
 	}
@@ -105,11 +133,11 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 	}
 	dir := m.dir()
 
-	objects, source, err := uploadDataDir(ctx, opts, dir)
+	objects, source, err := uploadDataDir(ctx, opts, dir, inv)
 	if err != nil {
 		return nil, fmt.Errorf("backup %s: %w", m.ID, err)
 	}
-	m.Objects, m.SourceBytes = objects, source
+	m.Objects, m.SourceBytes, m.Files, m.Dirs = objects, source, inv.files, inv.dirs
 	for _, o := range objects {
 		m.StoredBytes += o.Size
 	}
@@ -165,7 +193,7 @@ type chunk struct {
 
 // uploadDataDir walks the data directory into one tar stream, cuts it into
 // chunks and has workers seal and upload them.
-func uploadDataDir(ctx context.Context, opts CreateOptions, dir string) (_ []Object, _ int64, err error) {
+func uploadDataDir(ctx context.Context, opts CreateOptions, dir string, inv *inventory) (_ []Object, _ int64, err error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	// Chunk buffers circulate between the reader and the workers: at most
@@ -214,7 +242,7 @@ func uploadDataDir(ctx context.Context, opts CreateOptions, dir string) (_ []Obj
 		return nil, 0, err
 	}
 	var read atomic.Int64
-	werr := writeTar(ctx, opts.DataDir, cw, func(n int64) {
+	werr := writeTar(ctx, opts.DataDir, cw, inv, func(n int64) {
 		if opts.Progress != nil {
 			opts.Progress(read.Add(n))
 		} else {
@@ -335,15 +363,17 @@ func (w *chunkWriter) flush() error {
 	return err
 }
 
-// writeTar writes the data directory as a tar stream. Files may change or
-// vanish while they are read: WAL replay from the backup's start repairs
-// torn pages, a vanished file is left out, and a shrunk one is padded.
+// writeTar writes the data directory as a tar stream, recording what it
+// saw in inv. Files may change or vanish while they are read: WAL replay
+// from the backup's start repairs torn pages, a vanished file is left out,
+// and a shrunk one is padded. For an incremental backup, inv says which
+// files are taken by changed page only.
 //
 // archive/tar writes only the headers (into hdr, then to w); file contents
 // are read straight into w's chunks, which saves a copy of every byte. The
 // framing is plain tar: each file padded to 512 bytes, two zero blocks at
 // the end.
-func writeTar(ctx context.Context, dataDir string, w *chunkWriter, progress func(int64)) error {
+func writeTar(ctx context.Context, dataDir string, w *chunkWriter, inv *inventory, progress func(int64)) error {
 	var hdr bytes.Buffer
 	header := func(h *tar.Header) error {
 		hdr.Reset()
@@ -389,6 +419,7 @@ func writeTar(ctx context.Context, dataDir string, w *chunkWriter, progress func
 			return err
 		}
 		if d.IsDir() {
+			inv.dirs = append(inv.dirs, rel)
 			return header(&tar.Header{Typeflag: tar.TypeDir, Name: rel + "/", Mode: int64(info.Mode().Perm()), ModTime: info.ModTime()})
 		}
 		if !info.Mode().IsRegular() {
@@ -402,6 +433,14 @@ func writeTar(ctx context.Context, dataDir string, w *chunkWriter, progress func
 		}
 		defer f.Close()
 		size := info.Size()
+		inv.files = append(inv.files, FileEntry{Path: rel, Size: size})
+		if inv.byPage(rel, size) {
+			if err := inv.writePages(w, header, f, rel, info); err != nil {
+				return err
+			}
+			progress(size)
+			return nil
+		}
 		if err := header(&tar.Header{Typeflag: tar.TypeReg, Name: rel, Mode: int64(info.Mode().Perm()), Size: size, ModTime: info.ModTime()}); err != nil {
 			return err
 		}

@@ -25,9 +25,16 @@ import (
 // directory does not hold a segment, after checking the segment's system
 // identifier.
 
-// manifestFormat is written into new manifests; format 1 manifests are in
-// the old layout.
-const manifestFormat = 2
+// Manifest formats. Format 1 manifests are in the old layout. Full backups
+// are still written as format 2 (the files list they gained is an extra
+// field older readers ignore), so older versions restore them. Incremental
+// backups are format 3: restoring one takes its whole chain, which older
+// versions cannot do.
+const (
+	layoutFormat      = 2
+	manifestFormat    = 2
+	incrementalFormat = 3
+)
 
 func instanceDir(namespace, instance string) string { return path.Join(namespace, instance) }
 
@@ -48,7 +55,7 @@ func walKey(namespace, instance, sysid, segment string) string {
 // layoutSysid is the directory component of a manifest's backup: its system
 // identifier, or empty in the old layout.
 func (m *Manifest) layoutSysid() string {
-	if m.Format < manifestFormat {
+	if m.Format < layoutFormat {
 		return ""
 	}
 	return m.SystemIdentifier

@@ -20,8 +20,15 @@ const manifestName = "manifest.json"
 // Manifest describes one completed base backup: what is needed to restore it
 // and the checksum of every object it consists of.
 type Manifest struct {
-	Format    int    `json:"format"`
-	ID        string `json:"id"`
+	Format int    `json:"format"`
+	ID     string `json:"id"`
+	// Type is TypeFull or TypeIncremental; empty in manifests written
+	// before incremental backups, which are all full.
+	Type string `json:"type,omitempty"`
+	// Parent is the backup an incremental one is on top of (full or
+	// incremental, of the same cluster): a restore applies the chain from
+	// its full backup up to this one.
+	Parent    string `json:"parent,omitempty"`
 	Namespace string `json:"namespace"`
 	Instance  string `json:"instance"`
 	// StartTime and StopTime are the server's clock at pg_backup_start and
@@ -48,6 +55,38 @@ type Manifest struct {
 	// Objects, in order: their concatenated contents, decrypted and
 	// decompressed, are one tar stream of the data directory.
 	Objects []Object `json:"objects"`
+	// Files and Dirs are every file (with its size when read) and
+	// directory the backup saw in the data directory. An incremental
+	// backup on top of this one takes files it does not list whole, and a
+	// restore of an incremental truncates files to their size and removes
+	// those it does not list. Manifests written before incremental backups
+	// have neither, and cannot be a parent.
+	Files []FileEntry `json:"files,omitempty"`
+	Dirs  []string    `json:"dirs,omitempty"`
+}
+
+// Backup types.
+const (
+	TypeFull        = "full"
+	TypeIncremental = "incremental"
+)
+
+// Incremental reports whether m holds only what changed since its parent.
+func (m *Manifest) Incremental() bool { return m.Type == TypeIncremental }
+
+// TypeName is m's type, "full" for manifests that predate the field.
+func (m *Manifest) TypeName() string {
+	if m.Type == "" {
+		return TypeFull
+	}
+	return m.Type
+}
+
+// FileEntry is one file of the data directory as a backup saw it.
+type FileEntry struct {
+	// Path relative to the data directory, with slashes.
+	Path string `json:"path"`
+	Size int64  `json:"size"`
 }
 
 // Object is one stored object of a backup.

@@ -113,18 +113,29 @@ func FirstRecoverabilityPoint(ctx context.Context, s *Store, namespace, instance
 }
 
 // Restore downloads a base backup into DataDir, checking every object's
-// checksum, writes its backup_label, and returns once all of it is on disk. It does not start recovery: the
-// caller adds recovery.signal and restore_command (see RecoverySettings).
+// checksum, writes its backup_label, and returns once all of it is on disk.
+// An incremental backup is rebuilt from its chain: its full backup, then
+// every incremental backup up to it in order, and the backup_label of the
+// last, so that WAL replay starts at its start. A chain with a missing or
+// damaged link is refused before anything is written. It does not start
+// recovery: the caller adds recovery.signal and restore_command (see
+// RecoverySettings).
 func Restore(ctx context.Context, opts RestoreOptions) (*Manifest, error) {
 	m, err := ChooseBackup(ctx, opts.Store, opts.Namespace, opts.Instance, opts.BackupID, opts.TargetTime)
 	if err != nil {
 		return nil, err
 	}
-	if m.Encrypted && len(opts.Keys.Identities) == 0 {
-		return nil, fmt.Errorf("backup %s is encrypted with age and no key was given: configure spec.backup.encryption on the source, or pass --age-key", m.ID)
+	chain, err := Chain(ctx, opts.Store, opts.Namespace, opts.Instance, m.ID)
+	if err != nil {
+		return nil, err
 	}
-	if !m.Encrypted && opts.Keys.configured() {
-		return nil, fmt.Errorf("backup %s is not encrypted, but an age key is configured: refusing it, since anyone with write access to the bucket could have made it (restore without spec.backup.encryption if it is yours)", m.ID)
+	for _, b := range chain {
+		if b.Encrypted && len(opts.Keys.Identities) == 0 {
+			return nil, fmt.Errorf("backup %s is encrypted with age and no key was given: configure spec.backup.encryption on the source, or pass --age-key", b.ID)
+		}
+		if !b.Encrypted && opts.Keys.configured() {
+			return nil, fmt.Errorf("backup %s is not encrypted, but an age key is configured: refusing it, since anyone with write access to the bucket could have made it (restore without spec.backup.encryption if it is yours)", b.ID)
+		}
 	}
 	if entries, err := os.ReadDir(opts.DataDir); err == nil && len(entries) > 0 {
 		return nil, fmt.Errorf("restore into %s: the directory is not empty", opts.DataDir)
@@ -132,23 +143,13 @@ func Restore(ctx context.Context, opts RestoreOptions) (*Manifest, error) {
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	chunks := make(chan *decoded, 1)
-	var fetchErr error
-	go func() {
-		fetchErr = fetchObjects(ctx, opts, m, chunks)
-		close(chunks)
-	}()
-	// fetchErr is read only after chunks is closed, which happens after it
-	// is set.
-	stream := &chunkStream{ctx: ctx, chunks: chunks, fetchErr: func() error { return fetchErr }}
-	if err := extractTar(stream, opts.DataDir, opts.Progress); err != nil {
-		cancel(err)
-		for d := range chunks {
-			d.unref()
+	if err := restoreFull(ctx, opts, chain[0]); err != nil {
+		return nil, fmt.Errorf("restore backup %s: %w", chain[0].ID, err)
+	}
+	for _, inc := range chain[1:] {
+		if err := applyIncremental(ctx, opts, inc, opts.DataDir); err != nil {
+			return nil, fmt.Errorf("restore backup %s: apply incremental backup %s: %w", m.ID, inc.ID, err)
 		}
-		return nil, fmt.Errorf("restore backup %s: %w", m.ID, err)
 	}
 	if err := os.WriteFile(filepath.Join(opts.DataDir, "backup_label"), []byte(m.BackupLabel), 0o600); err != nil {
 		return nil, err
@@ -162,6 +163,36 @@ func Restore(ctx context.Context, opts RestoreOptions) (*Manifest, error) {
 		return nil, fmt.Errorf("restore backup %s: make %s durable: %w", m.ID, opts.DataDir, err)
 	}
 	return m, nil
+}
+
+// restoreFull extracts full backup m into opts.DataDir.
+func restoreFull(ctx context.Context, opts RestoreOptions, m *Manifest) error {
+	return readBackup(ctx, opts, m, func(s *chunkStream) error { return extractTar(s, opts.DataDir, opts.Progress) })
+}
+
+// readBackup fetches m's objects, some running ahead, and has consume read
+// them as one stream. If consume fails, the fetch is cancelled and what
+// was fetched is let go.
+func readBackup(ctx context.Context, opts RestoreOptions, m *Manifest, consume func(*chunkStream) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	chunks := make(chan *decoded, 1)
+	var fetchErr error
+	go func() {
+		fetchErr = fetchObjects(ctx, opts, m, chunks)
+		close(chunks)
+	}()
+	// fetchErr is read only after chunks is closed, which happens after it
+	// is set.
+	stream := &chunkStream{ctx: ctx, chunks: chunks, fetchErr: func() error { return fetchErr }}
+	if err := consume(stream); err != nil {
+		cancel(err)
+		for d := range chunks {
+			d.unref()
+		}
+		return err
+	}
+	return nil
 }
 
 // fetchObjects downloads, checks and opens the backup's objects with some

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"sort"
 	"strings"
 	"time"
 )
@@ -19,6 +20,10 @@ type RetentionResult struct {
 	DeletedBackups []string `json:"deletedBackups"`
 	DeletedWAL     int      `json:"deletedWAL"`
 	Kept           []string `json:"kept"`
+	// KeptAsParents are backups the policy alone would delete, kept
+	// because a kept incremental backup is on top of them: deleting them
+	// would leave it unrestorable. They go once nothing kept needs them.
+	KeptAsParents []string `json:"keptAsParents,omitempty"`
 	// FirstRecoverabilityPoint is the end of the oldest kept backup: the
 	// earliest time a restore can still target.
 	FirstRecoverabilityPoint time.Time `json:"firstRecoverabilityPoint"`
@@ -27,8 +32,9 @@ type RetentionResult struct {
 // ApplyRetention deletes the backups the policy no longer keeps, backups
 // that were interrupted or are damaged (older than the newest completed
 // one), and WAL older than the oldest kept backup of its cluster needs. The
-// newest completed backup is never deleted, and nothing is deleted when
-// there is no completed backup. It holds the instance's lease, so it never
+// newest completed backup is never deleted, nor is any backup a kept
+// incremental backup depends on (its parent, and theirs, down to the full
+// backup), and nothing is deleted when there is no completed backup. It holds the instance's lease, so it never
 // runs while a backup does (ErrBusy).
 //
 // WAL of a cluster none of whose backups is kept (an instance deleted and
@@ -78,6 +84,7 @@ func ApplyRetention(ctx context.Context, s *Store, namespace, instance string, p
 			keep[b.ID] = true
 		}
 	}
+	res.KeptAsParents = keepAncestors(all, keep)
 	// The oldest kept backup's first segment, per WAL directory.
 	oldestWAL := map[string]string{}
 	for _, b := range completed {
@@ -125,6 +132,48 @@ func ApplyRetention(ctx context.Context, s *Store, namespace, instance string, p
 	return res, nil
 }
 
+// keepAncestors adds to keep every backup a kept incremental one is on top
+// of, directly or through others, and returns those it added. A parent
+// that is damaged or incomplete is kept too: the kept backup names it, and
+// deleting it would make a broken chain permanent.
+func keepAncestors(all []BackupInfo, keep map[string]bool) []string {
+	byID := make(map[string]BackupInfo, len(all))
+	for _, b := range all {
+		byID[b.ID] = b
+	}
+	var added []string
+	for _, b := range all {
+		if !keep[b.ID] || !b.Completed {
+			continue
+		}
+		for p := b.Manifest.Parent; p != ""; {
+			parent, ok := byID[p]
+			if !ok || keep[p] {
+				break
+			}
+			keep[p] = true
+			added = append(added, p)
+			if !parent.Completed {
+				break
+			}
+			p = parent.Manifest.Parent
+		}
+	}
+	sort.Strings(added)
+	return added
+}
+
+// dependents are the completed incremental backups directly on top of id.
+func dependents(all []BackupInfo, id string) []string {
+	var out []string
+	for _, b := range all {
+		if b.Completed && b.Manifest.Parent == id {
+			out = append(out, b.ID)
+		}
+	}
+	return out
+}
+
 // backupObjects deletes a completed backup's manifest first, so that a
 // half-deleted backup is never mistaken for a completed one, and returns
 // the keys of the rest of its objects, to be deleted next.
@@ -151,8 +200,9 @@ func backupObjects(ctx context.Context, s *Store, b BackupInfo) ([]string, error
 // DeleteBackup deletes one backup by hand, under the instance's lease. The
 // newest completed backup is refused: without it, WAL archived since would
 // have nothing to be replayed onto. Incomplete and damaged backups can be
-// deleted. The WAL the backup needed stays until retention finds that no
-// kept backup needs it.
+// deleted. A backup an incremental one is on top of is refused, naming
+// them: they would no longer restore. The WAL the backup needed stays
+// until retention finds that no kept backup needs it.
 func DeleteBackup(ctx context.Context, s *Store, namespace, instance, id string) error {
 	lease, ctx, err := AcquireLease(ctx, s, namespace, instance, "delete")
 	if err != nil {
@@ -178,6 +228,9 @@ func DeleteBackup(ctx context.Context, s *Store, namespace, instance, id string)
 		return fmt.Errorf("delete backup %s: %s/%s has no such backup in %s (outpost backup list shows them)", id, namespace, instance, s)
 	case target.ID == newest:
 		return fmt.Errorf("delete backup %s: it is the newest completed backup of %s/%s, which every restore to the end of WAL starts from; make a newer one first", id, namespace, instance)
+	}
+	if deps := dependents(all, id); len(deps) > 0 {
+		return fmt.Errorf("delete backup %s: incremental backups %s are on top of it and would no longer restore without it; delete them first, newest first", id, strings.Join(deps, ", "))
 	}
 	keys, err := backupObjects(ctx, s, *target)
 	if err != nil {

@@ -12,43 +12,58 @@ import (
 
 // VerifyResult is what re-reading a backup found.
 type VerifyResult struct {
-	ID      string   `json:"id"`
+	ID string `json:"id"`
+	// Chain is every backup whose objects were checked: for an incremental
+	// backup, its full backup and the incrementals up to it, oldest first.
+	Chain   []string `json:"chain"`
 	Objects int      `json:"objects"`
 	Bytes   int64    `json:"bytes"`
 	OK      bool     `json:"ok"`
 	Errors  []string `json:"errors,omitempty"`
 }
 
-// Verify re-reads every object of a completed backup and checks it against
-// the manifest's checksum, and checks that the WAL it needs is archived.
+// Verify re-reads every object of a completed backup, and for an
+// incremental one of every backup in its chain, and checks it against its
+// manifest's checksum; a missing or damaged link of the chain is an error
+// in the result. It also checks that the WAL the backup needs is archived.
 func Verify(ctx context.Context, s *Store, namespace, instance, id string) (*VerifyResult, error) {
 	m, _, err := ReadManifest(ctx, s, namespace, instance, id)
 	if err != nil {
 		return nil, err
 	}
-	res := &VerifyResult{ID: id, Objects: len(m.Objects)}
-	dir := m.dir()
+	res := &VerifyResult{ID: id}
+	chain, err := Chain(ctx, s, namespace, instance, id)
+	if err != nil {
+		// What can be checked still is: the backup's own objects.
+		res.Errors = append(res.Errors, err.Error())
+		chain = []*Manifest{m}
+	}
 	var mu sync.Mutex
 	sem := make(chan struct{}, 8)
 	var wg sync.WaitGroup
-	for _, o := range m.Objects {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			b, err := s.get(ctx, path.Join(dir, o.Name))
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err != nil:
-				res.Errors = append(res.Errors, err.Error())
-			case sha256Hex(b) != o.SHA256 || int64(len(b)) != o.Size:
-				res.Errors = append(res.Errors, fmt.Sprintf("%s: checksum mismatch: the object was altered or damaged", path.Join(dir, o.Name)))
-			default:
-				res.Bytes += int64(len(b))
-			}
-		}()
+	for _, b := range chain {
+		res.Chain = append(res.Chain, b.ID)
+		res.Objects += len(b.Objects)
+		dir := b.dir()
+		for _, o := range b.Objects {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				data, err := s.get(ctx, path.Join(dir, o.Name))
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err != nil:
+					res.Errors = append(res.Errors, err.Error())
+				case sha256Hex(data) != o.SHA256 || int64(len(data)) != o.Size:
+					res.Errors = append(res.Errors, fmt.Sprintf("%s: checksum mismatch: the object was altered or damaged", path.Join(dir, o.Name)))
+				default:
+					res.Bytes += int64(len(data))
+				}
+			}()
+		}
 	}
 	wg.Wait()
 	segs, err := archivedSegments(ctx, s, m)

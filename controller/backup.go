@@ -17,9 +17,10 @@ import (
 // BackupRunner makes base backups and applies retention where an instance
 // runs; the runtime knows where its data and object store are.
 type BackupRunner interface {
-	// RunBackup backs the instance up and blocks until the backup is
-	// completed or failed. onStart receives the backup ID once known.
-	RunBackup(ctx context.Context, inst *outpostv1.PostgresInstance, onStart func(id string)) (*backup.Manifest, string, error)
+	// RunBackup backs the instance up, full or incremental (typ, "" being
+	// full), and blocks until the backup is completed or failed. onStart
+	// receives the backup ID once known.
+	RunBackup(ctx context.Context, inst *outpostv1.PostgresInstance, typ outpostv1.BackupType, onStart func(id string)) (*backup.Manifest, string, error)
 	// ApplyRetention deletes what the instance's retention policy no
 	// longer keeps.
 	ApplyRetention(ctx context.Context, inst *outpostv1.PostgresInstance, now time.Time) (*backup.RetentionResult, error)
@@ -59,6 +60,11 @@ func checkBackupSpec(spec *outpostv1.PostgresInstanceSpec) error {
 	if spec.Backup.Schedule != "" {
 		if _, err := ParseSchedule(spec.Backup.Schedule); err != nil {
 			return err
+		}
+	}
+	if e := spec.Backup.IncrementalSchedule; e != "" {
+		if _, err := cronParser.Parse(e); err != nil {
+			return fmt.Errorf("spec.backup.incrementalSchedule %q: %v", e, err)
 		}
 	}
 	if _, err := RetentionOf(spec.Backup.Retention); err != nil {
@@ -195,7 +201,7 @@ func (r *BackupReconciler) Reconcile(ctx context.Context, b *outpostv1.Backup) t
 			r.setCondition(b, metav1.ConditionFalse, ReasonBackupWaiting, "waiting for backup "+other+" of the same instance to finish")
 			return requeueBackupRunning
 		}
-		job = r.start(key, instKey, b.Name, inst)
+		job = r.start(key, instKey, b.Name, b.Spec.Type, inst)
 		now := metav1.NewTime(r.now())
 		b.Status.Phase, b.Status.StartedAt = outpostv1.BackupRunning, &now
 		r.setCondition(b, metav1.ConditionFalse, ReasonBackupRunning, "backing up "+b.Spec.Instance.Name)
@@ -216,6 +222,7 @@ func (r *BackupReconciler) Reconcile(ctx context.Context, b *outpostv1.Backup) t
 	m := job.manifest
 	b.Status.BackupID, b.Status.StartLSN, b.Status.StopLSN = m.ID, m.StartLSN, m.StopLSN
 	b.Status.SizeBytes, b.Status.Location, b.Status.Encrypted = m.StoredBytes, job.location, m.Encrypted
+	b.Status.Type, b.Status.Parent = outpostv1.BackupType(m.TypeName()), m.Parent
 	started := metav1.NewTime(m.StartTime)
 	b.Status.StartedAt = &started
 	r.finish(b, outpostv1.BackupCompleted, ReasonBackupCompleted, fmt.Sprintf("backup %s: %d bytes read, %d stored", m.ID, m.SourceBytes, m.StoredBytes))
@@ -252,12 +259,12 @@ func (r *BackupReconciler) Expired(b *outpostv1.Backup) bool {
 }
 
 // start runs a backup in the background; r.mu is held.
-func (r *BackupReconciler) start(key, instKey, name string, inst *outpostv1.PostgresInstance) *backupJob {
+func (r *BackupReconciler) start(key, instKey, name string, typ outpostv1.BackupType, inst *outpostv1.PostgresInstance) *backupJob {
 	job := &backupJob{instance: instKey, done: make(chan struct{})}
 	r.jobs[key] = job
 	r.busy[instKey] = name
 	go func() {
-		m, loc, err := r.Runner.RunBackup(context.Background(), inst, func(id string) {
+		m, loc, err := r.Runner.RunBackup(context.Background(), inst, typ, func(id string) {
 			r.mu.Lock()
 			job.id = id
 			r.mu.Unlock()
@@ -310,31 +317,57 @@ func (r *BackupReconciler) retain(inst *outpostv1.PostgresInstance) (*backup.Ret
 // their instance.
 const LabelScheduledBy = "outpost.dev/scheduled-by"
 
-// Schedule returns the Backup to create when inst's cron schedule says one
-// is due, or nil; the source creates it, so scheduled backups are ordinary
-// Backups that `get backups` lists and that run through Reconcile. It is
-// called on every pass over the instance. The first pass only notes the
-// time, so a restart does not trigger a backup; none is asked for while a
-// backup of the instance runs or a scheduled one waits to be picked up.
+// Schedule returns the Backup to create when one of inst's cron schedules
+// (spec.backup.schedule for full backups, incrementalSchedule for
+// incremental ones) says one is due, or nil; the source creates it, so
+// scheduled backups are ordinary Backups that `get backups` lists and that
+// run through Reconcile. It is called on every pass over the instance. The
+// first pass only notes the time, so a restart does not trigger a backup;
+// none is asked for while a backup of the instance runs or a scheduled one
+// waits to be picked up. When both schedules are due, the full backup is
+// made and the incremental one is not also made.
 func (r *BackupReconciler) Schedule(inst *outpostv1.PostgresInstance) *outpostv1.Backup {
-	if inst.Spec.Backup == nil || inst.Spec.Backup.Schedule == "" || inst.Status.Phase != outpostv1.InstanceRunning {
-		return nil
-	}
-	sched, err := ParseSchedule(inst.Spec.Backup.Schedule)
-	if err != nil {
+	if inst.Spec.Backup == nil || inst.Status.Phase != outpostv1.InstanceRunning {
 		return nil
 	}
 	instKey := inst.Namespace + "/" + inst.Name
+	schedules := []struct {
+		expr string
+		typ  outpostv1.BackupType
+		key  string
+	}{
+		{inst.Spec.Backup.Schedule, outpostv1.BackupFull, instKey},
+		{inst.Spec.Backup.IncrementalSchedule, outpostv1.BackupIncremental, instKey + " incremental"},
+	}
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.init()
-	last, seen := r.last[instKey]
-	if !seen {
-		r.last[instKey] = now
-		return nil
+	var due []string
+	var typ outpostv1.BackupType
+	var expr string
+	for _, sc := range schedules {
+		if sc.expr == "" {
+			continue
+		}
+		sched, err := cronParser.Parse(sc.expr)
+		if err != nil {
+			continue
+		}
+		last, seen := r.last[sc.key]
+		if !seen {
+			r.last[sc.key] = now
+			continue
+		}
+		if next := sched.Next(last); next.After(now) {
+			continue
+		}
+		due = append(due, sc.key)
+		if typ == "" {
+			typ, expr = sc.typ, sc.expr
+		}
 	}
-	if next := sched.Next(last); next.After(now) {
+	if len(due) == 0 {
 		return nil
 	}
 	if _, running := r.busy[instKey]; running {
@@ -343,14 +376,20 @@ func (r *BackupReconciler) Schedule(inst *outpostv1.PostgresInstance) *outpostv1
 	if _, waiting := r.scheduled[instKey]; waiting {
 		return nil
 	}
-	r.last[instKey] = now
+	for _, k := range due {
+		r.last[k] = now
+	}
 	b := &outpostv1.Backup{}
 	b.APIVersion, b.Kind = outpostv1.GroupVersion.String(), "Backup"
 	b.Namespace, b.Name = inst.Namespace, inst.Name+"-"+now.UTC().Format("20060102-150405")
+	if typ == outpostv1.BackupIncremental {
+		b.Name += "-incr"
+	}
 	b.Labels = map[string]string{LabelScheduledBy: inst.Name}
 	b.Spec.Instance.Name = inst.Name
+	b.Spec.Type = typ
 	r.scheduled[instKey] = b.Name
-	r.Events.Event(inst, "Normal", "ScheduledBackup", "schedule "+inst.Spec.Backup.Schedule+" created Backup "+b.Name)
+	r.Events.Event(inst, "Normal", "ScheduledBackup", "schedule "+expr+" created "+string(typ)+" Backup "+b.Name)
 	return b
 }
 

@@ -35,7 +35,7 @@ type blockingRunner struct {
 	fail    error
 }
 
-func (r *blockingRunner) RunBackup(ctx context.Context, inst *outpostv1.PostgresInstance, onStart func(string)) (*backup.Manifest, string, error) {
+func (r *blockingRunner) RunBackup(ctx context.Context, inst *outpostv1.PostgresInstance, typ outpostv1.BackupType, onStart func(string)) (*backup.Manifest, string, error) {
 	r.mu.Lock()
 	r.running++
 	r.calls++

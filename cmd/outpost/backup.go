@@ -47,11 +47,16 @@ func progressTo(w io.Writer, verb string) func(int64) {
 }
 
 func newBackupCreateCommand(f *singleHostFlags) *cobra.Command {
-	var output string
+	var output, typ, parent string
 	cmd := &cobra.Command{
-		Use:   "create INSTANCE",
-		Short: "Make a full base backup of a running instance now",
-		Args:  cobra.ExactArgs(1),
+		Use:   "create INSTANCE [--type full|incremental] [--parent ID]",
+		Short: "Make a base backup of a running instance now, full or incremental",
+		Long: `Makes a base backup of INSTANCE now, under the instance's lease. --type
+incremental stores only the pages that changed since its parent (--parent, by
+default the newest completed backup of the instance, full or incremental),
+plus whole files that are new or are not relation data; a restore rebuilds it
+from its full backup and every incremental one up to it.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, t, err := f.backupTarget(cmd, args[0])
 			if err != nil {
@@ -65,6 +70,7 @@ func newBackupCreateCommand(f *singleHostFlags) *cobra.Command {
 				Store: t.Store, Namespace: f.namespace, Instance: args[0],
 				ConnString: t.ConnString, DataDir: t.DataDir, Keys: t.Keys,
 				Progress: progressTo(cmd.ErrOrStderr(), "backed up"),
+				Type:     typ, Parent: parent,
 			})
 			if err != nil {
 				return err
@@ -73,12 +79,18 @@ func newBackupCreateCommand(f *singleHostFlags) *cobra.Command {
 				return printJSON(cmd.OutOrStdout(), m)
 			}
 			took := time.Since(start)
-			fmt.Fprintf(cmd.OutOrStdout(), "backup %s completed: %d MB read, %d MB stored, %s (%.0f MB/s), WAL %s..%s\n",
-				m.ID, m.SourceBytes>>20, m.StoredBytes>>20, took.Round(time.Millisecond), float64(m.SourceBytes)/1e6/took.Seconds(), m.StartLSN, m.StopLSN)
+			on := ""
+			if m.Incremental() {
+				on = " on top of " + m.Parent
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s backup %s%s completed: %d MB read, %d MB stored, %s (%.0f MB/s), WAL %s..%s\n",
+				m.TypeName(), m.ID, on, m.SourceBytes>>20, m.StoredBytes>>20, took.Round(time.Millisecond), float64(m.SourceBytes)/1e6/took.Seconds(), m.StartLSN, m.StopLSN)
 			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json")
+	cmd.Flags().StringVar(&typ, "type", backup.TypeFull, "full or incremental")
+	cmd.Flags().StringVar(&parent, "parent", "", "the backup an incremental one goes on top of; default the newest completed one")
 	return cmd
 }
 
@@ -101,18 +113,18 @@ func newBackupListCommand(f *singleHostFlags) *cobra.Command {
 				return printJSON(cmd.OutOrStdout(), all)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tSTATE\tSTOPPED\tSTART LSN\tSTOP LSN\tSTORED\tENCRYPTED\tSYSTEM ID")
+			fmt.Fprintln(tw, "ID\tSTATE\tTYPE\tPARENT\tSTOPPED\tSTART LSN\tSTOP LSN\tSTORED\tENCRYPTED\tSYSTEM ID")
 			var damaged []string
 			for _, b := range all {
 				switch {
 				case b.Damaged != "":
-					fmt.Fprintf(tw, "%s\tdamaged\t-\t-\t-\t-\t-\t%s\n", b.ID, dash(b.SystemIdentifier))
+					fmt.Fprintf(tw, "%s\tdamaged\t-\t-\t-\t-\t-\t-\t-\t%s\n", b.ID, dash(b.SystemIdentifier))
 					damaged = append(damaged, b.Damaged)
 				case !b.Completed:
-					fmt.Fprintf(tw, "%s\tincomplete\t-\t-\t-\t-\t-\t%s\n", b.ID, dash(b.SystemIdentifier))
+					fmt.Fprintf(tw, "%s\tincomplete\t-\t-\t-\t-\t-\t-\t-\t%s\n", b.ID, dash(b.SystemIdentifier))
 				default:
 					m := b.Manifest
-					fmt.Fprintf(tw, "%s\tcompleted\t%s\t%s\t%s\t%dMB\t%v\t%s\n", b.ID, m.StopTime.UTC().Format(time.RFC3339), m.StartLSN, m.StopLSN, m.StoredBytes>>20, m.Encrypted, m.SystemIdentifier)
+					fmt.Fprintf(tw, "%s\tcompleted\t%s\t%s\t%s\t%s\t%s\t%dMB\t%v\t%s\n", b.ID, m.TypeName(), dash(m.Parent), m.StopTime.UTC().Format(time.RFC3339), m.StartLSN, m.StopLSN, m.StoredBytes>>20, m.Encrypted, m.SystemIdentifier)
 				}
 			}
 			if err := tw.Flush(); err != nil {
@@ -164,7 +176,8 @@ func newBackupVerifyCommand(f *singleHostFlags) *cobra.Command {
 		Use:   "verify INSTANCE BACKUP [--restore]",
 		Short: "Re-read every object of a backup and check its checksum and WAL continuity; with --restore also restore and check it",
 		Long: `Re-reads every object of backup BACKUP (an ID from outpost backup list) and
-checks it against the manifest, and checks that the WAL from the backup's start
+checks it against the manifest (for an incremental backup, every object of
+every backup in its chain, from its full backup up; a missing link fails), and checks that the WAL from the backup's start
 to the newest archived segment has no gap, reporting the newest point a
 point-in-time restore can reach. With --restore it also restores the backup
 into a throw-away local instance, starts it, runs amcheck on every B-tree
@@ -193,6 +206,9 @@ into status.verification of the Backup that made the backup.`,
 				v.Message = fmt.Sprintf("%d objects do not match the manifest; first: %s", len(res.Errors), res.Errors[0])
 			} else if output != "json" {
 				fmt.Fprintf(cmd.OutOrStdout(), "backup %s: %d objects, %d bytes, every checksum matches\n", res.ID, res.Objects, res.Bytes)
+				if len(res.Chain) > 1 {
+					fmt.Fprintf(cmd.OutOrStdout(), "its chain, every link checked: %s\n", strings.Join(res.Chain, " <- "))
+				}
 			}
 			cont, err := backup.CheckContinuity(cmd.Context(), t.Store, f.namespace, instance, id)
 			if err != nil {
@@ -306,7 +322,8 @@ func newBackupDeleteCommand(f *singleHostFlags) *cobra.Command {
 		Short: "Delete one backup from the object store",
 		Long: `Deletes backup BACKUP (an ID from outpost backup list) of INSTANCE, under the
 instance's lease, so never while a backup or retention runs. The newest
-completed backup is refused. The WAL it needed stays until outpost backup prune
+completed backup is refused, and so is a backup an incremental one is on top
+of (delete the incrementals first, newest first). The WAL it needed stays until outpost backup prune
 or the schedule's retention finds no kept backup needs it.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -330,7 +347,8 @@ func newBackupPruneCommand(f *singleHostFlags) *cobra.Command {
 		Short: "Apply the instance's retention policy now",
 		Long: `Deletes the backups spec.backup.retention no longer keeps, interrupted
 backups, and WAL no kept backup needs, under the instance's lease. The newest
-completed backup is always kept.`,
+completed backup is always kept, and so is every backup a kept incremental one
+is on top of, down to its full backup.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, t, err := f.backupTarget(cmd, args[0])
@@ -349,6 +367,9 @@ completed backup is always kept.`,
 				return printJSON(cmd.OutOrStdout(), res)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "deleted %d backups and %d WAL files; kept %s\n", len(res.DeletedBackups), res.DeletedWAL, strings.Join(res.Kept, ", "))
+			if len(res.KeptAsParents) > 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "kept %s only because kept incremental backups are on top of them\n", strings.Join(res.KeptAsParents, ", "))
+			}
 			return nil
 		},
 	}

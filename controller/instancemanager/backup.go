@@ -156,7 +156,8 @@ func (m *Manager) serveBackup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer m.backupMu.Unlock()
-	res, err := m.runBackup(r.Context())
+	// ?type=incremental asks for an incremental backup; Create checks it.
+	res, err := m.runBackup(r.Context(), r.URL.Query().Get("type"))
 	var notConfigured *backupNotConfigured
 	switch {
 	case errors.As(err, &notConfigured):
@@ -177,7 +178,7 @@ func (*backupNotConfigured) Error() string {
 	return "this instance has no spec.backup: add an object store to back it up"
 }
 
-func (m *Manager) runBackup(ctx context.Context) (*BackupResult, error) {
+func (m *Manager) runBackup(ctx context.Context, typ string) (*BackupResult, error) {
 	cfg, err := ReadConfig(m.opts.ConfigFile)
 	if err != nil {
 		return nil, err
@@ -200,6 +201,7 @@ func (m *Manager) runBackup(ctx context.Context) (*BackupResult, error) {
 	man, err := backup.Create(ctx, backup.CreateOptions{
 		Store: store, Namespace: ac.Namespace, Instance: ac.Instance,
 		ConnString: m.server.URL("postgres"), DataDir: m.server.DataDir, Keys: keys,
+		Type: typ,
 	})
 	if err != nil {
 		return nil, err

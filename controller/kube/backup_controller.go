@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -149,7 +150,7 @@ type PodBackupRunner struct {
 var _ core.BackupRunner = (*PodBackupRunner)(nil)
 
 // RunBackup asks the pod for a backup and waits for its answer.
-func (p *PodBackupRunner) RunBackup(ctx context.Context, inst *outpostv1.PostgresInstance, onStart func(id string)) (*backup.Manifest, string, error) {
+func (p *PodBackupRunner) RunBackup(ctx context.Context, inst *outpostv1.PostgresInstance, typ outpostv1.BackupType, onStart func(id string)) (*backup.Manifest, string, error) {
 	sec := &corev1.Secret{}
 	if err := p.Reader.Get(ctx, types.NamespacedName{Namespace: inst.Namespace, Name: kuberuntime.BackupTokenSecretName(inst)}, sec); err != nil {
 		return nil, "", fmt.Errorf("instance Secret %s: %w", kuberuntime.BackupTokenSecretName(inst), err)
@@ -162,7 +163,11 @@ func (p *PodBackupRunner) RunBackup(ctx context.Context, inst *outpostv1.Postgre
 	if p.ManagerURL != nil {
 		base = p.ManagerURL(inst)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(base, "/")+"/backup", nil)
+	u := strings.TrimSuffix(base, "/") + "/backup"
+	if typ != "" {
+		u += "?type=" + url.QueryEscape(string(typ))
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
 	if err != nil {
 		return nil, "", err
 	}

@@ -45,7 +45,7 @@ func (r *Runtime) openBackupStore(ctx context.Context, inst *outpostv1.PostgresI
 }
 
 // RunBackup makes a base backup of a running local instance.
-func (r *Runtime) RunBackup(ctx context.Context, inst *outpostv1.PostgresInstance, onStart func(id string)) (*backup.Manifest, string, error) {
+func (r *Runtime) RunBackup(ctx context.Context, inst *outpostv1.PostgresInstance, typ outpostv1.BackupType, onStart func(id string)) (*backup.Manifest, string, error) {
 	s, keys, err := r.openBackupStore(ctx, inst)
 	if err != nil {
 		return nil, "", err
@@ -62,6 +62,7 @@ func (r *Runtime) RunBackup(ctx context.Context, inst *outpostv1.PostgresInstanc
 	m, err := backup.Create(ctx, backup.CreateOptions{
 		Store: s, Namespace: inst.Namespace, Instance: inst.Name,
 		ConnString: connString, DataDir: filepath.Join(dir, "data"), Keys: keys, OnStart: onStart,
+		Type: string(typ),
 	})
 	if err != nil {
 		return nil, "", err

@@ -59,7 +59,7 @@ func TestScheduledVerificationRestoresTheNewestBackupAndTurnsRedOnDamage(t *test
 	if _, err := conn.Exec(ctx, "CREATE TABLE items (id int PRIMARY KEY); INSERT INTO items SELECT generate_series(1, 3000)"); err != nil {
 		t.Fatal(err)
 	}
-	m, _, err := s.rt.RunBackup(ctx, inst, func(string) {})
+	m, _, err := s.rt.RunBackup(ctx, inst, "", func(string) {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestScheduledVerificationRestoresTheNewestBackupAndTurnsRedOnDamage(t *test
 
 	// A new backup verifies again; then one of its base-backup objects is
 	// damaged.
-	m2, _, err := s.rt.RunBackup(ctx, inst, func(string) {})
+	m2, _, err := s.rt.RunBackup(ctx, inst, "", func(string) {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestScheduledVerificationRestoresTheNewestBackupAndTurnsRedOnDamage(t *test
 	// WAL archived after the newest backup's end is what a point-in-time
 	// restore replays: damaged, then missing, verification must fail too,
 	// where a restore that stops early would pass.
-	m3, _, err := s.rt.RunBackup(ctx, inst, func(string) {})
+	m3, _, err := s.rt.RunBackup(ctx, inst, "", func(string) {})
 	if err != nil {
 		t.Fatal(err)
 	}

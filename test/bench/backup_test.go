@@ -498,11 +498,11 @@ func secsList(s []float64) string {
 	return strings.Join(parts, " ")
 }
 
-// outpostBackup runs `outpost backup create` and returns the backup's ID
-// and stored bytes.
-func (e *backupBench) outpostBackup(b *testing.B) (string, int64) {
+// outpostBackup runs `outpost backup create` with extra arguments (such
+// as --type incremental) and returns the backup's ID and stored bytes.
+func (e *backupBench) outpostBackup(b *testing.B, extra ...string) (string, int64) {
 	b.Helper()
-	cmd := exec.Command(e.outpost, "--state-dir", e.stateDir, "backup", "create", benchInstance, "-o", "json")
+	cmd := exec.Command(e.outpost, append([]string{"--state-dir", e.stateDir, "backup", "create", benchInstance, "-o", "json"}, extra...)...)
 	out, err := cmd.Output()
 	if err != nil {
 		var stderr []byte
@@ -519,9 +519,13 @@ func (e *backupBench) outpostBackup(b *testing.B) (string, int64) {
 }
 
 // pgbrBackup runs a full pgBackRest backup and returns its stored size.
-func (e *backupBench) pgbrBackup(b *testing.B) int64 {
+func (e *backupBench) pgbrBackup(b *testing.B) int64 { return e.pgbrBackupOf(b, "full") }
+
+// pgbrBackupOf runs a pgBackRest backup of type typ (full, diff, incr) and
+// returns its stored size.
+func (e *backupBench) pgbrBackupOf(b *testing.B, typ string) int64 {
 	b.Helper()
-	e.pgbackrest(b, "backup", "--type=full")
+	e.pgbackrest(b, "backup", "--type="+typ)
 	var info []struct {
 		Backup []struct {
 			Info struct {

@@ -206,6 +206,20 @@ func TestKubernetesBackupRunsInTheInstanceManager(t *testing.T) {
 		return inst.Status.LastBackup == "b1" && inst.Status.FirstRecoverabilityPoint != nil
 	})
 
+	// An incremental Backup runs in the pod too, on top of b1's backup.
+	inc := &outpostv1.Backup{ObjectMeta: metav1.ObjectMeta{Name: "b2", Namespace: "default"}, Spec: outpostv1.BackupSpec{Instance: outpostv1.LocalObjectReference{Name: "db"}, Type: outpostv1.BackupIncremental}}
+	must(c.Create(ctx, inc))
+	waitFor(t, 3*time.Minute, "Backup b2 finishing", func() bool {
+		must(c.Get(ctx, client.ObjectKeyFromObject(inc), inc))
+		return inc.Status.Phase == outpostv1.BackupCompleted || inc.Status.Phase == outpostv1.BackupFailed
+	})
+	if inc.Status.Phase != outpostv1.BackupCompleted || inc.Status.Type != outpostv1.BackupIncremental || inc.Status.Parent != bk.Status.BackupID {
+		t.Fatalf("incremental Backup b2: %+v, want an incremental on top of %s\nmanager log:\n%s", inc.Status, bk.Status.BackupID, logTail())
+	}
+	if v, err := backup.Verify(ctx, s, "default", "db", inc.Status.BackupID); err != nil || !v.OK || len(v.Chain) != 2 {
+		t.Fatalf("the incremental backup in MinIO does not verify with its chain: %+v %v", v, err)
+	}
+
 	// Schedules: the pod is up (the test reports it ready, as the
 	// StatefulSet controller would), and a schedule creates Backups owned
 	// by the instance, which run in the pod like b1.

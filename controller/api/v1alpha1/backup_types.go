@@ -15,6 +15,16 @@ const (
 	BackupFailed    BackupPhase = "Failed"
 )
 
+// BackupType is a full backup or an incremental one on top of the
+// instance's newest completed backup.
+// +kubebuilder:validation:Enum=full;incremental
+type BackupType string
+
+const (
+	BackupFull        BackupType = "full"
+	BackupIncremental BackupType = "incremental"
+)
+
 // BackupSpec names the instance to back up. It cannot change: a different
 // backup is a new Backup.
 // +kubebuilder:validation:XValidation:rule="self == oldSelf",message="a Backup's spec cannot change; create a new Backup"
@@ -22,6 +32,12 @@ type BackupSpec struct {
 	// Instance is the PostgresInstance to back up; it must have a backup
 	// policy.
 	Instance LocalObjectReference `json:"instance"`
+
+	// Type is full (the default) or incremental: only the pages that
+	// changed since the instance's newest completed backup, full or
+	// incremental, which a restore then needs too.
+	// +optional
+	Type BackupType `json:"type,omitempty"`
 }
 
 // BackupVerification records the last check of a completed backup.
@@ -79,6 +95,14 @@ type BackupStatus struct {
 	// +optional
 	StopLSN string `json:"stopLSN,omitempty"`
 
+	// Type of the backup made: full or incremental.
+	// +optional
+	Type BackupType `json:"type,omitempty"`
+
+	// Parent is the backup ID an incremental backup is on top of.
+	// +optional
+	Parent string `json:"parent,omitempty"`
+
 	// SizeBytes stored in the object store, after compression.
 	// +optional
 	SizeBytes int64 `json:"sizeBytes,omitempty"`
@@ -112,6 +136,7 @@ type BackupStatus struct {
 // +kubebuilder:resource:categories=outpost
 // +kubebuilder:printcolumn:name="Instance",type=string,JSONPath=`.spec.instance.name`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.status.type`
 // +kubebuilder:printcolumn:name="Started",type=date,JSONPath=`.status.startedAt`
 // +kubebuilder:printcolumn:name="Size",type=integer,JSONPath=`.status.sizeBytes`
 // +kubebuilder:printcolumn:name="Verified",type=boolean,JSONPath=`.status.verification.checksumsOK`

@@ -88,6 +88,17 @@ type BackupPolicy struct {
 	// +optional
 	Schedule string `json:"schedule,omitempty"`
 
+	// IncrementalSchedule of incremental backups, as a cron expression like
+	// schedule: each stores only the pages changed since the newest
+	// completed backup, so a weekly full schedule and a daily incremental
+	// one keep a week of restores for little more than one full backup.
+	// When both are due at once, the full backup is made. Empty means
+	// none.
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|@every [0-9][0-9a-z.]*|[^ ]+( +[^ ]+){4,5})$')",message="must be a cron expression of 5 or 6 fields, or a descriptor such as @daily"
+	// +optional
+	IncrementalSchedule string `json:"incrementalSchedule,omitempty"`
+
 	// Retention of base backups and the WAL they need.
 	// +kubebuilder:default={recoveryWindow: "7d"}
 	// +optional

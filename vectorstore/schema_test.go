@@ -145,7 +145,8 @@ func TestReaderRoleCanSelectAndCannotWrite(t *testing.T) {
 		"DELETE FROM items_past",
 		"INSERT INTO items_history (key, embedding, event_time) VALUES ('b', '[1,1,1]', now())",
 		"CREATE TABLE public.mine (x int)",
-		"SELECT * FROM outpost.feature_stores",
+		"SELECT * FROM outpost.feature_store_tables",
+		"UPDATE outpost.feature_stores SET spec = spec",
 	} {
 		if _, err := conn.Exec(ctx, q); err == nil {
 			t.Errorf("reader could run %q", q)

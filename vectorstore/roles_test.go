@@ -134,7 +134,7 @@ func checkSearch(t *testing.T, who string, s *vectorstore.Store) {
 	if err != nil {
 		t.Fatalf("%s: search: %v", who, err)
 	}
-	if len(res) != 1 || res[0].Key != "p1" {
+	if len(res.Results) != 1 || res.Results[0].Key != "p1" {
 		t.Errorf("%s: search = %+v, want p1 only", who, res)
 	}
 }

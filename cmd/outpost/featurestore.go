@@ -169,7 +169,10 @@ func fsAbbreviate(s string) string {
 	return s
 }
 
-func printResults(out io.Writer, s *vectorstore.Store, res []vectorstore.Result, format string) error {
+// printResults prints a search's results; -o json also says which path
+// answered (see vectorstore.SearchPath).
+func printResults(out io.Writer, s *vectorstore.Store, found vectorstore.SearchResult, format string) error {
+	res := found.Results
 	switch format {
 	case "json":
 		type item struct {
@@ -182,7 +185,11 @@ func printResults(out io.Writer, s *vectorstore.Store, res []vectorstore.Result,
 		for i, r := range res {
 			items[i] = item{r.Key, r.Distance, r.EventTime, r.Features}
 		}
-		return printJSON(out, items)
+		return printJSON(out, struct {
+			Path    vectorstore.SearchPath `json:"path"`
+			Index   string                 `json:"index,omitempty"`
+			Results []item                 `json:"results"`
+		}{found.Path, found.Index, items})
 	case "table", "":
 	default:
 		return fmt.Errorf("-o %q: use table or json", format)

@@ -101,6 +101,15 @@ func TestOnePercentFilterIsAnsweredByTheIndexNotTheFallback(t *testing.T) {
 				if index.Type == vectorstore.IVFFlat {
 					iterative = vectorstore.PathIVFFlatIterative
 				}
+				if set.name == "uniform" && index.Type == vectorstore.HNSW {
+					// Search's default ef_search, against pgvector's
+					// own 40 as the control.
+					atDefault, at40 := recall(t, s, rows, queries, 0), recall(t, s, rows, queries, 40)
+					t.Logf("uniform, hnsw: unfiltered recall@10 = %.3f at the default ef_search, %.3f at 40", atDefault, at40)
+					if atDefault < 0.95 || at40 >= atDefault {
+						t.Errorf("unfiltered recall@10 = %.3f at the default ef_search and %.3f at 40; want at least 0.95, and more than at 40", atDefault, at40)
+					}
+				}
 				rare := filter(t, s, "category = rare")
 				recall := filteredRecall(t, s, rows, queries, rare, iterative)
 				t.Logf("%s, %s: 1%% filter recall@10 = %.3f", set.name, index.Type, recall)
@@ -189,6 +198,29 @@ func filteredRecall(t *testing.T, s *vectorstore.Store, rows, queries []row, rar
 			}
 			if j > 0 && r.Distance < res.Results[j-1].Distance {
 				t.Errorf("query %d: results not ordered by distance", i)
+			}
+		}
+	}
+	return float64(hits) / float64(10*len(queries))
+}
+
+// recall is the unfiltered recall@10 of Search at ef_search ef (0: the
+// default) against the exact answer computed in Go.
+func recall(t *testing.T, s *vectorstore.Store, rows, queries []row, ef int) float64 {
+	t.Helper()
+	hits := 0
+	for _, q := range queries {
+		res, err := s.Search(context.Background(), q.Embedding, vectorstore.SearchOptions{K: 10, EfSearch: ef})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]bool{}
+		for _, k := range exactNeighbours(rows, q.Embedding, 10, nil) {
+			want[k] = true
+		}
+		for _, r := range res.Results {
+			if want[r.Key] {
+				hits++
 			}
 		}
 	}

@@ -91,8 +91,9 @@ type SearchOptions struct {
 	K int
 	// Filters are ANDed.
 	Filters []Filter
-	// EfSearch sets hnsw.ef_search for this query (1–1000); 0 keeps the
-	// server's (40), raised to 2×K when that is lower.
+	// EfSearch sets hnsw.ef_search for this query (1–1000); 0 picks it by
+	// the store's size for a recall@10 of at least 0.95 on uniformly
+	// random vectors (see defaultEfSearchSQL), and at least 2×K.
 	EfSearch int
 	// MaxScanTuples sets hnsw.max_scan_tuples, how far an iterative scan
 	// goes looking for rows that pass the filters; 0 keeps 20,000.
@@ -284,7 +285,11 @@ SELECT key, (%s)::float8, event_time, updated_at%s FROM asof %s ORDER BY 2 LIMIT
 		names, values = append(names, kv[0]), append(values, kv[1])
 	}
 	b := &pgx.Batch{}
-	b.Queue("SELECT set_config(n, v, true) FROM unnest($1::text[], $2::text[]) AS s(n, v)", names, values)
+	if !exact && s.spec.Index.Type == HNSW && opts.EfSearch == 0 {
+		b.Queue(setSettingsSQL+defaultEfSearchSQL, names, values, s.table, opts.K)
+	} else {
+		b.Queue(setSettingsSQL, names, values)
+	}
 	b.Queue("EXPLAIN (FORMAT JSON) "+sql, args...)
 	b.Queue(sql, args...)
 	br := s.pool.SendBatch(ctx, b)
@@ -323,6 +328,21 @@ SELECT key, (%s)::float8, event_time, updated_at%s FROM asof %s ORDER BY 2 LIMIT
 	return res, nil
 }
 
+// setSettingsSQL sets a search's settings, names $1 and values $2, for
+// its transaction.
+const setSettingsSQL = "SELECT set_config(n, v, true) FROM unnest($1::text[], $2::text[]) AS s(n, v)"
+
+// defaultEfSearchSQL, appended to setSettingsSQL, sets hnsw.ef_search by
+// the size of table $3 for k $4. pgvector's default, 40, finds about 0.86
+// of the true 10 nearest among 500k uniformly random 128-dimensional
+// vectors; the values here reach 0.95 there (test/bench measures it). The
+// size is pg_class.reltuples, which ingest's ANALYZE and index builds keep
+// current, read in the same statement so it costs no round trip.
+const defaultEfSearchSQL = `
+UNION ALL SELECT set_config('hnsw.ef_search', least(1000, greatest(2 * $4::int,
+	CASE WHEN reltuples < 100000 THEN 120 WHEN reltuples < 1000000 THEN 240 ELSE 400 END))::text, true)
+FROM pg_class WHERE oid = $3::regclass`
+
 // settings are the per-query planner settings of a search.
 func (s *Store) settings(opts SearchOptions, exact bool) [][2]string {
 	if exact {
@@ -331,12 +351,8 @@ func (s *Store) settings(opts SearchOptions, exact bool) [][2]string {
 	var out [][2]string
 	switch s.spec.Index.Type {
 	case HNSW:
-		ef := opts.EfSearch
-		if ef == 0 && opts.K*2 > 40 {
-			ef = min(opts.K*2, 1000)
-		}
-		if ef > 0 {
-			out = append(out, [2]string{"hnsw.ef_search", strconv.Itoa(ef)})
+		if opts.EfSearch > 0 {
+			out = append(out, [2]string{"hnsw.ef_search", strconv.Itoa(opts.EfSearch)})
 		}
 		if len(opts.Filters) > 0 {
 			// relaxed_order lets the scan hand back matches as it meets

@@ -338,8 +338,8 @@ const setSettingsSQL = "SELECT set_config(n, v, true) FROM unnest($1::text[], $2
 // rows. On 20k uniformly random 48-dimensional vectors 120 finds 0.975 of
 // the true 10 nearest (40 finds 0.79). On 500k uniformly random
 // 128-dimensional ones, where an HNSW graph of m 16 and ef_construction 64
-// finds 0.17 at 40 and 0.66 at 1000, 240 finds 0.41 at a ninth of an
-// exact scan's latency (test/bench measures both). The size is
+// finds 0.13-0.17 at 40 and 0.66 at 1000, 240 finds 0.4 at an eighth of
+// an exact scan's latency (test/bench measures both). The size is
 // pg_class.reltuples, which ingest's ANALYZE and index builds keep
 // current, read in the same statement so it costs no round trip.
 const defaultEfSearchSQL = `

@@ -3,11 +3,14 @@ package vectorstore
 import (
 	"context"
 	"fmt"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // ensureReader makes the read-only role exist and able to SELECT the
 // store's tables and history view, and nothing more: no INSERT, UPDATE, DELETE,
-// TRUNCATE, no CREATE in any schema, no access to the metadata schema.
+// TRUNCATE, no CREATE in any schema; of the metadata schema it reads only
+// the stores' specs, which vectorstore.Open needs.
 // It is a NOLOGIN group role; grant it to the login roles of SQL clients
 // (GRANT featurestore_reader TO alice), as with pg_read_all_data.
 func (s *Store) ensureReader(ctx context.Context) error {
@@ -46,5 +49,26 @@ func (s *Store) ensureReader(ctx context.Context) error {
 			return fmt.Errorf("read-only role %s: %s: %w", s.spec.ReaderRole, q, err)
 		}
 	}
+	if err := grantSpecs(ctx, tx, s.spec.ReaderRole); err != nil {
+		return err
+	}
 	return tx.Commit(ctx)
+}
+
+// grantSpecs lets role read the stores' specs, and nothing else of the
+// metadata schema: Open reads a store's spec there, so without it the
+// application role (the database's owner) and readers could not use the Go
+// API. A spec says what pg_catalog already shows every role (columns,
+// index definitions) plus the distance, retention and reader role; the
+// ownership registry stays the superuser's.
+func grantSpecs(ctx context.Context, tx pgx.Tx, name string) error {
+	for _, q := range []string{
+		"GRANT USAGE ON SCHEMA " + metaSchema + " TO " + ident(name),
+		"GRANT SELECT ON " + metaSchema + ".feature_stores TO " + ident(name),
+	} {
+		if _, err := tx.Exec(ctx, q); err != nil {
+			return fmt.Errorf("let %s read feature store specs: %s: %w", name, q, err)
+		}
+	}
+	return nil
 }

@@ -122,6 +122,13 @@ CREATE TABLE IF NOT EXISTS `+metaSchema+`.feature_stores (
 	if err := s.giveToOwner(ctx, tx); err != nil {
 		return err
 	}
+	var owner string
+	if err := tx.QueryRow(ctx, "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()").Scan(&owner); err != nil {
+		return fmt.Errorf("owner of the database of %q: %w", s.spec.Name, err)
+	}
+	if err := grantSpecs(ctx, tx, owner); err != nil {
+		return err
+	}
 	raw, err := json.Marshal(s.spec)
 	if err != nil {
 		return err

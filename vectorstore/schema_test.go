@@ -99,8 +99,8 @@ func TestChangedIndexParametersRebuildTheIndex(t *testing.T) {
 		t.Errorf("index after switching to ivfflat: %s", def)
 	}
 	got, err := s.Search(ctx, []float32{1, 1, 1, 1, 1, 1, 1, 1}, vectorstore.SearchOptions{K: 5})
-	if err != nil || len(got) != 5 {
-		t.Errorf("search on the swapped ivfflat index: %d rows, %v; want 5", len(got), err)
+	if err != nil || len(got.Results) != 5 {
+		t.Errorf("search on the swapped ivfflat index: %d rows, %v; want 5", len(got.Results), err)
 	}
 }
 
@@ -145,7 +145,8 @@ func TestReaderRoleCanSelectAndCannotWrite(t *testing.T) {
 		"DELETE FROM items_past",
 		"INSERT INTO items_history (key, embedding, event_time) VALUES ('b', '[1,1,1]', now())",
 		"CREATE TABLE public.mine (x int)",
-		"SELECT * FROM outpost.feature_stores",
+		"SELECT * FROM outpost.feature_store_tables",
+		"UPDATE outpost.feature_stores SET spec = spec",
 	} {
 		if _, err := conn.Exec(ctx, q); err == nil {
 			t.Errorf("reader could run %q", q)
@@ -204,7 +205,8 @@ func TestDimensionLimitsOfIndexes(t *testing.T) {
 		if !strings.Contains(def, c.indexed) {
 			t.Errorf("%s: index %s, want %s", name, def, c.indexed)
 		}
-		got, err := s.Search(ctx, rows[7].Embedding, vectorstore.SearchOptions{K: 3})
+		res, err := s.Search(ctx, rows[7].Embedding, vectorstore.SearchOptions{K: 3})
+		got := res.Results
 		if err != nil || len(got) != 3 || got[0].Key != rows[7].Key {
 			t.Errorf("%s: search for row 7 gave %d rows, first %v (%v); want 3, first %s", name, len(got), got, err, rows[7].Key)
 		}

@@ -46,8 +46,11 @@ func TestHNSWRecallAtTenOnClusteredData(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if got.Path != vectorstore.PathHNSW || got.Index != "recall_embedding_idx" {
+			t.Errorf("answered by %s (%s), want hnsw (recall_embedding_idx)", got.Path, got.Index)
+		}
 		gotKeys := map[string]bool{}
-		for _, r := range got {
+		for _, r := range got.Results {
 			gotKeys[r.Key] = true
 		}
 		for _, k := range want {
@@ -75,75 +78,6 @@ func TestHNSWRecallAtTenOnClusteredData(t *testing.T) {
 	}
 	if !strings.Contains(full, "recall_embedding_idx") {
 		t.Errorf("plain SQL does not use the HNSW index:\n%s", full)
-	}
-}
-
-func TestFilteredSearchAtOnePercentReturnsExactlyK(t *testing.T) {
-	_, pool := newDB(t)
-	// 200 rows are "rare": 1%. The queries are points of the same clusters
-	// that are not stored.
-	all := clustered(20020, 32, 20, 3)
-	rows, queries := all[:20000], all[20000:]
-	for _, index := range []vectorstore.Index{{Type: vectorstore.HNSW}, {Type: vectorstore.IVFFlat, Lists: 100}} {
-		t.Run(string(index.Type), func(t *testing.T) {
-			s := ensure(t, pool, vectorstore.Spec{Name: "filtered_" + string(index.Type), Dimensions: 32, Index: index, Features: testFeatures})
-			ingestRows(t, s, rows)
-			checkFilteredSearch(t, s, rows, queries)
-		})
-	}
-}
-
-func checkFilteredSearch(t *testing.T, s *vectorstore.Store, rows, queries []row) {
-	ctx := context.Background()
-	f, err := s.ParseFilter("category = rare")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rare := func(r row) bool { return r.Category == "rare" }
-	totalHits := 0
-	for i, q := range queries {
-		got, err := s.Search(ctx, q.Embedding, vectorstore.SearchOptions{K: 10, Filters: []vectorstore.Filter{f}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(got) != 10 {
-			t.Fatalf("query %d: %d rows, want exactly 10", i, len(got))
-		}
-		want := map[string]bool{}
-		for _, k := range exactNeighbours(rows, q.Embedding, 10, rare) {
-			want[k] = true
-		}
-		hits := 0
-		for _, r := range got {
-			if r.Features["category"] != "rare" {
-				t.Errorf("query %d: %s has category %v, want rare", i, r.Key, r.Features["category"])
-			}
-			if want[r.Key] {
-				hits++
-			}
-		}
-		totalHits += hits
-		for j := 1; j < len(got); j++ {
-			if got[j].Distance < got[j-1].Distance {
-				t.Errorf("query %d: results not ordered by distance", i)
-			}
-		}
-	}
-	// Exactly k rows is the promise; they should also be mostly the right
-	// ones.
-	recall := float64(totalHits) / float64(10*len(queries))
-	t.Logf("filtered recall@10 = %.3f", recall)
-	if recall < 0.9 {
-		t.Errorf("filtered recall@10 = %.3f, want at least 0.9", recall)
-	}
-	// With a tiny scan budget the iterative scan stops early; search then
-	// answers exactly, still with k rows.
-	got, err := s.Search(ctx, rows[5].Embedding, vectorstore.SearchOptions{K: 10, Filters: []vectorstore.Filter{f}, MaxScanTuples: 50, EfSearch: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 10 {
-		t.Errorf("with max_scan_tuples 50: %d rows, want 10", len(got))
 	}
 }
 
@@ -178,14 +112,14 @@ func TestAsOfReturnsTheValuesAsTheyWereThen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res) != 1 || res[0].Key != "a" || res[0].Features["category"] != "old" {
+	if len(res.Results) != 1 || res.Results[0].Key != "a" || res.Results[0].Features["category"] != "old" || res.Path != vectorstore.PathExact {
 		t.Errorf("search as of %s = %+v, want a with category old", then, res)
 	}
 	latest, err := s.Search(ctx, []float32{1, 0.1, 0}, vectorstore.SearchOptions{K: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(latest) != 1 || latest[0].Key != "b" {
+	if len(latest.Results) != 1 || latest.Results[0].Key != "b" {
 		t.Errorf("latest search = %+v, want b (a moved away)", latest)
 	}
 	if _, err := s.Search(ctx, []float32{1, 0, 0}, vectorstore.SearchOptions{AsOf: time.Now().Add(-60 * 24 * time.Hour)}); err == nil {

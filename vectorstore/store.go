@@ -53,7 +53,8 @@ type Store struct {
 var ErrNotFound = errors.New("feature store not found")
 
 // metaSchema holds the specs of the stores in a database, so that ingest
-// and search need only a store's name. Readers get no access to it.
+// and search need only a store's name. The database owner and readers
+// may read the specs (feature_stores), and nothing else in it.
 const metaSchema = "outpost"
 
 func newStore(pool *pgxpool.Pool, spec Spec) *Store {

@@ -138,7 +138,7 @@ func newFSQueryCommand(f *singleHostFlags) *cobra.Command {
 	cmd.Flags().IntVarP(&opts.K, "k", "k", 10, "how many neighbours")
 	cmd.Flags().StringArrayVar(&where, "where", nil, "filter 'feature OP value' (OP: = != < <= > >=); repeat to AND")
 	cmd.Flags().StringVar(&asOf, "as-of", "", "answer from history as of this time (RFC 3339)")
-	cmd.Flags().IntVar(&opts.EfSearch, "ef-search", 0, "hnsw.ef_search for this query (default: max(40, 2k))")
+	cmd.Flags().IntVar(&opts.EfSearch, "ef-search", 0, "hnsw.ef_search for this query (default: by the store's size, 120 to 400, and at least 2k)")
 	cmd.Flags().IntVar(&opts.MaxScanTuples, "max-scan-tuples", 0, "hnsw.max_scan_tuples for filtered search (default 20000)")
 	cmd.Flags().IntVar(&opts.Probes, "probes", 0, "ivfflat.probes for this query (default: sqrt(lists))")
 	cmd.Flags().BoolVar(&opts.Exact, "exact", false, "scan instead of using the index: exact results")
@@ -169,7 +169,10 @@ func fsAbbreviate(s string) string {
 	return s
 }
 
-func printResults(out io.Writer, s *vectorstore.Store, res []vectorstore.Result, format string) error {
+// printResults prints a search's results; -o json also says which path
+// answered (see vectorstore.SearchPath).
+func printResults(out io.Writer, s *vectorstore.Store, found vectorstore.SearchResult, format string) error {
+	res := found.Results
 	switch format {
 	case "json":
 		type item struct {
@@ -182,7 +185,11 @@ func printResults(out io.Writer, s *vectorstore.Store, res []vectorstore.Result,
 		for i, r := range res {
 			items[i] = item{r.Key, r.Distance, r.EventTime, r.Features}
 		}
-		return printJSON(out, items)
+		return printJSON(out, struct {
+			Path    vectorstore.SearchPath `json:"path"`
+			Index   string                 `json:"index,omitempty"`
+			Results []item                 `json:"results"`
+		}{found.Path, found.Index, items})
 	case "table", "":
 	default:
 		return fmt.Errorf("-o %q: use table or json", format)

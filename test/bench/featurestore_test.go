@@ -322,8 +322,8 @@ func BenchmarkFeatureStoreSearch(b *testing.B) {
 	}
 	filteredSearch := func(q []float32) error {
 		res, err := s.Search(ctx, q, vectorstore.SearchOptions{K: 10, Filters: []vectorstore.Filter{rare}})
-		if err == nil && len(res) != 10 {
-			err = fmt.Errorf("filtered search returned %d rows", len(res))
+		if err == nil && len(res.Results) != 10 {
+			err = fmt.Errorf("filtered search returned %d rows", len(res.Results))
 		}
 		return err
 	}
@@ -361,7 +361,7 @@ func BenchmarkFeatureStoreSearch(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				for _, r := range res {
+				for _, r := range res.Results {
 					if truth[qi][r.Key] {
 						hits++
 					}

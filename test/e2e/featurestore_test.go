@@ -103,20 +103,29 @@ spec:
 	s.outpost("featurestore", "ingest", "products", "--file", update)
 
 	out = s.outpost("featurestore", "query", "products", "--vector", "[1,1,99]", "-k", "3", "--where", "category = rare", "-o", "json")
-	var res []struct {
-		Key      string         `json:"key"`
-		Features map[string]any `json:"features"`
+	var found struct {
+		Path    string `json:"path"`
+		Results []struct {
+			Key      string         `json:"key"`
+			Features map[string]any `json:"features"`
+		} `json:"results"`
 	}
-	if err := json.Unmarshal([]byte(out), &res); err != nil {
+	if err := json.Unmarshal([]byte(out), &found); err != nil {
 		t.Fatalf("query -o json: %v\n%s", err, out)
 	}
-	if len(res) != 3 {
-		t.Fatalf("filtered query returned %d rows, want 3: %s", len(res), out)
+	res := found.Results
+	if len(res) != 3 || found.Path == "" {
+		t.Fatalf("filtered query returned %d rows by path %q, want 3 and the path named: %s", len(res), found.Path, out)
 	}
 	for _, r := range res {
 		if r.Features["category"] != "rare" {
 			t.Errorf("filtered query returned %s with category %v", r.Key, r.Features["category"])
 		}
+	}
+	// The path is what answered: asked for an exact search, it says so.
+	out = s.outpost("featurestore", "query", "products", "--vector", "[1,1,99]", "-k", "3", "--where", "category = rare", "--exact", "-o", "json")
+	if err := json.Unmarshal([]byte(out), &found); err != nil || found.Path != "exact" || len(found.Results) != 3 {
+		t.Errorf("query --exact -o json: %v, path %q, %d rows; want path exact and 3 rows:\n%s", err, found.Path, len(found.Results), out)
 	}
 	// p000 was rare, and is "changed" now; as of two hours ago it was rare.
 	asOf := time.Now().Add(-2 * time.Hour).UTC().Format(time.RFC3339)

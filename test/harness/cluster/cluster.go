@@ -30,8 +30,9 @@ type Cluster struct {
 	// CAFile is the cluster CA, which signs the apiserver's certificate.
 	CAFile string
 	// Started is how long Start took, up to a Ready node with DNS,
-	// Services and a default ServiceAccount.
-	Started time.Duration
+	// Services and a default ServiceAccount; NodeReady how long until the
+	// node was Ready; Imported how long importing the images took.
+	Started, NodeReady, Imported time.Duration
 
 	net        *network
 	certs      *certs
@@ -100,11 +101,13 @@ func Start(ctx context.Context, opts Options) (cl *Cluster, err error) {
 	if err != nil {
 		return cl, err
 	}
+	imports := time.Now()
 	for _, img := range append([]string{pause}, opts.Images...) {
 		if err := cl.ImportImage(img); err != nil {
 			return cl, err
 		}
 	}
+	cl.Imported = time.Since(imports)
 	if cl.cp, err = startControlPlane(cl.Dir, cl.net, cl.certs, NodeName); err != nil {
 		return cl, err
 	}
@@ -118,7 +121,7 @@ func Start(ctx context.Context, opts Options) (cl *Cluster, err error) {
 	if err := cl.createStorage(ctx); err != nil {
 		return cl, err
 	}
-	if err := cl.waitReady(ctx); err != nil {
+	if err := cl.waitReady(ctx, begin); err != nil {
 		return cl, err
 	}
 	if fwd, err := hostIPForward(); err != nil || fwd != cl.hostFwd {
@@ -155,10 +158,13 @@ func (cl *Cluster) startComponents() error {
 // ImportImage loads a docker-archive or OCI tarball into the node.
 func (cl *Cluster) ImportImage(path string) error { return cl.containerd.importImage(path) }
 
+// TagImage names an imported image src also dst.
+func (cl *Cluster) TagImage(src, dst string) error { return cl.containerd.tag(src, dst) }
+
 // waitReady waits for what a test needs: the node Ready, the default
 // ServiceAccount (the controller-manager works), the kubernetes Service
 // answering through kube-proxy, and CoreDNS.
-func (cl *Cluster) waitReady(ctx context.Context) error {
+func (cl *Cluster) waitReady(ctx context.Context, begin time.Time) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	steps := []struct {
@@ -181,6 +187,9 @@ func (cl *Cluster) waitReady(ctx context.Context) error {
 		for {
 			err := s.check()
 			if err == nil {
+				if s.what == "node Ready" {
+					cl.NodeReady = time.Since(begin)
+				}
 				break
 			}
 			if p := cl.exitedProcess(); p != nil {
@@ -236,6 +245,9 @@ func (cl *Cluster) exitedProcess() *harness.Process {
 
 // NodeIP is the node's address (kubelet, CoreDNS), reachable from the host.
 func (cl *Cluster) NodeIP() net.IP { return cl.net.NodeIP }
+
+// ServiceCIDR is the range of the Services' ClusterIPs.
+func (cl *Cluster) ServiceCIDR() *net.IPNet { return cl.net.ServiceCIDR }
 
 // HostIP is the host's end of the veth: the apiserver's address, and
 // where a server on the host is reachable from pods.

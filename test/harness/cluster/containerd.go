@@ -160,3 +160,12 @@ func (c *containerd) importImage(path string) error {
 	}
 	return nil
 }
+
+// tag gives an image a second name, as a new release's image would have
+// one, without a second import.
+func (c *containerd) tag(src, dst string) error {
+	if _, err := c.ctr("images", "tag", "--force", src, dst); err != nil {
+		return fmt.Errorf("tag image %s as %s: %w", src, dst, err)
+	}
+	return nil
+}

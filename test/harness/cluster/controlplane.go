@@ -49,6 +49,8 @@ func startControlPlane(dir string, n *network, c *certs, nodeName string) (*cont
 	// controller-manager makes the default ServiceAccount there; here one
 	// does, and pods need their token mounted.
 	args.Disable("disable-admission-plugins")
+	// The node's name resolves nowhere; its address does.
+	args.Set("kubelet-preferred-address-types", "InternalIP")
 	args.Set("kubelet-client-certificate", c.KubeletClientCert)
 	args.Set("kubelet-client-key", c.KubeletClientKey)
 	cfg, err := env.Start()

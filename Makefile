@@ -8,7 +8,7 @@ TOOLS_BIN := $(TOOLS_DIR)/bin
 CONTROLLER_GEN := $(TOOLS_BIN)/controller-gen
 STATE_DIR ?= .outpost
 
-.PHONY: run test deps deps-run generate check-generated vet build bench
+.PHONY: run test deps deps-run generate check-generated vet build bench bundle
 
 ## run: install what the single host needs, build, and run `outpost up`.
 run: deps-run build
@@ -18,7 +18,7 @@ run: deps-run build
 test: deps check-generated vet
 	go test -count=1 -timeout 30m ./...
 
-## deps: install every real dependency (PostgreSQL, pgvector, MinIO, etcd, kube-apiserver, controller-gen, helm).
+## deps: install every real dependency (PostgreSQL, pgvector, MinIO, etcd, the Kubernetes components, CoreDNS, containerd, controller-gen, helm).
 deps:
 	scripts/install-deps.sh
 
@@ -28,6 +28,11 @@ deps-run:
 
 build:
 	go build -o bin/outpost ./cmd/outpost
+
+## bundle: write outpost-bundle.tar, the signed air-gap bundle (both images, the chart, the binary).
+## The images' base layer is built by `make deps` (step image-base).
+bundle: deps build
+	./bin/outpost bundle create -o outpost-bundle.tar
 
 ## generate: regenerate deepcopy functions and the CRDs in charts/outpost/crds.
 generate:

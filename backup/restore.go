@@ -113,7 +113,7 @@ func FirstRecoverabilityPoint(ctx context.Context, s *Store, namespace, instance
 }
 
 // Restore downloads a base backup into DataDir, checking every object's
-// checksum, and writes its backup_label. It does not start recovery: the
+// checksum, writes its backup_label, and returns once all of it is on disk. It does not start recovery: the
 // caller adds recovery.signal and restore_command (see RecoverySettings).
 func Restore(ctx context.Context, opts RestoreOptions) (*Manifest, error) {
 	m, err := ChooseBackup(ctx, opts.Store, opts.Namespace, opts.Instance, opts.BackupID, opts.TargetTime)
@@ -157,6 +157,9 @@ func Restore(ctx context.Context, opts RestoreOptions) (*Manifest, error) {
 		if err := os.WriteFile(filepath.Join(opts.DataDir, "tablespace_map"), []byte(m.TablespaceMap), 0o600); err != nil {
 			return nil, err
 		}
+	}
+	if err := syncFilesystem(opts.DataDir); err != nil {
+		return nil, fmt.Errorf("restore backup %s: make %s durable: %w", m.ID, opts.DataDir, err)
 	}
 	return m, nil
 }

@@ -143,7 +143,7 @@ func Open(ctx context.Context, cfg StoreConfig) (*Store, error) {
 	}
 	if !ok {
 		if !cfg.CreateBucket {
-			return nil, fmt.Errorf("object store %s: bucket %q does not exist: create it, or set createBucket: true on the ObjectStore", cfg.Endpoint, cfg.Bucket)
+			return nil, fmt.Errorf("object store %s: bucket %q %w: create it, or set createBucket: true on the ObjectStore", cfg.Endpoint, cfg.Bucket, ErrBucketMissing)
 		}
 		if err := client.MakeBucket(checkCtx, cfg.Bucket, minio.MakeBucketOptions{Region: region}); err != nil {
 			return nil, fmt.Errorf("object store %s: create bucket %q: %w", cfg.Endpoint, cfg.Bucket, err)
@@ -151,6 +151,11 @@ func Open(ctx context.Context, cfg StoreConfig) (*Store, error) {
 	}
 	return s, nil
 }
+
+// ErrBucketMissing is returned by Open when the bucket does not exist and
+// the configuration does not ask to create it: a fix on the store's side,
+// not an outage.
+var ErrBucketMissing = errors.New("does not exist")
 
 // tlsHint explains a TLS verification failure, which otherwise reads like
 // any other network error; empty for other errors.

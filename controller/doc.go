@@ -2,8 +2,8 @@
 // state of Outpost resources into running PostgreSQL instances, feature
 // stores, backups and usage records, whatever the source of that state (the
 // Kubernetes API or a directory of manifests) and wherever the instances run
-// (Kubernetes pods or local processes). It also serves the controller's HTTP
-// API and metrics.
+// (Kubernetes pods or local processes). It also defines the controller's
+// Prometheus metrics.
 //
 // The resource types live in controller/api/v1alpha1. The domain work itself
 // is done by the postgres, vectorstore, backup and usageexport packages,

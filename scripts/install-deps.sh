@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # install-deps.sh brings every real dependency of Outpost onto this machine:
 # PostgreSQL 15 with its headers, pgvector (0.8.7 or newer) built from Debian
-# unstable's source package, the test tools (MinIO, etcd, kube-apiserver,
-# controller-gen, helm) built from Go modules, Debian's Chromium for the hub
-# page test and Debian's pgBackRest for the backup benchmark. Each step is
-# skipped when its result is already in place, so a second run takes seconds.
+# unstable's source package, the test tools (MinIO, etcd, the Kubernetes
+# components, CoreDNS, controller-gen, helm) built from Go modules, Debian's
+# containerd, runc and CNI plugins for a one-node cluster, Debian's Chromium
+# for the hub page test, Debian's pgBackRest for the backup benchmark, and the
+# container images' cached base layer (debootstrap, see bundle/image). Each
+# step is skipped when its result is already in place, so a second run takes
+# seconds.
 #
 #   scripts/install-deps.sh        everything (what `make test` needs)
 #   scripts/install-deps.sh run    only what `outpost up` needs
@@ -181,11 +184,54 @@ install_etcd() {
 	module_hash etcd >"$stamps/etcd"
 }
 
-have_kube_apiserver() { stamp_matches kube-apiserver "$(module_hash kube-apiserver)"; }
-install_kube_apiserver() {
-	cd "$repo/test/tools/kube-apiserver"
-	go build -o "$bin/kube-apiserver" .
-	module_hash kube-apiserver >"$stamps/kube-apiserver"
+# One multi-call binary holds every Kubernetes component: kube-apiserver for
+# envtest, and kubelet, kube-controller-manager, kube-scheduler, kube-proxy and
+# kubectl for the one-node cluster of the end-to-end tests. One compile and one
+# link instead of six; each component is a symlink to it.
+KUBE_VERSION=v1.36.3
+kube_components="kube-apiserver kubelet kube-controller-manager kube-scheduler kube-proxy kubectl"
+have_kube() {
+	local c
+	stamp_matches kube "$(module_hash kube)" || return 1
+	for c in $kube_components; do
+		[ "$(readlink "$bin/$c")" = kube ] || return 1
+	done
+}
+install_kube() {
+	local minor=${KUBE_VERSION#v1.} c
+	minor=${minor%%.*}
+	cd "$repo/test/tools/kube"
+	# Without these the components report v0.0.0-master, which the kubelet's
+	# version skew checks and `kubectl version` show to the user.
+	go build -ldflags "-X k8s.io/component-base/version.gitVersion=$KUBE_VERSION \
+		-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor" \
+		-o "$bin/kube" .
+	for c in $kube_components; do
+		ln -sfn kube "$bin/$c"
+	done
+	module_hash kube >"$stamps/kube"
+}
+
+have_coredns() { stamp_matches coredns "$(module_hash coredns)"; }
+install_coredns() {
+	cd "$repo/test/tools/coredns"
+	go build -o "$bin/coredns" .
+	module_hash coredns >"$stamps/coredns"
+}
+
+# The node runtime of the one-node cluster comes from Debian: containerd,
+# runc and the CNI plugins; nftables and iptables for kube-proxy and the CNI
+# bridge; debootstrap for the images' Debian base layer.
+node_packages="containerd runc containernetworking-plugins nftables iptables debootstrap"
+have_node_packages() {
+	local p
+	for p in $node_packages; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || return 1
+	done
+}
+install_node_packages() {
+	apt_update_once
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $node_packages
 }
 
 have_controller_gen() { stamp_matches controller-gen "$CONTROLLER_GEN_VERSION"; }
@@ -216,6 +262,60 @@ install_pgbackrest() {
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends pgbackrest
 }
 
+# The images' base layer: Debian minbase with PostgreSQL 15, ca-certificates
+# and the pgvector built above, as one layer tar that bundle/image puts under
+# a thin layer holding the outpost binary (no Docker, no registry). It keeps
+# the Dockerfiles' contract: postgres is uid/gid 999, created before the
+# packages so they reuse it; no Debian default cluster; the data directory,
+# socket directory and /etc/outpost belong to 999. The stamp holds what the
+# layer was built from (these functions and pgvector's version), so a change
+# to either rebuilds it and nothing else does.
+image_base=$tools/images/base.tar
+image_base_stamp() {
+	printf '%s pgvector-%s pg-%s\n' \
+		"$(declare -f have_image_base install_image_base | sha256sum | cut -c1-16)" \
+		"$(control_version "/usr/share/postgresql/$PG_MAJOR/extension/vector.control")" "$PG_MAJOR"
+}
+have_image_base() { [ -s "$image_base" ] && [ "$(cat "$stamps/image-base" 2>/dev/null)" = "$(image_base_stamp)" ]; }
+install_image_base() {
+	local root ext lib
+	command -v debootstrap >/dev/null || { apt_update_once; DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap; }
+	root=$(mktemp -d "$tools/images-root.XXXXXX")
+	trap 'umount "$root/proc" 2>/dev/null; rm -rf "$root"' EXIT
+	debootstrap --variant=minbase bookworm "$root" http://deb.debian.org/debian
+	printf 'deb http://deb.debian.org/debian bookworm main\ndeb http://deb.debian.org/debian bookworm-updates main\ndeb http://deb.debian.org/debian-security bookworm-security main\n' >"$root/etc/apt/sources.list"
+	# No service may start inside the build, and Debian's own cluster is
+	# not wanted: the instance manager runs initdb on the volume.
+	printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+	chmod 755 "$root/usr/sbin/policy-rc.d"
+	mkdir -p "$root/etc/postgresql-common"
+	echo 'create_main_cluster = false' >"$root/etc/postgresql-common/createcluster.conf"
+	mount -t proc proc "$root/proc"
+	chroot "$root" groupadd --system --gid 999 postgres
+	chroot "$root" useradd --system --uid 999 --gid 999 --home-dir /var/lib/postgresql --shell /bin/bash postgres
+	chroot "$root" apt-get update -qq
+	chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+		-o Dpkg::Options::=--force-confold "postgresql-$PG_MAJOR" ca-certificates
+	umount "$root/proc"
+	# pgvector as install-deps built it for this PostgreSQL major on this
+	# Debian release, so the image runs what the tests ran.
+	ext=/usr/share/postgresql/$PG_MAJOR/extension lib=$("$pg_config" --pkglibdir)
+	cp "$lib/vector.so" "$root$lib/"
+	cp "$ext"/vector.control "$ext"/vector--*.sql "$root$ext/"
+	rm -rf "$root/var/lib/postgresql/$PG_MAJOR" "$root/etc/postgresql/$PG_MAJOR" "$root/usr/sbin/policy-rc.d"
+	mkdir -p "$root/var/lib/postgresql/data" "$root/var/run/postgresql" "$root/etc/outpost"
+	chown -R 999:999 "$root/var/lib/postgresql" "$root/var/run/postgresql" "$root/etc/outpost"
+	rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/* "$root"/var/cache/debconf/*-old "$root"/var/log/*.log "$root"/var/log/apt/* "$root"/tmp/*
+	# Device nodes are the runtime's to make; the layer carries empty /dev.
+	rm -rf "$root"/dev/* "$root"/proc/* "$root"/sys/*
+	mkdir -p "$(dirname "$image_base")"
+	(cd "$root" && tar --numeric-owner --sort=name -cf "$image_base.tmp" $(ls -A))
+	mv "$image_base.tmp" "$image_base"
+	image_base_stamp >"$stamps/image-base"
+	rm -rf "$root"
+	trap - EXIT
+}
+
 step postgres have_postgres install_postgres
 step pgvector have_pgvector install_pgvector
 if [ -f "$stamps/pgvector-fallback" ]; then
@@ -223,10 +323,13 @@ if [ -f "$stamps/pgvector-fallback" ]; then
 		pgvector "$(cat "$stamps/pgvector-fallback")" "$PGVECTOR_MIN_VERSION" "$stamps/pgvector-fallback" >&2
 fi
 [ "${1:-all}" = run ] && exit 0
+step node-packages have_node_packages install_node_packages
 step controller-gen have_controller_gen install_controller_gen
 step etcd have_etcd install_etcd
 step helm have_helm install_helm
 step minio have_minio install_minio
-step kube-apiserver have_kube_apiserver install_kube_apiserver
+step kube have_kube install_kube
+step coredns have_coredns install_coredns
 step chromium have_chromium install_chromium
 step pgbackrest have_pgbackrest install_pgbackrest
+step image-base have_image_base install_image_base

@@ -64,9 +64,21 @@ func sealMessage(msg []byte, key SigningKey) ([]byte, [sha256.Size]byte, error) 
 	if bytes.IndexByte(payload, '\n') >= 0 {
 		return nil, [sha256.Size]byte{}, errors.New("seal: payload must be one line")
 	}
+	line, sum, err := signatureLine(msg, payload, key)
+	if err != nil {
+		return nil, sum, err
+	}
+	out := append(append(append(msg, '\n'), line...), '\n')[len(signingContext):]
+	return out, sum, nil
+}
+
+// signatureLine signs msg, which is a signing context followed by payload,
+// and returns the signature line (without its newline) and the payload's
+// sha256.
+func signatureLine(msg, payload []byte, key SigningKey) ([]byte, [sha256.Size]byte, error) {
 	sum := sha256.Sum256(payload)
 	pub := key.Public()
-	block, err := json.Marshal(SignatureBlock{
+	line, err := json.Marshal(SignatureBlock{
 		Algorithm:      "ed25519",
 		PublicKey:      FormatPublicKey(pub),
 		KeyFingerprint: Fingerprint(pub),
@@ -74,11 +86,7 @@ func sealMessage(msg []byte, key SigningKey) ([]byte, [sha256.Size]byte, error) 
 		PayloadLength:  int64(len(payload)),
 		Signature:      base64.StdEncoding.EncodeToString(ed25519.Sign(key.Private, msg)),
 	})
-	if err != nil {
-		return nil, sum, err
-	}
-	out := append(append(append(msg, '\n'), block...), '\n')[len(signingContext):]
-	return out, sum, nil
+	return line, sum, err
 }
 
 // Gzip compresses a file. Verification accepts both forms.
@@ -153,41 +161,11 @@ func OpenSigned(data []byte) (*Opened, error) {
 		return nil, errors.New("file has no signature line: expected the payload line, then the signature line")
 	}
 	o.Payload = data[:cut]
-	line := data[cut+1 : len(data)-1]
-	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&o.Block); err != nil {
-		return nil, fmt.Errorf("signature line: %w", err)
-	}
-	// The signature line is not itself signed, so it must be exactly as
-	// Seal writes it: no second spelling of the same content is accepted.
-	if canonical, _ := json.Marshal(o.Block); !bytes.Equal(canonical, line) {
-		return nil, errors.New("signature line: not in canonical form (altered?)")
-	}
-	b := o.Block
-	if b.Algorithm != "ed25519" {
-		return nil, fmt.Errorf("signature line: algorithm %q is not supported, want ed25519", b.Algorithm)
-	}
-	pub, err := ParsePublicKey(b.PublicKey)
+	block, pub, sig, sum, err := parseBlock(data[cut+1:len(data)-1], o.Payload)
 	if err != nil {
-		return nil, fmt.Errorf("signature line: publicKey: %w", err)
+		return nil, err
 	}
-	o.PublicKey = pub
-	if b.KeyFingerprint != Fingerprint(pub) {
-		return nil, errors.New("signature line: keyFingerprint does not match publicKey")
-	}
-	if b.PayloadLength != int64(len(o.Payload)) {
-		return nil, fmt.Errorf("signature line: payloadLength is %d, but the payload has %d bytes", b.PayloadLength, len(o.Payload))
-	}
-	sum := sha256.Sum256(o.Payload)
-	o.PayloadSHA256 = hex.EncodeToString(sum[:])
-	if b.PayloadSHA256 != o.PayloadSHA256 {
-		return nil, errors.New("signature line: payloadSha256 does not match the payload (altered?)")
-	}
-	sig, err := base64.StdEncoding.Strict().DecodeString(b.Signature)
-	if err != nil || len(sig) != ed25519.SignatureSize {
-		return nil, errors.New("signature line: signature is not the base64 of 64 bytes")
-	}
+	o.Block, o.PublicKey, o.PayloadSHA256 = block, pub, sum
 	var msg []byte
 	if prefixed != nil {
 		msg = prefixed[:len(signingContext)+len(o.Payload)]
@@ -199,4 +177,44 @@ func OpenSigned(data []byte) (*Opened, error) {
 		return nil, errors.New("signature does not match the payload: the file was altered or signed by another key")
 	}
 	return o, nil
+}
+
+// parseBlock reads a signature line and checks it against payload: its
+// form, the key and fingerprint, the payload's length and sha256. It
+// returns the signature, which the caller verifies over the message its
+// context makes of the payload.
+func parseBlock(line, payload []byte) (b SignatureBlock, pub ed25519.PublicKey, sig []byte, sum string, err error) {
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
+		return b, nil, nil, "", fmt.Errorf("signature line: %w", err)
+	}
+	// The signature line is not itself signed, so it must be exactly as
+	// Seal writes it: no second spelling of the same content is accepted.
+	if canonical, _ := json.Marshal(b); !bytes.Equal(canonical, line) {
+		return b, nil, nil, "", errors.New("signature line: not in canonical form (altered?)")
+	}
+	if b.Algorithm != "ed25519" {
+		return b, nil, nil, "", fmt.Errorf("signature line: algorithm %q is not supported, want ed25519", b.Algorithm)
+	}
+	pub, err = ParsePublicKey(b.PublicKey)
+	if err != nil {
+		return b, nil, nil, "", fmt.Errorf("signature line: publicKey: %w", err)
+	}
+	if b.KeyFingerprint != Fingerprint(pub) {
+		return b, nil, nil, "", errors.New("signature line: keyFingerprint does not match publicKey")
+	}
+	if b.PayloadLength != int64(len(payload)) {
+		return b, nil, nil, "", fmt.Errorf("signature line: payloadLength is %d, but the payload has %d bytes", b.PayloadLength, len(payload))
+	}
+	h := sha256.Sum256(payload)
+	sum = hex.EncodeToString(h[:])
+	if b.PayloadSHA256 != sum {
+		return b, nil, nil, "", errors.New("signature line: payloadSha256 does not match the payload (altered?)")
+	}
+	sig, err = base64.StdEncoding.Strict().DecodeString(b.Signature)
+	if err != nil || len(sig) != ed25519.SignatureSize {
+		return b, nil, nil, "", errors.New("signature line: signature is not the base64 of 64 bytes")
+	}
+	return b, pub, sig, sum, nil
 }

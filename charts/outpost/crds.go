@@ -1,6 +1,7 @@
 // Package chart gives the outpost binary the files of the Helm chart it needs
 // at run time: the CustomResourceDefinitions in crds/, as `make generate`
-// (controller-gen) writes them from controller/api/v1alpha1.
+// (controller-gen) writes them from controller/api/v1alpha1 (crds.go), and
+// the whole chart, which an air-gap bundle carries (files.go).
 //
 // Embedding the chart's own files, rather than a copy, means a manifests
 // directory on a single host is validated against exactly the schemas that

@@ -3,7 +3,7 @@ package main
 import "github.com/spf13/cobra"
 
 // newRootCommand builds the command tree. Each subcommand lives in a file of
-// its own and is added here once it works.
+// its own.
 func newRootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "outpost",
@@ -32,6 +32,7 @@ backs every instance up to S3-compatible storage, and meters usage.`,
 		newWALPushCommand(),
 		newWALFetchCommand(),
 		newBackupCommand(&sh),
+		newBundleCommand(),
 	)
 	return root
 }

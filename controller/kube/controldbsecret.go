@@ -28,12 +28,24 @@ const (
 // reads it ever after: the passwords never pass through a chart render
 // (where `helm template`, Argo CD and Flux would change them on every
 // render, away from the data directory's), and never appear in one.
+//
+// controldb serves TLS with a certificate from the site CA, kept in the
+// Secret name-tls (see ensureControlDBTLS), and the URL verifies it
+// (sslmode=verify-full) with the CA written to a file of this process.
 func ControlDBSecretURL(ctx context.Context, cfg *rest.Config, namespace, name string) (string, error) {
 	c, err := client.New(cfg, client.Options{})
 	if err != nil {
 		return "", fmt.Errorf("controldb Secret %s/%s: %w", namespace, name, err)
 	}
-	return ensureControlDBSecret(ctx, c, namespace, name)
+	raw, err := ensureControlDBSecret(ctx, c, namespace, name)
+	if err != nil {
+		return "", err
+	}
+	ca, err := ensureControlDBTLS(ctx, c, namespace, name)
+	if err != nil {
+		return "", err
+	}
+	return verifyingURL(raw, ca)
 }
 
 func ensureControlDBSecret(ctx context.Context, c client.Client, namespace, name string) (string, error) {
@@ -43,7 +55,7 @@ func ensureControlDBSecret(ctx context.Context, c client.Client, namespace, name
 	if apierrors.IsNotFound(err) {
 		app := postgres.GeneratePassword()
 		u := url.URL{Scheme: "postgres", User: url.UserPassword("outpost", app),
-			Host: name + "." + namespace + ".svc:5432", Path: "/outpost", RawQuery: "sslmode=disable"}
+			Host: name + "." + namespace + ".svc:5432", Path: "/outpost", RawQuery: "sslmode=verify-full"}
 		s = corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace,
 				Labels: map[string]string{"app.kubernetes.io/name": "outpost", "app.kubernetes.io/component": "controldb"}},

@@ -2,7 +2,7 @@ package kube
 
 import (
 	"context"
-	"strings"
+	"errors"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -58,7 +58,7 @@ func (r *ObjectStoreReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		_, err = backup.Open(checkCtx, cfg)
 		cancel()
 		switch {
-		case err != nil && strings.Contains(err.Error(), "does not exist"):
+		case errors.Is(err, backup.ErrBucketMissing):
 			reason = ReasonBucketMissing
 		case err != nil:
 			reason = ReasonStoreUnreachable

@@ -78,9 +78,10 @@ func RunController(ctx context.Context, cfg *rest.Config, opts ControllerOptions
 
 	var db *controldb.DB
 	if opts.ControlDBURL == "" && opts.ControlDBSecret != "" {
-		if opts.ControlDBURL, err = ControlDBSecretURL(ctx, cfg, opts.Namespace, opts.ControlDBSecret); err != nil {
+		if opts.ControlDBURL, err = ControlDBSecretURL(ctx, cfg, opts.controllerNamespace(), opts.ControlDBSecret); err != nil {
 			return fmt.Errorf("--controldb-secret: %w", err)
 		}
+		go keepControlDBCertFresh(ctx, cfg, opts.controllerNamespace(), opts.ControlDBSecret, log)
 	}
 	if opts.ControlDBURL != "" {
 		if db, err = controldb.OpenWhenReady(ctx, opts.ControlDBURL, log); err != nil {

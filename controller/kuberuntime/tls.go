@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/postgres"
@@ -32,12 +33,24 @@ func (r *Runtime) siteCA(ctx context.Context) (*postgres.CA, error) {
 	if r.ca != nil {
 		return r.ca, nil
 	}
-	key := types.NamespacedName{Namespace: r.namespace(), Name: CASecretName}
+	ca, err := SiteCA(ctx, r.Client, r.reader(), r.namespace())
+	if err != nil {
+		return nil, err
+	}
+	r.ca = ca
+	return ca, nil
+}
+
+// SiteCA reads the site CA from its Secret in namespace (the controller's),
+// creating it the first time. Instances and the chart's controldb get their
+// server certificates from it, so one CA file verifies them all.
+func SiteCA(ctx context.Context, c client.Client, reader client.Reader, namespace string) (*postgres.CA, error) {
+	key := types.NamespacedName{Namespace: namespace, Name: CASecretName}
 	secret := &corev1.Secret{}
-	err := r.reader().Get(ctx, key, secret)
+	err := reader.Get(ctx, key, secret)
 	if apierrors.IsNotFound(err) {
-		ca, err := postgres.NewCA("Outpost site CA "+key.Namespace, time.Now())
-		if err != nil {
+		var ca *postgres.CA
+		if ca, err = postgres.NewCA("Outpost site CA "+key.Namespace, time.Now()); err != nil {
 			return nil, err
 		}
 		secret = &corev1.Secret{
@@ -45,10 +58,10 @@ func (r *Runtime) siteCA(ctx context.Context) (*postgres.CA, error) {
 			Type:       corev1.SecretTypeOpaque,
 			Data:       map[string][]byte{KeyCA: ca.CertPEM, KeyCAKey: ca.KeyPEM()},
 		}
-		err = r.Client.Create(ctx, secret)
+		err = c.Create(ctx, secret)
 		if apierrors.IsAlreadyExists(err) {
 			// Another controller made it first: use theirs.
-			err = r.reader().Get(ctx, key, secret)
+			err = reader.Get(ctx, key, secret)
 		}
 	}
 	if err != nil {
@@ -58,7 +71,6 @@ func (r *Runtime) siteCA(ctx context.Context) (*postgres.CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("site CA Secret %s: %w", key, err)
 	}
-	r.ca = ca
 	return ca, nil
 }
 
@@ -73,12 +85,18 @@ func (r *Runtime) namespace() string {
 // serverCertRequest names everything clients reach an instance by: its
 // Service's DNS names, and localhost inside the pod.
 func serverCertRequest(inst *outpostv1.PostgresInstance) postgres.CertRequest {
-	svc := ServiceName(inst)
+	return ServiceCertRequest(ServiceName(inst), inst.Namespace)
+}
+
+// ServiceCertRequest is a server certificate for a PostgreSQL behind the
+// Service svc in namespace: every DNS name the Service is reached by, and
+// localhost inside the pod.
+func ServiceCertRequest(svc, namespace string) postgres.CertRequest {
+	host := svc + "." + namespace + ".svc"
 	return postgres.CertRequest{
-		CommonName: serviceHost(inst),
-		DNSNames: []string{svc, svc + "." + inst.Namespace, serviceHost(inst),
-			serviceHost(inst) + ".cluster.local", "localhost"},
-		IPs: []net.IP{net.IPv4(127, 0, 0, 1).To4()},
+		CommonName: host,
+		DNSNames:   []string{svc, svc + "." + namespace, host, host + ".cluster.local", "localhost"},
+		IPs:        []net.IP{net.IPv4(127, 0, 0, 1).To4()},
 	}
 }
 

@@ -32,7 +32,7 @@ RUN apt-get update -qq && \
     # creates the one it runs on the volume instead.
     rm -rf /var/lib/postgresql/15 /etc/postgresql/15 && \
     mkdir -p /var/lib/postgresql/data /var/run/postgresql /etc/outpost && \
-    chown -R 999:999 /var/lib/postgresql /var/run/postgresql
+    chown -R 999:999 /var/lib/postgresql /var/run/postgresql /etc/outpost
 COPY --from=build /out/outpost /usr/local/bin/outpost
 USER 999:999
 EXPOSE 5432 8008

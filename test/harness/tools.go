@@ -10,7 +10,8 @@ import (
 )
 
 // ToolsBin is where scripts/install-deps.sh puts the tools it builds: MinIO,
-// etcd, kube-apiserver, controller-gen and helm.
+// etcd, the Kubernetes components (kube-apiserver, kubelet, ... as symlinks to
+// one multi-call binary), CoreDNS, controller-gen and helm.
 func ToolsBin() string {
 	if dir := os.Getenv("OUTPOST_TOOLS_DIR"); dir != "" {
 		return filepath.Join(dir, "bin")
@@ -40,6 +41,18 @@ func ToolPath(name string) (string, error) {
 		return "", fmt.Errorf("%s not found at %s: run `make deps` (scripts/install-deps.sh) to build it", name, path)
 	}
 	return path, nil
+}
+
+// ImageBaseLayer returns the images' base layer that scripts/install-deps.sh
+// builds (step image-base), failing the test when it is missing. It is
+// where image.DefaultBaseLayer looks.
+func ImageBaseLayer(tb testing.TB) string {
+	tb.Helper()
+	p := filepath.Join(filepath.Dir(ToolsBin()), "images", "base.tar")
+	if _, err := os.Stat(p); err != nil {
+		tb.Fatalf("images' base layer %s not found: run `make deps` (scripts/install-deps.sh, step image-base): %v", p, err)
+	}
+	return p
 }
 
 // SystemBinary returns the path of a binary on PATH, failing the test when

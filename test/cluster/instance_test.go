@@ -45,6 +45,11 @@ func TestAppliedInstanceServesPgvectorThroughItsService(t *testing.T) {
 	if endpoint != "vec.apps.svc:5432" {
 		t.Errorf("status.endpoint = %q, want vec.apps.svc:5432", endpoint)
 	}
+	// The chart passed the instance image and its pull policy on to the
+	// controller (--instance-image, --instance-image-pull-policy).
+	if img := jsonpath(t, appsNamespace, "pod/vec-0", "{.spec.containers[0].image} {.spec.containers[0].imagePullPolicy}"); img != instanceImage+" Never" {
+		t.Errorf("the instance pod runs %q, want %s with pull policy Never", img, instanceImage)
+	}
 	table := kubectl(t, "", "get", "pgi", "-n", appsNamespace)
 	if !strings.Contains(table, "Running") || !strings.Contains(table, endpoint) {
 		t.Errorf("kubectl get pgi does not show Running and the endpoint:\n%s", table)

@@ -5,9 +5,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -47,7 +49,14 @@ func (m *MinIO) URL() string {
 // loopback port, creates a bucket, and stops the server when the test ends.
 func StartMinIO(tb testing.TB) *MinIO {
 	tb.Helper()
-	return startMinIO(tb, false)
+	return startMinIO(tb, false, "127.0.0.1")
+}
+
+// StartMinIOOn is StartMinIO listening on host instead of loopback: the
+// host's end of the test cluster's veth, where pods reach it.
+func StartMinIOOn(tb testing.TB, host string) *MinIO {
+	tb.Helper()
+	return startMinIO(tb, false, host)
 }
 
 // StartMinIOTLS is StartMinIO serving https with a self-signed certificate
@@ -55,15 +64,15 @@ func StartMinIO(tb testing.TB) *MinIO {
 // --certs-dir). The certificate is in CAPEM and CAFile; Client trusts it.
 func StartMinIOTLS(tb testing.TB) *MinIO {
 	tb.Helper()
-	return startMinIO(tb, true)
+	return startMinIO(tb, true, "127.0.0.1")
 }
 
-func startMinIO(tb testing.TB, secure bool) *MinIO {
+func startMinIO(tb testing.TB, secure bool, host string) *MinIO {
 	tb.Helper()
 	bin := Tool(tb, "minio")
 	dir := TempDir(tb)
 	m := &MinIO{
-		Endpoint:  fmt.Sprintf("127.0.0.1:%d", FreePort(tb)),
+		Endpoint:  net.JoinHostPort(host, strconv.Itoa(freePortOn(tb, host))),
 		AccessKey: "outpost-test",
 		SecretKey: postgres.GeneratePassword(),
 		Bucket:    "outpost-test",

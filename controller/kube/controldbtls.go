@@ -11,12 +11,14 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/outpostdata/outpost/controller/kuberuntime"
+	"github.com/outpostdata/outpost/postgres"
 )
 
 // ControlDBTLSSecretName is the Secret holding the chart's controldb's
@@ -37,8 +39,27 @@ func ensureControlDBTLS(ctx context.Context, c client.Client, namespace, name st
 	if err != nil {
 		return nil, fmt.Errorf("controldb TLS: %w", err)
 	}
+	secretName := ControlDBTLSSecretName(name)
+	// The chart's controller replicas start together and race to make (or
+	// renew) the Secret: the loser of the race reads the winner's and
+	// checks it again, instead of failing its start.
+	for attempt := 1; ; attempt++ {
+		err = writeControlDBTLS(ctx, c, ca, namespace, name)
+		if attempt < 3 && (apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err)) {
+			continue
+		}
+		break
+	}
+	if err != nil {
+		return nil, fmt.Errorf("controldb TLS Secret %s/%s: %w", namespace, secretName, err)
+	}
+	return ca.CertPEM, nil
+}
+
+// writeControlDBTLS creates or updates the Secret once.
+func writeControlDBTLS(ctx context.Context, c client.Client, ca *postgres.CA, namespace, name string) error {
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: ControlDBTLSSecretName(name), Namespace: namespace}}
-	_, err = controllerutil.CreateOrUpdate(ctx, c, secret, func() error {
+	_, err := controllerutil.CreateOrUpdate(ctx, c, secret, func() error {
 		secret.Type = corev1.SecretTypeOpaque
 		secret.Labels = map[string]string{"app.kubernetes.io/name": "outpost", "app.kubernetes.io/component": "controldb"}
 		if secret.Data == nil {
@@ -57,10 +78,7 @@ func ensureControlDBTLS(ctx context.Context, c client.Client, namespace, name st
 		secret.Data[kuberuntime.KeyTLSCert], secret.Data[kuberuntime.KeyTLSKey] = cert, key
 		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("controldb TLS Secret %s/%s: %w", namespace, secret.Name, err)
-	}
-	return ca.CertPEM, nil
+	return err
 }
 
 // keepControlDBCertFresh renews controldb's certificate while the

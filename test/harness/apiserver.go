@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -28,13 +29,12 @@ type APIServer struct {
 // CRDs, and stops both when the test ends.
 func StartAPIServer(tb testing.TB) *APIServer {
 	tb.Helper()
-	Tool(tb, "kube-apiserver")
-	Tool(tb, "etcd")
-	env := &envtest.Environment{
-		BinaryAssetsDirectory: ToolsBin(),
-		CRDDirectoryPaths:     []string{filepath.Join(RepoRoot(), "charts", "outpost", "crds")},
-		ErrorIfCRDPathMissing: true,
+	env, err := APIServerEnvironment()
+	if err != nil {
+		tb.Fatal(err)
 	}
+	env.CRDDirectoryPaths = []string{filepath.Join(RepoRoot(), "charts", "outpost", "crds")}
+	env.ErrorIfCRDPathMissing = true
 	cfg, err := env.Start()
 	if err != nil {
 		tb.Fatalf("start kube-apiserver and etcd: %v", err)
@@ -44,30 +44,58 @@ func StartAPIServer(tb testing.TB) *APIServer {
 			tb.Errorf("stop kube-apiserver and etcd: %v", err)
 		}
 	})
-
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+	c, err := NewClient(cfg)
+	if err != nil {
 		tb.Fatal(err)
 	}
-	if err := outpostv1.AddToScheme(scheme); err != nil {
+	path := filepath.Join(TempDir(tb), "kubeconfig")
+	if err := WriteKubeconfig(env, envtest.User{Name: "outpost-test-admin", Groups: []string{"system:masters"}}, path); err != nil {
 		tb.Fatal(err)
+	}
+	return &APIServer{Config: cfg, Client: c, Kubeconfig: path}
+}
+
+// APIServerEnvironment is the envtest environment StartAPIServer starts,
+// not started yet: etcd and kube-apiserver from ToolsBin, or an error
+// naming the missing one. The cluster harness adds its flags to it.
+func APIServerEnvironment() (*envtest.Environment, error) {
+	for _, name := range []string{"kube-apiserver", "etcd"} {
+		if _, err := ToolPath(name); err != nil {
+			return nil, err
+		}
+	}
+	return &envtest.Environment{BinaryAssetsDirectory: ToolsBin()}, nil
+}
+
+// NewClient returns a client that knows the built-in kinds and Outpost's.
+func NewClient(cfg *rest.Config) (client.Client, error) {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	if err := outpostv1.AddToScheme(scheme); err != nil {
+		return nil, err
 	}
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
-		tb.Fatalf("client: %v", err)
+		return nil, fmt.Errorf("client: %w", err)
 	}
+	return c, nil
+}
 
-	user, err := env.AddUser(envtest.User{Name: "outpost-test-admin", Groups: []string{"system:masters"}}, nil)
+// WriteKubeconfig gives user a client certificate of a started
+// environment and writes a kubeconfig for it to path (context "envtest").
+func WriteKubeconfig(env *envtest.Environment, user envtest.User, path string) error {
+	u, err := env.AddUser(user, nil)
 	if err != nil {
-		tb.Fatalf("add admin user: %v", err)
+		return fmt.Errorf("add user %s: %w", user.Name, err)
 	}
-	kubeconfig, err := user.KubeConfig()
+	kubeconfig, err := u.KubeConfig()
 	if err != nil {
-		tb.Fatalf("kubeconfig: %v", err)
+		return fmt.Errorf("kubeconfig of %s: %w", user.Name, err)
 	}
-	path := filepath.Join(TempDir(tb), "kubeconfig")
 	if err := os.WriteFile(path, kubeconfig, 0o600); err != nil {
-		tb.Fatalf("kubeconfig: %v", err)
+		return fmt.Errorf("kubeconfig of %s: %w", user.Name, err)
 	}
-	return &APIServer{Config: cfg, Client: c, Kubeconfig: path}
+	return nil
 }

@@ -18,7 +18,7 @@ type Containerd struct {
 	// Socket is the gRPC socket, for `ctr -a` and `outpost bundle import
 	// --containerd-address`.
 	Socket string
-	proc   *process
+	proc   *Process
 }
 
 // StartContainerd starts containerd and waits until it answers. It is
@@ -52,8 +52,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 		if _, err := c.run("version"); err == nil {
 			return c
 		}
-		if c.proc.exited() || time.Now().After(deadline) {
-			tb.Fatalf("containerd did not answer on %s:\n%s", c.Socket, c.proc.logTail())
+		if c.proc.Exited() || time.Now().After(deadline) {
+			tb.Fatalf("containerd did not answer on %s:\n%s", c.Socket, c.proc.LogTail())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

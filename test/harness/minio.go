@@ -5,9 +5,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -31,7 +33,7 @@ type MinIO struct {
 	CAFile string
 
 	bin, dir, console string
-	proc              *process
+	proc              *Process
 }
 
 // URL is the endpoint as an http or https URL, as an ObjectStore spec names
@@ -47,7 +49,14 @@ func (m *MinIO) URL() string {
 // loopback port, creates a bucket, and stops the server when the test ends.
 func StartMinIO(tb testing.TB) *MinIO {
 	tb.Helper()
-	return startMinIO(tb, false)
+	return startMinIO(tb, false, "127.0.0.1")
+}
+
+// StartMinIOOn is StartMinIO listening on host instead of loopback: the
+// host's end of the test cluster's veth, where pods reach it.
+func StartMinIOOn(tb testing.TB, host string) *MinIO {
+	tb.Helper()
+	return startMinIO(tb, false, host)
 }
 
 // StartMinIOTLS is StartMinIO serving https with a self-signed certificate
@@ -55,15 +64,15 @@ func StartMinIO(tb testing.TB) *MinIO {
 // --certs-dir). The certificate is in CAPEM and CAFile; Client trusts it.
 func StartMinIOTLS(tb testing.TB) *MinIO {
 	tb.Helper()
-	return startMinIO(tb, true)
+	return startMinIO(tb, true, "127.0.0.1")
 }
 
-func startMinIO(tb testing.TB, secure bool) *MinIO {
+func startMinIO(tb testing.TB, secure bool, host string) *MinIO {
 	tb.Helper()
 	bin := Tool(tb, "minio")
 	dir := TempDir(tb)
 	m := &MinIO{
-		Endpoint:  fmt.Sprintf("127.0.0.1:%d", FreePort(tb)),
+		Endpoint:  net.JoinHostPort(host, strconv.Itoa(freePortOn(tb, host))),
 		AccessKey: "outpost-test",
 		SecretKey: postgres.GeneratePassword(),
 		Bucket:    "outpost-test",
@@ -108,12 +117,12 @@ func startMinIO(tb testing.TB, secure bool) *MinIO {
 		if err == nil {
 			return m
 		}
-		if proc.exited() {
-			tb.Fatalf("minio exited during start; last log lines:\n%s", proc.logTail())
+		if proc.Exited() {
+			tb.Fatalf("minio exited during start; last log lines:\n%s", proc.LogTail())
 		}
 		select {
 		case <-ctx.Done():
-			tb.Fatalf("minio at %s not ready: %v; last log lines:\n%s", m.Endpoint, err, proc.logTail())
+			tb.Fatalf("minio at %s not ready: %v; last log lines:\n%s", m.Endpoint, err, proc.LogTail())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -139,7 +148,7 @@ func (m *MinIO) launch(tb testing.TB) {
 
 // Stop stops the server, for tests of an object store outage; its data
 // stays for Start.
-func (m *MinIO) Stop() { m.proc.stop() }
+func (m *MinIO) Stop() { m.proc.Stop() }
 
 // Start starts a stopped server again on the same address and data, and
 // waits until it answers.
@@ -153,12 +162,12 @@ func (m *MinIO) Start(tb testing.TB) {
 		if err == nil {
 			return
 		}
-		if m.proc.exited() {
-			tb.Fatalf("minio exited during restart; last log lines:\n%s", m.proc.logTail())
+		if m.proc.Exited() {
+			tb.Fatalf("minio exited during restart; last log lines:\n%s", m.proc.LogTail())
 		}
 		select {
 		case <-ctx.Done():
-			tb.Fatalf("minio at %s not ready after restart: %v; last log lines:\n%s", m.Endpoint, err, m.proc.logTail())
+			tb.Fatalf("minio at %s not ready after restart: %v; last log lines:\n%s", m.Endpoint, err, m.proc.LogTail())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -166,7 +175,7 @@ func (m *MinIO) Start(tb testing.TB) {
 
 // Pause freezes the server (SIGSTOP): connections are accepted by the
 // kernel but never answered, like a store behind a stalled network.
-func (m *MinIO) Pause() { m.proc.cmd.Process.Signal(syscall.SIGSTOP) }
+func (m *MinIO) Pause() { m.proc.Cmd.Process.Signal(syscall.SIGSTOP) }
 
 // Resume lets a paused server go on (SIGCONT).
-func (m *MinIO) Resume() { m.proc.cmd.Process.Signal(syscall.SIGCONT) }
+func (m *MinIO) Resume() { m.proc.Cmd.Process.Signal(syscall.SIGCONT) }

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,39 +11,49 @@ import (
 	"time"
 )
 
-// process is a server a test started; it is stopped by PID when the test
-// ends: SIGTERM, then SIGKILL if it has not exited in 10 seconds.
-type process struct {
-	name    string
-	cmd     *exec.Cmd
-	logPath string
+// Process is a server a test started; it is stopped by PID: SIGTERM, then
+// SIGKILL if it has not exited in 10 seconds.
+type Process struct {
+	Name    string
+	Cmd     *exec.Cmd
+	LogPath string
 	done    chan struct{}
 }
 
-// startProcess starts cmd with its output in dir/<name>.log and registers its
-// stop with the test.
-func startProcess(tb testing.TB, name, dir string, cmd *exec.Cmd) *process {
-	tb.Helper()
+// StartProcess starts cmd with its output in dir/<name>.log. It is for
+// code without a test at hand (a TestMain); the caller stops it.
+func StartProcess(name, dir string, cmd *exec.Cmd) (*Process, error) {
 	logPath := filepath.Join(dir, name+".log")
 	logf, err := os.Create(logPath)
 	if err != nil {
-		tb.Fatalf("%s log: %v", name, err)
+		return nil, fmt.Errorf("%s log: %w", name, err)
 	}
 	defer logf.Close()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
-		tb.Fatalf("start %s: %v", name, err)
+		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &process{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	p := &Process{Name: name, Cmd: cmd, LogPath: logPath, done: make(chan struct{})}
 	go func() {
 		cmd.Wait()
 		close(p.done)
 	}()
-	tb.Cleanup(p.stop)
+	return p, nil
+}
+
+// startProcess is StartProcess with its stop registered with the test.
+func startProcess(tb testing.TB, name, dir string, cmd *exec.Cmd) *Process {
+	tb.Helper()
+	p, err := StartProcess(name, dir, cmd)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(p.Stop)
 	return p
 }
 
-func (p *process) exited() bool {
+// Exited reports whether the process has exited.
+func (p *Process) Exited() bool {
 	select {
 	case <-p.done:
 		return true
@@ -51,23 +62,24 @@ func (p *process) exited() bool {
 	}
 }
 
-func (p *process) stop() {
-	if p.exited() {
+// Stop stops the process and waits until it has exited.
+func (p *Process) Stop() {
+	if p.Exited() {
 		return
 	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
+	p.Cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
 	case <-time.After(10 * time.Second):
-		p.cmd.Process.Kill()
+		p.Cmd.Process.Kill()
 		<-p.done
 	}
 }
 
-// logTail returns the last lines of the process's output, for failure
+// LogTail returns the last lines of the process's output, for failure
 // messages.
-func (p *process) logTail() string {
-	b, _ := os.ReadFile(p.logPath)
+func (p *Process) LogTail() string {
+	b, _ := os.ReadFile(p.LogPath)
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
 	if len(lines) > 20 {
 		lines = lines[len(lines)-20:]

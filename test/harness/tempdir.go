@@ -25,7 +25,12 @@ func TempDir(tb testing.TB) string {
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func FreePort(tb testing.TB) int {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	return freePortOn(tb, "127.0.0.1")
+}
+
+func freePortOn(tb testing.TB, host string) int {
+	tb.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		tb.Fatalf("free port: %v", err)
 	}

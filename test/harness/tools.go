@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,11 +27,20 @@ func ToolsBin() string {
 // when it is missing.
 func Tool(tb testing.TB, name string) string {
 	tb.Helper()
-	path := filepath.Join(ToolsBin(), name)
-	if _, err := os.Stat(path); err != nil {
-		tb.Fatalf("%s not found at %s: run `make deps` (scripts/install-deps.sh) to build it", name, path)
+	path, err := ToolPath(name)
+	if err != nil {
+		tb.Fatal(err)
 	}
 	return path
+}
+
+// ToolPath is Tool for code without a test at hand (a TestMain).
+func ToolPath(name string) (string, error) {
+	path := filepath.Join(ToolsBin(), name)
+	if _, err := os.Stat(path); err != nil {
+		return "", fmt.Errorf("%s not found at %s: run `make deps` (scripts/install-deps.sh) to build it", name, path)
+	}
+	return path, nil
 }
 
 // ImageBaseLayer returns the images' base layer that scripts/install-deps.sh

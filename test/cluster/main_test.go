@@ -1,0 +1,76 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/outpostdata/outpost/bundle/image"
+	"github.com/outpostdata/outpost/test/harness"
+	"github.com/outpostdata/outpost/test/harness/cluster"
+)
+
+// The run's cluster and the images built for it.
+var (
+	cl              *cluster.Cluster
+	controllerImage = image.ControllerRepository + ":" + imageTag
+	instanceImage   = image.InstanceRepository + ":" + imageTag
+)
+
+// imageTag is the tag of the images of this run; nextTag names the same
+// controller image again, as a new release would (upgrade_test.go).
+const (
+	imageTag = "test"
+	nextTag  = "next"
+)
+
+// TestMain builds outpost and the two images once, starts one cluster
+// with them for every test, and stops it at the end. Any failure here
+// fails the whole package: a missing binary is never a skip.
+func TestMain(m *testing.M) { os.Exit(runTests(m)) }
+
+func runTests(m *testing.M) int {
+	ctx := context.Background()
+	// envtest logs through controller-runtime; nothing here reads it.
+	ctrllog.SetLogger(logr.Discard())
+	bin, removeBin, err := harness.BuildOutpost()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer removeBin()
+	dir, err := os.MkdirTemp("", "outpost-images-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	built := time.Now()
+	// One archive holding both images stores the shared base layer once,
+	// so the node imports it once.
+	archive := filepath.Join(dir, "images.tar")
+	if err := image.BuildArchive(ctx, image.Spec{Outpost: bin, Tag: imageTag, Dir: dir}, archive); err != nil {
+		fmt.Fprintf(os.Stderr, "build the images: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "images built in %s\n", time.Since(built).Round(time.Millisecond))
+	if cl, err = cluster.Start(ctx, cluster.Options{Images: []string{archive}}); err != nil {
+		fmt.Fprintf(os.Stderr, "start the test cluster: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "cluster started in %s (images imported in %s, node Ready at %s)\n",
+		cl.Started.Round(time.Millisecond), cl.Imported.Round(time.Millisecond), cl.NodeReady.Round(time.Millisecond))
+	code := m.Run()
+	if err := cl.Stop(); err != nil {
+		fmt.Fprintf(os.Stderr, "stop the test cluster: %v\n", err)
+		code = 1
+	}
+	fmt.Fprintf(os.Stderr, "cluster stopped in %s\n", cluster.Stopped.Round(time.Millisecond))
+	return code
+}

@@ -73,14 +73,17 @@ apt_update_once() {
 	apt_updated=1
 }
 
-pg_packages="postgresql-$PG_MAJOR postgresql-client-$PG_MAJOR postgresql-server-dev-$PG_MAJOR"
-
-have_postgres() {
+# debs_installed PACKAGE...: whether every Debian package named is installed.
+debs_installed() {
 	local p
-	for p in $pg_packages; do
+	for p in "$@"; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || return 1
 	done
 }
+
+pg_packages="postgresql-$PG_MAJOR postgresql-client-$PG_MAJOR postgresql-server-dev-$PG_MAJOR"
+
+have_postgres() { debs_installed $pg_packages; }
 install_postgres() {
 	apt_update_once
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $pg_packages make gcc dpkg-dev
@@ -223,12 +226,7 @@ install_coredns() {
 # runc and the CNI plugins; nftables and iptables for kube-proxy and the CNI
 # bridge; debootstrap for the images' Debian base layer.
 node_packages="containerd runc containernetworking-plugins nftables iptables debootstrap"
-have_node_packages() {
-	local p
-	for p in $node_packages; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || return 1
-	done
-}
+have_node_packages() { debs_installed $node_packages; }
 install_node_packages() {
 	apt_update_once
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $node_packages
@@ -256,7 +254,7 @@ install_chromium() {
 
 # pgBackRest is the peer the backup benchmark measures us against, side by
 # side; Debian's package (2.45 on bookworm) is the version operators get.
-have_pgbackrest() { dpkg-query -W -f='${Status}' pgbackrest 2>/dev/null | grep -q 'install ok installed'; }
+have_pgbackrest() { debs_installed pgbackrest; }
 install_pgbackrest() {
 	apt_update_once
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends pgbackrest

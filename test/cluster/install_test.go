@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -49,7 +48,8 @@ func helmInstallArgs(name, namespace, controllerTag string, extra ...string) []s
 	return append(args, extra...)
 }
 
-func chartPath() string { return filepath.Join(harness.RepoRoot(), "charts", "outpost") }
+// chartPath is the chart from the run's bundle (bundle_test.go).
+func chartPath() string { return chartDir }
 
 // installOutpost installs the package's release once, for every test that
 // needs a controller.

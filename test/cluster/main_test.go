@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -16,7 +15,7 @@ import (
 	"github.com/outpostdata/outpost/test/harness/cluster"
 )
 
-// The run's cluster and the images built for it.
+// The run's cluster and the images its bundle carried.
 var (
 	cl              *cluster.Cluster
 	controllerImage = image.ControllerRepository + ":" + imageTag
@@ -30,8 +29,9 @@ const (
 	nextTag  = "next"
 )
 
-// TestMain builds outpost and the two images once, starts one cluster
-// with them for every test, and stops it at the end. Any failure here
+// TestMain builds outpost once, starts one cluster for every test, loads
+// the images into it from an air-gap bundle of that binary, and stops the
+// cluster at the end. Any failure here
 // fails the whole package: a missing binary is never a skip.
 func TestMain(m *testing.M) { os.Exit(runTests(m)) }
 
@@ -45,27 +45,25 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	defer removeBin()
-	dir, err := os.MkdirTemp("", "outpost-images-")
+	dir, err := os.MkdirTemp("", "outpost-bundle-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	built := time.Now()
-	// One archive holding both images stores the shared base layer once,
-	// so the node imports it once.
-	archive := filepath.Join(dir, "images.tar")
-	if err := image.BuildArchive(ctx, image.Spec{Outpost: bin, Tag: imageTag, Dir: dir}, archive); err != nil {
-		fmt.Fprintf(os.Stderr, "build the images: %v\n", err)
-		return 1
-	}
-	fmt.Fprintf(os.Stderr, "images built in %s\n", time.Since(built).Round(time.Millisecond))
-	if cl, err = cluster.Start(ctx, cluster.Options{Images: []string{archive}}); err != nil {
+	if cl, err = cluster.Start(ctx, cluster.Options{}); err != nil {
 		fmt.Fprintf(os.Stderr, "start the test cluster: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(os.Stderr, "cluster started in %s (images imported in %s, node Ready at %s)\n",
-		cl.Started.Round(time.Millisecond), cl.Imported.Round(time.Millisecond), cl.NodeReady.Round(time.Millisecond))
+	fmt.Fprintf(os.Stderr, "cluster started in %s (node Ready at %s)\n",
+		cl.Started.Round(time.Millisecond), cl.NodeReady.Round(time.Millisecond))
+	// Everything the tests install comes from an air-gap bundle, the way a
+	// site without network access installs Outpost.
+	if err := installFromBundle(bin, dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		cl.Stop()
+		return 1
+	}
 	code := m.Run()
 	if err := cl.Stop(); err != nil {
 		fmt.Fprintf(os.Stderr, "stop the test cluster: %v\n", err)

@@ -158,6 +158,10 @@ func (cl *Cluster) startComponents() error {
 // ImportImage loads a docker-archive or OCI tarball into the node.
 func (cl *Cluster) ImportImage(path string) error { return cl.containerd.importImage(path) }
 
+// ContainerdAddress is the node's containerd socket, for `ctr -a` and
+// `outpost bundle import --containerd-address`.
+func (cl *Cluster) ContainerdAddress() string { return cl.containerd.Socket }
+
 // TagImage names an imported image src also dst.
 func (cl *Cluster) TagImage(src, dst string) error { return cl.containerd.tag(src, dst) }
 

@@ -42,7 +42,11 @@ vet:
 	go vet ./...
 
 ## bench: run the benchmarks in test/bench; each reports its ratio to the reference.
-## The backup comparison with pgBackRest builds 1-2 GB databases, so it runs once.
+## The backup comparison with pgBackRest builds 1-2 GB databases, and the ingest
+## comparisons with psql's binary COPY alternate their own rounds (1.5M x 128 with
+## HNSW takes minutes a round), so they run once.
 bench: deps
-	go test -run '^$$' -bench . -skip '^BenchmarkBackupVsPgBackRest$$' -benchtime 5x -timeout 30m ./test/bench/
+	go test -run '^$$' -bench . -skip '^Benchmark(BackupVsPgBackRest|IngestVsBinaryCopy|IngestWithHNSW)$$' -benchtime 5x -timeout 30m ./test/bench/
 	go test -run '^$$' -bench '^BenchmarkBackupVsPgBackRest$$' -benchtime 1x -timeout 30m ./test/bench/
+	go test -run '^$$' -bench '^BenchmarkIngestVsBinaryCopy$$' -benchtime 1x -timeout 30m ./test/bench/
+	go test -run '^$$' -bench '^BenchmarkIngestWithHNSW$$' -benchtime 1x -timeout 60m ./test/bench/

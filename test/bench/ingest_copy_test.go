@@ -145,7 +145,9 @@ func rawTableSQL(name string, dims int) string {
 //   - upsert: every key again with a newer event time and new vectors,
 //     into the loaded store (which keeps the replaced versions as
 //     history), against \copy into a temporary table and INSERT ... ON
-//     CONFLICT DO UPDATE, which keeps none.
+//     CONFLICT DO UPDATE, which keeps none: the store also writes each
+//     replaced version to its past table, about twice the reference's
+//     writing.
 //
 // There is no vector index on either side: BenchmarkIngestWithHNSW
 // measures that.
@@ -219,7 +221,9 @@ COMMIT;
 // (read from the store), 2 parallel maintenance workers and a
 // maintenance_work_mem of 2 GB, at least what the store picks. 1.5M x 128
 // (OUTPOST_BENCH_INGEST_INDEX_ROWS to change), alternating A B then B A
-// (OUTPOST_BENCH_INGEST_INDEX_ROUNDS, default 2). shared_buffers is 1 GB,
+// (OUTPOST_BENCH_INGEST_INDEX_ROUNDS, default 2); on 2 cores shared with
+// other work one 1.5M build took over 8 minutes, so a quick run sets
+// OUTPOST_BENCH_INGEST_INDEX_ROWS=250000. shared_buffers is 1 GB,
 // so the store's cap on maintenance_work_mem (twice that) lets the graph
 // fit.
 func BenchmarkIngestWithHNSW(b *testing.B) {

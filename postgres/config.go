@@ -239,6 +239,20 @@ func MemorySettings(memoryBytes int64) map[string]string {
 	}
 }
 
+// CPUSettings derives settings from the server's CPU limit in millicores:
+// max_parallel_maintenance_workers is the whole cores, so an index build
+// (pgvector's HNSW and IVFFlat on 0.8.2 and later, B-trees) uses the cores
+// the instance was given rather than PostgreSQL's fixed 2. It stays within
+// the default max_worker_processes (8), which only a restart could raise.
+// A limit below one core, or unknown, yields no settings. The serial build
+// guard (pgvector.go) overrides it on a pgvector older than 0.8.2.
+func CPUSettings(milliCPU int64) map[string]string {
+	if milliCPU < 1000 {
+		return map[string]string{}
+	}
+	return map[string]string{"max_parallel_maintenance_workers": strconv.FormatInt(min(milliCPU/1000, 8), 10)}
+}
+
 // formatMemory writes bytes in PostgreSQL's memory units, rounded down.
 func formatMemory(bytes int64) string {
 	if bytes >= 1<<20 {

@@ -135,6 +135,20 @@ func TestMemorySettingsAreAcceptedAsParameters(t *testing.T) {
 	}
 }
 
+func TestCPUSettingsGiveIndexBuildsTheInstancesCores(t *testing.T) {
+	for milli, want := range map[int64]string{1000: "1", 2000: "2", 2500: "2", 16000: "8"} {
+		if got := postgres.CPUSettings(milli)["max_parallel_maintenance_workers"]; got != want {
+			t.Errorf("CPUSettings(%dm) workers = %q, want %q", milli, got, want)
+		}
+	}
+	if got := postgres.CPUSettings(500); len(got) != 0 {
+		t.Errorf("CPUSettings(500m) = %v, want none (PostgreSQL's default)", got)
+	}
+	if err := postgres.CheckParameters(postgres.CPUSettings(4000)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // The API types reject at admission what this package rejects at reconcile;
 // the lists must not drift apart. Each group is one CEL rule.
 func TestRefusedParametersMatchTheCRDRules(t *testing.T) {

@@ -142,29 +142,38 @@ func (s *Store) ensureIndex(ctx context.Context, res *EnsureResult, progress fun
 	return nil
 }
 
-// buildIndex builds the index on its own connection. HNSW is built without
-// parallel workers unless pgvector is 0.8.2 or later (CVE-2026-3172).
+// buildIndex builds the index on its own connection, with the settings
+// planBuild picks for the table's size (serial HNSW before pgvector 0.8.2,
+// CVE-2026-3172).
 func (s *Store) buildIndex(ctx context.Context, name string, concurrently bool, progress func(IndexProgress)) error {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Release()
-	version, err := PgvectorVersion(ctx, conn)
+	// reltuples is -1 until the table is first analyzed or vacuumed.
+	var rows int64
+	if err := conn.QueryRow(ctx, fmt.Sprintf(`SELECT CASE WHEN reltuples >= 0 THEN reltuples::bigint ELSE (SELECT count(*) FROM %s) END
+FROM pg_class WHERE oid = to_regclass($1)`, s.table), s.table).Scan(&rows); err != nil {
+		return fmt.Errorf("size of feature store %q: %w", s.spec.Name, err)
+	}
+	plan, err := s.planBuild(ctx, conn, rows)
 	if err != nil {
 		return err
 	}
-	serial := s.spec.Index.Type == HNSW && !ParallelHNSWBuildSafe(version)
-	if serial {
-		// CREATE INDEX CONCURRENTLY cannot run in a transaction, so the
-		// setting is the session's, and reset after the statement.
-		if _, err := conn.Exec(ctx, "SET max_parallel_maintenance_workers = 0"); err != nil {
-			return err
+	// CREATE INDEX CONCURRENTLY cannot run in a transaction, so the
+	// settings are the session's, and reset after the statement.
+	for _, set := range plan.settings(false) {
+		if _, err := conn.Exec(ctx, set); err != nil {
+			return fmt.Errorf("build index %s of feature store %q: %w", name, s.spec.Name, err)
 		}
-		defer conn.Exec(context.WithoutCancel(ctx), "RESET max_parallel_maintenance_workers")
 	}
+	defer func() {
+		conn.Exec(context.WithoutCancel(ctx), "RESET max_parallel_maintenance_workers")
+		conn.Exec(context.WithoutCancel(ctx), "RESET maintenance_work_mem")
+	}()
 	var pid uint32 = conn.Conn().PgConn().PID()
-	stop := s.watchProgress(ctx, pid, name, concurrently, serial, progress)
+	stop := s.watchProgress(ctx, pid, name, concurrently, plan.serial, progress)
 	_, err = conn.Exec(ctx, s.createIndexSQL(name, concurrently))
 	stop()
 	if err != nil {
@@ -177,15 +186,15 @@ func (s *Store) buildIndex(ctx context.Context, name string, concurrently bool, 
 }
 
 // buildIndexInTx builds the index inside an ingest's transaction, after a
-// bulk load into an empty store.
-func (s *Store) buildIndexInTx(ctx context.Context, tx pgx.Tx) error {
-	version, err := PgvectorVersion(ctx, tx)
+// bulk load of rows rows into an empty store.
+func (s *Store) buildIndexInTx(ctx context.Context, tx pgx.Tx, rows int64) error {
+	plan, err := s.planBuild(ctx, tx, rows)
 	if err != nil {
 		return err
 	}
-	if s.spec.Index.Type == HNSW && !ParallelHNSWBuildSafe(version) {
-		if _, err := tx.Exec(ctx, "SET LOCAL max_parallel_maintenance_workers = 0"); err != nil {
-			return err
+	for _, set := range plan.settings(true) {
+		if _, err := tx.Exec(ctx, set); err != nil {
+			return fmt.Errorf("build index of feature store %q after loading: %w", s.spec.Name, err)
 		}
 	}
 	if _, err := tx.Exec(ctx, s.createIndexSQL(s.indexName(), false)); err != nil {

@@ -157,7 +157,7 @@ func (s *Store) Ingest(ctx context.Context, r Reader, opts IngestOptions) (Inges
 	}
 	if empty && s.spec.Index.Type != NoIndex {
 		report("indexing")
-		if err := s.buildIndexInTx(ctx, tx); err != nil {
+		if err := s.buildIndexInTx(ctx, tx, res.Inserted); err != nil {
 			return res, err
 		}
 		res.IndexBuiltAfterLoad = true

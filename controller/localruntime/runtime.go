@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -254,7 +255,7 @@ func (r *Runtime) load(ctx context.Context, inst *outpostv1.PostgresInstance) (*
 		// parameters follow once it runs, through ApplyParameters, which has
 		// PostgreSQL check each one and puts the previous file back if it
 		// refuses one; a typo then cannot keep the server from starting.
-		if err := srv.WriteConfig(postgres.MemorySettings(inst.Spec.Resources.Memory.Value())); err != nil {
+		if err := srv.WriteConfig(instanceSettings(inst)); err != nil {
 			return nil, err
 		}
 	} else if err := r.refreshStoppedConfig(srv, inst); err != nil {
@@ -495,11 +496,19 @@ func (r *Runtime) Shutdown() error {
 	return errors.Join(errs...)
 }
 
-// desiredParameters are the settings derived from the spec's memory, with
+// instanceSettings are the settings derived from the spec's memory and
+// CPU.
+func instanceSettings(inst *outpostv1.PostgresInstance) map[string]string {
+	params := postgres.MemorySettings(inst.Spec.Resources.Memory.Value())
+	maps.Copy(params, postgres.CPUSettings(inst.Spec.Resources.CPU.MilliValue()))
+	return params
+}
+
+// desiredParameters are the settings derived from the spec's memory and CPU, with
 // the user's parameters on top, and the preloaded libraries the spec's
 // extensions need.
 func desiredParameters(inst *outpostv1.PostgresInstance) map[string]string {
-	params := postgres.MemorySettings(inst.Spec.Resources.Memory.Value())
+	params := instanceSettings(inst)
 	for k, v := range inst.Spec.Parameters {
 		params[k] = v
 	}

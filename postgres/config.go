@@ -253,6 +253,15 @@ func CPUSettings(milliCPU int64) map[string]string {
 	return map[string]string{"max_parallel_maintenance_workers": strconv.FormatInt(min(milliCPU/1000, 8), 10)}
 }
 
+// ResourceSettings are the settings an instance's resources imply: its
+// memory (MemorySettings) and its CPU (CPUSettings). Both runtimes start
+// from them, with the user's parameters on top.
+func ResourceSettings(memoryBytes, milliCPU int64) map[string]string {
+	params := MemorySettings(memoryBytes)
+	maps.Copy(params, CPUSettings(milliCPU))
+	return params
+}
+
 // formatMemory writes bytes in PostgreSQL's memory units, rounded down.
 func formatMemory(bytes int64) string {
 	if bytes >= 1<<20 {

@@ -142,7 +142,7 @@ func appSecretData(inst *outpostv1.PostgresInstance, password string, caPEM []by
 // instanceConfig is what the instance manager applies, from the spec.
 func instanceConfig(inst *outpostv1.PostgresInstance) instancemanager.Config {
 	database, owner := bootstrapNames(inst)
-	params := postgres.MemorySettings(inst.Spec.Resources.Memory.Value())
+	params := postgres.ResourceSettings(inst.Spec.Resources.Memory.Value(), inst.Spec.Resources.CPU.MilliValue())
 	for k, v := range inst.Spec.Parameters {
 		params[k] = v
 	}

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -499,9 +498,7 @@ func (r *Runtime) Shutdown() error {
 // instanceSettings are the settings derived from the spec's memory and
 // CPU.
 func instanceSettings(inst *outpostv1.PostgresInstance) map[string]string {
-	params := postgres.MemorySettings(inst.Spec.Resources.Memory.Value())
-	maps.Copy(params, postgres.CPUSettings(inst.Spec.Resources.CPU.MilliValue()))
-	return params
+	return postgres.ResourceSettings(inst.Spec.Resources.Memory.Value(), inst.Spec.Resources.CPU.MilliValue())
 }
 
 // desiredParameters are the settings derived from the spec's memory and CPU, with

@@ -118,8 +118,11 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 		if err != nil {
 			return nil, fmt.Errorf("incremental backup of %s/%s: %w", opts.Namespace, opts.Instance, err)
 		}
+		if err := checkParentTimeline(ctx, conn, parent); err != nil {
+			return nil, fmt.Errorf("incremental backup of %s/%s: %w", opts.Namespace, opts.Instance, err)
+		}
 		m.Format, m.Type, m.Parent = incrementalFormat, TypeIncremental, parent.ID
-		inv.parent, inv.since = parentFiles(parent), parseLSN(parent.StartLSN)
+		inv.parent, inv.since, inv.parentStart, inv.dataDir = parentFiles(parent), parseLSN(parent.StartLSN), parent.StartTime, opts.DataDir
 	}
 	if err := conn.QueryRow(ctx, "SELECT pg_backup_start($1, true)::text, clock_timestamp()", "outpost").Scan(&m.StartLSN, &m.StartTime); err != nil {
 		return nil, fmt.Errorf("backup: pg_backup_start: %w", err)
@@ -405,6 +408,12 @@ func writeTar(ctx context.Context, dataDir string, w *chunkWriter, inv *inventor
 				return fs.SkipDir
 			}
 			return nil
+		}
+		if strings.HasPrefix(base, "pgsql_tmp") && d.IsDir() {
+			// A spilling sort's file sets live in subdirectories; taking
+			// their files without the directories made the backup
+			// impossible to restore.
+			return fs.SkipDir
 		}
 		if parent == "pg_wal/archive_status" || skipFiles[base] || strings.HasPrefix(base, "pgsql_tmp") {
 			return nil

@@ -109,9 +109,11 @@ func applyTar(s *chunkStream, dir string) error {
 			if h.Size%int64(len(page)) != 0 {
 				return fmt.Errorf("%s: changed pages entry of %d bytes, not a whole number of pages", h.Name, h.Size)
 			}
-			f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY, os.FileMode(h.Mode).Perm())
+			// The file must come from a link below: changed pages of a
+			// file no link holds mean the chain does not fit together.
+			f, err := os.OpenFile(p, os.O_WRONLY, 0)
 			if err != nil {
-				return err
+				return fmt.Errorf("%s: changed pages of a file the backups below do not hold: %w", h.Name, err)
 			}
 			for range h.Size / int64(len(page)) {
 				if _, err = io.ReadFull(tr, page); err != nil {

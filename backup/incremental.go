@@ -9,7 +9,14 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"golang.org/x/sys/unix"
 )
 
 // Block-level incremental backups. PostgreSQL 15 has none of its own, so an
@@ -22,6 +29,9 @@ import (
 // What is not judged by page LSN is taken whole:
 //   - files the parent did not list: new files, including ones copied with
 //     their old LSNs (CREATE DATABASE ... STRATEGY FILE_COPY);
+//   - every file of a database directory made since the parent began (a
+//     database dropped and made again under the same OID has files of the
+//     names the parent listed, copied with old LSNs);
 //   - every file that is not a relation's main fork: pg_control, pg_xact,
 //     configuration, the relation map, and the free space map (_fsm), whose
 //     pages are not WAL-logged, the visibility map (_vm), whose bits are
@@ -67,13 +77,72 @@ type inventory struct {
 	// and since its start LSN.
 	parent map[string]bool
 	since  uint64
+	// parentStart is when the parent began, and dataDir where the files
+	// are: a database directory made again since then is taken whole.
+	parentStart time.Time
+	dataDir     string
+	recreated   map[string]bool
 	// scan is the buffer the pages' LSNs are read through.
 	scan []byte
 }
 
 // byPage reports whether file rel, of size bytes, is taken by page.
 func (inv *inventory) byPage(rel string, size int64) bool {
-	return inv.parent != nil && inv.parent[rel] && size%pageSize == 0 && mainFork.MatchString(rel)
+	return inv.parent != nil && inv.parent[rel] && size%pageSize == 0 && mainFork.MatchString(rel) && !inv.databaseRecreated(rel)
+}
+
+// recreatedMargin allows for the server's clock (the parent's start time)
+// and this process's (the file times) to differ: erring early only takes
+// more files whole.
+const recreatedMargin = 10 * time.Minute
+
+// databaseRecreated reports whether the database directory holding rel was
+// made after the parent began. CREATE DATABASE ... STRATEGY FILE_COPY
+// copies the template's pages with their old LSNs, and a database dropped
+// and made again with the same OID has files of the same names as the
+// parent listed: taken by page, the restore would keep the dropped
+// database's pages. PG_VERSION is written once, when the directory is
+// made, so its change time says when that was.
+func (inv *inventory) databaseRecreated(rel string) bool {
+	dir, _, ok := strings.Cut(strings.TrimPrefix(rel, "base/"), "/")
+	if !ok || !strings.HasPrefix(rel, "base/") {
+		return false
+	}
+	if r, ok := inv.recreated[dir]; ok {
+		return r
+	}
+	r := true // unknown: take the files whole, which is always safe
+	var st unix.Stat_t
+	if err := unix.Stat(filepath.Join(inv.dataDir, "base", dir, "PG_VERSION"), &st); err == nil {
+		made := time.Unix(st.Ctim.Unix())
+		r = !made.Before(inv.parentStart.Add(-recreatedMargin))
+	}
+	if inv.recreated == nil {
+		inv.recreated = map[string]bool{}
+	}
+	inv.recreated[dir] = r
+	return r
+}
+
+// checkParentTimeline refuses a parent from another timeline, or from past
+// the server's current WAL position: after a point-in-time restore into the
+// same instance the cluster keeps its system identifier but branches, and
+// pages changed on the new branch before the parent's start LSN would look
+// unchanged.
+func checkParentTimeline(ctx context.Context, conn *pgx.Conn, parent *Manifest) error {
+	var walfile, current string
+	if err := conn.QueryRow(ctx, "SELECT pg_walfile_name(pg_current_wal_lsn()), pg_current_wal_lsn()::text").Scan(&walfile, &current); err != nil {
+		return fmt.Errorf("read the server's timeline: %w", err)
+	}
+	tli, err := strconv.ParseUint(walfile[:8], 16, 32)
+	if err != nil {
+		return fmt.Errorf("read the server's timeline from WAL file name %q: %w", walfile, err)
+	}
+	if uint32(tli) != parent.Timeline || parseLSN(parent.StopLSN) > parseLSN(current) {
+		return fmt.Errorf("parent backup %s is of timeline %d up to %s, the server is on timeline %d at %s (it was restored or promoted since): make a full backup first",
+			parent.ID, parent.Timeline, parent.StopLSN, tli, current)
+	}
+	return nil
 }
 
 // changedPages reads f (size bytes) and returns the blocks whose page LSN

@@ -91,10 +91,11 @@ func (inv *inventory) byPage(rel string, size int64) bool {
 	return inv.parent != nil && inv.parent[rel] && size%pageSize == 0 && mainFork.MatchString(rel) && !inv.databaseRecreated(rel)
 }
 
-// recreatedMargin allows for the server's clock (the parent's start time)
-// and this process's (the file times) to differ: erring early only takes
-// more files whole.
-const recreatedMargin = 10 * time.Minute
+// recreatedMargin allows for file times lagging the server's clock: both
+// are this machine's (a backup reads the data directory where the server
+// runs), but the kernel stamps files from a coarse clock. Erring early only
+// takes more files whole.
+const recreatedMargin = time.Second
 
 // databaseRecreated reports whether the database directory holding rel was
 // made after the parent began. CREATE DATABASE ... STRATEGY FILE_COPY

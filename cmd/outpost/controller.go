@@ -16,13 +16,13 @@ import (
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/client/config"
 
 	"github.com/outpostdata/outpost/controller/instancemanager"
-	"github.com/outpostdata/outpost/controller/kube"
+	"github.com/outpostdata/outpost/controller/kubesource"
 )
 
 func newControllerCommand(sh *singleHostFlags) *cobra.Command {
 	var (
 		source, kubeconfig, logLevel, pullPolicy string
-		opts                                     kube.ControllerOptions
+		opts                                     kubesource.ControllerOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "controller --source kubernetes --runtime kubernetes|local",
@@ -55,12 +55,12 @@ with 'outpost up'.`,
 			opts.ImagePullPolicy = corev1.PullPolicy(pullPolicy)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return kube.RunController(ctx, cfg, opts)
+			return kubesource.RunController(ctx, cfg, opts)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&source, "source", "kubernetes", "where desired state comes from: kubernetes")
-	f.StringVar(&opts.Runtime, "runtime", kube.RuntimeKubernetes, "where instances run: kubernetes or local")
+	f.StringVar(&opts.Runtime, "runtime", kubesource.RuntimeKubernetes, "where instances run: kubernetes or local")
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file; empty means $KUBECONFIG or the in-cluster service account")
 	f.StringSliceVar(&opts.Manager.Namespaces, "watch-namespace", nil, "namespaces to watch (repeatable); none means every namespace")
 	f.BoolVar(&opts.Manager.LeaderElection, "leader-elect", false, "act only while holding the leader Lease, so replicas never both act")
@@ -72,7 +72,7 @@ with 'outpost up'.`,
 	f.StringVar(&pullPolicy, "instance-image-pull-policy", "IfNotPresent", "pull policy of instance pods: Always, IfNotPresent or Never")
 	f.StringVar(&opts.ControlDBURL, "controldb-url", os.Getenv("OUTPOST_CONTROLDB_URL"), "PostgreSQL URL of controldb (default $OUTPOST_CONTROLDB_URL); empty with --runtime local starts one under --state-dir")
 	f.StringVar(&opts.ControlDBSecret, "controldb-secret", os.Getenv("OUTPOST_CONTROLDB_SECRET"), "without --controldb-url (default $OUTPOST_CONTROLDB_SECRET): the Secret and Service of the chart's controldb in --controller-namespace; the Secret is created with fresh passwords if missing")
-	f.StringVar(&opts.Namespace, "controller-namespace", kube.ControllerNamespace(), "the controller's namespace, where the usage signing key Secret is kept (default $POD_NAMESPACE or the pod's own)")
+	f.StringVar(&opts.Namespace, "controller-namespace", kubesource.ControllerNamespace(), "the controller's namespace, where the usage signing key Secret is kept (default $POD_NAMESPACE or the pod's own)")
 	f.IntVar(&opts.FirstPort, "first-port", 5432, "lowest TCP port given to a local instance")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd

@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/outpostdata/outpost/controller/kube"
+	"github.com/outpostdata/outpost/controller/kubesource"
 	"github.com/outpostdata/outpost/controller/singlehost"
 	"github.com/outpostdata/outpost/usageexport"
 )
@@ -29,13 +29,13 @@ func (u *usageSource) register(cmd *cobra.Command) {
 	f := cmd.PersistentFlags()
 	f.StringVar(&u.source, "source", "dir", "whose usage: dir (the single host of --state-dir) or kubernetes (the controller of --kubeconfig)")
 	f.StringVar(&u.kubeconfig, "kubeconfig", "", "with --source kubernetes: kubeconfig file; empty means $KUBECONFIG or the in-cluster service account")
-	f.StringVar(&u.namespace, "controller-namespace", kube.ControllerNamespace(), "with --source kubernetes: the controller's namespace, which holds the signing key Secret")
+	f.StringVar(&u.namespace, "controller-namespace", kubesource.ControllerNamespace(), "with --source kubernetes: the controller's namespace, which holds the signing key Secret")
 	f.StringVar(&u.controldb, "controldb-url", os.Getenv("OUTPOST_CONTROLDB_URL"), "with --source kubernetes: PostgreSQL URL of the controller's controldb (default $OUTPOST_CONTROLDB_URL)")
 	f.StringVar(&u.controldbSecret, "controldb-secret", os.Getenv("OUTPOST_CONTROLDB_SECRET"), "with --source kubernetes and no --controldb-url: the Secret holding the chart's controldb URL, in --controller-namespace (default $OUTPOST_CONTROLDB_SECRET)")
 }
 
 // kube returns the Kubernetes access, or nil for the single host.
-func (u *usageSource) kube() (*kube.UsageAccess, error) {
+func (u *usageSource) kube() (*kubesource.UsageAccess, error) {
 	switch u.source {
 	case "dir", "":
 		return nil, nil
@@ -44,7 +44,7 @@ func (u *usageSource) kube() (*kube.UsageAccess, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &kube.UsageAccess{Config: cfg, Namespace: u.namespace, ControlDBURL: u.controldb, ControlDBSecret: u.controldbSecret}, nil
+		return &kubesource.UsageAccess{Config: cfg, Namespace: u.namespace, ControlDBURL: u.controldb, ControlDBSecret: u.controldbSecret}, nil
 	default:
 		return nil, fmt.Errorf("--source %q: use dir or kubernetes", u.source)
 	}

@@ -23,8 +23,8 @@ import (
 	"github.com/outpostdata/outpost/controller"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/controller/instancemanager"
-	"github.com/outpostdata/outpost/controller/kube"
 	"github.com/outpostdata/outpost/controller/kuberuntime"
+	"github.com/outpostdata/outpost/controller/kubesource"
 	"github.com/outpostdata/outpost/test/harness"
 )
 
@@ -49,7 +49,7 @@ func (s *syncBuffer) String() string {
 // this process against the apiserver, until the test ends.
 func startController(t *testing.T, api *harness.APIServer, logs *syncBuffer) {
 	t.Helper()
-	mgr, err := kube.NewManager(kube.Options{
+	mgr, err := kubesource.NewManager(kubesource.Options{
 		Config:     api.Config,
 		Log:        slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		MinRequeue: 10 * time.Second,
@@ -163,8 +163,8 @@ func TestKubernetesRuntimeCreatesUpdatesAndFinalizesTheInstanceObjects(t *testin
 	if inst.Status.Endpoint != "db.default.svc:5432" || inst.Status.CredentialsSecret == nil || inst.Status.CredentialsSecret.Name != "db-app" {
 		t.Errorf("endpoint %q, credentials %+v", inst.Status.Endpoint, inst.Status.CredentialsSecret)
 	}
-	if !slicesContains(inst.Finalizers, kube.Finalizer) {
-		t.Errorf("finalizers = %v, want %s", inst.Finalizers, kube.Finalizer)
+	if !slicesContains(inst.Finalizers, kubesource.Finalizer) {
+		t.Errorf("finalizers = %v, want %s", inst.Finalizers, kubesource.Finalizer)
 	}
 
 	// Exactly these objects, each owned by the instance as controller.

@@ -22,8 +22,8 @@ import (
 	"github.com/outpostdata/outpost/controller"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/controller/controldb"
-	"github.com/outpostdata/outpost/controller/kube"
 	"github.com/outpostdata/outpost/controller/kuberuntime"
+	"github.com/outpostdata/outpost/controller/kubesource"
 	"github.com/outpostdata/outpost/test/harness"
 	"github.com/outpostdata/outpost/usageexport"
 )
@@ -84,9 +84,9 @@ func TestChartRBACIsExactlyEnough(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(db.Close)
-	mgr, err := kube.NewManager(kube.Options{
+	mgr, err := kubesource.NewManager(kubesource.Options{
 		Config: cfg, Log: harness.Logger(t), MinRequeue: 10 * time.Second, Namespaces: []string{"default"},
-		Usage:          &kube.UsageOptions{DB: db.Pool, Namespace: releaseNamespace, Version: "test"},
+		Usage:          &kubesource.UsageOptions{DB: db.Pool, Namespace: releaseNamespace, Version: "test"},
 		LeaderElection: true, LeaderElectionNamespace: releaseNamespace,
 		NewRuntime: func(c client.Client, s *runtime.Scheme) (controller.InstanceRuntime, error) {
 			return &kuberuntime.Runtime{Client: c, Scheme: s, Log: slog.New(slog.DiscardHandler), Pods: kuberuntime.PodOptions{Image: "outpost/instance:test"}}, nil
@@ -144,7 +144,7 @@ func TestChartRBACIsExactlyEnough(t *testing.T) {
 		t.Fatal(err)
 	}
 	wait("signing key Secret and DataController status written as the ServiceAccount", func() bool {
-		key, err := kube.LoadSigningKey(context.Background(), c, releaseNamespace)
+		key, err := kubesource.LoadSigningKey(context.Background(), c, releaseNamespace)
 		if err != nil || c.Get(context.Background(), client.ObjectKeyFromObject(site), site) != nil {
 			return false
 		}

@@ -12,7 +12,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/outpostdata/outpost/controller/kube"
+	"github.com/outpostdata/outpost/controller/kubesource"
 	"github.com/outpostdata/outpost/test/harness"
 )
 
@@ -86,11 +86,11 @@ func TestChartSecretsRBACIsNamespacedByDefault(t *testing.T) {
 
 	// controldb's Secret: created by the controller as the ServiceAccount,
 	// then read back unchanged.
-	url, err := kube.ControlDBSecretURL(ctx, asServiceAccount(api), releaseNamespace, "outpost-controldb")
+	url, err := kubesource.ControlDBSecretURL(ctx, asServiceAccount(api), releaseNamespace, "outpost-controldb")
 	if err != nil {
 		t.Fatalf("the controller creating controldb's Secret: %v", err)
 	}
-	again, err := kube.ControlDBSecretURL(ctx, asServiceAccount(api), releaseNamespace, "outpost-controldb")
+	again, err := kubesource.ControlDBSecretURL(ctx, asServiceAccount(api), releaseNamespace, "outpost-controldb")
 	if err != nil || again != url || !strings.HasPrefix(url, "postgres://outpost:") || !strings.Contains(url, "@outpost-controldb."+releaseNamespace+".svc:5432/outpost") {
 		t.Errorf("controldb URL %q, then %q (%v): want one stable URL of the in-chart controldb", url, again, err)
 	}

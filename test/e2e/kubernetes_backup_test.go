@@ -30,8 +30,8 @@ import (
 	"github.com/outpostdata/outpost/controller"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/controller/instancemanager"
-	"github.com/outpostdata/outpost/controller/kube"
 	"github.com/outpostdata/outpost/controller/kuberuntime"
+	"github.com/outpostdata/outpost/controller/kubesource"
 	"github.com/outpostdata/outpost/postgres"
 	"github.com/outpostdata/outpost/test/harness"
 )
@@ -68,7 +68,7 @@ func TestKubernetesBackupRunsInTheInstanceManager(t *testing.T) {
 
 	var mu sync.Mutex
 	managerURL := ""
-	mgr, err := kube.NewManager(kube.Options{
+	mgr, err := kubesource.NewManager(kubesource.Options{
 		Config: api.Config, Log: harness.Logger(t), MinRequeue: 10 * time.Second,
 		NewRuntime: func(cl client.Client, s *runtime.Scheme) (controller.InstanceRuntime, error) {
 			return &kuberuntime.Runtime{Client: cl, Reader: c, Scheme: s, Log: slog.New(slog.DiscardHandler), Pods: kuberuntime.PodOptions{Image: "outpost/instance:test"}}, nil
@@ -94,7 +94,7 @@ func TestKubernetesBackupRunsInTheInstanceManager(t *testing.T) {
 	if cond := readyOf(good); cond.Status != metav1.ConditionTrue {
 		t.Fatalf("ObjectStore minio (createBucket): %+v", cond)
 	}
-	if cond := readyOf(missing); cond.Status != metav1.ConditionFalse || cond.Reason != kube.ReasonBucketMissing || !strings.Contains(cond.Message, `bucket "missing-bucket" does not exist`) {
+	if cond := readyOf(missing); cond.Status != metav1.ConditionFalse || cond.Reason != kubesource.ReasonBucketMissing || !strings.Contains(cond.Message, `bucket "missing-bucket" does not exist`) {
 		t.Fatalf("ObjectStore nobucket: %+v", cond)
 	}
 

@@ -18,8 +18,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/outpostdata/outpost/controller/instancemanager"
-	"github.com/outpostdata/outpost/controller/kube"
 	"github.com/outpostdata/outpost/controller/kuberuntime"
+	"github.com/outpostdata/outpost/controller/kubesource"
 	"github.com/outpostdata/outpost/postgres"
 	"github.com/outpostdata/outpost/test/harness"
 )
@@ -37,7 +37,7 @@ func TestChartControlDBServesTLSThatTheControllerVerifies(t *testing.T) {
 	if err := api.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		t.Fatal(err)
 	}
-	raw, err := kube.ControlDBSecretURL(ctx, api.Config, ns, name)
+	raw, err := kubesource.ControlDBSecretURL(ctx, api.Config, ns, name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func TestChartControlDBServesTLSThatTheControllerVerifies(t *testing.T) {
 		}
 		return s.Data
 	}
-	passwords, certs := secret(name), secret(kube.ControlDBTLSSecretName(name))
+	passwords, certs := secret(name), secret(kubesource.ControlDBTLSSecretName(name))
 	var ca corev1.Secret
 	if err := api.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: kuberuntime.CASecretName}, &ca); err != nil {
 		t.Fatal(err)
@@ -75,8 +75,8 @@ func TestChartControlDBServesTLSThatTheControllerVerifies(t *testing.T) {
 		if err := os.WriteFile(p.configFile, b, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		return []string{instancemanager.EnvSuperuserPassword + "=" + string(passwords[kube.ControlDBSuperuserPasswordKey]),
-			instancemanager.EnvAppPassword + "=" + string(passwords[kube.ControlDBPasswordKey])}
+		return []string{instancemanager.EnvSuperuserPassword + "=" + string(passwords[kubesource.ControlDBSuperuserPasswordKey]),
+			instancemanager.EnvAppPassword + "=" + string(passwords[kubesource.ControlDBPasswordKey])}
 	})
 	waitFor(t, 2*time.Minute, "controldb /readyz 200", func() bool { code, _ := p.get("/readyz"); return code == 200 })
 
@@ -130,10 +130,10 @@ func TestChartControlDBServesTLSThatTheControllerVerifies(t *testing.T) {
 
 	// A second start keeps a good certificate, and replaces one that names
 	// other hosts (as one would after the release was renamed).
-	if _, err := kube.ControlDBSecretURL(ctx, api.Config, ns, name); err != nil {
+	if _, err := kubesource.ControlDBSecretURL(ctx, api.Config, ns, name); err != nil {
 		t.Fatal(err)
 	}
-	if string(secret(kube.ControlDBTLSSecretName(name))[kuberuntime.KeyTLSCert]) != string(certs[kuberuntime.KeyTLSCert]) {
+	if string(secret(kubesource.ControlDBTLSSecretName(name))[kuberuntime.KeyTLSCert]) != string(certs[kuberuntime.KeyTLSCert]) {
 		t.Error("a second controller start replaced a certificate that was still good")
 	}
 	wrongName, _, err := other.Issue(postgres.CertRequest{CommonName: "elsewhere", DNSNames: []string{"elsewhere"}}, time.Now())
@@ -141,17 +141,17 @@ func TestChartControlDBServesTLSThatTheControllerVerifies(t *testing.T) {
 		t.Fatal(err)
 	}
 	var s corev1.Secret
-	if err := api.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: kube.ControlDBTLSSecretName(name)}, &s); err != nil {
+	if err := api.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: kubesource.ControlDBTLSSecretName(name)}, &s); err != nil {
 		t.Fatal(err)
 	}
 	s.Data[kuberuntime.KeyTLSCert] = wrongName
 	if err := api.Client.Update(ctx, &s); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kube.ControlDBSecretURL(ctx, api.Config, ns, name); err != nil {
+	if _, err := kubesource.ControlDBSecretURL(ctx, api.Config, ns, name); err != nil {
 		t.Fatal(err)
 	}
-	if got := secret(kube.ControlDBTLSSecretName(name))[kuberuntime.KeyTLSCert]; string(got) == string(wrongName) || string(got) == string(certs[kuberuntime.KeyTLSCert]) {
+	if got := secret(kubesource.ControlDBTLSSecretName(name))[kuberuntime.KeyTLSCert]; string(got) == string(wrongName) || string(got) == string(certs[kuberuntime.KeyTLSCert]) {
 		t.Error("a certificate for other hosts was not replaced by a new one")
 	}
 }

@@ -20,8 +20,8 @@ import (
 
 	"github.com/outpostdata/outpost/controller"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
-	"github.com/outpostdata/outpost/controller/kube"
 	"github.com/outpostdata/outpost/controller/kuberuntime"
+	"github.com/outpostdata/outpost/controller/kubesource"
 	"github.com/outpostdata/outpost/postgres"
 	"github.com/outpostdata/outpost/test/harness"
 )
@@ -51,7 +51,7 @@ func TestKubernetesInstanceServesTLSAndSplitsItsSecrets(t *testing.T) {
 		}
 	}
 	var rt *kuberuntime.Runtime
-	mgr, err := kube.NewManager(kube.Options{
+	mgr, err := kubesource.NewManager(kubesource.Options{
 		Config: api.Config, Log: harness.Logger(t), MinRequeue: 2 * time.Second,
 		NewRuntime: func(cl client.Client, s *runtime.Scheme) (controller.InstanceRuntime, error) {
 			rt = newRuntime(cl, s)

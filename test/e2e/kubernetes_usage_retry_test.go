@@ -22,8 +22,8 @@ import (
 	"github.com/outpostdata/outpost/controller"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/controller/controldb"
-	"github.com/outpostdata/outpost/controller/kube"
 	"github.com/outpostdata/outpost/controller/kuberuntime"
+	"github.com/outpostdata/outpost/controller/kubesource"
 	"github.com/outpostdata/outpost/test/harness"
 	"github.com/outpostdata/outpost/usageexport"
 	"github.com/outpostdata/outpost/usageexport/hub"
@@ -81,12 +81,12 @@ func TestUsageRetryBinaryDeliversBatchesTheHubRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	mgr, err := kube.NewManager(kube.Options{
+	mgr, err := kubesource.NewManager(kubesource.Options{
 		Config: api.Config, Log: harness.Logger(t), MinRequeue: 10 * time.Second,
 		NewRuntime: func(c client.Client, s *runtime.Scheme) (controller.InstanceRuntime, error) {
 			return &kuberuntime.Runtime{Client: c, Scheme: s, Log: slog.New(slog.DiscardHandler), Pods: kuberuntime.PodOptions{Image: "outpost/instance:test"}}, nil
 		},
-		Usage: &kube.UsageOptions{DB: db.Pool, Namespace: ns, Version: "test", Clock: fc},
+		Usage: &kubesource.UsageOptions{DB: db.Pool, Namespace: ns, Version: "test", Clock: fc},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -236,7 +236,7 @@ func TestUsageRetryBinaryDeliversBatchesTheHubRefused(t *testing.T) {
 // controller created it.
 func siteKey(t *testing.T, api *harness.APIServer, ns string) usageexport.SigningKey {
 	t.Helper()
-	k, err := kube.LoadSigningKey(context.Background(), api.Client, ns)
+	k, err := kubesource.LoadSigningKey(context.Background(), api.Client, ns)
 	if err != nil {
 		t.Fatal(err)
 	}

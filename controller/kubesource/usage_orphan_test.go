@@ -1,4 +1,4 @@
-package kube_test
+package kubesource_test
 
 import (
 	"context"
@@ -15,8 +15,8 @@ import (
 	"github.com/outpostdata/outpost/controller"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/controller/controldb"
-	"github.com/outpostdata/outpost/controller/kube"
 	"github.com/outpostdata/outpost/controller/kuberuntime"
+	"github.com/outpostdata/outpost/controller/kubesource"
 	"github.com/outpostdata/outpost/test/harness"
 	"github.com/outpostdata/outpost/usageexport"
 )
@@ -44,12 +44,12 @@ func TestPostgresInstanceWhoseFinalizerIsRemovedByHandWhileTheControllerIsDownIs
 
 	fc := harness.NewClock("2026-11-02T09:10:00Z")
 	start := func() (stop func()) {
-		mgr, err := kube.NewManager(kube.Options{
+		mgr, err := kubesource.NewManager(kubesource.Options{
 			Config: api.Config, Log: harness.Logger(t), MinRequeue: 10 * time.Second,
 			NewRuntime: func(c client.Client, s *runtime.Scheme) (controller.InstanceRuntime, error) {
 				return &kuberuntime.Runtime{Client: c, Scheme: s, Log: slog.New(slog.DiscardHandler), Pods: kuberuntime.PodOptions{Image: "outpost/instance:test"}}, nil
 			},
-			Usage: &kube.UsageOptions{DB: db.Pool, Namespace: controllerNamespace, Version: "test", Clock: fc},
+			Usage: &kubesource.UsageOptions{DB: db.Pool, Namespace: controllerNamespace, Version: "test", Clock: fc},
 		})
 		must(t, err)
 		mctx, cancel := context.WithCancel(ctx)
@@ -143,7 +143,7 @@ func TestPostgresInstanceWhoseFinalizerIsRemovedByHandWhileTheControllerIsDownIs
 	// vCore-hour), and is listed as deleted at 09:40; kept is billed
 	// through the hours the controller was down.
 	stop()
-	access := kube.UsageAccess{Config: api.Config, Namespace: controllerNamespace, ControlDBURL: pg.URL("postgres")}
+	access := kubesource.UsageAccess{Config: api.Config, Namespace: controllerNamespace, ControlDBURL: pg.URL("postgres")}
 	res, _, err := access.Export(ctx, "2026-11", "test", false)
 	must(t, err)
 	key, err := access.Key(ctx)

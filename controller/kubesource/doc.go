@@ -1,4 +1,4 @@
-// Package kube is the Kubernetes source of desired state: a controller-runtime
+// Package kubesource is the Kubernetes source of desired state: a controller-runtime
 // manager whose PostgresInstance reconciler reads specs from the Kubernetes
 // API and hands them to the same reconcile core (controller.InstanceReconciler)
 // that the single-host directory source uses, with whatever
@@ -10,4 +10,4 @@
 // through the Kubernetes event API, and leader election so that two replicas
 // never both act. It does not create workload objects itself; that is the
 // runtime's job.
-package kube
+package kubesource

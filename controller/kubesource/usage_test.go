@@ -1,4 +1,4 @@
-package kube_test
+package kubesource_test
 
 import (
 	"context"
@@ -22,8 +22,8 @@ import (
 	"github.com/outpostdata/outpost/controller"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/controller/controldb"
-	"github.com/outpostdata/outpost/controller/kube"
 	"github.com/outpostdata/outpost/controller/kuberuntime"
+	"github.com/outpostdata/outpost/controller/kubesource"
 	"github.com/outpostdata/outpost/test/harness"
 	"github.com/outpostdata/outpost/usageexport"
 	"github.com/outpostdata/outpost/usageexport/hub"
@@ -58,12 +58,12 @@ func TestDataControllerMetersPostgresInstancesOnKubernetes(t *testing.T) {
 	must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: controllerNamespace}}))
 
 	fc := harness.NewClock("2026-09-30T22:30:00Z")
-	mgr, err := kube.NewManager(kube.Options{
+	mgr, err := kubesource.NewManager(kubesource.Options{
 		Config: api.Config, Log: harness.Logger(t), MinRequeue: 10 * time.Second,
 		NewRuntime: func(c client.Client, s *runtime.Scheme) (controller.InstanceRuntime, error) {
 			return &kuberuntime.Runtime{Client: c, Scheme: s, Log: slog.New(slog.DiscardHandler), Pods: kuberuntime.PodOptions{Image: "outpost/instance:test"}}, nil
 		},
-		Usage: &kube.UsageOptions{DB: db.Pool, Namespace: controllerNamespace, Version: "test", Clock: fc},
+		Usage: &kubesource.UsageOptions{DB: db.Pool, Namespace: controllerNamespace, Version: "test", Clock: fc},
 	})
 	must(t, err)
 	mctx, cancel := context.WithCancel(ctx)
@@ -75,14 +75,14 @@ func TestDataControllerMetersPostgresInstancesOnKubernetes(t *testing.T) {
 	// DataController does.
 	var secret corev1.Secret
 	waitFor(t, "the signing key Secret", func() bool {
-		return c.Get(ctx, client.ObjectKey{Namespace: controllerNamespace, Name: kube.SigningKeySecretName}, &secret) == nil
+		return c.Get(ctx, client.ObjectKey{Namespace: controllerNamespace, Name: kubesource.SigningKeySecretName}, &secret) == nil
 	})
-	key, err := kube.LoadSigningKey(ctx, c, controllerNamespace)
+	key, err := kubesource.LoadSigningKey(ctx, c, controllerNamespace)
 	must(t, err)
-	if secret.Immutable == nil || !*secret.Immutable || secret.Labels[kube.ManagedByLabel] != kube.ManagedByValue {
+	if secret.Immutable == nil || !*secret.Immutable || secret.Labels[kubesource.ManagedByLabel] != kubesource.ManagedByValue {
 		t.Errorf("signing key Secret: immutable %v, labels %v", secret.Immutable, secret.Labels)
 	}
-	access := kube.UsageAccess{Config: api.Config, Namespace: controllerNamespace, ControlDBURL: pg.URL("postgres")}
+	access := kubesource.UsageAccess{Config: api.Config, Namespace: controllerNamespace, ControlDBURL: pg.URL("postgres")}
 	if k, err := access.Key(ctx); err != nil || !k.Public().Equal(key.Public()) {
 		t.Fatalf("UsageAccess.Key (outpost usage key --source kubernetes) = %v, %v; want the Secret's key", k.Public(), err)
 	}
@@ -147,7 +147,7 @@ func TestDataControllerMetersPostgresInstancesOnKubernetes(t *testing.T) {
 	waitFor(t, "the second DataController told it is not the site", func() bool {
 		must(t, c.Get(ctx, client.ObjectKeyFromObject(second), second))
 		r := meta.FindStatusCondition(second.Status.Conditions, outpostv1.ConditionReady)
-		return r != nil && r.Status == metav1.ConditionFalse && r.Reason == kube.ReasonNotTheSite && second.Status.SigningKeyFingerprint == ""
+		return r != nil && r.Status == metav1.ConditionFalse && r.Reason == kubesource.ReasonNotTheSite && second.Status.SigningKeyFingerprint == ""
 	})
 	must(t, c.Delete(ctx, second))
 

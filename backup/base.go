@@ -100,7 +100,7 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 
 	m := &Manifest{Format: manifestFormat, Type: TypeFull, Namespace: opts.Namespace, Instance: opts.Instance, Encrypted: opts.Keys.Encrypted()}
 	var versionNum string
-	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num'), (SELECT system_identifier::text FROM pg_control_system())").Scan(&versionNum, &m.SystemIdentifier); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num'), (SELECT system_identifier::text FROM pg_control_system()), current_setting('data_checksums')").Scan(&versionNum, &m.SystemIdentifier, &m.DataChecksums); err != nil {
 		return nil, fmt.Errorf("backup: read server identity: %w", err)
 	}
 	v, _ := strconv.Atoi(versionNum)
@@ -123,6 +123,11 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 		}
 		m.Format, m.Type, m.Parent = incrementalFormat, TypeIncremental, parent.ID
 		inv.parent, inv.since, inv.parentStart, inv.dataDir = parentFiles(parent), parseLSN(parent.StartLSN), parent.StartTime, opts.DataDir
+		if parent.DataChecksums != m.DataChecksums {
+			// Checksums were turned on or off since the parent (or it does
+			// not say): every page may differ at the same LSN.
+			inv.parent = map[string]bool{}
+		}
 	}
 	if err := conn.QueryRow(ctx, "SELECT pg_backup_start($1, true)::text, clock_timestamp()", "outpost").Scan(&m.StartLSN, &m.StartTime); err != nil {
 		return nil, fmt.Errorf("backup: pg_backup_start: %w", err)

@@ -211,7 +211,8 @@ func (inv *inventory) writePages(w *chunkWriter, header func(*tar.Header) error,
 
 // chooseParent finds the backup an incremental one goes on top of: id, or
 // the newest completed backup of cluster sysid. It must list its files
-// (made by a version with incremental backups).
+// (made by a version with incremental backups) and its own chain must be
+// whole.
 func chooseParent(ctx context.Context, s *Store, namespace, instance, sysid, id string) (*Manifest, error) {
 	all, err := List(ctx, s, namespace, instance)
 	if err != nil {
@@ -237,6 +238,10 @@ func chooseParent(ctx context.Context, s *Store, namespace, instance, sysid, id 
 		return nil, fmt.Errorf("parent backup %s is of PostgreSQL cluster %s, not of the running one (%s): %w", parent.ID, parent.SystemIdentifier, sysid, ErrWrongCluster)
 	case len(parent.Files) == 0:
 		return nil, fmt.Errorf("parent backup %s was made by an older version of Outpost and does not list its files, so no incremental backup can go on top of it: make a full backup first", parent.ID)
+	}
+	// An incremental on top of a broken chain could never be restored.
+	if _, err := chainOf(all, parent); err != nil {
+		return nil, fmt.Errorf("parent backup %s cannot be restored, so no incremental backup can go on top of it (make a full backup): %w", parent.ID, err)
 	}
 	return parent, nil
 }

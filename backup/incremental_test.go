@@ -233,6 +233,14 @@ func TestBrokenChainFailsLoudlyNamingTheBackup(t *testing.T) {
 	if err != nil || v.OK || !strings.Contains(strings.Join(v.Errors, "\n"), inc1.ID) {
 		t.Fatalf("verify %s with its parent missing: %+v %v, want an error naming %s", inc2.ID, v, err, inc1.ID)
 	}
+	// Nor does an incremental go on top of it: it could never be restored.
+	_, err = backup.Create(ctx, backup.CreateOptions{
+		Store: s.store, Namespace: "default", Instance: "src",
+		ConnString: s.pg.URL("postgres"), DataDir: s.pg.Server.DataDir, Type: backup.TypeIncremental,
+	})
+	if !errors.Is(err, backup.ErrBrokenChain) || !strings.Contains(err.Error(), inc1.ID) || !strings.Contains(err.Error(), inc2.ID) {
+		t.Fatalf("incremental on top of %s with its parent missing: %v, want ErrBrokenChain naming %s and %s", inc2.ID, err, inc2.ID, inc1.ID)
+	}
 
 	// Control: with the link back, the same restore succeeds and matches.
 	s.writeObject(t, mf, savedManifest)

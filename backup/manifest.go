@@ -43,7 +43,12 @@ type Manifest struct {
 	StartWAL         string `json:"startWAL"`
 	SystemIdentifier string `json:"systemIdentifier"`
 	PGVersion        int    `json:"pgVersion"`
-	Encrypted        bool   `json:"encrypted"`
+	// DataChecksums is the server's data_checksums setting, "on" or "off"
+	// (empty in manifests written before it was kept). pg_checksums
+	// rewrites every page without moving its LSN, so an incremental backup
+	// across a change takes every file whole.
+	DataChecksums string `json:"dataChecksums,omitempty"`
+	Encrypted     bool   `json:"encrypted"`
 	// SourceBytes is the size of the data directory read; StoredBytes what
 	// the objects take after compression and encryption.
 	SourceBytes int64 `json:"sourceBytes"`

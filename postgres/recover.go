@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Recover runs archive recovery on a data directory that holds a restored
@@ -93,9 +94,16 @@ func (s *Server) Recover(ctx context.Context, recovery map[string]string) (err e
 		if err == nil && done {
 			break
 		}
+		// A server that runs but cannot read its own catalogs (a
+		// checksum failure, a missing file) will not get better by
+		// waiting: say so now rather than when ctx ends.
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && (pgErr.Code == "XX001" || pgErr.Code == "XX002" || pgErr.Code == "58P01") {
+			return fmt.Errorf("recovery of %s failed: the recovered server cannot read its data: %w; last log lines:\n%s", s.DataDir, err, tail(s.logFile(), 15))
+		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("recovery of %s: %w; last log lines:\n%s", s.DataDir, ctx.Err(), tail(s.logFile(), 15))
+			return fmt.Errorf("recovery of %s: %w (last answer: %v); last log lines:\n%s", s.DataDir, ctx.Err(), err, tail(s.logFile(), 15))
 		case <-time.After(300 * time.Millisecond):
 		}
 	}

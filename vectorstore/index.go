@@ -139,6 +139,10 @@ func (s *Store) ensureIndex(ctx context.Context, res *EnsureResult, progress fun
 	if _, err := s.pool.Exec(ctx, fmt.Sprintf("ALTER INDEX %s RENAME TO %s", pgx.Identifier{"public", s.newIndexName()}.Sanitize(), ident(s.indexName()))); err != nil {
 		return fmt.Errorf("swap in rebuilt index of %q: %w", s.spec.Name, err)
 	}
+	// The measured defaults were of the old index.
+	if _, err := s.Calibrate(ctx); err != nil {
+		return err
+	}
 	return nil
 }
 

@@ -42,6 +42,9 @@ type IngestResult struct {
 	// IndexBuiltAfterLoad is true when the store was empty and its index
 	// was built once, after the rows were loaded.
 	IndexBuiltAfterLoad bool
+	// Tuning is set when the ingest measured the search defaults again
+	// (after building the index, or once the store doubled in rows).
+	Tuning *Tuning
 }
 
 const progressEvery = 10000
@@ -173,6 +176,19 @@ func (s *Store) Ingest(ctx context.Context, r Reader, opts IngestOptions) (Inges
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return res, fmt.Errorf("ingest into %q: commit: %w", s.spec.Name, err)
+	}
+	stale, err := s.noteGrowth(ctx, res.Inserted)
+	if err == nil && (stale || res.IndexBuiltAfterLoad && s.spec.Index.Type != NoIndex) {
+		report("calibrating")
+		var t Tuning
+		if t, err = s.Calibrate(ctx); err == nil && t.Queries > 0 {
+			res.Tuning = &t
+		}
+	}
+	if err != nil {
+		// The rows are in; only the measurement failed, and searches keep
+		// the defaults they had. Ingesting the same input again is safe.
+		return res, fmt.Errorf("ingest into %q: %d rows committed, but %w: %w", s.spec.Name, res.Rows, ErrCalibration, err)
 	}
 	report("done")
 	return res, nil

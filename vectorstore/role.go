@@ -52,6 +52,9 @@ func (s *Store) ensureReader(ctx context.Context) error {
 	if err := grantSpecs(ctx, tx, s.spec.ReaderRole); err != nil {
 		return err
 	}
+	if err := grantTuning(ctx, tx, s.spec.ReaderRole, false); err != nil {
+		return err
+	}
 	return tx.Commit(ctx)
 }
 

@@ -82,7 +82,10 @@ func (s *Store) ensureTables(ctx context.Context, res *EnsureResult, uid string)
 CREATE TABLE IF NOT EXISTS `+metaSchema+`.feature_stores (
 	name text PRIMARY KEY,
 	spec jsonb NOT NULL,
-	updated_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+	updated_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE IF NOT EXISTS `+metaSchema+`.search_tuning (
+	name text PRIMARY KEY,
+	tuning jsonb NOT NULL)`); err != nil {
 		return fmt.Errorf("feature store metadata: %w", err)
 	}
 	// Before anything is created, altered or given away: the tables must
@@ -127,6 +130,9 @@ CREATE TABLE IF NOT EXISTS `+metaSchema+`.feature_stores (
 		return fmt.Errorf("owner of the database of %q: %w", s.spec.Name, err)
 	}
 	if err := grantSpecs(ctx, tx, owner); err != nil {
+		return err
+	}
+	if err := grantTuning(ctx, tx, owner, true); err != nil {
 		return err
 	}
 	raw, err := json.Marshal(s.spec)

@@ -91,15 +91,18 @@ type SearchOptions struct {
 	K int
 	// Filters are ANDed.
 	Filters []Filter
-	// EfSearch sets hnsw.ef_search for this query (1–1000); 0 picks it by
-	// the store's size (see defaultEfSearchSQL), and at least 2×K.
+	// EfSearch sets hnsw.ef_search for this query (1–1000); 0 takes what
+	// Calibrate measured on the store's data (see calibrate.go), or before
+	// any measurement picks it by the store's size (see
+	// defaultEfSearchSQL), and at least 2×K.
 	EfSearch int
 	// MaxScanTuples sets hnsw.max_scan_tuples, how far an iterative scan
 	// goes looking for rows that pass the filters; 0 keeps 20,000.
 	MaxScanTuples int
-	// Probes sets ivfflat.probes; 0 means the square root of the lists,
-	// pgvector's recommended start (the server's default, 1, misses many
-	// neighbours that sit near a list's edge).
+	// Probes sets ivfflat.probes; 0 takes what Calibrate measured, or
+	// before any measurement the square root of the lists, pgvector's
+	// recommended start (the server's default, 1, misses many neighbours
+	// that sit near a list's edge).
 	Probes int
 	// AsOf answers from history: each entity as it was at that time.
 	// Search as of a time is exact (history has no vector index).
@@ -145,10 +148,7 @@ func (s *Store) Search(ctx context.Context, vector []float32, opts SearchOptions
 	if err := s.checkFilters(opts.Filters); err != nil {
 		return SearchResult{}, err
 	}
-	var q any = pgvector.NewVector(vector)
-	if s.spec.VectorType == HalfVec {
-		q = pgvector.NewHalfVector(vector)
-	}
+	q := s.queryValue(vector)
 	if !opts.AsOf.IsZero() {
 		if err := s.checkAsOf(opts.AsOf); err != nil {
 			return SearchResult{}, err
@@ -163,6 +163,14 @@ func (s *Store) Search(ctx context.Context, vector []float32, opts SearchOptions
 		}
 		exact = few
 	}
+	// Filtered searches keep their own defaults: the iterative scan goes
+	// on past ef_search until it has k rows that pass.
+	if !exact && len(opts.Filters) == 0 {
+		var err error
+		if exact, err = s.applyTuning(ctx, &opts); err != nil {
+			return SearchResult{}, err
+		}
+	}
 	res, err := s.search(ctx, q, opts, exact)
 	if err != nil || !res.Path.indexPath() || len(opts.Filters) == 0 || len(res.Results) == opts.K {
 		return res, err
@@ -172,6 +180,39 @@ func (s *Store) Search(ctx context.Context, vector []float32, opts SearchOptions
 	res, err = s.search(ctx, q, opts, true)
 	res.Path = PathExactFallback
 	return res, err
+}
+
+// queryValue is vector as the parameter type of the store's embeddings.
+func (s *Store) queryValue(vector []float32) any {
+	if s.spec.VectorType == HalfVec {
+		return pgvector.NewHalfVector(vector)
+	}
+	return pgvector.NewVector(vector)
+}
+
+// applyTuning fills in the index setting the caller left at its default
+// from what Calibrate measured, and reports whether the search must rank
+// exactly because no setting of the index reached the target on this
+// data. Without a measurement the size-based defaults apply.
+func (s *Store) applyTuning(ctx context.Context, opts *SearchOptions) (exact bool, err error) {
+	switch {
+	case s.spec.Index.Type == HNSW && opts.EfSearch == 0, s.spec.Index.Type == IVFFlat && opts.Probes == 0:
+	default:
+		return false, nil
+	}
+	t, ok, err := s.Tuning(ctx)
+	if err != nil || !ok {
+		return false, err
+	}
+	if t.Exact() {
+		return true, nil
+	}
+	if s.spec.Index.Type == HNSW {
+		opts.EfSearch = t.defaultKnob(opts.K, 1000)
+	} else {
+		opts.Probes = t.defaultKnob(opts.K, s.spec.Index.Lists)
+	}
+	return false, nil
 }
 
 func (s *Store) checkFilters(filters []Filter) error {
@@ -333,15 +374,10 @@ SELECT key, (%s)::float8, event_time, updated_at%s FROM asof %s ORDER BY 2 LIMIT
 const setSettingsSQL = "SELECT set_config(n, v, true) FROM unnest($1::text[], $2::text[]) AS s(n, v)"
 
 // defaultEfSearchSQL, appended to setSettingsSQL, sets hnsw.ef_search by
-// the size of table $3 for k $4: a graph search must look at more
-// candidates to find the same share of the true neighbours among more
-// rows. On 20k uniformly random 48-dimensional vectors 120 finds 0.975 of
-// the true 10 nearest (40 finds 0.79). On 500k uniformly random
-// 128-dimensional ones, where an HNSW graph of m 16 and ef_construction 64
-// finds 0.13-0.17 at 40 and 0.66 at 1000, 240 finds 0.4 at an eighth of
-// an exact scan's latency (test/bench measures both). The size is
-// pg_class.reltuples, which ingest's ANALYZE and index builds keep
-// current, read in the same statement so it costs no round trip.
+// the size of table $3 for k $4, for a store Calibrate has not measured
+// yet: a graph search must look at more candidates to find the same share
+// of the true neighbours among more rows. The size is pg_class.reltuples,
+// read in the same statement so it costs no round trip.
 const defaultEfSearchSQL = `
 UNION ALL SELECT set_config('hnsw.ef_search', least(1000, greatest(2 * $4::int,
 	CASE WHEN reltuples < 100000 THEN 120 WHEN reltuples < 1000000 THEN 240 ELSE 400 END))::text, true)

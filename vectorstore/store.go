@@ -47,14 +47,17 @@ type Store struct {
 	table, past, history string
 	// tableName is the unquoted latest-values table name.
 	tableName string
+	// tuningCache holds the search defaults Calibrate measured.
+	tuningCache tuningCache
 }
 
 // ErrNotFound is returned by Open for a store that Ensure never created.
 var ErrNotFound = errors.New("feature store not found")
 
 // metaSchema holds the specs of the stores in a database, so that ingest
-// and search need only a store's name. The database owner and readers
-// may read the specs (feature_stores), and nothing else in it.
+// and search need only a store's name, and the search defaults Calibrate
+// measured (search_tuning). The database owner and readers may read both,
+// the owner may record search defaults, and nothing else in it.
 const metaSchema = "outpost"
 
 func newStore(pool *pgxpool.Pool, spec Spec) *Store {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -83,12 +84,17 @@ file with the row and field named. The format follows the extension: .csv
 			if tty {
 				fmt.Fprintln(errOut)
 			}
-			if err != nil {
+			if err != nil && !errors.Is(err, vectorstore.ErrCalibration) {
 				return fmt.Errorf("nothing was ingested: %w", err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "ingested %d rows into %s in %s: %d new, %d updated, %d older than the store (history only); %d versions added to history\n",
 				res.Rows, s.Table(), time.Since(start).Round(time.Millisecond), res.Inserted, res.Updated, res.Stale, res.HistoryAppended)
-			return nil
+			if t := res.Tuning; t != nil && t.Exact() {
+				fmt.Fprintf(errOut, "search defaults: no %s finds 0.97 of the true neighbours on this data (%.2f at the largest tried), so searches rank exactly unless told otherwise\n", t.Knob, t.Recall)
+			} else if t != nil {
+				fmt.Fprintf(errOut, "search defaults: %s %d finds %.2f of the true neighbours of %d sampled rows\n", t.Knob, t.Value, t.Recall, t.Queries)
+			}
+			return err
 		},
 	}
 	cmd.Flags().StringVar(&file, "file", "", "CSV, JSON Lines or Parquet file")
@@ -138,9 +144,9 @@ func newFSQueryCommand(f *singleHostFlags) *cobra.Command {
 	cmd.Flags().IntVarP(&opts.K, "k", "k", 10, "how many neighbours")
 	cmd.Flags().StringArrayVar(&where, "where", nil, "filter 'feature OP value' (OP: = != < <= > >=); repeat to AND")
 	cmd.Flags().StringVar(&asOf, "as-of", "", "answer from history as of this time (RFC 3339)")
-	cmd.Flags().IntVar(&opts.EfSearch, "ef-search", 0, "hnsw.ef_search for this query (default: by the store's size, 120 to 400, and at least 2k)")
+	cmd.Flags().IntVar(&opts.EfSearch, "ef-search", 0, "hnsw.ef_search for this query (default: what the ingest that built the index measured on the store's rows, or exact ranking when no value finds 0.97 of the true neighbours)")
 	cmd.Flags().IntVar(&opts.MaxScanTuples, "max-scan-tuples", 0, "hnsw.max_scan_tuples for filtered search (default 20000)")
-	cmd.Flags().IntVar(&opts.Probes, "probes", 0, "ivfflat.probes for this query (default: sqrt(lists))")
+	cmd.Flags().IntVar(&opts.Probes, "probes", 0, "ivfflat.probes for this query (default: what the ingest that built the index measured on the store's rows)")
 	cmd.Flags().BoolVar(&opts.Exact, "exact", false, "scan instead of using the index: exact results")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 	cmd.MarkFlagRequired("vector")

@@ -69,10 +69,22 @@ func BenchmarkFeatureStoreSearchAtScale(b *testing.B) {
 	start := time.Now()
 	// sliceReader gives row i category "c" + i%100: "c7" is 1% of the
 	// rows, spread over the random vectors.
-	if _, err := s.Ingest(ctx, &sliceReader{vecs: vecs, now: time.Now().Add(-time.Hour)}, vectorstore.IngestOptions{}); err != nil {
+	ingested, err := s.Ingest(ctx, &sliceReader{vecs: vecs, now: time.Now().Add(-time.Hour)}, vectorstore.IngestOptions{})
+	if err != nil {
 		b.Fatal(err)
 	}
-	b.Logf("%d x %d: ingest and HNSW build in %s", n, dims, time.Since(start).Round(time.Second))
+	b.Logf("%d x %d: ingest, HNSW build and calibration in %s", n, dims, time.Since(start).Round(time.Second))
+	// The defaults are what Calibrate measured on these rows: an
+	// ef_search, or exact ranking when no ef_search reaches the target.
+	if ingested.Tuning == nil {
+		b.Fatal("the ingest that built the index measured no search defaults")
+	}
+	tuning := *ingested.Tuning
+	b.Logf("search defaults measured in %s: %s %d (0: exact), recall@10 on the sample %.3f", tuning.Took.Round(time.Millisecond), tuning.Knob, tuning.Value, tuning.Recall)
+	defaultPath := vectorstore.PathHNSW
+	if tuning.Exact() {
+		defaultPath = vectorstore.PathExact
+	}
 	all := exactTop10(vecs, qs, func(int) bool { return true })
 	rare := exactTop10(vecs, qs, func(i int) bool { return i%100 == 7 })
 	filter, err := s.ParseFilter("category = c7")
@@ -127,7 +139,7 @@ func BenchmarkFeatureStoreSearchAtScale(b *testing.B) {
 
 	b.Run("unfiltered", func(b *testing.B) {
 		spent := side(b,
-			search{"default", vectorstore.SearchOptions{K: 10}, all, vectorstore.PathHNSW},
+			search{"default", vectorstore.SearchOptions{K: 10}, all, defaultPath},
 			search{"exact", vectorstore.SearchOptions{K: 10, Exact: true}, all, vectorstore.PathExact})
 		ratio(b, spent, 0, 1, "default/exact")
 	})
@@ -136,7 +148,7 @@ func BenchmarkFeatureStoreSearchAtScale(b *testing.B) {
 		for _, ef := range []int{40, 100, 200, 400, 600, 800, 1000} {
 			sides = append(sides, search{"ef" + strconv.Itoa(ef), vectorstore.SearchOptions{K: 10, EfSearch: ef}, all, vectorstore.PathHNSW})
 		}
-		sides = append(sides, search{"default", vectorstore.SearchOptions{K: 10}, all, vectorstore.PathHNSW})
+		sides = append(sides, search{"default", vectorstore.SearchOptions{K: 10}, all, defaultPath})
 		spent := side(b, sides...)
 		ratio(b, spent, len(sides)-1, 0, "default/ef40")
 	})

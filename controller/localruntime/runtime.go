@@ -2,9 +2,6 @@ package localruntime
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,7 +9,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"sync"
 
@@ -146,7 +142,7 @@ func (r *Runtime) EnsureInstance(ctx context.Context, inst *outpostv1.PostgresIn
 	if err := r.rotateServerCert(ctx, in, inst); err != nil {
 		return obs, err
 	}
-	key := setupKey(inst)
+	key := controller.DesiredServerSettings(inst).Key()
 	if changed, err := r.syncArchiveSettings(ctx, in, inst); err != nil {
 		return obs, err
 	} else if changed {
@@ -254,7 +250,7 @@ func (r *Runtime) load(ctx context.Context, inst *outpostv1.PostgresInstance) (*
 		// parameters follow once it runs, through ApplyParameters, which has
 		// PostgreSQL check each one and puts the previous file back if it
 		// refuses one; a typo then cannot keep the server from starting.
-		if err := srv.WriteConfig(instanceSettings(inst)); err != nil {
+		if err := srv.WriteConfig(controller.ResourceParameters(inst)); err != nil {
 			return nil, err
 		}
 	} else if err := r.refreshStoppedConfig(srv, inst); err != nil {
@@ -296,15 +292,12 @@ func (r *Runtime) loadOrCreateCredentials(ctx context.Context, dir string, inst 
 	if err != nil {
 		return creds, err
 	}
-	boot := inst.Spec.Bootstrap.InitDB
-	if boot == nil {
-		boot = &outpostv1.InitDBBootstrap{}
-	}
+	want := controller.DesiredServerSettings(inst)
 	creds = Credentials{
 		Host:        connectHost(r.listenAddressLocked()),
 		Port:        port,
-		Database:    orDefault(boot.Database, "app"),
-		Username:    orDefault(boot.Owner, "app"),
+		Database:    want.Database,
+		Username:    want.Owner,
 		Password:    postgres.GeneratePassword(),
 		SSLRootCert: CAFile(r.StateDir),
 	}
@@ -322,7 +315,7 @@ func (r *Runtime) loadOrCreateCredentials(ctx context.Context, dir string, inst 
 // setup puts the application role, databases, extensions and parameters in
 // place. Every step is idempotent.
 func (r *Runtime) setup(ctx context.Context, in *instance, inst *outpostv1.PostgresInstance) error {
-	restarted, err := in.server.ApplyParameters(ctx, desiredParameters(inst))
+	restarted, err := in.server.ApplyParameters(ctx, controller.DesiredServerSettings(inst).Parameters)
 	if err != nil {
 		return fmt.Errorf("spec.parameters: %w", err)
 	}
@@ -424,7 +417,7 @@ func (r *Runtime) refreshStoppedConfig(srv *postgres.Server, inst *outpostv1.Pos
 	if err != nil || running {
 		return err
 	}
-	return srv.WriteConfig(desiredParameters(inst))
+	return srv.WriteConfig(controller.DesiredServerSettings(inst).Parameters)
 }
 
 // relisten moves an instance to a new listen address: the supervisor stops
@@ -493,46 +486,4 @@ func (r *Runtime) Shutdown() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// instanceSettings are the settings derived from the spec's memory and
-// CPU.
-func instanceSettings(inst *outpostv1.PostgresInstance) map[string]string {
-	return postgres.ResourceSettings(inst.Spec.Resources.Memory.Value(), inst.Spec.Resources.CPU.MilliValue())
-}
-
-// desiredParameters are the settings derived from the spec's memory and CPU, with
-// the user's parameters on top, and the preloaded libraries the spec's
-// extensions need.
-func desiredParameters(inst *outpostv1.PostgresInstance) map[string]string {
-	params := instanceSettings(inst)
-	for k, v := range inst.Spec.Parameters {
-		params[k] = v
-	}
-	// pg_stat_statements can be created without it, but its views then
-	// fail on every query. Users cannot set shared_preload_libraries (it
-	// loads code), so Outpost's value is the whole list.
-	if slices.Contains(inst.Spec.Extensions, "pg_stat_statements") {
-		params["shared_preload_libraries"] = "pg_stat_statements"
-	}
-	return params
-}
-
-// setupKey identifies what setup puts in place, so it runs again only when
-// that changes.
-func setupKey(inst *outpostv1.PostgresInstance) string {
-	b, _ := json.Marshal(struct {
-		P map[string]string
-		E []outpostv1.Extension
-		D []string
-	}{desiredParameters(inst), inst.Spec.Extensions, inst.Spec.Databases})
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }

@@ -12,8 +12,6 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/outpostdata/outpost/controller"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/controller/safepath"
@@ -312,54 +310,29 @@ func (r *Runtime) loadOrCreateCredentials(ctx context.Context, dir string, inst 
 	return creds, nil
 }
 
-// setup puts the application role, databases, extensions and parameters in
-// place. Every step is idempotent.
+// setup puts the parameters, the application role, databases and
+// extensions in place. Every step is idempotent.
 func (r *Runtime) setup(ctx context.Context, in *instance, inst *outpostv1.PostgresInstance) error {
-	restarted, err := in.server.ApplyParameters(ctx, controller.DesiredServerSettings(inst).Parameters)
+	want := controller.DesiredServerSettings(inst)
+	restarted, err := in.server.ApplyParameters(ctx, want.Parameters)
 	if err != nil {
 		return fmt.Errorf("spec.parameters: %w", err)
 	}
 	if restarted {
 		r.Log.Info("restarted to apply parameters", "instance", inst.Namespace+"/"+inst.Name)
 	}
-	conn, err := pgx.Connect(ctx, in.server.URL("postgres"))
+	// The role and database are the ones the credentials file was written
+	// with, which a later change of spec.bootstrap does not rename.
+	pgvector, err := in.server.EnsureAppObjects(ctx, postgres.AppObjects{
+		Owner: in.creds.Username, Password: in.creds.Password,
+		Databases:  append([]string{in.creds.Database}, want.Databases...),
+		Extensions: want.Extensions,
+	})
 	if err != nil {
 		return err
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	if err := postgres.EnsureRole(ctx, conn, in.creds.Username, in.creds.Password); err != nil {
-		return err
-	}
-	databases := append([]string{in.creds.Database}, inst.Spec.Databases...)
-	for _, db := range databases {
-		if err := postgres.EnsureDatabase(ctx, conn, db, in.creds.Username); err != nil {
-			return err
-		}
-		if err := r.ensureExtensions(ctx, in, db, inst.Spec.Extensions); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (r *Runtime) ensureExtensions(ctx context.Context, in *instance, db string, exts []outpostv1.Extension) error {
-	if len(exts) == 0 {
-		return nil
-	}
-	conn, err := pgx.Connect(ctx, in.server.URL(db))
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	for _, e := range exts {
-		if err := postgres.EnsureExtension(ctx, conn, string(e)); err != nil {
-			return fmt.Errorf("database %s: %w", db, err)
-		}
-		if e == "vector" {
-			if in.pgvector, err = postgres.ExtensionVersion(ctx, conn, "vector"); err != nil {
-				return err
-			}
-		}
+	if pgvector != "" {
+		in.pgvector = pgvector
 	}
 	return nil
 }

@@ -397,13 +397,13 @@ func (r *BackupReconciler) finish(b *outpostv1.Backup, phase outpostv1.BackupPha
 	now := metav1.NewTime(r.now())
 	b.Status.Phase, b.Status.StoppedAt = phase, &now
 	status := metav1.ConditionTrue
-	eventType := "Normal"
 	if phase == outpostv1.BackupFailed {
-		status, eventType = metav1.ConditionFalse, "Warning"
+		status = metav1.ConditionFalse
 		b.Status.Error = msg
 	}
-	r.setCondition(b, status, reason, msg)
-	r.Events.Event(b, eventType, reason, msg)
+	SetCondition(r.Events, b, &b.Status.Conditions, metav1.Condition{
+		Type: outpostv1.ConditionReady, Status: status, Reason: reason, Message: msg,
+	})
 }
 
 func (r *BackupReconciler) setCondition(b *outpostv1.Backup, status metav1.ConditionStatus, reason, msg string) {

@@ -256,14 +256,6 @@ func (r *FeatureStoreReconciler) setCondition(fs *outpostv1.FeatureStore, typ st
 
 // recordTransitions emits an event when the Ready reason or phase changes.
 func (r *FeatureStoreReconciler) recordTransitions(fs *outpostv1.FeatureStore, before *outpostv1.FeatureStoreStatus) {
-	now := meta.FindStatusCondition(fs.Status.Conditions, outpostv1.ConditionReady)
-	was := meta.FindStatusCondition(before.Conditions, outpostv1.ConditionReady)
-	if now == nil || (was != nil && was.Reason == now.Reason && before.Phase == fs.Status.Phase) {
-		return
-	}
-	eventType := "Normal"
-	if fs.Status.Phase == "Failed" {
-		eventType = "Warning"
-	}
-	r.Events.Event(fs, eventType, now.Reason, now.Message)
+	RecordReadyTransition(r.Events, fs, before.Conditions, fs.Status.Conditions,
+		before.Phase != fs.Status.Phase, fs.Status.Phase == "Failed")
 }

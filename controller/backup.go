@@ -87,16 +87,14 @@ func RetentionOf(r outpostv1.RetentionPolicy) (backup.RetentionPolicy, error) {
 	if w == "" {
 		w = "7d"
 	}
-	var n int
-	var unit byte
-	if _, err := fmt.Sscanf(w, "%d%c", &n, &unit); err != nil || n <= 0 {
-		return backup.RetentionPolicy{}, fmt.Errorf("spec.backup.retention.recoveryWindow %q: must be a number and h, d or w, e.g. 7d", w)
+	window, err := ParseSpecDuration(w)
+	if err != nil {
+		return backup.RetentionPolicy{}, fmt.Errorf("spec.backup.retention.recoveryWindow %w", err)
 	}
-	hours := map[byte]int{'h': 1, 'd': 24, 'w': 24 * 7}[unit]
-	if hours == 0 {
-		return backup.RetentionPolicy{}, fmt.Errorf("spec.backup.retention.recoveryWindow %q: the unit must be h, d or w", w)
+	if window <= 0 {
+		return backup.RetentionPolicy{}, fmt.Errorf("spec.backup.retention.recoveryWindow %q: must be more than zero", w)
 	}
-	return backup.RetentionPolicy{Window: time.Duration(n*hours) * time.Hour}, nil
+	return backup.RetentionPolicy{Window: window}, nil
 }
 
 // BackupReconciler runs Backups: each one once, at most one per instance at

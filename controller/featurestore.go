@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -229,18 +228,14 @@ func parseRetention(v string) (time.Duration, error) {
 	if v == "" {
 		return 0, nil
 	}
-	n, err := strconv.Atoi(v[:len(v)-1])
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("%q: want a number and h, d or w, for example 30d", v)
+	d, err := ParseSpecDuration(v)
+	if err != nil {
+		return 0, err
 	}
-	unit := map[byte]time.Duration{'h': time.Hour, 'd': 24 * time.Hour, 'w': 7 * 24 * time.Hour}[v[len(v)-1]]
-	if unit == 0 {
-		return 0, fmt.Errorf("%q: want a number and h, d or w, for example 30d", v)
-	}
-	if n == 0 {
+	if d == 0 {
 		return vectorstore.NoHistory, nil
 	}
-	return time.Duration(n) * unit, nil
+	return d, nil
 }
 
 func (r *FeatureStoreReconciler) fail(fs *outpostv1.FeatureStore, reason, msg string) {

@@ -378,7 +378,7 @@ func (r *BackupReconciler) Schedule(inst *outpostv1.PostgresInstance) *outpostv1
 		r.last[k] = now
 	}
 	b := &outpostv1.Backup{}
-	b.APIVersion, b.Kind = outpostv1.GroupVersion.String(), "Backup"
+	b.APIVersion, b.Kind = outpostv1.GroupVersion.String(), outpostv1.KindBackup
 	b.Namespace, b.Name = inst.Namespace, inst.Name+"-"+now.UTC().Format("20060102-150405")
 	if typ == outpostv1.BackupIncremental {
 		b.Name += "-incr"

@@ -72,7 +72,7 @@ func (r *FeatureStoreReconciler) ReconcileWithProgress(ctx context.Context, fs *
 	url, err := r.Databases.DatabaseURL(ctx, fs.Namespace, fs.Spec.Instance.Name, fs.Spec.Database)
 	if err != nil {
 		r.setCondition(fs, outpostv1.ConditionReady, metav1.ConditionFalse, ReasonInstanceNotReady, err.Error())
-		fs.Status.Phase = "Pending"
+		fs.Status.Phase = outpostv1.FeatureStorePending
 		return requeueError
 	}
 	if err := ensureVector(ctx, url); err != nil {
@@ -130,7 +130,7 @@ func (r *FeatureStoreReconciler) ReconcileWithProgress(ctx context.Context, fs *
 	fs.Status.PgvectorVersion = st.PgvectorVersion
 	r.setIndexCondition(fs, st)
 	r.setCondition(fs, outpostv1.ConditionReady, metav1.ConditionTrue, ReasonSchemaReady, "tables "+st.Table+" and "+st.Table+"_history are in place")
-	fs.Status.Phase = "Ready"
+	fs.Status.Phase = outpostv1.FeatureStoreReady
 	return requeueFeatureStoreReady
 }
 
@@ -240,7 +240,7 @@ func parseRetention(v string) (time.Duration, error) {
 
 func (r *FeatureStoreReconciler) fail(fs *outpostv1.FeatureStore, reason, msg string) {
 	r.setCondition(fs, outpostv1.ConditionReady, metav1.ConditionFalse, reason, msg)
-	fs.Status.Phase = "Failed"
+	fs.Status.Phase = outpostv1.FeatureStoreFailed
 }
 
 func (r *FeatureStoreReconciler) setCondition(fs *outpostv1.FeatureStore, typ string, status metav1.ConditionStatus, reason, message string) {
@@ -252,5 +252,5 @@ func (r *FeatureStoreReconciler) setCondition(fs *outpostv1.FeatureStore, typ st
 // recordTransitions emits an event when the Ready reason or phase changes.
 func (r *FeatureStoreReconciler) recordTransitions(fs *outpostv1.FeatureStore, before *outpostv1.FeatureStoreStatus) {
 	RecordReadyTransition(r.Events, fs, before.Conditions, fs.Status.Conditions,
-		before.Phase != fs.Status.Phase, fs.Status.Phase == "Failed")
+		before.Phase != fs.Status.Phase, fs.Status.Phase == outpostv1.FeatureStoreFailed)
 }

@@ -87,16 +87,14 @@ func RetentionOf(r outpostv1.RetentionPolicy) (backup.RetentionPolicy, error) {
 	if w == "" {
 		w = "7d"
 	}
-	var n int
-	var unit byte
-	if _, err := fmt.Sscanf(w, "%d%c", &n, &unit); err != nil || n <= 0 {
-		return backup.RetentionPolicy{}, fmt.Errorf("spec.backup.retention.recoveryWindow %q: must be a number and h, d or w, e.g. 7d", w)
+	window, err := ParseSpecDuration(w)
+	if err != nil {
+		return backup.RetentionPolicy{}, fmt.Errorf("spec.backup.retention.recoveryWindow %w", err)
 	}
-	hours := map[byte]int{'h': 1, 'd': 24, 'w': 24 * 7}[unit]
-	if hours == 0 {
-		return backup.RetentionPolicy{}, fmt.Errorf("spec.backup.retention.recoveryWindow %q: the unit must be h, d or w", w)
+	if window <= 0 {
+		return backup.RetentionPolicy{}, fmt.Errorf("spec.backup.retention.recoveryWindow %q: must be more than zero", w)
 	}
-	return backup.RetentionPolicy{Window: time.Duration(n*hours) * time.Hour}, nil
+	return backup.RetentionPolicy{Window: window}, nil
 }
 
 // BackupReconciler runs Backups: each one once, at most one per instance at
@@ -380,7 +378,7 @@ func (r *BackupReconciler) Schedule(inst *outpostv1.PostgresInstance) *outpostv1
 		r.last[k] = now
 	}
 	b := &outpostv1.Backup{}
-	b.APIVersion, b.Kind = outpostv1.GroupVersion.String(), "Backup"
+	b.APIVersion, b.Kind = outpostv1.GroupVersion.String(), outpostv1.KindBackup
 	b.Namespace, b.Name = inst.Namespace, inst.Name+"-"+now.UTC().Format("20060102-150405")
 	if typ == outpostv1.BackupIncremental {
 		b.Name += "-incr"
@@ -397,13 +395,13 @@ func (r *BackupReconciler) finish(b *outpostv1.Backup, phase outpostv1.BackupPha
 	now := metav1.NewTime(r.now())
 	b.Status.Phase, b.Status.StoppedAt = phase, &now
 	status := metav1.ConditionTrue
-	eventType := "Normal"
 	if phase == outpostv1.BackupFailed {
-		status, eventType = metav1.ConditionFalse, "Warning"
+		status = metav1.ConditionFalse
 		b.Status.Error = msg
 	}
-	r.setCondition(b, status, reason, msg)
-	r.Events.Event(b, eventType, reason, msg)
+	SetCondition(r.Events, b, &b.Status.Conditions, metav1.Condition{
+		Type: outpostv1.ConditionReady, Status: status, Reason: reason, Message: msg,
+	})
 }
 
 func (r *BackupReconciler) setCondition(b *outpostv1.Backup, status metav1.ConditionStatus, reason, msg string) {

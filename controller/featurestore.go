@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -73,7 +72,7 @@ func (r *FeatureStoreReconciler) ReconcileWithProgress(ctx context.Context, fs *
 	url, err := r.Databases.DatabaseURL(ctx, fs.Namespace, fs.Spec.Instance.Name, fs.Spec.Database)
 	if err != nil {
 		r.setCondition(fs, outpostv1.ConditionReady, metav1.ConditionFalse, ReasonInstanceNotReady, err.Error())
-		fs.Status.Phase = "Pending"
+		fs.Status.Phase = outpostv1.FeatureStorePending
 		return requeueError
 	}
 	if err := ensureVector(ctx, url); err != nil {
@@ -131,7 +130,7 @@ func (r *FeatureStoreReconciler) ReconcileWithProgress(ctx context.Context, fs *
 	fs.Status.PgvectorVersion = st.PgvectorVersion
 	r.setIndexCondition(fs, st)
 	r.setCondition(fs, outpostv1.ConditionReady, metav1.ConditionTrue, ReasonSchemaReady, "tables "+st.Table+" and "+st.Table+"_history are in place")
-	fs.Status.Phase = "Ready"
+	fs.Status.Phase = outpostv1.FeatureStoreReady
 	return requeueFeatureStoreReady
 }
 
@@ -229,23 +228,19 @@ func parseRetention(v string) (time.Duration, error) {
 	if v == "" {
 		return 0, nil
 	}
-	n, err := strconv.Atoi(v[:len(v)-1])
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("%q: want a number and h, d or w, for example 30d", v)
+	d, err := ParseSpecDuration(v)
+	if err != nil {
+		return 0, err
 	}
-	unit := map[byte]time.Duration{'h': time.Hour, 'd': 24 * time.Hour, 'w': 7 * 24 * time.Hour}[v[len(v)-1]]
-	if unit == 0 {
-		return 0, fmt.Errorf("%q: want a number and h, d or w, for example 30d", v)
-	}
-	if n == 0 {
+	if d == 0 {
 		return vectorstore.NoHistory, nil
 	}
-	return time.Duration(n) * unit, nil
+	return d, nil
 }
 
 func (r *FeatureStoreReconciler) fail(fs *outpostv1.FeatureStore, reason, msg string) {
 	r.setCondition(fs, outpostv1.ConditionReady, metav1.ConditionFalse, reason, msg)
-	fs.Status.Phase = "Failed"
+	fs.Status.Phase = outpostv1.FeatureStoreFailed
 }
 
 func (r *FeatureStoreReconciler) setCondition(fs *outpostv1.FeatureStore, typ string, status metav1.ConditionStatus, reason, message string) {
@@ -256,14 +251,6 @@ func (r *FeatureStoreReconciler) setCondition(fs *outpostv1.FeatureStore, typ st
 
 // recordTransitions emits an event when the Ready reason or phase changes.
 func (r *FeatureStoreReconciler) recordTransitions(fs *outpostv1.FeatureStore, before *outpostv1.FeatureStoreStatus) {
-	now := meta.FindStatusCondition(fs.Status.Conditions, outpostv1.ConditionReady)
-	was := meta.FindStatusCondition(before.Conditions, outpostv1.ConditionReady)
-	if now == nil || (was != nil && was.Reason == now.Reason && before.Phase == fs.Status.Phase) {
-		return
-	}
-	eventType := "Normal"
-	if fs.Status.Phase == "Failed" {
-		eventType = "Warning"
-	}
-	r.Events.Event(fs, eventType, now.Reason, now.Message)
+	RecordReadyTransition(r.Events, fs, before.Conditions, fs.Status.Conditions,
+		before.Phase != fs.Status.Phase, fs.Status.Phase == outpostv1.FeatureStoreFailed)
 }

@@ -121,17 +121,9 @@ func (r *InstanceReconciler) setReady(inst *outpostv1.PostgresInstance, status m
 // recordTransitions emits an event whenever the phase or the Ready reason
 // changes, and when the server was restarted after dying.
 func (r *InstanceReconciler) recordTransitions(inst *outpostv1.PostgresInstance, before *outpostv1.PostgresInstanceStatus) {
-	now := meta.FindStatusCondition(inst.Status.Conditions, outpostv1.ConditionReady)
-	was := meta.FindStatusCondition(before.Conditions, outpostv1.ConditionReady)
 	if inst.Status.Restarts > before.Restarts {
 		r.Events.Event(inst, "Warning", "Restarted", "PostgreSQL died and was restarted by the supervisor")
 	}
-	if now == nil || (was != nil && was.Reason == now.Reason && before.Phase == inst.Status.Phase) {
-		return
-	}
-	eventType := "Normal"
-	if now.Status != metav1.ConditionTrue && now.Reason != "" && inst.Status.Phase == outpostv1.InstanceFailed {
-		eventType = "Warning"
-	}
-	r.Events.Event(inst, eventType, now.Reason, now.Message)
+	RecordReadyTransition(r.Events, inst, before.Conditions, inst.Status.Conditions,
+		before.Phase != inst.Status.Phase, inst.Status.Phase == outpostv1.InstanceFailed)
 }

@@ -10,7 +10,8 @@
 // process.go (the postmaster process and /proc), adopt.go, config.go
 // (managed settings, parameter checks, memory sizing), parameters.go
 // (reload, ApplyParameters), supervisor.go, sql.go and scram.go (roles,
-// databases, extensions), extensions.go (the allowlist), hba.go
+// databases, extensions), appobjects.go (an application's role, databases
+// and extensions together, for both runtimes), extensions.go (the allowlist), hba.go
 // (pg_hba.conf), tls.go (the site CA, certificates and their renewal, the
 // server's TLS files) and connurl.go (ConnURL, the one builder of every
 // connection URI Outpost uses or prints).

@@ -47,7 +47,7 @@ func ShapeOf(inst *outpostv1.PostgresInstance) Shape {
 // spec. The reconciler calls it on every pass; only a new instance or a
 // changed shape writes anything.
 func (l *Ledger) InstanceObserved(ctx context.Context, inst *outpostv1.PostgresInstance) error {
-	return l.Observe(ctx, Instance{UID: string(inst.UID), Kind: "PostgresInstance", Namespace: inst.Namespace, Name: inst.Name}, ShapeOf(inst))
+	return l.Observe(ctx, Instance{UID: string(inst.UID), Kind: outpostv1.KindPostgresInstance, Namespace: inst.Namespace, Name: inst.Name}, ShapeOf(inst))
 }
 
 // InstanceDeleted records that a PostgresInstance is gone: at its

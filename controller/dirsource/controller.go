@@ -202,7 +202,7 @@ func siteOf(d Desired, stored []controldb.Record, log *slog.Logger) *outpostv1.D
 		return d.DataController
 	}
 	for _, r := range stored {
-		if r.Kind != "DataController" || !d.Troubled[r.SourceFile] {
+		if r.Kind != outpostv1.KindDataController || !d.Troubled[r.SourceFile] {
 			continue
 		}
 		dc := &outpostv1.DataController{}
@@ -245,7 +245,7 @@ func (c *Controller) apply(ctx context.Context, obj manifest.Object, rec control
 
 	var requeue time.Duration
 	var object any = u.Object
-	if obj.Kind() == "PostgresInstance" {
+	if obj.Kind() == outpostv1.KindPostgresInstance {
 		// Until it is stored below (when apply returns).
 		c.applying.Store(uid, nil)
 		defer c.applying.Delete(uid)
@@ -266,12 +266,12 @@ func (c *Controller) apply(ctx context.Context, obj manifest.Object, rec control
 			}
 		}
 	}
-	if obj.Kind() == "Backup" && c.backups != nil {
+	if obj.Kind() == outpostv1.KindBackup && c.backups != nil {
 		if object, requeue, err = c.reconcileBackup(ctx, u, obj.Key(), obj.File); err != nil {
 			return 0, err
 		}
 	}
-	if obj.Kind() == "FeatureStore" && c.featureStores != nil {
+	if obj.Kind() == outpostv1.KindFeatureStore && c.featureStores != nil {
 		fs := &outpostv1.FeatureStore{}
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, fs); err != nil {
 			return 0, fmt.Errorf("%s: %w", obj.Key(), err)
@@ -310,12 +310,12 @@ func (c *Controller) apply(ctx context.Context, obj manifest.Object, rec control
 // metering interval). A pass stores their spec and leaves their status as it
 // is in controldb at that moment; writing back the status it read at the
 // start of the pass would undo an update made in between.
-var statusOwnedElsewhere = map[string]bool{"DataController": true}
+var statusOwnedElsewhere = map[string]bool{outpostv1.KindDataController: true}
 
 // remove deletes an object whose manifest is gone, after the runtime has
 // stopped what it ran.
 func (c *Controller) remove(ctx context.Context, rec controldb.Record) error {
-	if rec.Kind == "FeatureStore" && c.featureStores != nil {
+	if rec.Kind == outpostv1.KindFeatureStore && c.featureStores != nil {
 		fs := &outpostv1.FeatureStore{}
 		if err := json.Unmarshal(rec.Object, fs); err != nil {
 			return fmt.Errorf("stored state: %w", err)
@@ -324,7 +324,7 @@ func (c *Controller) remove(ctx context.Context, rec controldb.Record) error {
 			return err
 		}
 	}
-	if rec.Kind == "PostgresInstance" {
+	if rec.Kind == outpostv1.KindPostgresInstance {
 		inst := &outpostv1.PostgresInstance{}
 		if err := json.Unmarshal(rec.Object, inst); err != nil {
 			return fmt.Errorf("stored state: %w", err)

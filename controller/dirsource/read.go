@@ -68,7 +68,7 @@ func Read(ctx context.Context, dir string, v *manifest.Validator, olds func(stri
 				d.Troubled[f] = true
 				continue
 			}
-			if o.Kind() == "DataController" {
+			if o.Kind() == outpostv1.KindDataController {
 				if d.DataController != nil {
 					d.Errors = append(d.Errors, &manifest.Error{File: f, Index: o.Index, Field: "metadata.name",
 						Reason: fmt.Sprintf("a site has one DataController, and %s/%s is it", d.DataController.Namespace, d.DataController.Name)})

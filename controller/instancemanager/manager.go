@@ -14,8 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/outpostdata/outpost/controller/archiving"
 	"github.com/outpostdata/outpost/postgres"
 )
@@ -240,47 +238,17 @@ func (m *Manager) setup(ctx context.Context, cfg Config) error {
 	} else if restarted {
 		m.opts.Log.Info("restarted postgres to apply parameters")
 	}
-	conn, err := pgx.Connect(ctx, m.server.URL("postgres"))
+	pgvector, err := m.server.EnsureAppObjects(ctx, postgres.AppObjects{
+		Owner: cfg.Owner, Password: m.opts.AppPassword,
+		Databases: cfg.AllDatabases(), Extensions: cfg.Extensions,
+	})
 	if err != nil {
 		return err
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	if err := postgres.EnsureRole(ctx, conn, cfg.Owner, m.opts.AppPassword); err != nil {
-		return err
-	}
-	for _, db := range cfg.AllDatabases() {
-		if err := postgres.EnsureDatabase(ctx, conn, db, cfg.Owner); err != nil {
-			return err
-		}
-		if err := m.ensureExtensions(ctx, db, cfg.Extensions); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (m *Manager) ensureExtensions(ctx context.Context, db string, exts []string) error {
-	if len(exts) == 0 {
-		return nil
-	}
-	conn, err := pgx.Connect(ctx, m.server.URL(db))
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	for _, e := range exts {
-		if err := postgres.EnsureExtension(ctx, conn, e); err != nil {
-			return fmt.Errorf("database %s: %w", db, err)
-		}
-		if e == "vector" {
-			v, err := postgres.ExtensionVersion(ctx, conn, "vector")
-			if err != nil {
-				return err
-			}
-			m.mu.Lock()
-			m.pgvector = v
-			m.mu.Unlock()
-		}
+	if pgvector != "" {
+		m.mu.Lock()
+		m.pgvector = pgvector
+		m.mu.Unlock()
 	}
 	return nil
 }

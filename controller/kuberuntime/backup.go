@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/outpostdata/outpost/backup"
+	"github.com/outpostdata/outpost/controller"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/controller/instancemanager"
 )
@@ -112,9 +113,8 @@ func (r *Runtime) objectStore(ctx context.Context, namespace, name, field string
 // storeConfig is what the pod connects to store with, without the keys;
 // caFile is where the pod mounts its CA Secret.
 func storeConfig(store *outpostv1.ObjectStore, caFile string) backup.StoreConfig {
-	s := store.Spec
-	c := backup.StoreConfig{Endpoint: s.Endpoint, Bucket: s.Bucket, Prefix: s.Prefix, Region: s.Region, CreateBucket: s.CreateBucket}
-	if s.CASecret != nil {
+	c := controller.ObjectStoreConfig(store)
+	if store.Spec.CASecret != nil {
 		c.CAFile = caFile
 	}
 	return c

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"slices"
 	"strconv"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -16,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
+	"github.com/outpostdata/outpost/controller"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/controller/instancemanager"
 	"github.com/outpostdata/outpost/postgres"
@@ -109,23 +109,11 @@ func Endpoint(inst *outpostv1.PostgresInstance) string {
 	return net.JoinHostPort(serviceHost(inst), strconv.Itoa(PostgresPort))
 }
 
-func bootstrapNames(inst *outpostv1.PostgresInstance) (database, owner string) {
-	database, owner = "app", "app"
-	if b := inst.Spec.Bootstrap.InitDB; b != nil {
-		if b.Database != "" {
-			database = b.Database
-		}
-		if b.Owner != "" {
-			owner = b.Owner
-		}
-	}
-	return database, owner
-}
-
 // appSecretData is the application's Secret: its role's credentials, a
 // verify-full URI, and the site CA to verify the server with.
 func appSecretData(inst *outpostv1.PostgresInstance, password string, caPEM []byte) map[string][]byte {
-	database, owner := bootstrapNames(inst)
+	want := controller.DesiredServerSettings(inst)
+	database, owner := want.Database, want.Owner
 	uri := postgres.ConnURL{Host: serviceHost(inst), Port: PostgresPort, User: owner, Password: password,
 		Database: database, RootCert: AppCAPath}
 	return map[string][]byte{
@@ -141,24 +129,10 @@ func appSecretData(inst *outpostv1.PostgresInstance, password string, caPEM []by
 
 // instanceConfig is what the instance manager applies, from the spec.
 func instanceConfig(inst *outpostv1.PostgresInstance) instancemanager.Config {
-	database, owner := bootstrapNames(inst)
-	params := postgres.ResourceSettings(inst.Spec.Resources.Memory.Value(), inst.Spec.Resources.CPU.MilliValue())
-	for k, v := range inst.Spec.Parameters {
-		params[k] = v
-	}
-	exts := make([]string, len(inst.Spec.Extensions))
-	for i, e := range inst.Spec.Extensions {
-		exts[i] = string(e)
-	}
-	// pg_stat_statements can be created without it, but its views then
-	// fail on every query. Users cannot set shared_preload_libraries (it
-	// loads code), so Outpost's value is the whole list.
-	if slices.Contains(exts, "pg_stat_statements") {
-		params["shared_preload_libraries"] = "pg_stat_statements"
-	}
+	want := controller.DesiredServerSettings(inst)
 	return instancemanager.Config{
-		Port: PostgresPort, Database: database, Owner: owner,
-		Databases: inst.Spec.Databases, Extensions: exts, Parameters: params,
+		Port: PostgresPort, Database: want.Database, Owner: want.Owner,
+		Databases: want.Databases, Extensions: want.Extensions, Parameters: want.Parameters,
 	}
 }
 

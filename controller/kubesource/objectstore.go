@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/outpostdata/outpost/backup"
+	"github.com/outpostdata/outpost/controller"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/controller/kuberuntime"
 )
@@ -23,7 +24,7 @@ import (
 func storeConfig(ctx context.Context, reader client.Reader, os_ *outpostv1.ObjectStore) (cfg backup.StoreConfig, done func(), err error) {
 	done = func() {}
 	s := os_.Spec
-	cfg = backup.StoreConfig{Endpoint: s.Endpoint, Bucket: s.Bucket, Prefix: s.Prefix, Region: s.Region, CreateBucket: s.CreateBucket}
+	cfg = controller.ObjectStoreConfig(os_)
 	if s.Credentials.Secret == nil {
 		return cfg, done, fmt.Errorf("ObjectStore %s/%s: spec.credentials: on Kubernetes set credentials.secret (file and fromEnvironment are for a single host)", os_.Namespace, os_.Name)
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -13,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/outpostdata/outpost/backup"
+	"github.com/outpostdata/outpost/controller"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 )
 
@@ -72,16 +72,9 @@ func (r *ObjectStoreReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		status, msg, requeue = metav1.ConditionFalse, err.Error(), storeRecheckFailed
 	}
 	os_.Status.ObservedGeneration = os_.Generation
-	changed := meta.SetStatusCondition(&os_.Status.Conditions, metav1.Condition{
-		Type: outpostv1.ConditionReady, Status: status, Reason: reason, Message: msg, ObservedGeneration: os_.Generation,
+	controller.SetCondition(r.Events, &os_, &os_.Status.Conditions, metav1.Condition{
+		Type: outpostv1.ConditionReady, Status: status, Reason: reason, Message: msg,
 	})
-	if changed {
-		eventType := "Normal"
-		if status != metav1.ConditionTrue {
-			eventType = "Warning"
-		}
-		r.Events.Event(&os_, eventType, reason, msg)
-	}
 	return finishPass(ctx, r.Client, &os_, before, &os_.Status, requeue)
 }
 

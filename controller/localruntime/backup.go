@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/outpostdata/outpost/backup"
+	"github.com/outpostdata/outpost/controller"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/controller/archiving"
 	"github.com/outpostdata/outpost/controller/safepath"
@@ -23,13 +24,7 @@ type ObjectStoreLookup func(ctx context.Context, namespace, name string) (*outpo
 // with. On one host credentials come from a file or the environment, and
 // the CA bundle of spec.caSecret from the file SecretFile names.
 func StoreConfig(stateDir string, os_ *outpostv1.ObjectStore) (backup.StoreConfig, error) {
-	cfg := backup.StoreConfig{
-		Endpoint:     os_.Spec.Endpoint,
-		Bucket:       os_.Spec.Bucket,
-		Prefix:       os_.Spec.Prefix,
-		Region:       os_.Spec.Region,
-		CreateBucket: os_.Spec.CreateBucket,
-	}
+	cfg := controller.ObjectStoreConfig(os_)
 	if ca := os_.Spec.CASecret; ca != nil {
 		var err error
 		if cfg.CAFile, err = SecretFile(stateDir, os_.Namespace, safepath.Part{Field: "spec.caSecret.name", Value: ca.Name}, "ca.crt"); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/outpostdata/outpost/controller"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/postgres"
 )
@@ -72,7 +73,7 @@ func (r *Runtime) restoreInBackground(inst *outpostv1.PostgresInstance, dir stri
 		defer cancel()
 		job.err = r.restore(ctx, inst, dir, srv)
 		if job.err == nil {
-			job.err = srv.WriteConfig(desiredParameters(inst))
+			job.err = srv.WriteConfig(controller.DesiredServerSettings(inst).Parameters)
 		}
 		job.finished = time.Now()
 		if job.err != nil {

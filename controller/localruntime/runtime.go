@@ -2,9 +2,6 @@ package localruntime
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,11 +9,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"sync"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/outpostdata/outpost/controller"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
@@ -146,7 +140,7 @@ func (r *Runtime) EnsureInstance(ctx context.Context, inst *outpostv1.PostgresIn
 	if err := r.rotateServerCert(ctx, in, inst); err != nil {
 		return obs, err
 	}
-	key := setupKey(inst)
+	key := controller.DesiredServerSettings(inst).Key()
 	if changed, err := r.syncArchiveSettings(ctx, in, inst); err != nil {
 		return obs, err
 	} else if changed {
@@ -254,7 +248,7 @@ func (r *Runtime) load(ctx context.Context, inst *outpostv1.PostgresInstance) (*
 		// parameters follow once it runs, through ApplyParameters, which has
 		// PostgreSQL check each one and puts the previous file back if it
 		// refuses one; a typo then cannot keep the server from starting.
-		if err := srv.WriteConfig(instanceSettings(inst)); err != nil {
+		if err := srv.WriteConfig(controller.ResourceParameters(inst)); err != nil {
 			return nil, err
 		}
 	} else if err := r.refreshStoppedConfig(srv, inst); err != nil {
@@ -296,15 +290,12 @@ func (r *Runtime) loadOrCreateCredentials(ctx context.Context, dir string, inst 
 	if err != nil {
 		return creds, err
 	}
-	boot := inst.Spec.Bootstrap.InitDB
-	if boot == nil {
-		boot = &outpostv1.InitDBBootstrap{}
-	}
+	want := controller.DesiredServerSettings(inst)
 	creds = Credentials{
 		Host:        connectHost(r.listenAddressLocked()),
 		Port:        port,
-		Database:    orDefault(boot.Database, "app"),
-		Username:    orDefault(boot.Owner, "app"),
+		Database:    want.Database,
+		Username:    want.Owner,
 		Password:    postgres.GeneratePassword(),
 		SSLRootCert: CAFile(r.StateDir),
 	}
@@ -319,54 +310,29 @@ func (r *Runtime) loadOrCreateCredentials(ctx context.Context, dir string, inst 
 	return creds, nil
 }
 
-// setup puts the application role, databases, extensions and parameters in
-// place. Every step is idempotent.
+// setup puts the parameters, the application role, databases and
+// extensions in place. Every step is idempotent.
 func (r *Runtime) setup(ctx context.Context, in *instance, inst *outpostv1.PostgresInstance) error {
-	restarted, err := in.server.ApplyParameters(ctx, desiredParameters(inst))
+	want := controller.DesiredServerSettings(inst)
+	restarted, err := in.server.ApplyParameters(ctx, want.Parameters)
 	if err != nil {
 		return fmt.Errorf("spec.parameters: %w", err)
 	}
 	if restarted {
 		r.Log.Info("restarted to apply parameters", "instance", inst.Namespace+"/"+inst.Name)
 	}
-	conn, err := pgx.Connect(ctx, in.server.URL("postgres"))
+	// The role and database are the ones the credentials file was written
+	// with, which a later change of spec.bootstrap does not rename.
+	pgvector, err := in.server.EnsureAppObjects(ctx, postgres.AppObjects{
+		Owner: in.creds.Username, Password: in.creds.Password,
+		Databases:  append([]string{in.creds.Database}, want.Databases...),
+		Extensions: want.Extensions,
+	})
 	if err != nil {
 		return err
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	if err := postgres.EnsureRole(ctx, conn, in.creds.Username, in.creds.Password); err != nil {
-		return err
-	}
-	databases := append([]string{in.creds.Database}, inst.Spec.Databases...)
-	for _, db := range databases {
-		if err := postgres.EnsureDatabase(ctx, conn, db, in.creds.Username); err != nil {
-			return err
-		}
-		if err := r.ensureExtensions(ctx, in, db, inst.Spec.Extensions); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (r *Runtime) ensureExtensions(ctx context.Context, in *instance, db string, exts []outpostv1.Extension) error {
-	if len(exts) == 0 {
-		return nil
-	}
-	conn, err := pgx.Connect(ctx, in.server.URL(db))
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	for _, e := range exts {
-		if err := postgres.EnsureExtension(ctx, conn, string(e)); err != nil {
-			return fmt.Errorf("database %s: %w", db, err)
-		}
-		if e == "vector" {
-			if in.pgvector, err = postgres.ExtensionVersion(ctx, conn, "vector"); err != nil {
-				return err
-			}
-		}
+	if pgvector != "" {
+		in.pgvector = pgvector
 	}
 	return nil
 }
@@ -424,7 +390,7 @@ func (r *Runtime) refreshStoppedConfig(srv *postgres.Server, inst *outpostv1.Pos
 	if err != nil || running {
 		return err
 	}
-	return srv.WriteConfig(desiredParameters(inst))
+	return srv.WriteConfig(controller.DesiredServerSettings(inst).Parameters)
 }
 
 // relisten moves an instance to a new listen address: the supervisor stops
@@ -493,46 +459,4 @@ func (r *Runtime) Shutdown() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// instanceSettings are the settings derived from the spec's memory and
-// CPU.
-func instanceSettings(inst *outpostv1.PostgresInstance) map[string]string {
-	return postgres.ResourceSettings(inst.Spec.Resources.Memory.Value(), inst.Spec.Resources.CPU.MilliValue())
-}
-
-// desiredParameters are the settings derived from the spec's memory and CPU, with
-// the user's parameters on top, and the preloaded libraries the spec's
-// extensions need.
-func desiredParameters(inst *outpostv1.PostgresInstance) map[string]string {
-	params := instanceSettings(inst)
-	for k, v := range inst.Spec.Parameters {
-		params[k] = v
-	}
-	// pg_stat_statements can be created without it, but its views then
-	// fail on every query. Users cannot set shared_preload_libraries (it
-	// loads code), so Outpost's value is the whole list.
-	if slices.Contains(inst.Spec.Extensions, "pg_stat_statements") {
-		params["shared_preload_libraries"] = "pg_stat_statements"
-	}
-	return params
-}
-
-// setupKey identifies what setup puts in place, so it runs again only when
-// that changes.
-func setupKey(inst *outpostv1.PostgresInstance) string {
-	b, _ := json.Marshal(struct {
-		P map[string]string
-		E []outpostv1.Extension
-		D []string
-	}{desiredParameters(inst), inst.Spec.Extensions, inst.Spec.Databases})
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }

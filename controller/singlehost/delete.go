@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 )
 
 // Delete removes an object's manifest from the manifests directory; the
@@ -30,7 +32,7 @@ func Delete(ctx context.Context, sd StateDir, kind, namespace, name string, out 
 		return err
 	}
 	what := strings.ToLower(kind) + "/" + name
-	if kind == "PostgresInstance" {
+	if kind == outpostv1.KindPostgresInstance {
 		policy := str(obj.Unstructured.Object, "spec", "deletionPolicy")
 		fmt.Fprintf(out, "%s deleted (removed %s); the controller stops it and, by deletionPolicy %s, %s its data\n",
 			what, obj.File, policy, map[bool]string{true: "removes", false: "keeps"}[policy == "Delete"])

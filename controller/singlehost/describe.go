@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/duration"
 	"sigs.k8s.io/yaml"
 
+	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/controller/controldb"
 	"github.com/outpostdata/outpost/controller/localruntime"
 )
@@ -57,7 +58,7 @@ func Describe(ctx context.Context, sd StateDir, kind, namespace, name string, ou
 	if ep := str(u, "status", "endpoint"); ep != "" {
 		fmt.Fprintf(tw, "Endpoint:\t%s\n", ep)
 	}
-	if kind == "PostgresInstance" {
+	if kind == outpostv1.KindPostgresInstance {
 		if dir, err := sd.Instance(namespace, name); err != nil {
 			fmt.Fprintf(tw, "Data:\t%v\n", err)
 		} else {

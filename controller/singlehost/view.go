@@ -9,6 +9,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/controller/controldb"
 	"github.com/outpostdata/outpost/controller/dirsource"
 	"github.com/outpostdata/outpost/controller/manifest"
@@ -16,12 +17,12 @@ import (
 
 // kindAliases maps what people type (`outpost get pgi`) to kinds.
 var kindAliases = map[string]string{
-	"postgresinstance": "PostgresInstance", "postgresinstances": "PostgresInstance", "pgi": "PostgresInstance",
-	"instance": "PostgresInstance", "instances": "PostgresInstance",
-	"featurestore": "FeatureStore", "featurestores": "FeatureStore", "fs": "FeatureStore",
-	"objectstore": "ObjectStore", "objectstores": "ObjectStore", "os": "ObjectStore",
-	"backup": "Backup", "backups": "Backup",
-	"datacontroller": "DataController", "datacontrollers": "DataController", "dc": "DataController",
+	"postgresinstance": outpostv1.KindPostgresInstance, "postgresinstances": outpostv1.KindPostgresInstance, "pgi": outpostv1.KindPostgresInstance,
+	"instance": outpostv1.KindPostgresInstance, "instances": outpostv1.KindPostgresInstance,
+	"featurestore": outpostv1.KindFeatureStore, "featurestores": outpostv1.KindFeatureStore, "fs": outpostv1.KindFeatureStore,
+	"objectstore": outpostv1.KindObjectStore, "objectstores": outpostv1.KindObjectStore, "os": outpostv1.KindObjectStore,
+	"backup": outpostv1.KindBackup, "backups": outpostv1.KindBackup,
+	"datacontroller": outpostv1.KindDataController, "datacontrollers": outpostv1.KindDataController, "dc": outpostv1.KindDataController,
 }
 
 // ResolveKind turns a user's kind name into a kind; "all" is "".

@@ -150,6 +150,16 @@ type FeatureStoreSpec struct {
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
 }
 
+// FeatureStorePhase summarises a feature store's conditions.
+type FeatureStorePhase string
+
+// Phases of a feature store.
+const (
+	FeatureStorePending FeatureStorePhase = "Pending"
+	FeatureStoreReady   FeatureStorePhase = "Ready"
+	FeatureStoreFailed  FeatureStorePhase = "Failed"
+)
+
 // FeatureStoreStatus is the observed state of a feature store.
 type FeatureStoreStatus struct {
 	// ObservedGeneration is the spec generation this status describes.
@@ -158,7 +168,7 @@ type FeatureStoreStatus struct {
 
 	// Phase summarises the conditions: Pending, Ready or Failed.
 	// +optional
-	Phase string `json:"phase,omitempty"`
+	Phase FeatureStorePhase `json:"phase,omitempty"`
 
 	// Conditions: Ready, IndexReady.
 	// +optional

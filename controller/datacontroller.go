@@ -162,16 +162,6 @@ func setDataControllerReady(dc *outpostv1.DataController, reason, msg string) {
 		Reason: reason, Message: msg, ObservedGeneration: dc.Generation})
 }
 
-// conditionOf is the condition that shows verdict v on an object of
-// generation gen.
-func conditionOf(v usageexport.Verdict, gen int64) metav1.Condition {
-	status := metav1.ConditionFalse
-	if v.True {
-		status = metav1.ConditionTrue
-	}
-	return metav1.Condition{Type: v.Type, Status: status, Reason: v.Reason, Message: v.Message, ObservedGeneration: gen}
-}
-
 // UsageSite is what metering needs to know of the site dc describes; nil
 // when there is no DataController.
 func UsageSite(dc *outpostv1.DataController) *usageexport.Site {

@@ -130,18 +130,18 @@ func (u *usageRun) DeclaredInstances(ctx context.Context) ([]usageexport.Declare
 // still declared stay billed through the downtime: what is declared is
 // what is billed.
 func (u *usageRun) recorder(synced <-chan struct{}) controller.UsageRecorder {
-	return hostRecorder{Ledger: u.ledger, synced: synced}
+	return hostRecorder{UsageLedger: controller.UsageLedger{Ledger: u.ledger}, synced: synced}
 }
 
 type hostRecorder struct {
-	*usageexport.Ledger
+	controller.UsageLedger
 	synced <-chan struct{}
 }
 
 func (h hostRecorder) InstanceDeleted(ctx context.Context, inst *outpostv1.PostgresInstance) error {
 	select {
 	case <-h.synced:
-		return h.Ledger.InstanceDeleted(ctx, inst)
+		return h.UsageLedger.InstanceDeleted(ctx, inst)
 	default:
 		return h.Ledger.DeletedWhileAway(ctx, string(inst.UID))
 	}

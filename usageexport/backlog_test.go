@@ -11,10 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/test/harness"
 	"github.com/outpostdata/outpost/usageexport"
 	"github.com/outpostdata/outpost/usageexport/hub"
@@ -59,13 +56,10 @@ func ledgerTotal(t *testing.T, pool *pgxpool.Pool) (n, mvcs int64) {
 	return n, mvcs
 }
 
-func siteDC(mode outpostv1.ConnectivityMode, hubURL string) *outpostv1.DataController {
-	dc := &outpostv1.DataController{ObjectMeta: metav1.ObjectMeta{Name: "site", Namespace: "default", Generation: 1},
-		Spec: outpostv1.DataControllerSpec{Site: outpostv1.Site{Name: "plant"}, Connectivity: outpostv1.Connectivity{Mode: mode}}}
-	if mode == outpostv1.ConnectivityDirect {
-		dc.Spec.Connectivity.Hub = &outpostv1.Hub{URL: hubURL}
-	}
-	return dc
+// plant is the site "plant", streaming to hubURL when one is given
+// (direct mode) and exporting otherwise.
+func plant(hubURL string) *usageexport.Site {
+	return &usageexport.Site{Name: "plant", DirectMode: hubURL != "", HubURL: hubURL}
 }
 
 // TestSwitchingToDirectSendsThePastExactlyOnce: a site runs indirect for
@@ -93,7 +87,7 @@ func TestSwitchingToDirectSendsThePastExactlyOnce(t *testing.T) {
 			// Three days indirect, a pass now and then.
 			for _, at := range []string{"2026-11-02T00:00:00Z", "2026-11-03T12:30:00Z", "2026-11-04T00:05:00Z"} {
 				clock.Set(at)
-				_, err := m.Pass(ctx, siteDC(outpostv1.ConnectivityIndirect, ""), usageexport.HubAccess{})
+				_, err := m.Pass(ctx, plant(""), usageexport.HubAccess{})
 				must(t, err)
 			}
 			res, err := usageexport.Export(ctx, pool, usageexport.ExportOptions{Month: "2026-11", SiteName: "plant", Key: key, Clock: clock, ControllerVersion: "test"})
@@ -108,7 +102,7 @@ func TestSwitchingToDirectSendsThePastExactlyOnce(t *testing.T) {
 
 			// Direct mode: the past goes too.
 			clock.Set("2026-11-04T02:00:00Z")
-			st, err := m.Pass(ctx, siteDC(outpostv1.ConnectivityDirect, h.url), usageexport.HubAccess{Token: token})
+			st, err := m.Pass(ctx, plant(h.url), usageexport.HubAccess{Token: token})
 			must(t, err)
 			n, mvcs := ledgerTotal(t, pool)
 			// a: 74 hours at 2 cores; b: 10:20 on the 1st to 02:00 on the 4th at 0.5.
@@ -128,7 +122,7 @@ func TestSwitchingToDirectSendsThePastExactlyOnce(t *testing.T) {
 			if unacked != 0 {
 				t.Errorf("%d records still in the queue after the hub acknowledged them", unacked)
 			}
-			if c := meta.FindStatusCondition(st.Conditions, usageexport.ConditionUsageStreaming); c == nil || c.Status != metav1.ConditionTrue {
+			if c := st.Streaming; c == nil || !c.True {
 				t.Errorf("UsageStreaming after a clean flush: %+v", c)
 			}
 		})
@@ -152,19 +146,18 @@ func TestRefusedBatchIsSetAsideAndRetriedAfterTheFix(t *testing.T) {
 	must(t, err)
 	must(t, usageexport.NewLedger(pool, clock).Observe(ctx, instance(uidA, "a"), shape(1000)))
 	m := &usageexport.SiteMeter{Pool: pool, Key: key, Version: "test", Clock: clock}
-	dc := siteDC(outpostv1.ConnectivityDirect, h.url)
-	pass := func(at string) *outpostv1.DataControllerStatus {
+	site := plant(h.url)
+	pass := func(at string) *usageexport.SiteUsage {
 		t.Helper()
 		clock.Set(at)
-		st, err := m.Pass(ctx, dc, usageexport.HubAccess{Token: token})
+		st, err := m.Pass(ctx, site, usageexport.HubAccess{Token: token})
 		must(t, err)
-		dc.Status = *st
 		return st
 	}
 
 	st := pass("2026-11-01T05:00:00Z")
-	c := meta.FindStatusCondition(st.Conditions, usageexport.ConditionUsageStreaming)
-	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != usageexport.ReasonBatchRefused ||
+	c := st.Streaming
+	if c == nil || c.True || c.Reason != usageexport.ReasonBatchRefused ||
 		!strings.Contains(c.Message, "expected key") || !strings.Contains(c.Message, "outpost usage retry") {
 		t.Fatalf("UsageStreaming after the hub refused a batch: %+v", c)
 	}
@@ -184,7 +177,7 @@ func TestRefusedBatchIsSetAsideAndRetriedAfterTheFix(t *testing.T) {
 	if got := h.total(t, "plant", "2026-11"); got.Records != 3 || got.MilliVCoreSeconds != 3*1000*3600 {
 		t.Errorf("after the fix the hub has %+v, want the 3 later hours", got)
 	}
-	if c := meta.FindStatusCondition(st.Conditions, usageexport.ConditionUsageStreaming); c == nil || c.Reason != usageexport.ReasonBatchRefused {
+	if c := st.Streaming; c == nil || c.Reason != usageexport.ReasonBatchRefused {
 		t.Errorf("UsageStreaming while records are still set aside: %+v", c)
 	}
 
@@ -197,7 +190,7 @@ func TestRefusedBatchIsSetAsideAndRetriedAfterTheFix(t *testing.T) {
 	if got := h.total(t, "plant", "2026-11"); got.Records != 8 || got.MilliVCoreSeconds != 8*1000*3600 {
 		t.Errorf("after retry the hub has %+v, want all 8 hours once", got)
 	}
-	if c := meta.FindStatusCondition(st.Conditions, usageexport.ConditionUsageStreaming); c == nil || c.Status != metav1.ConditionTrue || st.Backlog != 0 {
+	if c := st.Streaming; c == nil || !c.True || st.Backlog != 0 {
 		t.Errorf("after retry: UsageStreaming %+v, backlog %d", c, st.Backlog)
 	}
 }
@@ -275,10 +268,10 @@ func TestClockSetAheadBillsNoFutureHour(t *testing.T) {
 			key := newKey(t)
 			must(t, usageexport.NewLedger(pool, clock).Observe(ctx, instance(uidA, "a"), shape(1000)))
 			m := &usageexport.SiteMeter{Pool: pool, Key: key, Version: "test", Clock: clock, TrustControlDBClock: trusted}
-			dc := siteDC(outpostv1.ConnectivityIndirect, "")
+			site := plant("")
 
 			clock.Set(real.Add(72 * time.Hour).Format(time.RFC3339))
-			st, err := m.Pass(ctx, dc, usageexport.HubAccess{})
+			st, err := m.Pass(ctx, site, usageexport.HubAccess{})
 			must(t, err)
 			var latest *time.Time
 			must(t, pool.QueryRow(ctx, "SELECT max(end_at) FROM usage_records").Scan(&latest))
@@ -289,12 +282,8 @@ func TestClockSetAheadBillsNoFutureHour(t *testing.T) {
 				}
 				return
 			}
-			c := meta.FindStatusCondition(st.Conditions, usageexport.ConditionClockSkew)
-			if c == nil || c.Status != metav1.ConditionTrue || c.Reason != usageexport.ReasonClockAhead {
+			if c := st.Clock; !c.Skewed || !c.True || c.Type != usageexport.ConditionClockSkew || c.Reason != usageexport.ReasonClockAhead {
 				t.Errorf("ClockSkew with the clock 3 days ahead: %+v", c)
-			}
-			if r := meta.FindStatusCondition(st.Conditions, outpostv1.ConditionReady); r == nil || r.Status != metav1.ConditionFalse {
-				t.Errorf("Ready with the clock 3 days ahead: %+v", r)
 			}
 			if latest != nil {
 				t.Fatalf("a clock 3 days ahead billed records up to %v", latest)
@@ -302,14 +291,13 @@ func TestClockSetAheadBillsNoFutureHour(t *testing.T) {
 
 			// Corrected.
 			clock.Set(time.Now().UTC().Format(time.RFC3339))
-			dc.Status = *st
-			st, err = m.Pass(ctx, dc, usageexport.HubAccess{})
+			st, err = m.Pass(ctx, site, usageexport.HubAccess{})
 			must(t, err)
 			must(t, pool.QueryRow(ctx, "SELECT max(end_at) FROM usage_records").Scan(&latest))
 			if latest == nil || latest.After(time.Now().Add(usageexport.DefaultClockSkew)) {
 				t.Errorf("after the correction records end at %v, want some, none after now plus the skew", latest)
 			}
-			if c := meta.FindStatusCondition(st.Conditions, usageexport.ConditionClockSkew); c == nil || c.Status != metav1.ConditionFalse {
+			if c := st.Clock; c.Skewed || c.True {
 				t.Errorf("ClockSkew after the correction: %+v", c)
 			}
 		})

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"sync"
 	"time"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // DefaultClockSkew is how far the site's clock may be from a trusted one
@@ -44,10 +42,10 @@ type Reading struct {
 	Trusted, Local time.Time
 }
 
-// ClockVerdict is what checkClock decided.
+// ClockVerdict is what checkClock decided: ConditionClockSkew's verdict,
+// True when Skewed, with the time records may end by.
 type ClockVerdict struct {
-	// Condition is ConditionClockSkew, True when Skewed.
-	Condition metav1.Condition
+	Verdict
 	// Skewed means: do not bill now.
 	Skewed bool
 	// NotAfter is the latest time a record may end (the newest trusted
@@ -101,7 +99,7 @@ func (m *SiteMeter) checkClock(ctx context.Context, local time.Time, readings []
 		skew = DefaultClockSkew
 	}
 	pool := m.Pool
-	v := ClockVerdict{Condition: metav1.Condition{Type: ConditionClockSkew, Status: metav1.ConditionFalse, Reason: ReasonClockAgrees,
+	v := ClockVerdict{Verdict: Verdict{Type: ConditionClockSkew, Reason: ReasonClockAgrees,
 		Message: "the site's clock agrees with every trusted clock it has seen"}}
 	for _, r := range readings {
 		if err := SetState(ctx, pool, StateTrustedTime, second(r.Trusted)); err != nil {
@@ -117,13 +115,13 @@ func (m *SiteMeter) checkClock(ctx context.Context, local time.Time, readings []
 		off := r.Local.Sub(r.Trusted)
 		switch {
 		case off > skew:
-			v.Skewed, v.Condition.Reason = true, ReasonClockAhead
+			v.Skewed, v.Reason = true, ReasonClockAhead
 		case off < -skew:
-			v.Skewed, v.Condition.Reason = true, ReasonClockBehind
+			v.Skewed, v.Reason = true, ReasonClockBehind
 		default:
 			continue
 		}
-		v.Condition.Message = fmt.Sprintf("the site's clock (%s) is %s off %s (%s), more than the %s allowed: no usage is billed until they agree",
+		v.Message = fmt.Sprintf("the site's clock (%s) is %s off %s (%s), more than the %s allowed: no usage is billed until they agree",
 			second(r.Local).Format(time.RFC3339), off.Abs().Round(time.Second), r.Source, second(r.Trusted).Format(time.RFC3339), skew)
 		break
 	}
@@ -132,12 +130,12 @@ func (m *SiteMeter) checkClock(ctx context.Context, local time.Time, readings []
 		return v, err
 	}
 	if !v.Skewed && seen && local.Before(highWater.Add(-skew)) {
-		v.Skewed, v.Condition.Reason = true, ReasonClockWentBack
-		v.Condition.Message = fmt.Sprintf("the site's clock (%s) went back behind %s, a time it showed before: usage up to then is recorded, and no more is billed until the clock passes it",
+		v.Skewed, v.Reason = true, ReasonClockWentBack
+		v.Message = fmt.Sprintf("the site's clock (%s) went back behind %s, a time it showed before: usage up to then is recorded, and no more is billed until the clock passes it",
 			second(local).Format(time.RFC3339), highWater.UTC().Format(time.RFC3339))
 	}
 	if v.Skewed {
-		v.Condition.Status = metav1.ConditionTrue
+		v.True = true
 		return v, nil
 	}
 	if err := SetState(ctx, pool, StateClockHighWater, second(local)); err != nil {

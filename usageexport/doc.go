@@ -5,7 +5,7 @@
 //
 // How metering works, in one paragraph: the reconciler tells the Ledger what
 // each instance looks like whenever it reconciles it (Observe) and when it is
-// deleted (Deleted). The ledger keeps a timeline of intervals per instance;
+// deleted (Deleted, DeletedAsRequested). The ledger keeps a timeline of intervals per instance;
 // creation, deletion and a change of what is billed (the CPU limit, memory,
 // storage or labels) end one interval and start the next. A Sampler turns
 // the timeline into usage records, one per interval per closed clock hour,
@@ -22,5 +22,8 @@
 // (site.go) runs all of it once per metering pass.
 //
 // The package does not know where instances run or where their specs come
-// from; it does not import controller.
+// from; it imports neither controller nor its API types. It takes plain
+// values (Instance, Shape, Site) and returns plain results (SiteUsage and
+// its Verdicts), which the controller core turns into the DataController's
+// status (see controller/domain.go).
 package usageexport

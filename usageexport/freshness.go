@@ -3,8 +3,6 @@ package usageexport
 import (
 	"fmt"
 	"time"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // Condition types and reasons of usage freshness on the DataController.
@@ -24,11 +22,12 @@ const (
 	DefaultOverdueAfter = 30 * 24 * time.Hour
 )
 
-// FreshnessCondition says whether usage left the site recently enough.
-// last is when it last did (nil: never); since is when metering began, from
-// which a site that never exported counts. The condition is True while
-// fresh, False with reason Stale after warn, and Overdue after overdue.
-func FreshnessCondition(condType string, last *time.Time, since, now time.Time, warn, overdue time.Duration) metav1.Condition {
+// Freshness says whether usage left the site recently enough by the route
+// condType names. last is when it last did (nil: never); since is when
+// metering began, from which a site that never exported counts. The
+// verdict is True while fresh, False with reason Stale after warn, and
+// Overdue after overdue.
+func Freshness(condType string, last *time.Time, since, now time.Time, warn, overdue time.Duration) Verdict {
 	if warn <= 0 {
 		warn = DefaultWarnAfter
 	}
@@ -40,14 +39,14 @@ func FreshnessCondition(condType string, last *time.Time, since, now time.Time, 
 		ref, what = *last, "usage last left the site"
 	}
 	age := now.Sub(ref).Truncate(time.Minute)
-	c := metav1.Condition{Type: condType, Status: metav1.ConditionTrue, Reason: ReasonFresh,
+	c := Verdict{Type: condType, True: true, Reason: ReasonFresh,
 		Message: fmt.Sprintf("%s %s ago", what, age)}
 	switch {
 	case age >= overdue:
-		c.Status, c.Reason = metav1.ConditionFalse, ReasonOverdue
+		c.True, c.Reason = false, ReasonOverdue
 		c.Message = fmt.Sprintf("%s %s ago, longer than the overdue threshold %s", what, age, overdue)
 	case age >= warn:
-		c.Status, c.Reason = metav1.ConditionFalse, ReasonStale
+		c.True, c.Reason = false, ReasonStale
 		c.Message = fmt.Sprintf("%s %s ago, longer than %s", what, age, warn)
 	}
 	return c

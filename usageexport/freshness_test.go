@@ -1,6 +1,7 @@
 package usageexport_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -22,14 +23,14 @@ func TestFreshnessFollowsTheConfiguredThresholdsInConditionsAndMetrics(t *testin
 		status string
 		reason string
 	}{
-		{11 * time.Hour, "True", usageexport.ReasonFresh},
-		{12 * time.Hour, "False", usageexport.ReasonStale}, // the default 48 h would still say Fresh
-		{72 * time.Hour, "False", usageexport.ReasonOverdue},
+		{11 * time.Hour, "true", usageexport.ReasonFresh},
+		{12 * time.Hour, "false", usageexport.ReasonStale}, // the default 48 h would still say Fresh
+		{72 * time.Hour, "false", usageexport.ReasonOverdue},
 	} {
 		now := last.Add(tc.age)
-		c := usageexport.FreshnessCondition(usageexport.ConditionUsageExported, &last, since, now, warn, overdue)
-		if string(c.Status) != tc.status || c.Reason != tc.reason {
-			t.Errorf("%s after the last export: %s/%s (%s), want %s/%s", tc.age, c.Status, c.Reason, c.Message, tc.status, tc.reason)
+		c := usageexport.Freshness(usageexport.ConditionUsageExported, &last, since, now, warn, overdue)
+		if fmt.Sprint(c.True) != tc.status || c.Reason != tc.reason {
+			t.Errorf("%s after the last export: %v/%s (%s), want %s/%s", tc.age, c.True, c.Reason, c.Message, tc.status, tc.reason)
 		}
 		m.Observe(usageexport.ConditionUsageExported, &last, since, now, warn, overdue, c.Reason, 7)
 		got := gather(t, reg)

@@ -8,8 +8,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 )
 
 // Ledger records the timeline of every metered instance in controldb. The
@@ -28,37 +26,16 @@ func NewLedger(pool *pgxpool.Pool, clock Clock) *Ledger {
 	return &Ledger{Pool: pool, Clock: clock}
 }
 
-// ShapeOf is what a PostgresInstance is billed for: its CPU limit, memory,
-// storage and labels.
-func ShapeOf(inst *outpostv1.PostgresInstance) Shape {
-	labels := map[string]string{}
-	for k, v := range inst.Labels {
-		labels[k] = v
-	}
-	return Shape{
-		MilliVCores:  inst.Spec.Resources.CPU.MilliValue(),
-		MemoryBytes:  inst.Spec.Resources.Memory.Value(),
-		StorageBytes: inst.Spec.Storage.Size.Value(),
-		Labels:       labels,
-	}
-}
-
-// InstanceObserved records that a PostgresInstance exists with its current
-// spec. The reconciler calls it on every pass; only a new instance or a
-// changed shape writes anything.
-func (l *Ledger) InstanceObserved(ctx context.Context, inst *outpostv1.PostgresInstance) error {
-	return l.Observe(ctx, Instance{UID: string(inst.UID), Kind: outpostv1.KindPostgresInstance, Namespace: inst.Namespace, Name: inst.Name}, ShapeOf(inst))
-}
-
-// InstanceDeleted records that a PostgresInstance is gone: at its
-// deletionTimestamp when it has one (a controller that was down when the
-// deletion was asked for does not bill the time it was down), else now.
-func (l *Ledger) InstanceDeleted(ctx context.Context, inst *outpostv1.PostgresInstance) error {
+// DeletedAsRequested records that the instance with uid is gone since
+// its deletion was requested, or now if that is earlier: a controller that
+// was down when the deletion was asked for does not bill the time it was
+// down.
+func (l *Ledger) DeletedAsRequested(ctx context.Context, uid string, requested time.Time) error {
 	at := second(l.Clock.Now())
-	if d := inst.DeletionTimestamp; d != nil && d.Time.Before(at) {
-		at = second(d.Time)
+	if requested.Before(at) {
+		at = second(requested)
 	}
-	return l.deleted(ctx, string(inst.UID), func(time.Time) time.Time { return at })
+	return l.deleted(ctx, uid, func(time.Time) time.Time { return at })
 }
 
 // DeletedWhileAway records that the instance with uid went while nothing

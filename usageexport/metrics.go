@@ -35,7 +35,7 @@ func (m *Metrics) Collectors() []prometheus.Collector {
 }
 
 // Observe records one freshness evaluation: condType and the arguments of
-// FreshnessCondition, the verdict's reason, and the hub's backlog.
+// Freshness, the verdict's reason, and the hub's backlog.
 func (m *Metrics) Observe(condType string, last *time.Time, since, now time.Time, warn, overdue time.Duration, reason string, backlog int64) {
 	if warn <= 0 {
 		warn = DefaultWarnAfter

@@ -7,7 +7,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // ConditionUsageStreaming says whether the direct-mode backlog flows to
@@ -68,26 +67,26 @@ func RetryRefused(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
 	return n, wrapRefused(err)
 }
 
-// StreamingCondition is ConditionUsageStreaming for a site in direct mode
+// Streaming is the verdict of ConditionUsageStreaming for a site in direct mode
 // (or not) whose last attempt to stream failed with streamErr (nil: it
 // did not fail). It is nil in indirect mode with nothing set aside: there
 // is nothing to say.
-func StreamingCondition(ctx context.Context, pool *pgxpool.Pool, direct bool, streamErr error) (*metav1.Condition, error) {
+func Streaming(ctx context.Context, pool *pgxpool.Pool, direct bool, streamErr error) (*Verdict, error) {
 	r, err := RefusedBatches(ctx, pool)
 	if err != nil {
 		return nil, err
 	}
-	c := &metav1.Condition{Type: ConditionUsageStreaming, Status: metav1.ConditionTrue, Reason: ReasonStreaming,
+	c := &Verdict{Type: ConditionUsageStreaming, True: true, Reason: ReasonStreaming,
 		Message: "every record the hub has not acknowledged is on its way"}
 	switch {
 	case r.Batches > 0:
-		c.Status, c.Reason = metav1.ConditionFalse, ReasonBatchRefused
+		c.True, c.Reason = false, ReasonBatchRefused
 		c.Message = fmt.Sprintf("the hub refused %d batch(es), %d records, set aside while the rest flows; last at %s (%d): %s. Fix the cause, then run `outpost usage retry`",
 			r.Batches, r.Records, r.LastAt.UTC().Format(time.RFC3339), r.LastStatus, r.LastReason)
 	case !direct:
 		return nil, nil
 	case streamErr != nil:
-		c.Status, c.Reason, c.Message = metav1.ConditionFalse, ReasonHubUnreachable, streamErr.Error()
+		c.True, c.Reason, c.Message = false, ReasonHubUnreachable, streamErr.Error()
 	}
 	return c, nil
 }

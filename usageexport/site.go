@@ -9,21 +9,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
-)
-
-// Reasons of the DataController's Ready condition, which says whether the
-// site is metering.
-const (
-	ReasonMetering       = "Metering"
-	ReasonSamplingFailed = "SamplingFailed"
-	ReasonNoHubToken     = "NoHubToken"
-	// ReasonOrphanSweepFailed: the declared instances could not be listed
-	// (RBAC, say), so deleted instances cannot be closed.
-	ReasonOrphanSweepFailed = "OrphanSweepFailed"
 )
 
 // DefaultInterval is the sampling interval when the DataController does
@@ -32,9 +17,8 @@ const DefaultInterval = time.Minute
 
 // SiteMeter is one site's metering loop body, the same whatever the
 // controller runs on: each Pass samples the ledger, streams the backlog in
-// direct mode, and works out the DataController's usage status. The single
-// host stores that status in controldb and Kubernetes in the status
-// subresource; nothing else differs.
+// direct mode, and works out the site's usage, which the controller core
+// turns into the DataController's status.
 type SiteMeter struct {
 	Pool *pgxpool.Pool
 	Key  SigningKey
@@ -74,19 +58,26 @@ func (m *SiteMeter) needHubTime(ctx context.Context, now time.Time) bool {
 	return err == nil && (!ok || trusted.Before(second(now).Truncate(time.Hour)))
 }
 
-// Interval is how long to wait between passes for dc (nil: no
-// DataController yet).
-func Interval(dc *outpostv1.DataController) time.Duration {
-	if dc != nil && dc.Spec.Metering.Interval.Duration > 0 {
-		return dc.Spec.Metering.Interval.Duration
-	}
-	return DefaultInterval
+// Site is what a metering pass needs to know of the site's DataController.
+// The controller core translates the DataController into it; nil means
+// the site has no DataController yet.
+type Site struct {
+	// Name and Labels identify the site in streamed batches and exports.
+	Name   string
+	Labels map[string]string
+	// DirectMode: usage leaves the site by reaching the hub, so freshness
+	// is judged by uploads rather than exports.
+	DirectMode bool
+	// HubURL is where direct mode streams usage; empty when the site has no
+	// hub, and then nothing is streamed and nothing counts as a backlog.
+	HubURL string
+	// WarnAfter and OverdueAfter are the freshness thresholds; zero means
+	// DefaultWarnAfter and DefaultOverdueAfter.
+	WarnAfter, OverdueAfter time.Duration
 }
 
-// Direct says whether dc streams usage to a hub.
-func Direct(dc *outpostv1.DataController) bool {
-	return dc != nil && dc.Spec.Connectivity.Mode == outpostv1.ConnectivityDirect && dc.Spec.Connectivity.Hub != nil
-}
+// Streams says whether the site streams usage to a hub.
+func (s *Site) Streams() bool { return s != nil && s.DirectMode && s.HubURL != "" }
 
 // HubAccess is how a direct-mode site reaches its hub: the site's token
 // and, when the hub's certificate needs its own CA, a client that trusts it
@@ -108,11 +99,10 @@ type HubAccess struct {
 //  4. every closed hour up to the newest trusted time plus the skew is
 //     sampled, and in direct mode the new records are sent.
 //
-// It returns dc's usage status: the key's fingerprint, last export and
-// upload, backlog, Ready (metering), the freshness condition of dc's mode,
-// UsageStreaming (direct mode, or refused batches waiting) and ClockSkew.
-// With no DataController it does the same work and returns nil.
-func (m *SiteMeter) Pass(ctx context.Context, dc *outpostv1.DataController, hub HubAccess) (*outpostv1.DataControllerStatus, error) {
+// It returns what the pass saw of the site's usage (see SiteUsage), which
+// the controller core turns into the DataController's status. With no site
+// (no DataController) it does the same work and returns nil.
+func (m *SiteMeter) Pass(ctx context.Context, site *Site, hub HubAccess) (*SiteUsage, error) {
 	clock := m.Clock
 	if clock == nil {
 		clock = SystemClock{}
@@ -136,15 +126,15 @@ func (m *SiteMeter) Pass(ctx context.Context, dc *outpostv1.DataController, hub 
 		}
 	}
 
-	direct := Direct(dc)
+	direct := site.Streams()
 	var streamer *Streamer
 	var streamErr error
 	if direct && hub.Token != "" {
-		streamer = &Streamer{Pool: m.Pool, Key: m.Key, Clock: clock, SiteName: dc.Spec.Site.Name, SiteLabels: dc.Spec.Site.Labels,
+		streamer = &Streamer{Pool: m.Pool, Key: m.Key, Clock: clock, SiteName: site.Name, SiteLabels: site.Labels,
 			ControllerVersion: m.Version, Log: log,
 			// One attempt per pass: the next pass is the retry, and a
 			// hub that is down never holds up the status.
-			Hub: UploadOptions{HubURL: dc.Spec.Connectivity.Hub.URL, Token: hub.Token, Attempts: 1, Client: hub.Client}}
+			Hub: UploadOptions{HubURL: site.HubURL, Token: hub.Token, Attempts: 1, Client: hub.Client}}
 		var sent int
 		sent, streamErr = streamer.Flush(ctx)
 		if streamErr == nil && sent == 0 && m.needHubTime(ctx, clock.Now()) {
@@ -160,7 +150,7 @@ func (m *SiteMeter) Pass(ctx context.Context, dc *outpostv1.DataController, hub 
 	var readings []Reading
 	if streamer != nil {
 		if t, local, ok := streamer.HubTime(); ok {
-			readings = append(readings, Reading{Source: "the hub " + dc.Spec.Connectivity.Hub.URL, Trusted: t, Local: local})
+			readings = append(readings, Reading{Source: "the hub " + site.HubURL, Trusted: t, Local: local})
 		}
 	}
 	if m.TrustControlDBClock {
@@ -176,7 +166,7 @@ func (m *SiteMeter) Pass(ctx context.Context, dc *outpostv1.DataController, hub 
 	}
 	var sampleErr error
 	if verdict.Skewed {
-		log.Warn("usage not sampled: the clock cannot be trusted", "reason", verdict.Condition.Reason, "detail", verdict.Condition.Message)
+		log.Warn("usage not sampled: the clock cannot be trusted", "reason", verdict.Reason, "detail", verdict.Message)
 	} else {
 		sampler := &Sampler{Pool: m.Pool, Clock: clock, SiteID: SiteID(m.Key.Public()), NotAfter: verdict.NotAfter, Log: log}
 		var n int
@@ -189,70 +179,67 @@ func (m *SiteMeter) Pass(ctx context.Context, dc *outpostv1.DataController, hub 
 		}
 	}
 	if streamErr != nil && ctx.Err() == nil {
-		log.Warn("usage not streamed to the hub; it waits in the backlog", "hub", dc.Spec.Connectivity.Hub.URL, "err", streamErr)
+		log.Warn("usage not streamed to the hub; it waits in the backlog", "hub", site.HubURL, "err", streamErr)
 	}
-	if dc == nil {
+	if site == nil {
 		return nil, nil
 	}
-	st, err := m.status(ctx, dc, clock.Now())
+	u, err := m.usage(ctx, site, clock.Now())
 	if err != nil {
 		return nil, err
 	}
-	ready := metav1.Condition{Type: outpostv1.ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonMetering,
-		Message: fmt.Sprintf("usage sampled up to %s", second(clock.Now()).Truncate(time.Hour).Format(time.RFC3339))}
-	switch {
-	case verdict.Skewed:
-		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, ConditionClockSkew, verdict.Condition.Message
-	case sampleErr != nil:
-		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, ReasonSamplingFailed, sampleErr.Error()
-	case sweepErr != nil:
-		ready.Status, ready.Reason = metav1.ConditionFalse, ReasonOrphanSweepFailed
-		ready.Message = sweepErr.Error() + "; instances deleted without the controller seeing it stay billed until it runs"
-	case direct && hub.Token == "":
-		ready.Status, ready.Reason = metav1.ConditionFalse, ReasonNoHubToken
-		ready.Message = "direct mode has no hub token (connectivity.hub.credentialsSecret, key \"token\"): usage waits in the backlog"
-	}
-	ready.ObservedGeneration = dc.Generation
-	meta.SetStatusCondition(&st.Conditions, ready)
-	verdict.Condition.ObservedGeneration = dc.Generation
-	meta.SetStatusCondition(&st.Conditions, verdict.Condition)
-	streaming, err := StreamingCondition(ctx, m.Pool, direct, streamErr)
-	if err != nil {
+	u.Clock = verdict
+	u.SweepErr, u.SampleErr, u.StreamErr = sweepErr, sampleErr, streamErr
+	if u.Streaming, err = Streaming(ctx, m.Pool, direct, streamErr); err != nil {
 		return nil, err
 	}
-	if streaming == nil {
-		meta.RemoveStatusCondition(&st.Conditions, ConditionUsageStreaming)
-	} else {
-		streaming.ObservedGeneration = dc.Generation
-		meta.SetStatusCondition(&st.Conditions, *streaming)
-	}
-	if streamErr != nil {
-		// The freshness verdict stands; the reason it is not getting
-		// fresher is worth a line.
-		for i := range st.Conditions {
-			if st.Conditions[i].Type == ConditionUsageUploaded {
-				st.Conditions[i].Message += "; the last attempt failed: " + streamErr.Error()
-			}
-		}
-	}
-	return st, nil
+	return u, nil
 }
 
-// status works out dc's usage status as of now. The conditions start from
-// dc's, so conditions other writers own are kept.
-func (m *SiteMeter) status(ctx context.Context, dc *outpostv1.DataController, now time.Time) (*outpostv1.DataControllerStatus, error) {
-	st := &outpostv1.DataControllerStatus{
-		ObservedGeneration:    dc.Generation,
-		SigningKeyFingerprint: Fingerprint(m.Key.Public()),
-	}
-	for _, c := range dc.Status.Conditions {
-		st.Conditions = append(st.Conditions, *c.DeepCopy())
-	}
+// SiteUsage is what one metering pass saw of the site's usage: plain
+// values, which the controller core turns into the DataController's
+// status and conditions.
+type SiteUsage struct {
+	// Fingerprint is the signing key's.
+	Fingerprint string
+	// SampledUpTo is the hour a successful sampling reached: the pass's
+	// time, truncated to the hour.
+	SampledUpTo time.Time
+	// LastExport and LastUpload are when usage last left the site by an
+	// export file and by reaching the hub; nil when it never did.
+	LastExport, LastUpload *time.Time
+	// Backlog is the records the hub has not acknowledged (only while the
+	// site streams: in indirect mode nobody waits on them).
+	Backlog int64
+	// Freshness judges how long ago usage left the site by the route of
+	// the site's mode (ConditionUsageExported or ConditionUsageUploaded).
+	Freshness Verdict
+	// Clock is the clock check's verdict.
+	Clock ClockVerdict
+	// Streaming is ConditionUsageStreaming's verdict; nil when there is
+	// nothing to say (indirect mode and nothing set aside).
+	Streaming *Verdict
+	// SweepErr, SampleErr and StreamErr are why the orphan sweep,
+	// sampling or streaming failed this pass; the next pass tries again.
+	SweepErr, SampleErr, StreamErr error
+}
+
+// Verdict is one judgement of a pass, under the name of the condition that
+// shows it (Type): whether that condition holds (True), why, in a word
+// (Reason), and in a sentence (Message).
+type Verdict struct {
+	Type, Reason, Message string
+	True                  bool
+}
+
+// usage works out the site's usage as of now.
+func (m *SiteMeter) usage(ctx context.Context, site *Site, now time.Time) (*SiteUsage, error) {
+	u := &SiteUsage{Fingerprint: Fingerprint(m.Key.Public()), SampledUpTo: second(now).Truncate(time.Hour)}
 	var err error
-	if Direct(dc) {
+	if site.Streams() {
 		// In indirect mode every record is unacknowledged until the site
 		// switches to direct; that is not a backlog anyone waits on.
-		if st.Backlog, err = Backlog(ctx, m.Pool); err != nil {
+		if u.Backlog, err = Backlog(ctx, m.Pool); err != nil {
 			return nil, err
 		}
 	}
@@ -265,45 +252,36 @@ func (m *SiteMeter) status(ctx context.Context, dc *outpostv1.DataController, no
 		return nil, err
 	}
 	if okE {
-		st.LastExportTime = &metav1.Time{Time: lastExport}
+		u.LastExport = &lastExport
 	}
 	if okU {
-		st.LastUploadTime = &metav1.Time{Time: lastUpload}
+		u.LastUpload = &lastUpload
 	}
 	var since time.Time
 	if err := m.Pool.QueryRow(ctx, `SELECT COALESCE(min(created_at), $1) FROM usage_instances`, now).Scan(&since); err != nil {
 		return nil, fmt.Errorf("usage status: %w", err)
 	}
-	condType, other, last := ConditionUsageExported, ConditionUsageUploaded, st.LastExportTime
-	if dc.Spec.Connectivity.Mode == outpostv1.ConnectivityDirect {
-		condType, other, last = ConditionUsageUploaded, ConditionUsageExported, st.LastUploadTime
+	condType, last := ConditionUsageExported, u.LastExport
+	if site.DirectMode {
+		condType, last = ConditionUsageUploaded, u.LastUpload
 	}
-	var lastT *time.Time
-	if last != nil {
-		lastT = &last.Time
-	}
-	warn, overdue := dc.Spec.Metering.WarnAfter.Duration, dc.Spec.Metering.OverdueAfter.Duration
-	c := FreshnessCondition(condType, lastT, since, now, warn, overdue)
+	u.Freshness = Freshness(condType, last, since, now, site.WarnAfter, site.OverdueAfter)
 	if m.Metrics != nil {
-		m.Metrics.Observe(condType, lastT, since, now, warn, overdue, c.Reason, st.Backlog)
+		m.Metrics.Observe(condType, last, since, now, site.WarnAfter, site.OverdueAfter, u.Freshness.Reason, u.Backlog)
 	}
-	c.ObservedGeneration = dc.Generation
-	// A site that switched mode is judged by its new route only.
-	meta.RemoveStatusCondition(&st.Conditions, other)
-	meta.SetStatusCondition(&st.Conditions, c)
-	return st, nil
+	return u, nil
 }
 
 // DefaultSiteName names a site that has no DataController yet.
 const DefaultSiteName = "default"
 
-// ExportSite catches the ledger up and exports one month of the site dc
-// describes (nil: a site with no DataController, named DefaultSiteName):
-// what `outpost usage export` does whatever the controller runs on.
-func ExportSite(ctx context.Context, pool *pgxpool.Pool, key SigningKey, dc *outpostv1.DataController, month, version string, gzip bool) (*ExportResult, error) {
+// ExportSite catches the ledger up and exports one month of site (nil: a
+// site with no DataController, named DefaultSiteName): what `outpost usage
+// export` does whatever the controller runs on.
+func ExportSite(ctx context.Context, pool *pgxpool.Pool, key SigningKey, site *Site, month, version string, gzip bool) (*ExportResult, error) {
 	name, labels := DefaultSiteName, map[string]string(nil)
-	if dc != nil {
-		name, labels = dc.Spec.Site.Name, dc.Spec.Site.Labels
+	if site != nil {
+		name, labels = site.Name, site.Labels
 	}
 	sampler := &Sampler{Pool: pool, Clock: SystemClock{}, SiteID: SiteID(key.Public())}
 	return Export(ctx, pool, ExportOptions{

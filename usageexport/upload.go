@@ -13,8 +13,6 @@ import (
 	"net/http"
 	"strings"
 	"time"
-
-	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 )
 
 // UploadOptions configure Upload. The zero value of each field is a
@@ -51,17 +49,6 @@ func HubClient(caPEM []byte, source string) (*http.Client, error) {
 		Proxy:           http.ProxyFromEnvironment,
 		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
 	}}, nil
-}
-
-// CheckHubTransport refuses a direct-mode hub reached over plain http://
-// unless hub.allowInsecureHub says so. Admission refuses the same (a CEL
-// rule); this re-check keeps a spec that slipped past it from sending the
-// site's token in clear.
-func CheckHubTransport(hub *outpostv1.Hub) error {
-	if hub != nil && strings.HasPrefix(strings.ToLower(hub.URL), "http://") && !hub.AllowInsecureHub {
-		return fmt.Errorf("connectivity.hub.url %s: an http:// hub receives the site's token and usage in clear: use https://, or set connectivity.hub.allowInsecureHub: true; usage waits in the outbox", hub.URL)
-	}
-	return nil
 }
 
 // uploadTimeout bounds one attempt: the largest file the hub takes, over a

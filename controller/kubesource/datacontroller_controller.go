@@ -21,12 +21,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/outpostdata/outpost/controller"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/usageexport"
 )
-
-// ReasonNotTheSite marks a DataController other than the site's one.
-const ReasonNotTheSite = "NotTheSite"
 
 // UsageOptions turn metering on: the manager records PostgresInstances in
 // controldb's usage ledger and reconciles DataControllers.
@@ -44,12 +42,12 @@ type UsageOptions struct {
 	TrustControlDBClock bool
 }
 
-// DataControllerReconciler meters the site. Every DataController is
-// reconciled each metering interval: the ledger is sampled, the backlog
-// streamed to the hub in direct mode (token and CA from the Secrets the
-// spec names), and the status written: Ready (metering), the freshness
-// condition and its Prometheus gauges, backlog, last export and upload, and
-// the key's fingerprint. Controllers run in the leader only, so only one
+// DataControllerReconciler adapts the core's controller.DataControllerReconciler
+// to the Kubernetes API: every DataController is reconciled each metering
+// interval; the site's one is metered by the core, with the hub token and
+// CA from the Secrets the spec names and the orphan sweep over the
+// PostgresInstances the apiserver holds, and its status is written to the
+// status subresource. Controllers run in the leader only, so only one
 // replica samples and streams.
 type DataControllerReconciler struct {
 	Client client.Client
@@ -70,8 +68,8 @@ type DataControllerReconciler struct {
 	// PostgresInstances in); empty means every namespace.
 	Namespaces []string
 
-	meterOnce sync.Once
-	siteMeter *usageexport.SiteMeter
+	coreOnce sync.Once
+	core     *controller.DataControllerReconciler
 }
 
 // +kubebuilder:rbac:groups=outpost.dev,resources=datacontrollers,verbs=get;list;watch
@@ -91,57 +89,45 @@ func (r *DataControllerReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		return ctrl.Result{}, err
 	}
 	if site := siteOf(all.Items); site != nil && site.UID != dc.UID {
-		// No fingerprint: it does not meter, and does not compete to be
-		// the site (see siteOf).
-		dc.Status.SigningKeyFingerprint = ""
-		r.setReady(&dc, metav1.ConditionFalse, ReasonNotTheSite, fmt.Sprintf(
-			"a cluster is one site, and DataController %s/%s describes it; this one is ignored", site.Namespace, site.Name))
+		controller.NotTheSite(&dc, site)
 		// Looked at again now and then: if the site's DataController goes,
 		// the oldest remaining one becomes the site.
 		return ctrl.Result{RequeueAfter: time.Minute}, r.writeStatus(ctx, &dc, dc.Status.DeepCopy())
 	}
 	key, err := r.Keys.Key(ctx)
 	if err != nil {
-		// Without the key nothing can be signed or even named (the site id
-		// comes from it); the status says why.
-		r.setReady(&dc, metav1.ConditionFalse, "NoSigningKey", err.Error())
+		controller.NoSigningKey(&dc, err)
 		return ctrl.Result{RequeueAfter: 10 * time.Second}, r.writeStatus(ctx, &dc, dc.Status.DeepCopy())
 	}
-	hub, hubErr := r.hubAccess(ctx, &dc)
-	st, err := r.meter(key).Pass(ctx, &dc, hub)
+	before := dc.Status.DeepCopy()
+	interval, err := r.coreWith(key).Reconcile(ctx, &dc)
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("usage status of DataController %s: %w", req.NamespacedName, err)
 	}
-	if hubErr != nil {
-		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: outpostv1.ConditionReady, Status: metav1.ConditionFalse,
-			Reason: usageexport.ReasonNoHubToken, Message: hubErr.Error(), ObservedGeneration: dc.Generation})
-	}
-	before := dc.Status.DeepCopy()
-	if err := r.writeStatus(ctx, &dc, st); err != nil {
+	if err := r.writeStatus(ctx, &dc, dc.Status.DeepCopy()); err != nil {
 		if apierrors.IsConflict(err) {
 			return ctrl.Result{Requeue: true}, nil
 		}
 		return ctrl.Result{}, err
 	}
-	r.announce(&dc, before, st)
-	return ctrl.Result{RequeueAfter: usageexport.Interval(&dc)}, nil
+	r.announce(&dc, before, &dc.Status)
+	return ctrl.Result{RequeueAfter: interval}, nil
 }
 
-// meter is the site's metering pass, with the orphan sweep over the
-// PostgresInstances the apiserver holds. It is one for the reconciler's
-// life, since it remembers the newest trusted time.
-func (r *DataControllerReconciler) meter(key usageexport.SigningKey) *usageexport.SiteMeter {
-	r.meterOnce.Do(func() {
-		r.siteMeter = &usageexport.SiteMeter{Pool: r.Pool, Key: key, Version: r.Version, Clock: r.Clock, Log: r.Log,
-			Metrics: usageMetrics(), Source: r.declaredInstances, TrustControlDBClock: r.TrustControlDBClock}
+// coreWith is the core reconciler, metering with key. It is one for the
+// reconciler's life, since its meter remembers the newest trusted time.
+func (r *DataControllerReconciler) coreWith(key usageexport.SigningKey) *controller.DataControllerReconciler {
+	r.coreOnce.Do(func() {
+		r.core = controller.NewDataControllerReconciler(&usageexport.SiteMeter{Pool: r.Pool, Key: key, Version: r.Version, Clock: r.Clock, Log: r.Log,
+			Metrics: usageMetrics(), TrustControlDBClock: r.TrustControlDBClock}, r)
 	})
-	return r.siteMeter
+	return r.core
 }
 
-// declaredInstances lists every PostgresInstance from the apiserver itself
+// DeclaredInstances lists every PostgresInstance from the apiserver itself
 // (not the cache, which may lag behind a creation), with its deletion
 // request if any.
-func (r *DataControllerReconciler) declaredInstances(ctx context.Context) ([]usageexport.Declared, error) {
+func (r *DataControllerReconciler) DeclaredInstances(ctx context.Context) ([]usageexport.Declared, error) {
 	// With watched namespaces the chart grants list in those alone, and a
 	// cluster-wide list would be forbidden: the sweep would never run.
 	namespaces := r.Namespaces
@@ -164,11 +150,6 @@ func (r *DataControllerReconciler) declaredInstances(ctx context.Context) ([]usa
 		}
 	}
 	return out, nil
-}
-
-func (r *DataControllerReconciler) setReady(dc *outpostv1.DataController, status metav1.ConditionStatus, reason, msg string) {
-	meta.SetStatusCondition(&dc.Status.Conditions, metav1.Condition{Type: outpostv1.ConditionReady, Status: status,
-		Reason: reason, Message: msg, ObservedGeneration: dc.Generation})
 }
 
 // writeStatus writes st as dc's status when it differs from the stored one.
@@ -201,15 +182,15 @@ func (r *DataControllerReconciler) announce(dc *outpostv1.DataController, before
 	}
 }
 
-// hubAccess reads the hub token and CA a direct-mode DataController names.
-// An error means usage cannot be streamed; it waits in the backlog.
-func (r *DataControllerReconciler) hubAccess(ctx context.Context, dc *outpostv1.DataController) (usageexport.HubAccess, error) {
+// HubAccess reads the hub token and CA a direct-mode DataController names
+// from the Secrets of its namespace.
+func (r *DataControllerReconciler) HubAccess(ctx context.Context, dc *outpostv1.DataController) (usageexport.HubAccess, error) {
 	var hub usageexport.HubAccess
-	if !usageexport.Direct(dc) {
+	if !controller.UsageSite(dc).Streams() {
 		return hub, nil
 	}
 	h := dc.Spec.Connectivity.Hub
-	if err := usageexport.CheckHubTransport(h); err != nil {
+	if err := controller.CheckHubTransport(h); err != nil {
 		return hub, err
 	}
 	if h.CredentialsSecret == nil {
@@ -276,7 +257,7 @@ func (r *DataControllerReconciler) meterWithoutSite(ctx context.Context) error {
 		if err != nil {
 			continue
 		}
-		r.meter(key).Pass(ctx, nil, usageexport.HubAccess{})
+		r.coreWith(key).MeterWithoutSite(ctx)
 	}
 }
 

@@ -36,7 +36,7 @@ func setupUsage(mgr manager.Manager, opts Options) (controller.UsageRecorder, er
 	if err := dc.SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
-	return usageexport.NewLedger(u.DB, u.Clock), nil
+	return controller.UsageLedger{Ledger: usageexport.NewLedger(u.DB, u.Clock)}, nil
 }
 
 // onAnotherHost says whether controldb at dbURL runs on another host than

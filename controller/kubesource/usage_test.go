@@ -137,7 +137,7 @@ func TestDataControllerMetersPostgresInstancesOnKubernetes(t *testing.T) {
 		rs, rr := cond(outpostv1.ConditionReady)
 		fs, fr := cond(usageexport.ConditionUsageExported)
 		return st.SigningKeyFingerprint == usageexport.Fingerprint(key.Public()) && st.ObservedGeneration == 1 &&
-			rs == "True" && rr == usageexport.ReasonMetering && fs == "True" && fr == usageexport.ReasonFresh
+			rs == "True" && rr == controller.ReasonMetering && fs == "True" && fr == usageexport.ReasonFresh
 	})
 
 	// A second DataController is not a second site.
@@ -147,7 +147,7 @@ func TestDataControllerMetersPostgresInstancesOnKubernetes(t *testing.T) {
 	waitFor(t, "the second DataController told it is not the site", func() bool {
 		must(t, c.Get(ctx, client.ObjectKeyFromObject(second), second))
 		r := meta.FindStatusCondition(second.Status.Conditions, outpostv1.ConditionReady)
-		return r != nil && r.Status == metav1.ConditionFalse && r.Reason == kubesource.ReasonNotTheSite && second.Status.SigningKeyFingerprint == ""
+		return r != nil && r.Status == metav1.ConditionFalse && r.Reason == controller.ReasonNotTheSite && second.Status.SigningKeyFingerprint == ""
 	})
 	must(t, c.Delete(ctx, second))
 

@@ -11,6 +11,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/outpostdata/outpost/controller"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/controller/controldb"
 	"github.com/outpostdata/outpost/usageexport"
@@ -145,7 +146,7 @@ func (a UsageAccess) Export(ctx context.Context, month, version string, gzip boo
 		return nil, "", err
 	}
 	defer db.Close()
-	res, err := usageexport.ExportSite(ctx, db.Pool, key, dc, month, version, gzip)
+	res, err := usageexport.ExportSite(ctx, db.Pool, key, controller.UsageSite(dc), month, version, gzip)
 	return res, siteName(dc), err
 }
 

@@ -100,7 +100,7 @@ func Up(ctx context.Context, opts UpOptions) (err error) {
 		// After the first pass, so the site's DataController is known.
 		select {
 		case <-ctrl.Synced():
-			usage.run(ctx, sd)
+			usage.run(ctx)
 		case <-ctx.Done():
 		}
 	}()

@@ -39,12 +39,14 @@ func (s StateDir) UsageKey() string { return filepath.Join(s.Root, "usage", "sig
 func (s StateDir) HubToken() string { return filepath.Join(s.Root, "usage", "hub-token") }
 
 // usageRun meters this host: the ledger the reconciler writes to, and the
-// site's metering pass (sampling, direct-mode streaming and the
-// DataController's usage status).
+// loop that runs the core's DataController reconciler (sampling,
+// direct-mode streaming and the DataController's usage status) and stores
+// the status in controldb. It is the reconciler's controller.SiteSource.
 type usageRun struct {
 	db     *controldb.DB
+	sd     StateDir
 	ledger *usageexport.Ledger
-	meter  *usageexport.SiteMeter
+	core   *controller.DataControllerReconciler
 	log    *slog.Logger
 	site   atomic.Pointer[outpostv1.DataController]
 	// kick wakes the loop when the DataController appears, goes or
@@ -91,17 +93,16 @@ func startUsage(ctx context.Context, db *controldb.DB, sd StateDir, version stri
 		return nil, err
 	}
 	log = log.With("component", "usage")
-	u := &usageRun{db: db, ledger: usageexport.NewLedger(db.Pool, nil), log: log, kick: make(chan struct{}, 1),
-		events: &dirsource.EventRecorder{DB: db, Log: log}, announced: map[string]string{},
-		meter: &usageexport.SiteMeter{Pool: db.Pool, Key: key, Version: version, Metrics: usageMetrics, Log: log}}
-	u.meter.Source = u.declared
+	u := &usageRun{db: db, sd: sd, ledger: usageexport.NewLedger(db.Pool, nil), log: log, kick: make(chan struct{}, 1),
+		events: &dirsource.EventRecorder{DB: db, Log: log}, announced: map[string]string{}}
+	u.core = controller.NewDataControllerReconciler(&usageexport.SiteMeter{Pool: db.Pool, Key: key, Version: version, Metrics: usageMetrics, Log: log}, u)
 	return u, nil
 }
 
-// declared lists the instances the manifests declare: those controldb
-// holds and those a pass is storing. The orphan sweep closes any other uid
-// still open in the ledger.
-func (u *usageRun) declared(ctx context.Context) ([]usageexport.Declared, error) {
+// DeclaredInstances lists the instances the manifests declare: those
+// controldb holds and those a pass is storing. The orphan sweep closes any
+// other uid still open in the ledger.
+func (u *usageRun) DeclaredInstances(ctx context.Context) ([]usageexport.Declared, error) {
 	var out []usageexport.Declared
 	// First those being reconciled and not yet stored (a new instance
 	// during its initdb): one that moves from there into controldb in
@@ -129,18 +130,18 @@ func (u *usageRun) declared(ctx context.Context) ([]usageexport.Declared, error)
 // still declared stay billed through the downtime: what is declared is
 // what is billed.
 func (u *usageRun) recorder(synced <-chan struct{}) controller.UsageRecorder {
-	return hostRecorder{Ledger: u.ledger, synced: synced}
+	return hostRecorder{UsageLedger: controller.UsageLedger{Ledger: u.ledger}, synced: synced}
 }
 
 type hostRecorder struct {
-	*usageexport.Ledger
+	controller.UsageLedger
 	synced <-chan struct{}
 }
 
 func (h hostRecorder) InstanceDeleted(ctx context.Context, inst *outpostv1.PostgresInstance) error {
 	select {
 	case <-h.synced:
-		return h.Ledger.InstanceDeleted(ctx, inst)
+		return h.UsageLedger.InstanceDeleted(ctx, inst)
 	default:
 		return h.Ledger.DeletedWhileAway(ctx, string(inst.UID))
 	}
@@ -157,28 +158,43 @@ func (u *usageRun) setSite(dc *outpostv1.DataController) {
 	}
 }
 
+// HubAccess reads the hub token from the state directory's file and the
+// CA bundle its caSecret names. Neither failing is an error: the token is
+// then empty, usage waits in the backlog, and Ready says there is no token.
+func (u *usageRun) HubAccess(_ context.Context, dc *outpostv1.DataController) (usageexport.HubAccess, error) {
+	var access usageexport.HubAccess
+	if !controller.UsageSite(dc).Streams() {
+		return access, nil
+	}
+	b, err := os.ReadFile(u.sd.HubToken())
+	if err != nil {
+		u.log.Warn("direct mode without a hub token: usage waits in the backlog", "file", u.sd.HubToken(), "err", err)
+	}
+	access.Token = strings.TrimSpace(string(b))
+	if access.Client, err = hubClient(u.sd, dc); err != nil {
+		// Without the CA the hub cannot be trusted: nothing is sent.
+		u.log.Warn("usage waits in the backlog", "err", err)
+		access.Token = ""
+	}
+	return access, nil
+}
+
 // run samples, streams (direct mode) and updates status every metering
 // interval until ctx ends.
-func (u *usageRun) run(ctx context.Context, sd StateDir) {
+func (u *usageRun) run(ctx context.Context) {
 	for {
 		dc := u.site.Load()
-		var access usageexport.HubAccess
-		if usageexport.Direct(dc) {
-			b, err := os.ReadFile(sd.HubToken())
-			if err != nil {
-				u.log.Warn("direct mode without a hub token: usage waits in the backlog", "file", sd.HubToken(), "err", err)
+		var err error
+		if dc == nil {
+			err = u.core.MeterWithoutSite(ctx)
+		} else {
+			// A copy: the manifest source holds dc, and the core writes
+			// its status.
+			dc = dc.DeepCopy()
+			if _, err = u.core.Reconcile(ctx, dc); err == nil {
+				err = u.writeStatus(ctx, dc, &dc.Status)
+				u.announce(dc, &dc.Status)
 			}
-			access.Token = strings.TrimSpace(string(b))
-			if access.Client, err = hubClient(sd, dc); err != nil {
-				// Without the CA the hub cannot be trusted: nothing is sent.
-				u.log.Warn("usage waits in the backlog", "err", err)
-				access.Token = ""
-			}
-		}
-		st, err := u.meter.Pass(ctx, dc, access)
-		if err == nil && st != nil {
-			err = u.writeStatus(ctx, dc, st)
-			u.announce(dc, st)
 		}
 		if err != nil && ctx.Err() == nil {
 			u.log.Warn("cannot update DataController usage status", "err", err)
@@ -187,7 +203,7 @@ func (u *usageRun) run(ctx context.Context, sd StateDir) {
 		case <-ctx.Done():
 			return
 		case <-u.kick:
-		case <-time.After(usageexport.Interval(dc)):
+		case <-time.After(controller.MeteringInterval(dc)):
 		}
 	}
 }
@@ -198,7 +214,7 @@ func (u *usageRun) run(ctx context.Context, sd StateDir) {
 // ObjectStore's caSecret, the file secrets/NAMESPACE/NAME/ca.crt in the
 // state directory. Nil (the system roots) without a caSecret.
 func hubClient(sd StateDir, dc *outpostv1.DataController) (*http.Client, error) {
-	if err := usageexport.CheckHubTransport(dc.Spec.Connectivity.Hub); err != nil {
+	if err := controller.CheckHubTransport(dc.Spec.Connectivity.Hub); err != nil {
 		return nil, err
 	}
 	ca := dc.Spec.Connectivity.Hub.CASecret
@@ -280,7 +296,7 @@ func storedSite(ctx context.Context, db *controldb.DB) (*outpostv1.DataControlle
 	if err := json.Unmarshal(recs[0].Object, &dc); err != nil {
 		return nil, site, fmt.Errorf("stored DataController: %w", err)
 	}
-	site.Name, site.Labels, site.Direct = dc.Spec.Site.Name, dc.Spec.Site.Labels, usageexport.Direct(&dc)
+	site.Name, site.Labels, site.Direct = dc.Spec.Site.Name, dc.Spec.Site.Labels, controller.UsageSite(&dc).Streams()
 	return &dc, site, nil
 }
 
@@ -307,7 +323,7 @@ func ExportUsage(ctx context.Context, sd StateDir, month, version string, gzip b
 	if err != nil {
 		return nil, site, err
 	}
-	res, err := usageexport.ExportSite(ctx, db.Pool, key, dc, month, version, gzip)
+	res, err := usageexport.ExportSite(ctx, db.Pool, key, controller.UsageSite(dc), month, version, gzip)
 	return res, site, err
 }
 

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
@@ -29,21 +28,6 @@ func newBackupCommand(f *singleHostFlags) *cobra.Command {
 	cmd.AddCommand(newBackupCreateCommand(f), newBackupListCommand(f), newBackupVerifyCommand(f), newBackupRestoreCommand(f),
 		newBackupDeleteCommand(f), newBackupPruneCommand(f), newBackupKeyCommand(f))
 	return cmd
-}
-
-// progressTo reports progress on a terminal and stays quiet otherwise.
-func progressTo(w io.Writer, verb string) func(int64) {
-	if f, ok := w.(*os.File); !ok || !term.IsTerminal(int(f.Fd())) {
-		return nil
-	}
-	start, last := time.Now(), time.Time{}
-	return func(n int64) {
-		if time.Since(last) < 500*time.Millisecond {
-			return
-		}
-		last = time.Now()
-		fmt.Fprintf(w, "\r%s %d MB (%.0f MB/s)  ", verb, n>>20, float64(n)/1e6/time.Since(start).Seconds())
-	}
 }
 
 func newBackupCreateCommand(f *singleHostFlags) *cobra.Command {
@@ -149,13 +133,6 @@ func (f *singleHostFlags) backupTarget(cmd *cobra.Command, instance string) (sin
 	}
 	t, err := singlehost.ResolveBackup(cmd.Context(), sd, f.namespace, instance)
 	return sd, t, err
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 // verifyReport is `outpost backup verify -o json`.

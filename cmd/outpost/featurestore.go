@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/outpostdata/outpost/controller/singlehost"
 	"github.com/outpostdata/outpost/vectorstore"
@@ -70,19 +68,10 @@ file with the row and field named. The format follows the extension: .csv
 				return err
 			}
 			defer pool.Close()
-			opts := vectorstore.IngestOptions{}
-			errOut := cmd.ErrOrStderr()
-			tty := fsIsTerminal(errOut)
+			progress, done := ingestProgressTo(cmd.ErrOrStderr())
 			start := time.Now()
-			if tty {
-				opts.Progress = func(p vectorstore.IngestProgress) {
-					fmt.Fprintf(errOut, "\r%-9s %d rows  %s   ", p.Phase, p.Rows, time.Since(start).Round(time.Second))
-				}
-			}
-			res, err := s.IngestFile(ctx, file, opts)
-			if tty {
-				fmt.Fprintln(errOut)
-			}
+			res, err := s.IngestFile(ctx, file, vectorstore.IngestOptions{Progress: progress})
+			done()
 			if err != nil {
 				return fmt.Errorf("nothing was ingested: %w", err)
 			}
@@ -147,6 +136,7 @@ func newFSQueryCommand(f *singleHostFlags) *cobra.Command {
 	return cmd
 }
 
+// parseVectorFlag reads --vector: the vector itself, or @FILE holding it.
 func parseVectorFlag(v string) ([]float32, error) {
 	if strings.HasPrefix(v, "@") {
 		b, err := os.ReadFile(v[1:])
@@ -155,18 +145,11 @@ func parseVectorFlag(v string) ([]float32, error) {
 		}
 		v = string(b)
 	}
-	var out []float32
-	if err := json.Unmarshal([]byte("["+strings.Trim(strings.TrimSpace(v), "[]")+"]"), &out); err != nil || len(out) == 0 {
-		return nil, fmt.Errorf("--vector %q: want numbers like [0.1,0.2,0.3]", fsAbbreviate(v))
+	vec, err := vectorstore.ParseVector(v)
+	if err != nil {
+		return nil, fmt.Errorf("--vector %q: want numbers like [0.1,0.2,0.3]", abbreviate(v))
 	}
-	return out, nil
-}
-
-func fsAbbreviate(s string) string {
-	if len(s) > 40 {
-		return s[:37] + "..."
-	}
-	return s
+	return vec, nil
 }
 
 // printResults prints a search's results; -o json also says which path
@@ -245,8 +228,8 @@ func newFSStatsCommand(f *singleHostFlags) *cobra.Command {
 			if st.BuildPhase != "" {
 				state += fmt.Sprintf(" (%s, %.0f%%)", st.BuildPhase, st.BuildPercent)
 			}
-			fmt.Fprintf(tw, "Index:\t%s, %s, %s\n", st.IndexType, state, fsHumanBytes(st.IndexBytes))
-			fmt.Fprintf(tw, "Table size:\t%s\n", fsHumanBytes(st.TableBytes))
+			fmt.Fprintf(tw, "Index:\t%s, %s, %s\n", st.IndexType, state, humanBytes(st.IndexBytes))
+			fmt.Fprintf(tw, "Table size:\t%s\n", humanBytes(st.TableBytes))
 			build := "parallel"
 			if !st.ParallelHNSWBuild {
 				build = "serial (pgvector < 0.8.2, CVE-2026-3172)"
@@ -257,24 +240,4 @@ func newFSStatsCommand(f *singleHostFlags) *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 	return cmd
-}
-
-func fsHumanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
-// fsIsTerminal reports whether w is a terminal: progress is for people, and
-// stays out of scripts' output.
-func fsIsTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -31,12 +30,16 @@ func newHubCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			log, err := newLogger(cmd, "info")
+			if err != nil {
+				return err
+			}
 			pool, err := hub.Open(ctx, dbURL)
 			if err != nil {
 				return err
 			}
 			defer pool.Close()
-			h.Pool, h.Log = pool, slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			h.Pool, h.Log = pool, log
 			srv, err := h.NewServer(serve)
 			if err != nil {
 				return err

@@ -267,6 +267,27 @@ func fetchWALFrom(ctx context.Context, s *Store, keys Keys, key, name string) ([
 	return raw, nil
 }
 
+// pushTimeout bounds one wal-push. PostgreSQL waits for archive_command
+// and archives nothing else meanwhile, so a push hanging on an unresponsive
+// store must fail and be retried rather than wait forever.
+const pushTimeout = 5 * time.Minute
+
+// Push is wal-push: PushWAL with the configuration's store and key, within
+// pushTimeout.
+func (c *ArchiveConfig) Push(ctx context.Context, file string) error {
+	ctx, cancel := context.WithTimeout(ctx, pushTimeout)
+	defer cancel()
+	keys, err := c.Keys()
+	if err != nil {
+		return err
+	}
+	s, err := Open(ctx, c.Store)
+	if err != nil {
+		return err
+	}
+	return PushWAL(ctx, s, keys, c.Namespace, c.Instance, file)
+}
+
 // Fetch is wal-fetch: FetchWAL with the configuration's store and key,
 // retrying what may pass (an unreachable, refusing or hanging store) a
 // bounded number of times with backoff. It returns ErrNotFound only when the

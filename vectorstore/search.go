@@ -122,6 +122,23 @@ type SearchResult struct {
 	Index string
 }
 
+// ParseVector reads a query vector as ingest reads a CSV embedding,
+// pgvector's text form "[0.1,0.2]", so a vector copied out of a file or
+// psql works as it is. NaN and infinities are refused here, as pgvector
+// refuses them, rather than by the server after a round trip.
+func ParseVector(s string) ([]float32, error) {
+	vec, err := parseVectorText(s)
+	if err != nil {
+		return nil, err
+	}
+	for i, f := range vec {
+		if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
+			return nil, fmt.Errorf("element %d is %v; a vector's elements must be finite numbers", i, f)
+		}
+	}
+	return vec, nil
+}
+
 // Search returns the K entities nearest to vector, nearest first, and
 // which path answered. With filters it uses pgvector's iterative index
 // scans (relaxed order, sorted again here). When a filtered column has a

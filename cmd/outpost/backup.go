@@ -3,21 +3,14 @@ package main
 import (
 	"fmt"
 	"io"
-	"log/slog"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/yaml"
 
 	"github.com/outpostdata/outpost/backup"
 	"github.com/outpostdata/outpost/controller"
-	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
-	"github.com/outpostdata/outpost/controller/localruntime"
 	"github.com/outpostdata/outpost/controller/singlehost"
 )
 
@@ -29,21 +22,6 @@ func newBackupCommand(f *singleHostFlags) *cobra.Command {
 	cmd.AddCommand(newBackupCreateCommand(f), newBackupListCommand(f), newBackupVerifyCommand(f), newBackupRestoreCommand(f),
 		newBackupDeleteCommand(f), newBackupPruneCommand(f), newBackupKeyCommand(f))
 	return cmd
-}
-
-// progressTo reports progress on a terminal and stays quiet otherwise.
-func progressTo(w io.Writer, verb string) func(int64) {
-	if f, ok := w.(*os.File); !ok || !term.IsTerminal(int(f.Fd())) {
-		return nil
-	}
-	start, last := time.Now(), time.Time{}
-	return func(n int64) {
-		if time.Since(last) < 500*time.Millisecond {
-			return
-		}
-		last = time.Now()
-		fmt.Fprintf(w, "\r%s %d MB (%.0f MB/s)  ", verb, n>>20, float64(n)/1e6/time.Since(start).Seconds())
-	}
 }
 
 func newBackupCreateCommand(f *singleHostFlags) *cobra.Command {
@@ -151,24 +129,6 @@ func (f *singleHostFlags) backupTarget(cmd *cobra.Command, instance string) (sin
 	return sd, t, err
 }
 
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-// verifyReport is `outpost backup verify -o json`.
-type verifyReport struct {
-	Checksums *backup.VerifyResult `json:"checksums"`
-	// Continuity is the WAL from the backup to the newest archived segment.
-	Continuity *backup.Continuity            `json:"continuity"`
-	Restore    *localruntime.RestoreCheck    `json:"restore,omitempty"`
-	Status     *outpostv1.BackupVerification `json:"verification"`
-	// RecordedOn are the Backups whose status.verification now holds it.
-	RecordedOn []string `json:"recordedOn"`
-}
-
 func newBackupVerifyCommand(f *singleHostFlags) *cobra.Command {
 	var output string
 	var restore bool
@@ -185,78 +145,24 @@ index and counts the rows of every table, then removes it. The result goes
 into status.verification of the Backup that made the backup.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			sd, t, err := f.backupTarget(cmd, args[0])
+			sd, err := f.open()
 			if err != nil {
 				return err
 			}
-			instance, id := args[0], args[1]
-			rep := &verifyReport{}
-			res, err := backup.Verify(cmd.Context(), t.Store, f.namespace, instance, id)
-			if err != nil {
-				return err
-			}
-			rep.Checksums = res
-			v := &outpostv1.BackupVerification{Time: metav1.Now(), ChecksumsOK: res.OK}
-			var failure error
-			if !res.OK {
-				for _, e := range res.Errors {
-					fmt.Fprintln(cmd.ErrOrStderr(), e)
-				}
-				failure = fmt.Errorf("backup %s failed verification: %d problems", res.ID, len(res.Errors))
-				v.Message = fmt.Sprintf("%d objects do not match the manifest; first: %s", len(res.Errors), res.Errors[0])
-			} else if output != "json" {
-				fmt.Fprintf(cmd.OutOrStdout(), "backup %s: %d objects, %d bytes, every checksum matches\n", res.ID, res.Objects, res.Bytes)
-				if len(res.Chain) > 1 {
-					fmt.Fprintf(cmd.OutOrStdout(), "its chain, every link checked: %s\n", strings.Join(res.Chain, " <- "))
-				}
-			}
-			cont, err := backup.CheckContinuity(cmd.Context(), t.Store, f.namespace, instance, id)
-			if err != nil {
-				return err
-			}
-			rep.Continuity = cont
-			if output != "json" {
-				fmt.Fprintln(cmd.OutOrStdout(), cont)
-			}
-			if !cont.OK() && failure == nil {
-				failure = fmt.Errorf("backup %s: %s", id, cont)
-				v.Message = failure.Error()
-			}
-			if failure == nil && restore {
-				exe, err := os.Executable()
-				if err != nil {
-					return err
-				}
-				check, err := localruntime.VerifyByRestore(cmd.Context(), t.StoreConfig, t.KeyFile, f.namespace, instance, id, exe, sd.Root, slog.New(slog.NewTextHandler(io.Discard, nil)))
-				if err != nil {
-					failure = fmt.Errorf("backup %s: restore check failed: %w", id, err)
-					v.Message = failure.Error()
-				} else {
-					rep.Restore, v.Restored = check, true
-					v.Message = fmt.Sprintf("restored: %d databases, %d B-tree indexes pass amcheck, %d tables with %d rows", check.Databases, check.IndexesOK, check.Tables, check.Rows)
-					if output != "json" {
-						fmt.Fprintf(cmd.OutOrStdout(), "backup %s restores: %d databases, %d B-tree indexes pass amcheck, %d tables with %d rows (restore took %s)\n",
-							id, check.Databases, check.IndexesOK, check.Tables, check.Rows, check.RestoreTook.Round(time.Millisecond))
-					}
-				}
-			}
-			rep.Status = v
-			names, err := singlehost.RecordVerification(cmd.Context(), sd, f.namespace, instance, id, v)
-			switch {
-			case err != nil:
-				fmt.Fprintf(cmd.ErrOrStderr(), "note: %v\n", err)
-			case len(names) == 0:
-				fmt.Fprintf(cmd.ErrOrStderr(), "note: no Backup object records backup %s (it was made with outpost backup create), so no status was updated\n", id)
-			case output != "json":
-				fmt.Fprintf(cmd.OutOrStdout(), "recorded in the status of Backup %s\n", strings.Join(names, ", "))
-			}
-			rep.RecordedOn = names
+			out := cmd.OutOrStdout()
 			if output == "json" {
+				out = io.Discard
+			}
+			rep, err := singlehost.VerifyBackup(cmd.Context(), sd, singlehost.VerifyOptions{
+				Namespace: f.namespace, Instance: args[0], ID: args[1], Restore: restore,
+				Out: out, Err: cmd.ErrOrStderr(),
+			})
+			if rep != nil && output == "json" {
 				if err := printJSON(cmd.OutOrStdout(), rep); err != nil {
 					return err
 				}
 			}
-			return failure
+			return err
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json")
@@ -274,39 +180,17 @@ directory; the controller (outpost up) restores it. A target time before the
 first recoverability point is refused at once.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			sd, t, err := f.backupTarget(cmd, args[0])
+			sd, err := f.open()
 			if err != nil {
 				return err
 			}
-			rec := &outpostv1.RecoveryBootstrap{Source: args[0], ObjectStore: t.Instance.Spec.Backup.ObjectStore, BackupID: backupID}
-			var tt time.Time
+			o := singlehost.RestoreOptions{Namespace: f.namespace, Source: args[0], To: to, BackupID: backupID}
 			if target != "" {
-				if tt, err = time.Parse(time.RFC3339Nano, target); err != nil {
+				if o.TargetTime, err = time.Parse(time.RFC3339Nano, target); err != nil {
 					return fmt.Errorf("--target-time: %w (use RFC 3339, e.g. 2026-11-21T20:00:00Z)", err)
 				}
-				rec.TargetTime = &metav1.Time{Time: tt}
 			}
-			m, err := backup.ChooseBackup(cmd.Context(), t.Store, f.namespace, args[0], backupID, tt)
-			if err != nil {
-				return err
-			}
-			inst := &outpostv1.PostgresInstance{}
-			inst.APIVersion, inst.Kind = outpostv1.GroupVersion.String(), "PostgresInstance"
-			inst.Name, inst.Namespace = to, f.namespace
-			inst.Spec = *t.Instance.Spec.DeepCopy()
-			inst.Spec.Backup = nil
-			if enc := t.Instance.Spec.Backup.Encryption; enc != nil {
-				// The key is needed to read the source's backups; the new
-				// instance archives nowhere until given a policy of its own.
-				inst.Spec.Backup = &outpostv1.BackupPolicy{ObjectStore: rec.ObjectStore, Encryption: enc, Retention: t.Instance.Spec.Backup.Retention}
-			}
-			inst.Spec.Bootstrap = outpostv1.Bootstrap{Recovery: rec}
-			b, err := yaml.Marshal(inst)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "restoring from backup %s (ended %s)\n", m.ID, m.StopTime.UTC().Format(time.RFC3339))
-			return singlehost.Apply(cmd.Context(), sd, to+".yaml", b, cmd.OutOrStdout())
+			return singlehost.RestoreBackup(cmd.Context(), sd, o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	cmd.Flags().StringVar(&to, "to", "", "name of the new instance")

@@ -1,14 +1,9 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -56,7 +51,7 @@ to the site, for ` + "`outpost bundle verify --public-key`" + `.`,
 				return fmt.Errorf("finding this outpost binary: %w", err)
 			}
 			if tag == "" {
-				if tag, err = defaultTag(self); err != nil {
+				if tag, err = bundle.DefaultTag(Version(), self); err != nil {
 					return err
 				}
 			}
@@ -86,30 +81,6 @@ to the site, for ` + "`outpost bundle verify --public-key`" + `.`,
 	f.StringVar(&keyPath, "signing-key", defaultBundleKey(), "ed25519 private key (PKCS#8 PEM) that signs the bundle; created if missing")
 	f.StringVar(&tag, "tag", "", "the images' tag (default: this binary's version, or dev- and its sha256 for a development build)")
 	return cmd
-}
-
-// tagPattern is what a container image tag may be.
-var tagPattern = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
-
-// defaultTag is the binary's version when it makes a tag; a development
-// build (whose version names at most a commit, which uncommitted changes
-// share) gets one from its contents, so two builds never share a tag and
-// `helm upgrade` to a new build rolls the pods.
-func defaultTag(binary string) (string, error) {
-	v := strings.ReplaceAll(Version(), "+", "-")
-	if tagPattern.MatchString(v) && !strings.HasPrefix(v, "dev") && v != "unknown" {
-		return v, nil
-	}
-	f, err := os.Open(binary)
-	if err != nil {
-		return "", fmt.Errorf("tag: %w", err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("tag: reading %s: %w", binary, err)
-	}
-	return "dev-" + hex.EncodeToString(h.Sum(nil))[:12], nil
 }
 
 // publicKeyUsage is the --public-key flag's help.

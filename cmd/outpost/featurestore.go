@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/outpostdata/outpost/controller/singlehost"
 	"github.com/outpostdata/outpost/vectorstore"
@@ -71,28 +69,19 @@ file with the row and field named. The format follows the extension: .csv
 				return err
 			}
 			defer pool.Close()
-			opts := vectorstore.IngestOptions{}
-			errOut := cmd.ErrOrStderr()
-			tty := fsIsTerminal(errOut)
+			progress, done := ingestProgressTo(cmd.ErrOrStderr())
 			start := time.Now()
-			if tty {
-				opts.Progress = func(p vectorstore.IngestProgress) {
-					fmt.Fprintf(errOut, "\r%-9s %d rows  %s   ", p.Phase, p.Rows, time.Since(start).Round(time.Second))
-				}
-			}
-			res, err := s.IngestFile(ctx, file, opts)
-			if tty {
-				fmt.Fprintln(errOut)
-			}
+			res, err := s.IngestFile(ctx, file, vectorstore.IngestOptions{Progress: progress})
+			done()
 			if err != nil && !errors.Is(err, vectorstore.ErrCalibration) {
 				return fmt.Errorf("nothing was ingested: %w", err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "ingested %d rows into %s in %s: %d new, %d updated, %d older than the store (history only); %d versions added to history\n",
 				res.Rows, s.Table(), time.Since(start).Round(time.Millisecond), res.Inserted, res.Updated, res.Stale, res.HistoryAppended)
 			if t := res.Tuning; t != nil && t.Exact() {
-				fmt.Fprintf(errOut, "search defaults: no %s finds 0.97 of the true neighbours on this data (%.2f at the largest tried), so searches rank exactly unless told otherwise\n", t.Knob, t.Recall)
+				fmt.Fprintf(cmd.ErrOrStderr(), "search defaults: no %s finds 0.97 of the true neighbours on this data (%.2f at the largest tried), so searches rank exactly unless told otherwise\n", t.Knob, t.Recall)
 			} else if t != nil {
-				fmt.Fprintf(errOut, "search defaults: %s %d finds %.2f of the true neighbours of %d sampled rows\n", t.Knob, t.Value, t.Recall, t.Queries)
+				fmt.Fprintf(cmd.ErrOrStderr(), "search defaults: %s %d finds %.2f of the true neighbours of %d sampled rows\n", t.Knob, t.Value, t.Recall, t.Queries)
 			}
 			return err
 		},
@@ -153,6 +142,7 @@ func newFSQueryCommand(f *singleHostFlags) *cobra.Command {
 	return cmd
 }
 
+// parseVectorFlag reads --vector: the vector itself, or @FILE holding it.
 func parseVectorFlag(v string) ([]float32, error) {
 	if strings.HasPrefix(v, "@") {
 		b, err := os.ReadFile(v[1:])
@@ -161,18 +151,11 @@ func parseVectorFlag(v string) ([]float32, error) {
 		}
 		v = string(b)
 	}
-	var out []float32
-	if err := json.Unmarshal([]byte("["+strings.Trim(strings.TrimSpace(v), "[]")+"]"), &out); err != nil || len(out) == 0 {
-		return nil, fmt.Errorf("--vector %q: want numbers like [0.1,0.2,0.3]", fsAbbreviate(v))
+	vec, err := vectorstore.ParseVector(v)
+	if err != nil {
+		return nil, fmt.Errorf("--vector %q: want numbers like [0.1,0.2,0.3]", abbreviate(v))
 	}
-	return out, nil
-}
-
-func fsAbbreviate(s string) string {
-	if len(s) > 40 {
-		return s[:37] + "..."
-	}
-	return s
+	return vec, nil
 }
 
 // printResults prints a search's results; -o json also says which path
@@ -251,8 +234,8 @@ func newFSStatsCommand(f *singleHostFlags) *cobra.Command {
 			if st.BuildPhase != "" {
 				state += fmt.Sprintf(" (%s, %.0f%%)", st.BuildPhase, st.BuildPercent)
 			}
-			fmt.Fprintf(tw, "Index:\t%s, %s, %s\n", st.IndexType, state, fsHumanBytes(st.IndexBytes))
-			fmt.Fprintf(tw, "Table size:\t%s\n", fsHumanBytes(st.TableBytes))
+			fmt.Fprintf(tw, "Index:\t%s, %s, %s\n", st.IndexType, state, humanBytes(st.IndexBytes))
+			fmt.Fprintf(tw, "Table size:\t%s\n", humanBytes(st.TableBytes))
 			build := "parallel"
 			if !st.ParallelHNSWBuild {
 				build = "serial (pgvector < 0.8.2, CVE-2026-3172)"
@@ -263,24 +246,4 @@ func newFSStatsCommand(f *singleHostFlags) *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 	return cmd
-}
-
-func fsHumanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
-// fsIsTerminal reports whether w is a terminal: progress is for people, and
-// stays out of scripts' output.
-func fsIsTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
 }

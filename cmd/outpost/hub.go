@@ -1,12 +1,7 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -31,43 +26,19 @@ func newHubCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			log, err := newLogger(cmd, "info")
+			if err != nil {
+				return err
+			}
 			pool, err := hub.Open(ctx, dbURL)
 			if err != nil {
 				return err
 			}
 			defer pool.Close()
-			h.Pool, h.Log = pool, slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			srv, err := h.NewServer(serve)
-			if err != nil {
-				return err
-			}
-			l, err := net.Listen("tcp", listen)
-			if err != nil {
-				return fmt.Errorf("--listen %s: %w", listen, err)
-			}
-			scheme := "https"
-			if !serve.TLS() {
-				scheme = "http"
-				if ip, _, _ := net.SplitHostPort(l.Addr().String()); !net.ParseIP(ip).IsLoopback() {
-					h.Log.Warn("serving plain HTTP on a network address: tokens and usage cross the network in clear; give --tls-cert and --tls-key", "listen", l.Addr().String())
-				}
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Outpost hub listening on %s://%s\n", scheme, l.Addr())
-			go func() {
-				<-ctx.Done()
-				shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				srv.Shutdown(shutdown)
-			}()
-			if serve.TLS() {
-				err = srv.ServeTLS(l, "", "")
-			} else {
-				err = srv.Serve(l)
-			}
-			if !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
+			h.Pool, h.Log = pool, log
+			return h.ListenAndServe(ctx, listen, serve, func(url string) {
+				fmt.Fprintf(cmd.OutOrStdout(), "Outpost hub listening on %s\n", url)
+			})
 		},
 	}
 	cmd.PersistentFlags().StringVar(&dbURL, "db", os.Getenv("OUTPOST_HUB_DB"), "PostgreSQL URL of the hub's database (default $OUTPOST_HUB_DB)")

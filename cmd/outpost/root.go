@@ -6,8 +6,9 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// newRootCommand builds the command tree. Each subcommand lives in a file of
-// its own.
+// newRootCommand builds the command tree. Each command, or group of related
+// commands (the single-host ones, wal-push and wal-fetch), lives in a file
+// named for it; output.go holds how they all print and log.
 func newRootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "outpost",

@@ -317,7 +317,7 @@ func newUsageUploadCommand() *cobra.Command {
 					return err
 				}
 			}
-			if isTerminal(os.Stderr) {
+			if isTerminal(cmd.ErrOrStderr()) {
 				opts.Progress = cmd.ErrOrStderr()
 			}
 			rc, err := usageexport.Upload(cmd.Context(), data, opts)
@@ -350,9 +350,4 @@ func parseKeyFlag(s string) (ed25519.PublicKey, error) {
 		return nil, fmt.Errorf("--public-key: %w", err)
 	}
 	return pub, nil
-}
-
-func isTerminal(f *os.File) bool {
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

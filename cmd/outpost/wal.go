@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"errors"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -19,22 +17,6 @@ type exitError struct {
 
 func (e *exitError) Error() string { return e.err.Error() }
 
-func openArchive(ctx context.Context, file string) (*backup.ArchiveConfig, *backup.Store, backup.Keys, error) {
-	cfg, err := backup.ReadArchiveConfig(file)
-	if err != nil {
-		return nil, nil, backup.Keys{}, err
-	}
-	keys, err := cfg.Keys()
-	if err != nil {
-		return nil, nil, backup.Keys{}, err
-	}
-	s, err := backup.Open(ctx, cfg.Store)
-	if err != nil {
-		return nil, nil, backup.Keys{}, err
-	}
-	return cfg, s, keys, nil
-}
-
 func newWALPushCommand() *cobra.Command {
 	var config string
 	cmd := &cobra.Command{
@@ -45,13 +27,11 @@ after the object store holds it, checked by SHA-256. Pushing the same segment
 again succeeds; a different segment under the same name fails.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Minute)
-			defer cancel()
-			cfg, s, keys, err := openArchive(ctx, config)
+			cfg, err := backup.ReadArchiveConfig(config)
 			if err != nil {
 				return err
 			}
-			return backup.PushWAL(ctx, s, keys, cfg.Namespace, cfg.Instance, args[0])
+			return cfg.Push(cmd.Context(), args[0])
 		},
 	}
 	cmd.Flags().StringVar(&config, "config", "", "archive configuration (backup.json in the instance directory)")

@@ -6,11 +6,13 @@
 // extensions, supervision with restarts, and a clean shutdown on SIGTERM.
 //
 // It serves /livez and /readyz, which ask the server itself over a real
-// connection, Prometheus metrics on /metrics, and GET /archiver: the WAL
+// connection, Prometheus metrics on /metrics, GET /archiver: the WAL
 // archiver's status, read every reload interval, when archive settings
-// changed with ALTER SYSTEM are also put back (archiving.go). It does not talk to the
-// Kubernetes API: everything it needs arrives through the mounted ConfigMap
-// (re-read while it runs), the mounted TLS and object store Secrets, and the
-// passwords in its environment. It connects as the superuser through the
-// server's Unix socket (tls.go serves the mounted certificate).
+// changed with ALTER SYSTEM are also put back (archiving.go), and POST
+// /backup, a base backup for the controller, behind a bearer token
+// (backup.go). It does not talk to the Kubernetes API: everything it
+// needs arrives through the mounted ConfigMap (re-read while it runs), the
+// mounted TLS and object store Secrets, and the passwords in its
+// environment. It connects as the superuser through the server's Unix
+// socket (tls.go serves the mounted certificate).
 package instancemanager

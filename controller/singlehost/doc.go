@@ -1,5 +1,7 @@
 // Package singlehost is Outpost on one host without Kubernetes: the state
 // directory's layout, `outpost up` (controldb, the dir source and the local
-// runtime wired together), and the kubectl-like commands that read and
-// write the manifests directory (apply, get, describe, delete, psql).
+// runtime wired together), the kubectl-like commands that read and write
+// the manifests directory (apply, get, describe, delete, psql), and the work
+// behind the featurestore, backup and usage commands on this host, so that
+// cmd/outpost only parses flags and prints.
 package singlehost

@@ -1,10 +1,12 @@
 package hub
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"time"
@@ -64,6 +66,50 @@ func (h *Hub) NewServer(o ServeOptions) (*http.Server, error) {
 		srv.TLSConfig.ClientCAs, srv.TLSConfig.ClientAuth = pool, tls.RequireAndVerifyClientCert
 	}
 	return srv, nil
+}
+
+// shutdownGrace is how long requests in flight may finish once the hub
+// is told to stop.
+const shutdownGrace = 10 * time.Second
+
+// ListenAndServe serves the hub on address listen until ctx ends, then
+// shuts down, letting requests in flight finish within shutdownGrace.
+// listening receives the hub's URL once it accepts connections. Plain HTTP
+// on an address other than loopback is served, for a TLS-terminating
+// proxy, but warned about: tokens and usage would cross the network in
+// clear.
+func (h *Hub) ListenAndServe(ctx context.Context, listen string, o ServeOptions, listening func(url string)) error {
+	srv, err := h.NewServer(o)
+	if err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", listen, err)
+	}
+	scheme := "https"
+	if !o.TLS() {
+		scheme = "http"
+		if ip, _, _ := net.SplitHostPort(l.Addr().String()); !net.ParseIP(ip).IsLoopback() {
+			h.Log.Warn("serving plain HTTP on a network address: tokens and usage cross the network in clear; give --tls-cert and --tls-key", "listen", l.Addr().String())
+		}
+	}
+	listening(scheme + "://" + l.Addr().String())
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		defer cancel()
+		srv.Shutdown(shutdown)
+	}()
+	if o.TLS() {
+		err = srv.ServeTLS(l, "", "")
+	} else {
+		err = srv.Serve(l)
+	}
+	if !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
 }
 
 func orDefault(d, def time.Duration) time.Duration {

@@ -6,8 +6,7 @@
 // The types files hold only types, their documentation and their validation
 // markers; every rule that can be a schema or CEL rule is one here, so the
 // apiserver (and the manifests directory, which validates against the same
-// CRDs) rejects a bad spec at once. Behaviour lives beside them in _funcs.go
-// files.
+// CRDs) rejects a bad spec at once.
 //
 // +kubebuilder:object:generate=true
 // +groupName=outpost.dev

@@ -9,7 +9,7 @@
 // host through a veth pair and host routes to the pod and service CIDRs,
 // with no default route, so nothing in it reaches past this machine and the
 // host's ip_forward stays off. Images come from docker-archive tarballs
-// imported into containerd (images.go); pods must use imagePullPolicy
+// imported into containerd (containerd.go); pods must use imagePullPolicy
 // Never. The sandbox image is the project's own pause program
 // (pauseimage.go).
 //

@@ -1,0 +1,29 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+)
+
+// TestVectorFlag checks --vector as given and as @FILE, and that a bad
+// one is named in the error the way it was before vectorstore parsed it.
+func TestVectorFlag(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "q.txt")
+	if err := os.WriteFile(file, []byte("[0.5,1.5]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range []string{"[0.5,1.5]", "0.5, 1.5", "@" + file} {
+		if got, err := parseVectorFlag(in); err != nil || !reflect.DeepEqual(got, []float32{0.5, 1.5}) {
+			t.Errorf("--vector %s: %v, %v", in, got, err)
+		}
+	}
+	_, err := parseVectorFlag("[1,NaN]")
+	if want := `--vector "[1,NaN]": want numbers like [0.1,0.2,0.3]`; err == nil || err.Error() != want {
+		t.Errorf("--vector [1,NaN]: %v, want %s", err, want)
+	}
+	if _, err := parseVectorFlag("@" + file + ".missing"); err == nil {
+		t.Error("--vector @ a missing file succeeded")
+	}
+}

@@ -27,7 +27,7 @@ const (
 
 // ControllerOptions configure `outpost controller --source kubernetes`.
 type ControllerOptions struct {
-	Manager Options // NewRuntime is filled in by RunController
+	Manager Options // NewRuntime and Verifier are filled in by RunController
 	// Runtime is RuntimeKubernetes or RuntimeLocal.
 	Runtime string
 	// InstanceImage and its pull policy, for the kubernetes runtime.
@@ -66,8 +66,10 @@ func (opts *ControllerOptions) meter(db *controldb.DB) {
 	opts.Manager.Usage = &UsageOptions{DB: db.Pool, Namespace: ns, Version: opts.Version, TrustControlDBClock: onAnotherHost(opts.ControlDBURL)}
 }
 
-// RunController wires a runtime to the manager and runs it until ctx ends,
-// then stops what the runtime runs locally and controldb.
+// RunController is `outpost controller`: it opens controldb, builds the
+// runtime opts.Runtime names for NewManager, which wires it to the core,
+// and runs the manager until ctx ends, then stops what the runtime runs
+// locally and controldb.
 func RunController(ctx context.Context, cfg *rest.Config, opts ControllerOptions) (err error) {
 	log := opts.Manager.Log
 	if log == nil {
@@ -102,7 +104,7 @@ func RunController(ctx context.Context, cfg *rest.Config, opts ControllerOptions
 		}
 		// Owned objects wake the reconciler when they change.
 		opts.Manager.MinRequeue = 10 * time.Second
-		opts.Manager.NewRuntime = func(c client.Client, s *runtime.Scheme) (controller.InstanceRuntime, error) {
+		opts.Manager.NewRuntime = func(c client.Client, s *runtime.Scheme) (controller.Runtime, error) {
 			// Age keys and the site CA are Secrets the cache does not hold.
 			reader, err := client.New(cfg, client.Options{Scheme: s})
 			if err != nil {
@@ -128,7 +130,8 @@ func RunController(ctx context.Context, cfg *rest.Config, opts ControllerOptions
 		opts.meter(db)
 		rt := &localruntime.Runtime{StateDir: stateDir, Ports: db, FirstPort: opts.FirstPort, Log: log}
 		defer func() { err = errors.Join(err, rt.Shutdown()) }()
-		opts.Manager.NewRuntime = func(client.Client, *runtime.Scheme) (controller.InstanceRuntime, error) { return rt, nil }
+		opts.Manager.NewRuntime = func(client.Client, *runtime.Scheme) (controller.Runtime, error) { return rt, nil }
+		opts.Manager.Verifier = rt
 		return Run(ctx, opts.Manager)
 	default:
 		return fmt.Errorf("--runtime: %q is not a runtime; use %s or %s", opts.Runtime, RuntimeKubernetes, RuntimeLocal)

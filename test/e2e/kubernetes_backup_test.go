@@ -70,12 +70,12 @@ func TestKubernetesBackupRunsInTheInstanceManager(t *testing.T) {
 	managerURL := ""
 	mgr, err := kubesource.NewManager(kubesource.Options{
 		Config: api.Config, Log: harness.Logger(t), MinRequeue: 10 * time.Second,
-		NewRuntime: func(cl client.Client, s *runtime.Scheme) (controller.InstanceRuntime, error) {
-			return &kuberuntime.Runtime{Client: cl, Reader: c, Scheme: s, Log: slog.New(slog.DiscardHandler), Pods: kuberuntime.PodOptions{Image: "outpost/instance:test"}}, nil
+		NewRuntime: func(cl client.Client, s *runtime.Scheme) (controller.Runtime, error) {
+			return &kuberuntime.Runtime{Client: cl, Reader: c, Scheme: s, Log: slog.New(slog.DiscardHandler), Pods: kuberuntime.PodOptions{Image: "outpost/instance:test"},
+				// The Service's DNS name does not resolve without a
+				// cluster; the pod's HTTP port is on loopback here.
+				ManagerURL: func(*outpostv1.PostgresInstance) string { mu.Lock(); defer mu.Unlock(); return managerURL }}, nil
 		},
-		// The Service's DNS name does not resolve without a cluster; the
-		// pod's HTTP port is on loopback here.
-		BackupManagerURL: func(*outpostv1.PostgresInstance) string { mu.Lock(); defer mu.Unlock(); return managerURL },
 	})
 	must(err)
 	mctx, cancel := context.WithCancel(ctx)

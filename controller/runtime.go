@@ -17,7 +17,7 @@ import (
 //
 //	source \ runtime   kuberuntime              localruntime
 //	kubesource         kubesource.NewManager    kubesource.NewManager (--runtime local)
-//	dirsource          -                        singlehost.Up (outpost up)
+//	dirsource          -                        dirsource.Assemble (outpost up)
 //
 // kubesource.RunController picks the runtime for `outpost controller`.
 //

@@ -1,7 +1,6 @@
 package kubesource
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"time"
@@ -183,13 +182,4 @@ func NewManager(opts Options) (manager.Manager, error) {
 		return nil, err
 	}
 	return mgr, nil
-}
-
-// Run builds a manager and runs it until ctx ends.
-func Run(ctx context.Context, opts Options) error {
-	mgr, err := NewManager(opts)
-	if err != nil {
-		return err
-	}
-	return mgr.Start(ctx)
 }

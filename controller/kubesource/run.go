@@ -92,6 +92,8 @@ func RunController(ctx context.Context, cfg *rest.Config, opts ControllerOptions
 		defer db.Close()
 	}
 
+	// The source × runtime choice: the Kubernetes API with instances in
+	// pods, or on this host.
 	switch opts.Runtime {
 	case RuntimeKubernetes:
 		if opts.InstanceImage == "" {
@@ -113,15 +115,14 @@ func RunController(ctx context.Context, cfg *rest.Config, opts ControllerOptions
 			return &kuberuntime.Runtime{Client: c, Reader: reader, Scheme: s, Log: log, Namespace: opts.controllerNamespace(),
 				Pods: kuberuntime.PodOptions{Image: opts.InstanceImage, ImagePullPolicy: opts.ImagePullPolicy}}, nil
 		}
-		return Run(ctx, opts.Manager)
 	case RuntimeLocal:
-		stateDir, err := filepath.Abs(opts.StateDir)
-		if err != nil {
+		var stateDir string
+		if stateDir, err = filepath.Abs(opts.StateDir); err != nil {
 			return fmt.Errorf("--state-dir: %w", err)
 		}
 		if db == nil {
-			local, err := controldb.StartLocal(ctx, filepath.Join(stateDir, "controldb"), log)
-			if err != nil {
+			var local *controldb.Local
+			if local, err = controldb.StartLocal(ctx, filepath.Join(stateDir, "controldb"), log); err != nil {
 				return err
 			}
 			defer func() { err = errors.Join(err, local.Stop()) }()
@@ -132,8 +133,12 @@ func RunController(ctx context.Context, cfg *rest.Config, opts ControllerOptions
 		defer func() { err = errors.Join(err, rt.Shutdown()) }()
 		opts.Manager.NewRuntime = func(client.Client, *runtime.Scheme) (controller.Runtime, error) { return rt, nil }
 		opts.Manager.Verifier = rt
-		return Run(ctx, opts.Manager)
 	default:
 		return fmt.Errorf("--runtime: %q is not a runtime; use %s or %s", opts.Runtime, RuntimeKubernetes, RuntimeLocal)
 	}
+	mgr, err := NewManager(opts.Manager)
+	if err != nil {
+		return err
+	}
+	return mgr.Start(ctx)
 }

@@ -18,8 +18,6 @@ type Assembly struct {
 	// Verifier runs spec.backup.verification; nil leaves it Unsupported
 	// (see controller.Runtime for why it is not part of the runtime).
 	Verifier controller.RestoreVerifier
-	// Instances finds the instance a Backup names.
-	Instances controller.InstanceLookup
 	// Metrics receives WAL archiving and verification results.
 	Metrics *controller.BackupMetrics
 	Log     *slog.Logger
@@ -28,16 +26,21 @@ type Assembly struct {
 // Assemble is where the directory source meets a runtime and the core: it
 // builds the instance, feature store and backup reconcilers over
 // a.Runtime, with events kept in controldb, and the controller that feeds
-// them the directory's objects. What only the caller knows (usage
-// metering, the site's settings, the runtime's wake-ups) is set on the
-// controller before Run.
+// them the directory's objects. What the caller builds around the
+// controller (the instance lookup of Backups, usage metering, the site's
+// settings, the runtime's wake-ups) is set on it before Run; Backups need
+// OnInstanceLookup.
 func Assemble(a Assembly) *Controller {
 	events := &EventRecorder{DB: a.DB, Log: a.Log}
 	c := New(a.Dir, a.Validator, a.DB, &controller.InstanceReconciler{Runtime: a.Runtime, Events: events, Metrics: a.Metrics}, a.Log)
 	c.featureStores = &controller.FeatureStoreReconciler{Databases: a.Runtime, Events: events}
-	c.backups = &controller.BackupReconciler{Runner: a.Runtime, Verifier: a.Verifier, Metrics: a.Metrics, Instances: a.Instances, Events: events}
+	c.backups = &controller.BackupReconciler{Runner: a.Runtime, Verifier: a.Verifier, Metrics: a.Metrics, Events: events}
 	return c
 }
+
+// OnInstanceLookup sets how Backups find the instance they name; it comes
+// after Assemble because a lookup may answer from this controller's state.
+func (c *Controller) OnInstanceLookup(l controller.InstanceLookup) { c.backups.Instances = l }
 
 // OnUsage meters the instances the controller reconciles; it comes after
 // Assemble because a recorder may wait for Synced.

@@ -79,8 +79,9 @@ func Up(ctx context.Context, opts UpOptions) (err error) {
 	// backups by restoring them on this host.
 	ctrl := dirsource.Assemble(dirsource.Assembly{
 		Dir: sd.Manifests(), Validator: validator, DB: db.DB, Log: log,
-		Runtime: rt, Verifier: rt, Instances: sd.Instances(), Metrics: backupMetrics,
+		Runtime: rt, Verifier: rt, Metrics: backupMetrics,
 	})
+	ctrl.OnInstanceLookup(sd.Instances())
 	ctrl.OnUsage(usage.recorder(ctrl.Synced()))
 	usage.applying = ctrl.Applying
 	rt.OnChange = ctrl.Kick

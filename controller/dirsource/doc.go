@@ -9,6 +9,4 @@
 // status in controldb. A bad manifest is reported with file and field and
 // touches nothing else; an object whose file has become unreadable keeps its
 // last accepted spec rather than being deleted.
-//
-// Assemble (assemble.go) is where the source meets a runtime and the core.
 package dirsource

@@ -9,6 +9,29 @@ import (
 	"github.com/outpostdata/outpost/controller/archiving"
 )
 
+// Runtime is everything the reconcile core needs of where instances run:
+// it runs their servers, finds their databases for feature stores, and
+// backs them up. Both runtimes implement all of it, kuberuntime (pods) and
+// localruntime (local processes), so a source wires any runtime to the
+// core without asking what it can do. Each source does that in one place:
+//
+//	source \ runtime   kuberuntime              localruntime
+//	kubesource         kubesource.NewManager    kubesource.NewManager (--runtime local)
+//	dirsource          -                        dirsource.Assemble (outpost up)
+//
+// kubesource.RunController picks the runtime for `outpost controller`.
+//
+// Scheduled restore verification (RestoreVerifier) is not part of it: only
+// the local runtime has somewhere to restore into a throw-away server, so
+// the sources take a verifier as an optional field of their own, which
+// stays nil with the kubernetes runtime. A method every runtime had to
+// stub would hide that behind a runtime error.
+type Runtime interface {
+	InstanceRuntime
+	DatabaseLocator
+	BackupRunner
+}
+
 // InstanceRuntime runs PostgreSQL servers somewhere: as local processes, or as
 // pods on Kubernetes. The reconcile core calls it and does not care which.
 // Both methods are level-based: calling them again with the same spec does no

@@ -11,14 +11,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/yaml"
 
-	"github.com/outpostdata/outpost/controller"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/controller/safepath"
 )
-
-// OnBackups sets the reconciler of Backup manifests and of instances'
-// backup schedules. Without it Backups are stored but not run.
-func (c *Controller) OnBackups(r *controller.BackupReconciler) { c.backups = r }
 
 // reconcileBackup runs the Backup reconciler on a manifest's object.
 func (c *Controller) reconcileBackup(ctx context.Context, u *unstructured.Unstructured, key, file string) (any, time.Duration, error) {

@@ -8,12 +8,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/outpostdata/outpost/controller"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/postgres"
 )
-
-var _ controller.DatabaseLocator = (*Runtime)(nil)
 
 // DatabaseURL returns a superuser URI for a database of an instance,
 // reached through its Service over TLS verified with the site CA, and

@@ -7,9 +7,12 @@
 // runs `outpost instance run` (package instancemanager), which does the work
 // inside the container.
 //
-// It implements controller.InstanceRuntime. It creates and updates objects
+// It implements controller.Runtime. It creates and updates objects
 // and reads StatefulSet status. It talks to a Ready pod for DatabaseURL,
-// over TLS with the controller's client certificate, and asks its instance
-// manager's GET /archiver for the WALArchiving condition (archiving.go).
+// over TLS with the controller's client certificate, asks its instance
+// manager's GET /archiver for the WALArchiving condition (archiving.go),
+// and its POST /backup for backups (backup_runner.go); retention runs in
+// the controller, on the ObjectStore resolved from its Secrets
+// (objectstore.go).
 // Where no kubelet runs them (envtest) instances stay not Ready, and say so.
 package kuberuntime

@@ -26,13 +26,15 @@ type Runtime struct {
 	Scheme *runtime.Scheme
 	Pods   PodOptions
 	Log    *slog.Logger
-	// ManagerURL overrides where an instance's manager is reached
-	// (default: its Service, see ManagerURL).
+	// ManagerURL overrides where an instance's manager is reached, for
+	// its archiver's status and for backups (default: its Service, see
+	// ManagerURL).
 	ManagerURL func(*outpostv1.PostgresInstance) string
 	// Reader reads, uncached, what the manager's cache does not hold: the
-	// age key Secrets users create, and the site CA's Secret in the
-	// controller's namespace, which may not be a watched one. Nil means
-	// Client.
+	// age key and ObjectStore credential Secrets users create, and the
+	// site CA's Secret in the controller's namespace, which may not be a
+	// watched one. Backups read the instance's token through it too, so a
+	// token just written is never missed. Nil means Client.
 	Reader client.Reader
 	// Namespace is the controller's own, where the site CA's Secret is;
 	// empty means "default".
@@ -49,7 +51,7 @@ type Runtime struct {
 	ca   *postgres.CA
 }
 
-var _ controller.InstanceRuntime = (*Runtime)(nil)
+var _ controller.Runtime = (*Runtime)(nil)
 
 // EnsureInstance creates or updates the instance's objects and reports
 // Ready from the StatefulSet's status.

@@ -53,7 +53,7 @@ func startController(t *testing.T, api *harness.APIServer, logs *syncBuffer) {
 		Config:     api.Config,
 		Log:        slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		MinRequeue: 10 * time.Second,
-		NewRuntime: func(c client.Client, s *runtime.Scheme) (controller.InstanceRuntime, error) {
+		NewRuntime: func(c client.Client, s *runtime.Scheme) (controller.Runtime, error) {
 			return &kuberuntime.Runtime{Client: c, Reader: api.Client, Scheme: s, Log: slog.New(slog.NewTextHandler(logs, nil)),
 				Pods: kuberuntime.PodOptions{Image: "outpost/instance:test", ImagePullPolicy: corev1.PullIfNotPresent}}, nil
 		},

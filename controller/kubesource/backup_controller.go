@@ -2,16 +2,10 @@ package kubesource
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"net/url"
-	"strings"
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -22,11 +16,8 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
-	"github.com/outpostdata/outpost/backup"
 	core "github.com/outpostdata/outpost/controller"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
-	"github.com/outpostdata/outpost/controller/instancemanager"
-	"github.com/outpostdata/outpost/controller/kuberuntime"
 )
 
 // BackupReconciler adapts the core's Backup reconcile to controller-runtime.
@@ -133,104 +124,20 @@ func (r *BackupScheduleReconciler) SetupWithManager(mgr manager.Manager) error {
 		Complete(r)
 }
 
-// PodBackupRunner makes base backups inside an instance's pod: it asks the
-// instance manager's POST /backup, through the instance's Service, with
-// the bearer token from the instance's Secret. Retention runs here, in the
-// controller, with the ObjectStore's credentials.
-type PodBackupRunner struct {
-	Client client.Client
-	// Reader reads Secrets from the API.
-	Reader client.Reader
-	// ManagerURL is the instance manager's base URL; nil means the
-	// Service's (kuberuntime.ManagerURL).
-	ManagerURL func(*outpostv1.PostgresInstance) string
-	HTTP       *http.Client
-}
-
-var _ core.BackupRunner = (*PodBackupRunner)(nil)
-
-// RunBackup asks the pod for a backup and waits for its answer.
-func (p *PodBackupRunner) RunBackup(ctx context.Context, inst *outpostv1.PostgresInstance, typ outpostv1.BackupType, onStart func(id string)) (*backup.Manifest, string, error) {
-	sec := &corev1.Secret{}
-	if err := p.Reader.Get(ctx, types.NamespacedName{Namespace: inst.Namespace, Name: kuberuntime.BackupTokenSecretName(inst)}, sec); err != nil {
-		return nil, "", fmt.Errorf("instance Secret %s: %w", kuberuntime.BackupTokenSecretName(inst), err)
-	}
-	token := string(sec.Data[kuberuntime.KeyBackupToken])
-	if token == "" {
-		return nil, "", fmt.Errorf("instance Secret %s has no %s yet", sec.Name, kuberuntime.KeyBackupToken)
-	}
-	base := kuberuntime.ManagerURL(inst)
-	if p.ManagerURL != nil {
-		base = p.ManagerURL(inst)
-	}
-	u := strings.TrimSuffix(base, "/") + "/backup"
-	if typ != "" {
-		u += "?type=" + url.QueryEscape(string(typ))
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
-	if err != nil {
-		return nil, "", err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	hc := p.HTTP
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, "", fmt.Errorf("instance manager of %s/%s: %w", inst.Namespace, inst.Name, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return nil, "", fmt.Errorf("instance manager of %s/%s: %w", inst.Namespace, inst.Name, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, "", fmt.Errorf("instance manager of %s/%s answered %s: %s", inst.Namespace, inst.Name, resp.Status, strings.TrimSpace(string(body)))
-	}
-	var res instancemanager.BackupResult
-	if err := json.Unmarshal(body, &res); err != nil || res.Manifest == nil {
-		return nil, "", fmt.Errorf("instance manager of %s/%s: unreadable answer: %v", inst.Namespace, inst.Name, err)
-	}
-	onStart(res.Manifest.ID)
-	return res.Manifest, res.Location, nil
-}
-
-// ApplyRetention applies the instance's retention policy to its backups.
-func (p *PodBackupRunner) ApplyRetention(ctx context.Context, inst *outpostv1.PostgresInstance, now time.Time) (*backup.RetentionResult, error) {
-	policy, err := core.RetentionOf(inst.Spec.Backup.Retention)
-	if err != nil {
-		return nil, err
-	}
-	s, err := openStore(ctx, p.Client, p.Reader, inst.Namespace, inst.Spec.Backup.ObjectStore.Name)
-	if err != nil {
-		return nil, err
-	}
-	return backup.ApplyRetention(ctx, s, inst.Namespace, inst.Name, policy, now)
-}
-
 // setupBackups registers the Backup, schedule and ObjectStore reconcilers.
-// Backups run in the pod with the kubernetes runtime, and through the
-// runtime itself when it can make them (the local runtime).
-func setupBackups(mgr manager.Manager, rt core.InstanceRuntime, opts Options) error {
-	var runner core.BackupRunner
-	if _, inPods := rt.(*kuberuntime.Runtime); inPods {
-		runner = &PodBackupRunner{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), ManagerURL: opts.BackupManagerURL}
-	} else if r, ok := rt.(core.BackupRunner); ok {
-		runner = r
-	}
+// Backups run where the runtime runs the instance (in the pod, or on this
+// host); verifier may be nil (see Options.Verifier).
+func setupBackups(mgr manager.Manager, runner core.BackupRunner, verifier core.RestoreVerifier) error {
 	events := mgr.GetEventRecorderFor("outpost-controller")
 	if err := (&ObjectStoreReconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Events: events}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	if runner == nil {
-		return nil
-	}
 	c := mgr.GetClient()
 	backups := &core.BackupReconciler{
-		Runner:  runner,
-		Events:  events,
-		Metrics: backupMetrics(),
+		Runner:   runner,
+		Verifier: verifier,
+		Events:   events,
+		Metrics:  backupMetrics(),
 		Instances: func(ctx context.Context, namespace, name string) (*outpostv1.PostgresInstance, error) {
 			inst := &outpostv1.PostgresInstance{}
 			if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, inst); err != nil {
@@ -241,11 +148,6 @@ func setupBackups(mgr manager.Manager, rt core.InstanceRuntime, opts Options) er
 			}
 			return inst, nil
 		},
-	}
-	// Scheduled verification restores into a throw-away server where the
-	// runtime runs them; the kubernetes runtime has no such server yet.
-	if v, ok := rt.(core.RestoreVerifier); ok {
-		backups.Verifier = v
 	}
 	if err := (&BackupReconciler{Client: c, Core: backups}).SetupWithManager(mgr); err != nil {
 		return err

@@ -1,7 +1,6 @@
 package kubesource
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"time"
@@ -41,10 +40,14 @@ const LeaderElectionID = "outpost-controller.outpost.dev"
 type Options struct {
 	// Config reaches the apiserver.
 	Config *rest.Config
-	// NewRuntime builds the instance runtime from the manager's client, so
-	// a runtime that creates Kubernetes objects shares its cache. It is
+	// NewRuntime builds the runtime from the manager's client, so a
+	// runtime that creates Kubernetes objects shares its cache. It is
 	// called once, by NewManager.
-	NewRuntime func(c client.Client, scheme *runtime.Scheme) (controller.InstanceRuntime, error)
+	NewRuntime func(c client.Client, scheme *runtime.Scheme) (controller.Runtime, error)
+	// Verifier runs spec.backup.verification; nil (the kubernetes
+	// runtime, which has nowhere to restore into a throw-away server yet)
+	// leaves it Unsupported. See controller.Runtime.
+	Verifier controller.RestoreVerifier
 	// Namespaces limits what the manager watches; empty means every
 	// namespace (cluster-wide RBAC is then needed).
 	Namespaces []string
@@ -63,9 +66,6 @@ type Options struct {
 	// MaxConcurrentReconciles is how many instances are reconciled at
 	// once; 0 means 4.
 	MaxConcurrentReconciles int
-	// BackupManagerURL overrides where the instance manager of an
-	// instance is reached for backups (default: its Service).
-	BackupManagerURL func(*outpostv1.PostgresInstance) string
 	// Usage, when set, meters PostgresInstances into controldb and
 	// reconciles DataControllers (see setupUsage).
 	Usage *UsageOptions
@@ -83,9 +83,12 @@ func Scheme() (*runtime.Scheme, error) {
 	return s, nil
 }
 
-// NewManager builds a manager with the PostgresInstance reconciler
-// registered, and the FeatureStore reconciler when the runtime can reach its
-// instances' databases. Start it with mgr.Start(ctx); it returns when ctx ends.
+// NewManager is where the Kubernetes source meets a runtime and the core:
+// it builds a manager, the runtime (opts.NewRuntime), and registers the
+// PostgresInstance, FeatureStore, Backup, backup schedule and ObjectStore
+// reconcilers, each adapting Kubernetes objects to the core's reconciler
+// over that runtime, and metering when opts.Usage is set. Start it with
+// mgr.Start(ctx); it returns when ctx ends.
 func NewManager(opts Options) (manager.Manager, error) {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
@@ -168,26 +171,15 @@ func NewManager(opts Options) (manager.Manager, error) {
 	if err := r.SetupWithManager(mgr, opts.MaxConcurrentReconciles); err != nil {
 		return nil, err
 	}
-	if dbs, ok := rt.(controller.DatabaseLocator); ok {
-		fs := &FeatureStoreReconciler{
-			Client: mgr.GetClient(),
-			Core:   &controller.FeatureStoreReconciler{Databases: dbs, Events: mgr.GetEventRecorderFor("outpost-controller")},
-		}
-		if err := fs.SetupWithManager(mgr); err != nil {
-			return nil, err
-		}
+	fs := &FeatureStoreReconciler{
+		Client: mgr.GetClient(),
+		Core:   &controller.FeatureStoreReconciler{Databases: rt, Events: mgr.GetEventRecorderFor("outpost-controller")},
 	}
-	if err := setupBackups(mgr, rt, opts); err != nil {
+	if err := fs.SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
+	if err := setupBackups(mgr, rt, opts.Verifier); err != nil {
 		return nil, err
 	}
 	return mgr, nil
-}
-
-// Run builds a manager and runs it until ctx ends.
-func Run(ctx context.Context, opts Options) error {
-	mgr, err := NewManager(opts)
-	if err != nil {
-		return err
-	}
-	return mgr.Start(ctx)
 }

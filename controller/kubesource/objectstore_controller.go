@@ -14,6 +14,7 @@ import (
 	"github.com/outpostdata/outpost/backup"
 	"github.com/outpostdata/outpost/controller"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
+	"github.com/outpostdata/outpost/controller/kuberuntime"
 )
 
 // Reasons of an ObjectStore's Ready condition.
@@ -52,7 +53,7 @@ func (r *ObjectStoreReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	}
 	before := os_.Status.DeepCopy()
 	status, reason, msg := metav1.ConditionTrue, ReasonStoreReachable, "bucket "+os_.Spec.Bucket+" at "+os_.Spec.Endpoint+" is reachable"
-	cfg, done, err := storeConfig(ctx, r.Reader, &os_)
+	cfg, done, err := kuberuntime.ResolveObjectStore(ctx, r.Reader, &os_)
 	if err == nil {
 		checkCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		_, err = backup.Open(checkCtx, cfg)

@@ -27,7 +27,7 @@ const (
 
 // ControllerOptions configure `outpost controller --source kubernetes`.
 type ControllerOptions struct {
-	Manager Options // NewRuntime is filled in by RunController
+	Manager Options // NewRuntime and Verifier are filled in by RunController
 	// Runtime is RuntimeKubernetes or RuntimeLocal.
 	Runtime string
 	// InstanceImage and its pull policy, for the kubernetes runtime.
@@ -66,8 +66,10 @@ func (opts *ControllerOptions) meter(db *controldb.DB) {
 	opts.Manager.Usage = &UsageOptions{DB: db.Pool, Namespace: ns, Version: opts.Version, TrustControlDBClock: onAnotherHost(opts.ControlDBURL)}
 }
 
-// RunController wires a runtime to the manager and runs it until ctx ends,
-// then stops what the runtime runs locally and controldb.
+// RunController is `outpost controller`: it opens controldb, builds the
+// runtime opts.Runtime names for NewManager, which wires it to the core,
+// and runs the manager until ctx ends, then stops what the runtime runs
+// locally and controldb.
 func RunController(ctx context.Context, cfg *rest.Config, opts ControllerOptions) (err error) {
 	log := opts.Manager.Log
 	if log == nil {
@@ -90,6 +92,8 @@ func RunController(ctx context.Context, cfg *rest.Config, opts ControllerOptions
 		defer db.Close()
 	}
 
+	// The source × runtime choice: the Kubernetes API with instances in
+	// pods, or on this host.
 	switch opts.Runtime {
 	case RuntimeKubernetes:
 		if opts.InstanceImage == "" {
@@ -102,7 +106,7 @@ func RunController(ctx context.Context, cfg *rest.Config, opts ControllerOptions
 		}
 		// Owned objects wake the reconciler when they change.
 		opts.Manager.MinRequeue = 10 * time.Second
-		opts.Manager.NewRuntime = func(c client.Client, s *runtime.Scheme) (controller.InstanceRuntime, error) {
+		opts.Manager.NewRuntime = func(c client.Client, s *runtime.Scheme) (controller.Runtime, error) {
 			// Age keys and the site CA are Secrets the cache does not hold.
 			reader, err := client.New(cfg, client.Options{Scheme: s})
 			if err != nil {
@@ -111,15 +115,14 @@ func RunController(ctx context.Context, cfg *rest.Config, opts ControllerOptions
 			return &kuberuntime.Runtime{Client: c, Reader: reader, Scheme: s, Log: log, Namespace: opts.controllerNamespace(),
 				Pods: kuberuntime.PodOptions{Image: opts.InstanceImage, ImagePullPolicy: opts.ImagePullPolicy}}, nil
 		}
-		return Run(ctx, opts.Manager)
 	case RuntimeLocal:
-		stateDir, err := filepath.Abs(opts.StateDir)
-		if err != nil {
+		var stateDir string
+		if stateDir, err = filepath.Abs(opts.StateDir); err != nil {
 			return fmt.Errorf("--state-dir: %w", err)
 		}
 		if db == nil {
-			local, err := controldb.StartLocal(ctx, filepath.Join(stateDir, "controldb"), log)
-			if err != nil {
+			var local *controldb.Local
+			if local, err = controldb.StartLocal(ctx, filepath.Join(stateDir, "controldb"), log); err != nil {
 				return err
 			}
 			defer func() { err = errors.Join(err, local.Stop()) }()
@@ -128,9 +131,14 @@ func RunController(ctx context.Context, cfg *rest.Config, opts ControllerOptions
 		opts.meter(db)
 		rt := &localruntime.Runtime{StateDir: stateDir, Ports: db, FirstPort: opts.FirstPort, Log: log}
 		defer func() { err = errors.Join(err, rt.Shutdown()) }()
-		opts.Manager.NewRuntime = func(client.Client, *runtime.Scheme) (controller.InstanceRuntime, error) { return rt, nil }
-		return Run(ctx, opts.Manager)
+		opts.Manager.NewRuntime = func(client.Client, *runtime.Scheme) (controller.Runtime, error) { return rt, nil }
+		opts.Manager.Verifier = rt
 	default:
 		return fmt.Errorf("--runtime: %q is not a runtime; use %s or %s", opts.Runtime, RuntimeKubernetes, RuntimeLocal)
 	}
+	mgr, err := NewManager(opts.Manager)
+	if err != nil {
+		return err
+	}
+	return mgr.Start(ctx)
 }

@@ -60,7 +60,7 @@ func TestDataControllerMetersPostgresInstancesOnKubernetes(t *testing.T) {
 	fc := harness.NewClock("2026-09-30T22:30:00Z")
 	mgr, err := kubesource.NewManager(kubesource.Options{
 		Config: api.Config, Log: harness.Logger(t), MinRequeue: 10 * time.Second,
-		NewRuntime: func(c client.Client, s *runtime.Scheme) (controller.InstanceRuntime, error) {
+		NewRuntime: func(c client.Client, s *runtime.Scheme) (controller.Runtime, error) {
 			return &kuberuntime.Runtime{Client: c, Scheme: s, Log: slog.New(slog.DiscardHandler), Pods: kuberuntime.PodOptions{Image: "outpost/instance:test"}}, nil
 		},
 		Usage: &kubesource.UsageOptions{DB: db.Pool, Namespace: controllerNamespace, Version: "test", Clock: fc},

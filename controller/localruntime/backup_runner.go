@@ -11,8 +11,6 @@ import (
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 )
 
-var _ controller.BackupRunner = (*Runtime)(nil)
-
 // openBackupStore opens the object store and key of an instance's backup
 // policy.
 func (r *Runtime) openBackupStore(ctx context.Context, inst *outpostv1.PostgresInstance) (*backup.Store, backup.Keys, error) {

@@ -6,11 +6,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/outpostdata/outpost/controller"
 	"github.com/outpostdata/outpost/postgres"
 )
-
-var _ controller.DatabaseLocator = (*Runtime)(nil)
 
 // DatabaseURL returns a superuser URI for a database of a running local
 // instance, creating the database, owned by the application role, if it

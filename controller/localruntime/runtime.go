@@ -53,7 +53,7 @@ type Runtime struct {
 	restores  map[string]*restoreJob
 }
 
-var _ controller.InstanceRuntime = (*Runtime)(nil)
+var _ controller.Runtime = (*Runtime)(nil)
 
 // instance is one server the runtime supervises.
 type instance struct {

@@ -31,15 +31,15 @@ type UpOptions struct {
 	Version string
 }
 
+// backupMetrics are this process's WAL archiving and backup verification
+// metrics (see controller.BackupMetrics); ServeMetrics serves them.
+var backupMetrics = controller.NewBackupMetrics()
+
 // Up runs the single-host data controller until ctx ends: it creates the
 // state directory (with an example instance the first time), starts
 // controldb, adopts or starts every instance in the manifests directory,
 // tells the user how to connect once they are Ready, and keeps reconciling.
 // When ctx ends it stops every instance and controldb cleanly.
-// backupMetrics are this process's WAL archiving and backup verification
-// metrics (see controller.BackupMetrics); ServeMetrics serves them.
-var backupMetrics = controller.NewBackupMetrics()
-
 func Up(ctx context.Context, opts UpOptions) (err error) {
 	sd, log := opts.StateDir, opts.Log
 	if err := os.MkdirAll(sd.Root, 0o755); err != nil {
@@ -71,17 +71,20 @@ func Up(ctx context.Context, opts UpOptions) (err error) {
 	rt := &localruntime.Runtime{StateDir: sd.Root, Ports: db, FirstPort: opts.FirstPort, Log: log}
 	rt.ObjectStores = sd.ObjectStores()
 	defer func() { err = errors.Join(err, rt.Shutdown()) }()
-	reconciler := &controller.InstanceReconciler{Runtime: rt, Events: &dirsource.EventRecorder{DB: db.DB, Log: log}, Metrics: backupMetrics}
 	usage, err := startUsage(ctx, db.DB, sd, opts.Version, log)
 	if err != nil {
 		return err
 	}
-	ctrl := dirsource.New(sd.Manifests(), validator, db.DB, reconciler, log)
-	reconciler.Usage = usage.recorder(ctrl.Synced())
+	// The directory source with the local runtime, which also verifies
+	// backups by restoring them on this host.
+	ctrl := dirsource.Assemble(dirsource.Assembly{
+		Dir: sd.Manifests(), Validator: validator, DB: db.DB, Log: log,
+		Runtime: rt, Verifier: rt, Metrics: backupMetrics,
+	})
+	ctrl.OnInstanceLookup(sd.Instances())
+	ctrl.OnUsage(usage.recorder(ctrl.Synced()))
 	usage.applying = ctrl.Applying
 	rt.OnChange = ctrl.Kick
-	ctrl.OnFeatureStores(&controller.FeatureStoreReconciler{Databases: rt, Events: &dirsource.EventRecorder{DB: db.DB, Log: log}})
-	ctrl.OnBackups(&controller.BackupReconciler{Runner: rt, Verifier: rt, Metrics: backupMetrics, Instances: sd.Instances(), Events: &dirsource.EventRecorder{DB: db.DB, Log: log}})
 	ctrl.OnSite(func(dc *outpostv1.DataController) {
 		listen := ""
 		if dc != nil {

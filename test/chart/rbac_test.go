@@ -88,7 +88,7 @@ func TestChartRBACIsExactlyEnough(t *testing.T) {
 		Config: cfg, Log: harness.Logger(t), MinRequeue: 10 * time.Second, Namespaces: []string{"default"},
 		Usage:          &kubesource.UsageOptions{DB: db.Pool, Namespace: releaseNamespace, Version: "test"},
 		LeaderElection: true, LeaderElectionNamespace: releaseNamespace,
-		NewRuntime: func(c client.Client, s *runtime.Scheme) (controller.InstanceRuntime, error) {
+		NewRuntime: func(c client.Client, s *runtime.Scheme) (controller.Runtime, error) {
 			return &kuberuntime.Runtime{Client: c, Scheme: s, Log: slog.New(slog.DiscardHandler), Pods: kuberuntime.PodOptions{Image: "outpost/instance:test"}}, nil
 		},
 	})

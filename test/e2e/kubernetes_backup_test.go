@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/jackc/pgx/v5"
@@ -70,12 +71,12 @@ func TestKubernetesBackupRunsInTheInstanceManager(t *testing.T) {
 	managerURL := ""
 	mgr, err := kubesource.NewManager(kubesource.Options{
 		Config: api.Config, Log: harness.Logger(t), MinRequeue: 10 * time.Second,
-		NewRuntime: func(cl client.Client, s *runtime.Scheme) (controller.InstanceRuntime, error) {
-			return &kuberuntime.Runtime{Client: cl, Reader: c, Scheme: s, Log: slog.New(slog.DiscardHandler), Pods: kuberuntime.PodOptions{Image: "outpost/instance:test"}}, nil
+		NewRuntime: func(cl client.Client, s *runtime.Scheme) (controller.Runtime, error) {
+			return &kuberuntime.Runtime{Client: cl, Reader: c, Scheme: s, Log: slog.New(slog.DiscardHandler), Pods: kuberuntime.PodOptions{Image: "outpost/instance:test"},
+				// The Service's DNS name does not resolve without a
+				// cluster; the pod's HTTP port is on loopback here.
+				ManagerURL: func(*outpostv1.PostgresInstance) string { mu.Lock(); defer mu.Unlock(); return managerURL }}, nil
 		},
-		// The Service's DNS name does not resolve without a cluster; the
-		// pod's HTTP port is on loopback here.
-		BackupManagerURL: func(*outpostv1.PostgresInstance) string { mu.Lock(); defer mu.Unlock(); return managerURL },
 	})
 	must(err)
 	mctx, cancel := context.WithCancel(ctx)
@@ -231,8 +232,20 @@ func TestKubernetesBackupRunsInTheInstanceManager(t *testing.T) {
 		must(c.Get(ctx, client.ObjectKeyFromObject(inst), inst))
 		return inst.Status.Phase == outpostv1.InstanceRunning
 	})
-	inst.Spec.Backup.Schedule = "@every 5s"
-	must(c.Update(ctx, inst))
+	// The controller writes the instance's status as it goes (the WAL
+	// archiver's included, now the pod answers), so a spec change retries
+	// on a conflict as any client must.
+	setSchedule := func(schedule string) {
+		t.Helper()
+		must(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			if err := c.Get(ctx, client.ObjectKeyFromObject(inst), inst); err != nil {
+				return err
+			}
+			inst.Spec.Backup.Schedule = schedule
+			return c.Update(ctx, inst)
+		}))
+	}
+	setSchedule("@every 5s")
 	var scheduled outpostv1.BackupList
 	waitFor(t, 2*time.Minute, "a scheduled Backup completing", func() bool {
 		must(c.List(ctx, &scheduled, client.InNamespace("default"), client.MatchingLabels{controller.LabelScheduledBy: "db"}))
@@ -262,9 +275,7 @@ func TestKubernetesBackupRunsInTheInstanceManager(t *testing.T) {
 	// Restore: rows written after the backups reach the archive as WAL;
 	// a new instance with spec.bootstrap.recovery restores db in its pod
 	// to the end of WAL, another to a time between two phases of rows.
-	must(c.Get(ctx, client.ObjectKeyFromObject(inst), inst))
-	inst.Spec.Backup.Schedule = ""
-	must(c.Update(ctx, inst))
+	setSchedule("")
 	conn := pod.connect(t)
 	sqlExec := func(sql string, args ...any) {
 		t.Helper()

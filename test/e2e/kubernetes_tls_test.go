@@ -53,7 +53,7 @@ func TestKubernetesInstanceServesTLSAndSplitsItsSecrets(t *testing.T) {
 	var rt *kuberuntime.Runtime
 	mgr, err := kubesource.NewManager(kubesource.Options{
 		Config: api.Config, Log: harness.Logger(t), MinRequeue: 2 * time.Second,
-		NewRuntime: func(cl client.Client, s *runtime.Scheme) (controller.InstanceRuntime, error) {
+		NewRuntime: func(cl client.Client, s *runtime.Scheme) (controller.Runtime, error) {
 			rt = newRuntime(cl, s)
 			return rt, nil
 		},

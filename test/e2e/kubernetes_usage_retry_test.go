@@ -83,7 +83,7 @@ func TestUsageRetryBinaryDeliversBatchesTheHubRefused(t *testing.T) {
 
 	mgr, err := kubesource.NewManager(kubesource.Options{
 		Config: api.Config, Log: harness.Logger(t), MinRequeue: 10 * time.Second,
-		NewRuntime: func(c client.Client, s *runtime.Scheme) (controller.InstanceRuntime, error) {
+		NewRuntime: func(c client.Client, s *runtime.Scheme) (controller.Runtime, error) {
 			return &kuberuntime.Runtime{Client: c, Scheme: s, Log: slog.New(slog.DiscardHandler), Pods: kuberuntime.PodOptions{Image: "outpost/instance:test"}}, nil
 		},
 		Usage: &kubesource.UsageOptions{DB: db.Pool, Namespace: ns, Version: "test", Clock: fc},

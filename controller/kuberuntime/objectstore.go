@@ -1,4 +1,4 @@
-package kubesource
+package kuberuntime
 
 import (
 	"context"
@@ -13,15 +13,14 @@ import (
 	"github.com/outpostdata/outpost/backup"
 	"github.com/outpostdata/outpost/controller"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
-	"github.com/outpostdata/outpost/controller/kuberuntime"
 )
 
-// storeConfig resolves an ObjectStore on Kubernetes: the access key from
+// ResolveObjectStore resolves an ObjectStore on Kubernetes: the access key from
 // spec.credentials.secret and the CA bundle from spec.caSecret. Both are
 // read straight from the API (reader): the manager caches only Outpost's
 // own Secrets, and these belong to the user. The CA goes into a temporary
 // file that done removes.
-func storeConfig(ctx context.Context, reader client.Reader, os_ *outpostv1.ObjectStore) (cfg backup.StoreConfig, done func(), err error) {
+func ResolveObjectStore(ctx context.Context, reader client.Reader, os_ *outpostv1.ObjectStore) (cfg backup.StoreConfig, done func(), err error) {
 	done = func() {}
 	s := os_.Spec
 	cfg = controller.ObjectStoreConfig(os_)
@@ -43,17 +42,17 @@ func storeConfig(ctx context.Context, reader client.Reader, os_ *outpostv1.Objec
 		return v, nil
 	}
 	name := s.Credentials.Secret.Name
-	ak, err := secretValue("spec.credentials.secret", name, kuberuntime.KeyAccessKeyID)
+	ak, err := secretValue("spec.credentials.secret", name, KeyAccessKeyID)
 	if err != nil {
 		return cfg, done, err
 	}
-	sk, err := secretValue("spec.credentials.secret", name, kuberuntime.KeySecretAccessKey)
+	sk, err := secretValue("spec.credentials.secret", name, KeySecretAccessKey)
 	if err != nil {
 		return cfg, done, err
 	}
 	cfg.AccessKey, cfg.SecretKey = string(ak), string(sk)
 	if s.CASecret != nil {
-		pem, err := secretValue("spec.caSecret", s.CASecret.Name, kuberuntime.KeyCA)
+		pem, err := secretValue("spec.caSecret", s.CASecret.Name, KeyCA)
 		if err != nil {
 			return cfg, done, err
 		}
@@ -80,7 +79,7 @@ func openStore(ctx context.Context, c client.Reader, reader client.Reader, names
 	if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, os_); err != nil {
 		return nil, fmt.Errorf("ObjectStore %s/%s: %w", namespace, name, err)
 	}
-	cfg, done, err := storeConfig(ctx, reader, os_)
+	cfg, done, err := ResolveObjectStore(ctx, reader, os_)
 	defer done()
 	if err != nil {
 		return nil, err

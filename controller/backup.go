@@ -116,19 +116,13 @@ type BackupReconciler struct {
 	mu   sync.Mutex
 	jobs map[string]*backupJob // by Backup namespace/name
 	busy map[string]string     // instance namespace/name -> Backup name
-	// scheduled holds the Backup a schedule asked for until it is first
-	// reconciled, so a slow source never gets a second one.
-	scheduled map[string]string
 	// done holds, per instance, what the last completed backup changed in
 	// the instance's status.
 	done map[string]instanceBackups
 	// expired holds the IDs of backups retention deleted, by instance.
 	expired map[string]map[string]bool
-	// verifying holds the running verification of each instance, and
-	// verifyLast when the last one started (or the instance was first
-	// seen).
-	verifying  map[string]*verifyJob
-	verifyLast map[string]time.Time
+	// verifying holds the running verification of each instance.
+	verifying map[string]*verifyJob
 }
 
 type backupJob struct {
@@ -151,8 +145,8 @@ type instanceBackups struct {
 func (r *BackupReconciler) init() {
 	if r.jobs == nil {
 		r.jobs, r.busy = map[string]*backupJob{}, map[string]string{}
-		r.scheduled, r.done, r.expired = map[string]string{}, map[string]instanceBackups{}, map[string]map[string]bool{}
-		r.verifying, r.verifyLast = map[string]*verifyJob{}, map[string]time.Time{}
+		r.done, r.expired = map[string]instanceBackups{}, map[string]map[string]bool{}
+		r.verifying = map[string]*verifyJob{}
 	}
 }
 
@@ -175,9 +169,6 @@ func (r *BackupReconciler) Reconcile(ctx context.Context, b *outpostv1.Backup) t
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.init()
-	if r.scheduled[instKey] == b.Name {
-		delete(r.scheduled, instKey)
-	}
 	job := r.jobs[key]
 	if job == nil {
 		if b.Status.Phase == outpostv1.BackupRunning {
@@ -337,10 +328,11 @@ const LabelScheduledBy = "outpost.dev/scheduled-by"
 // schedule without a recorded slot records the current time and makes
 // nothing, so adding a schedule or upgrading from a controller without
 // these fields does not start a backup at once. No slot is taken while a
-// backup of the instance runs or a scheduled one waits to be picked up;
-// the newest slot due then is taken when it is free. When both schedules
-// are due, the full backup is made and counts for the incremental slot
-// too.
+// backup of the instance runs here; the newest slot due then is taken
+// when it is free. Nothing else is remembered between passes: a pass that
+// sees the status from before the slot was recorded (a cache behind, say)
+// names the same Backup again. When both schedules are due, the full
+// backup is made and counts for the incremental slot too.
 func (r *BackupReconciler) Schedule(inst *outpostv1.PostgresInstance) *outpostv1.Backup {
 	if inst.Spec.Backup == nil || inst.Status.Phase != outpostv1.InstanceRunning {
 		return nil
@@ -401,9 +393,6 @@ func (r *BackupReconciler) Schedule(inst *outpostv1.PostgresInstance) *outpostv1
 	if _, running := r.busy[instKey]; running {
 		return nil
 	}
-	if _, waiting := r.scheduled[instKey]; waiting {
-		return nil
-	}
 	for _, d := range due {
 		t := metav1.NewTime(d.at)
 		*d.last = &t
@@ -414,23 +403,23 @@ func (r *BackupReconciler) Schedule(inst *outpostv1.PostgresInstance) *outpostv1
 	b.Labels = map[string]string{LabelScheduledBy: inst.Name}
 	b.Spec.Instance.Name = inst.Name
 	b.Spec.Type = typ
-	r.scheduled[instKey] = b.Name
 	r.Events.Event(inst, "Normal", "ScheduledBackup", "schedule "+expr+" created "+string(typ)+" Backup "+b.Name+" for its slot "+at.UTC().Format(time.RFC3339))
 	return b
 }
 
 // Unschedule takes back what Schedule did when the source could not
-// create b: inst's schedule status goes back to before (what Schedule was
-// given), so the slot is not recorded as taken and a later pass tries it
-// again, and no Backup waits to be picked up.
-func (r *BackupReconciler) Unschedule(inst *outpostv1.PostgresInstance, b *outpostv1.Backup, before *outpostv1.BackupScheduleStatus) {
-	inst.Status.Backups = before
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.init()
-	if key := inst.Namespace + "/" + inst.Name; r.scheduled[key] == b.Name {
-		delete(r.scheduled, key)
+// create b: the slots of inst's backup schedules go back to before (the
+// status.backups Schedule was given), so they are not recorded as taken
+// and a later pass tries again.
+func Unschedule(inst *outpostv1.PostgresInstance, before *outpostv1.BackupScheduleStatus) {
+	st := inst.Status.Backups
+	if st == nil {
+		return
 	}
+	if before == nil {
+		before = &outpostv1.BackupScheduleStatus{}
+	}
+	st.LastScheduleTime, st.LastIncrementalScheduleTime = before.LastScheduleTime, before.LastIncrementalScheduleTime
 }
 
 // ScheduledBackupName is the name of the Backup that the slot at of an

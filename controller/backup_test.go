@@ -183,17 +183,21 @@ func TestScheduleCreatesOneBackupWhenDueButNotAtStartup(t *testing.T) {
 	if got := inst.Status.Backups.LastScheduleTime; !got.Time.Equal(time.Date(2026, 11, 21, 3, 0, 0, 0, time.UTC)) {
 		t.Fatalf("lastScheduleTime %v, want the slot 03:00", got)
 	}
-	// Until the source has created it and it runs, no second one.
-	now = now.Add(24 * time.Hour)
-	if again := r.Schedule(inst); again != nil {
-		t.Fatalf("a second Backup %s while %s waits", again.Name, b.Name)
+	// A pass that sees the status from before the slot was taken names
+	// the same Backup, which the source's create takes as done.
+	stale := inst.DeepCopy()
+	before := metav1.NewTime(time.Date(2026, 11, 21, 2, 59, 0, 0, time.UTC))
+	stale.Status.Backups.LastScheduleTime = &before
+	if again := r.Schedule(stale); again == nil || again.Name != b.Name {
+		t.Fatalf("a pass with the status before the slot made %+v, want %s again", again, b.Name)
 	}
 	b.Generation = 1
 	r.Reconcile(context.Background(), b)
 	if b.Status.Phase != outpostv1.BackupRunning {
 		t.Fatalf("scheduled Backup: %+v", b.Status)
 	}
-	// While it runs, a due schedule creates nothing either.
+	// While it runs, a due slot makes nothing.
+	now = now.Add(24 * time.Hour)
 	if again := r.Schedule(inst); again != nil {
 		t.Fatalf("a second Backup %s while %s runs", again.Name, b.Name)
 	}

@@ -262,7 +262,7 @@ func (c *Controller) apply(ctx context.Context, obj manifest.Object, rec control
 			before := inst.Status.Backups.DeepCopy()
 			if b := c.backups.Schedule(inst); b != nil {
 				if err := c.writeScheduledBackup(b); err != nil {
-					c.backups.Unschedule(inst, b, before)
+					controller.Unschedule(inst, before)
 					c.log.Error("cannot create scheduled Backup", "instance", obj.Key(), "backup", b.Name, "err", err)
 				} else {
 					requeue = time.Millisecond

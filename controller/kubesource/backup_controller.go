@@ -108,7 +108,7 @@ func (r *BackupScheduleReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 			}
 		}
 		if err != nil {
-			r.Core.Unschedule(&inst, b, before.Backups)
+			core.Unschedule(&inst, before.Backups)
 			return ctrl.Result{}, fmt.Errorf("create scheduled Backup %s: %w", b.Name, err)
 		}
 	}

@@ -408,7 +408,7 @@ func (r *BackupReconciler) Schedule(inst *outpostv1.PostgresInstance) *outpostv1
 }
 
 // Unschedule takes back what Schedule did when the source could not
-// create b: the slots of inst's backup schedules go back to before (the
+// create the Backup it returned: the slots of inst's backup schedules go back to before (the
 // status.backups Schedule was given), so they are not recorded as taken
 // and a later pass tries again.
 func Unschedule(inst *outpostv1.PostgresInstance, before *outpostv1.BackupScheduleStatus) {

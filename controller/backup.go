@@ -114,20 +114,13 @@ type BackupReconciler struct {
 	mu   sync.Mutex
 	jobs map[string]*backupJob // by Backup namespace/name
 	busy map[string]string     // instance namespace/name -> Backup name
-	last map[string]time.Time  // instance namespace/name -> last scheduled run
-	// scheduled holds the Backup a schedule asked for until it is first
-	// reconciled, so a slow source never gets a second one.
-	scheduled map[string]string
 	// done holds, per instance, what the last completed backup changed in
 	// the instance's status.
 	done map[string]instanceBackups
 	// expired holds the IDs of backups retention deleted, by instance.
 	expired map[string]map[string]bool
-	// verifying holds the running verification of each instance, and
-	// verifyLast when the last one started (or the instance was first
-	// seen).
-	verifying  map[string]*verifyJob
-	verifyLast map[string]time.Time
+	// verifying holds the running verification of each instance.
+	verifying map[string]*verifyJob
 }
 
 type backupJob struct {
@@ -149,9 +142,9 @@ type instanceBackups struct {
 
 func (r *BackupReconciler) init() {
 	if r.jobs == nil {
-		r.jobs, r.busy, r.last = map[string]*backupJob{}, map[string]string{}, map[string]time.Time{}
-		r.scheduled, r.done, r.expired = map[string]string{}, map[string]instanceBackups{}, map[string]map[string]bool{}
-		r.verifying, r.verifyLast = map[string]*verifyJob{}, map[string]time.Time{}
+		r.jobs, r.busy = map[string]*backupJob{}, map[string]string{}
+		r.done, r.expired = map[string]instanceBackups{}, map[string]map[string]bool{}
+		r.verifying = map[string]*verifyJob{}
 	}
 }
 
@@ -174,9 +167,6 @@ func (r *BackupReconciler) Reconcile(ctx context.Context, b *outpostv1.Backup) t
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.init()
-	if r.scheduled[instKey] == b.Name {
-		delete(r.scheduled, instKey)
-	}
 	job := r.jobs[key]
 	if job == nil {
 		if b.Status.Phase == outpostv1.BackupRunning {
@@ -317,33 +307,58 @@ const LabelScheduledBy = "outpost.dev/scheduled-by"
 
 // Schedule returns the Backup to create when one of inst's cron schedules
 // (spec.backup.schedule for full backups, incrementalSchedule for
-// incremental ones) says one is due, or nil; the source creates it, so
+// incremental ones) has a slot due, or nil; the source creates it, so
 // scheduled backups are ordinary Backups that `get backups` lists and that
-// run through Reconcile. It is called on every pass over the instance. The
-// first pass only notes the time, so a restart does not trigger a backup;
-// none is asked for while a backup of the instance runs or a scheduled one
-// waits to be picked up. When both schedules are due, the full backup is
-// made and the incremental one is not also made.
+// run through Reconcile. It is called on every pass over the instance.
+//
+// Schedules are level-based, as CloudNativePG's are: what a schedule has
+// done lives in inst's status (status.backups.lastScheduleTime and
+// lastIncrementalScheduleTime, which Schedule sets and the source writes),
+// and the Backup is named after its slot, the time the cron expression
+// named (db-full-20261130t020000z). So a controller restart neither runs
+// a slot again nor skips one: a slot whose Backup was created but whose
+// status write was lost gives the same name again, and the source's
+// create of an existing name changes nothing. The source must create the
+// Backup before it writes the status.
+//
+// Only the newest due slot runs: a controller that was down through
+// several slots makes one backup, not a burst. The first pass over a
+// schedule without a recorded slot records the current time and makes
+// nothing, so adding a schedule or upgrading from a controller without
+// these fields does not start a backup at once. No slot is taken while a
+// backup of the instance runs here; the newest slot due then is taken
+// when it is free. Nothing else is remembered between passes: a pass that
+// sees the status from before the slot was recorded (a cache behind, say)
+// names the same Backup again. When both schedules are due, the full
+// backup is made and counts for the incremental slot too.
 func (r *BackupReconciler) Schedule(inst *outpostv1.PostgresInstance) *outpostv1.Backup {
 	if inst.Spec.Backup == nil || inst.Status.Phase != outpostv1.InstanceRunning {
 		return nil
 	}
-	instKey := inst.Namespace + "/" + inst.Name
+	if inst.Spec.Backup.Schedule == "" && inst.Spec.Backup.IncrementalSchedule == "" {
+		return nil
+	}
+	if inst.Status.Backups == nil {
+		inst.Status.Backups = &outpostv1.BackupScheduleStatus{}
+	}
+	st := inst.Status.Backups
 	schedules := []struct {
 		expr string
 		typ  outpostv1.BackupType
-		key  string
+		last **metav1.Time
 	}{
-		{inst.Spec.Backup.Schedule, outpostv1.BackupFull, instKey},
-		{inst.Spec.Backup.IncrementalSchedule, outpostv1.BackupIncremental, instKey + " incremental"},
+		{inst.Spec.Backup.Schedule, outpostv1.BackupFull, &st.LastScheduleTime},
+		{inst.Spec.Backup.IncrementalSchedule, outpostv1.BackupIncremental, &st.LastIncrementalScheduleTime},
 	}
 	now := r.now()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.init()
-	var due []string
+	type slot struct {
+		last **metav1.Time
+		at   time.Time
+	}
+	var due []slot
 	var typ outpostv1.BackupType
 	var expr string
+	var at time.Time
 	for _, sc := range schedules {
 		if sc.expr == "" {
 			continue
@@ -352,43 +367,107 @@ func (r *BackupReconciler) Schedule(inst *outpostv1.PostgresInstance) *outpostv1
 		if err != nil {
 			continue
 		}
-		last, seen := r.last[sc.key]
-		if !seen {
-			r.last[sc.key] = now
+		if *sc.last == nil {
+			anchor := metav1.NewTime(now.Truncate(time.Second))
+			*sc.last = &anchor
 			continue
 		}
-		if next := sched.Next(last); next.After(now) {
+		s, ok := DueSlot(sched, (*sc.last).Time, now)
+		if !ok {
 			continue
 		}
-		due = append(due, sc.key)
+		due = append(due, slot{sc.last, s})
 		if typ == "" {
-			typ, expr = sc.typ, sc.expr
+			typ, expr, at = sc.typ, sc.expr, s
 		}
 	}
 	if len(due) == 0 {
 		return nil
 	}
+	instKey := inst.Namespace + "/" + inst.Name
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.init()
 	if _, running := r.busy[instKey]; running {
 		return nil
 	}
-	if _, waiting := r.scheduled[instKey]; waiting {
-		return nil
-	}
-	for _, k := range due {
-		r.last[k] = now
+	for _, d := range due {
+		t := metav1.NewTime(d.at)
+		*d.last = &t
 	}
 	b := &outpostv1.Backup{}
 	b.APIVersion, b.Kind = outpostv1.GroupVersion.String(), outpostv1.KindBackup
-	b.Namespace, b.Name = inst.Namespace, inst.Name+"-"+now.UTC().Format("20060102-150405")
-	if typ == outpostv1.BackupIncremental {
-		b.Name += "-incr"
-	}
+	b.Namespace, b.Name = inst.Namespace, ScheduledBackupName(inst.Name, typ, at)
 	b.Labels = map[string]string{LabelScheduledBy: inst.Name}
 	b.Spec.Instance.Name = inst.Name
 	b.Spec.Type = typ
-	r.scheduled[instKey] = b.Name
-	r.Events.Event(inst, "Normal", "ScheduledBackup", "schedule "+expr+" created "+string(typ)+" Backup "+b.Name)
+	r.Events.Event(inst, "Normal", "ScheduledBackup", "schedule "+expr+" created "+string(typ)+" Backup "+b.Name+" for its slot "+at.UTC().Format(time.RFC3339))
 	return b
+}
+
+// Unschedule takes back what Schedule did when the source could not
+// create the Backup it returned: the slots of inst's backup schedules go back to before (the
+// status.backups Schedule was given), so they are not recorded as taken
+// and a later pass tries again.
+func Unschedule(inst *outpostv1.PostgresInstance, before *outpostv1.BackupScheduleStatus) {
+	st := inst.Status.Backups
+	if st == nil {
+		return
+	}
+	if before == nil {
+		before = &outpostv1.BackupScheduleStatus{}
+	}
+	st.LastScheduleTime, st.LastIncrementalScheduleTime = before.LastScheduleTime, before.LastIncrementalScheduleTime
+}
+
+// ScheduledBackupName is the name of the Backup that the slot at of an
+// instance's full or incremental schedule makes: <instance>-full-
+// or <instance>-incr- and the slot in UTC to the second, in the lower
+// case a DNS-1123 subdomain (what both sources require of a Backup name)
+// allows, e.g. db-full-20261130t020000z. Two slots of one schedule never
+// share a second, and the type keeps a full and an incremental slot at the
+// same time apart. An instance name is a label value (63 characters at
+// most), so the name stays far below the 253 a subdomain allows.
+func ScheduledBackupName(instance string, typ outpostv1.BackupType, at time.Time) string {
+	kind := "full"
+	if typ == outpostv1.BackupIncremental {
+		kind = "incr"
+	}
+	return instance + "-" + kind + "-" + at.UTC().Format("20060102t150405z")
+}
+
+// DueSlot returns the newest slot of sched after last and at or before
+// now, and false when there is none. Slots follow from last as cron's Next
+// gives them, so those of an @every schedule count from the last one taken.
+// It does not walk every missed slot of a long outage one by one: it looks
+// back from now in doubling steps to the first step that holds a slot.
+func DueSlot(sched cron.Schedule, last, now time.Time) (time.Time, bool) {
+	reached := func(t time.Time) bool { return !t.IsZero() && !t.After(now) }
+	first := sched.Next(last)
+	if !reached(first) {
+		return time.Time{}, false
+	}
+	if every, ok := sched.(cron.ConstantDelaySchedule); ok && every.Delay > 0 {
+		// Next(t) is t plus the delay, less t's fraction of a second.
+		n := now.Sub(first) / every.Delay
+		return first.Add(n * every.Delay), true
+	}
+	from := last
+	for step := time.Second; ; step *= 2 {
+		s := now.Add(-step)
+		if !s.After(last) {
+			break
+		}
+		if reached(sched.Next(s)) {
+			from = s
+			break
+		}
+	}
+	at := sched.Next(from)
+	for next := sched.Next(at); reached(next); next = sched.Next(at) {
+		at = next
+	}
+	return at, true
 }
 
 func (r *BackupReconciler) finish(b *outpostv1.Backup, phase outpostv1.BackupPhase, reason, msg string) {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/outpostdata/outpost/backup"
@@ -165,7 +166,10 @@ func TestScheduleCreatesOneBackupWhenDueButNotAtStartup(t *testing.T) {
 	inst.Status.Phase = outpostv1.InstanceRunning
 	inst.Spec.Backup = &outpostv1.BackupPolicy{Schedule: "0 3 * * *"}
 	if b := r.Schedule(inst); b != nil {
-		t.Fatalf("the first pass after a start created Backup %s", b.Name)
+		t.Fatalf("the first pass over the schedule created Backup %s", b.Name)
+	}
+	if st := inst.Status.Backups; st == nil || st.LastScheduleTime == nil || !st.LastScheduleTime.Time.Equal(now) {
+		t.Fatalf("the first pass did not record where the schedule starts: %+v", st)
 	}
 	now = now.Add(30 * time.Second)
 	if b := r.Schedule(inst); b != nil {
@@ -173,20 +177,27 @@ func TestScheduleCreatesOneBackupWhenDueButNotAtStartup(t *testing.T) {
 	}
 	now = now.Add(time.Minute)
 	b := r.Schedule(inst)
-	if b == nil || b.Spec.Instance.Name != "db" || b.Labels[LabelScheduledBy] != "db" || b.Name != "db-20261121-030030" {
-		t.Fatalf("due schedule created %+v, want Backup db-20261121-030030 of db", b)
+	if b == nil || b.Spec.Instance.Name != "db" || b.Labels[LabelScheduledBy] != "db" || b.Name != "db-full-20261121t030000z" {
+		t.Fatalf("due schedule created %+v, want Backup db-full-20261121t030000z of db", b)
 	}
-	// Until the source has created it and it runs, no second one.
-	now = now.Add(24 * time.Hour)
-	if again := r.Schedule(inst); again != nil {
-		t.Fatalf("a second Backup %s while %s waits", again.Name, b.Name)
+	if got := inst.Status.Backups.LastScheduleTime; !got.Time.Equal(time.Date(2026, 11, 21, 3, 0, 0, 0, time.UTC)) {
+		t.Fatalf("lastScheduleTime %v, want the slot 03:00", got)
+	}
+	// A pass that sees the status from before the slot was taken names
+	// the same Backup, which the source's create takes as done.
+	stale := inst.DeepCopy()
+	before := metav1.NewTime(time.Date(2026, 11, 21, 2, 59, 0, 0, time.UTC))
+	stale.Status.Backups.LastScheduleTime = &before
+	if again := r.Schedule(stale); again == nil || again.Name != b.Name {
+		t.Fatalf("a pass with the status before the slot made %+v, want %s again", again, b.Name)
 	}
 	b.Generation = 1
 	r.Reconcile(context.Background(), b)
 	if b.Status.Phase != outpostv1.BackupRunning {
 		t.Fatalf("scheduled Backup: %+v", b.Status)
 	}
-	// While it runs, a due schedule creates nothing either.
+	// While it runs, a due slot makes nothing.
+	now = now.Add(24 * time.Hour)
 	if again := r.Schedule(inst); again != nil {
 		t.Fatalf("a second Backup %s while %s runs", again.Name, b.Name)
 	}
@@ -202,9 +213,117 @@ func TestScheduleCreatesOneBackupWhenDueButNotAtStartup(t *testing.T) {
 	if inst.Status.LastBackup != b.Name || inst.Status.LastBackupTime == nil || inst.Status.FirstRecoverabilityPoint == nil {
 		t.Fatalf("instance status after the backup: %+v", inst.Status)
 	}
-	if r.Schedule(inst) == nil {
-		t.Fatalf("no Backup when due after the last one completed")
+	if next := r.Schedule(inst); next == nil || next.Name != "db-full-20261122t030000z" {
+		t.Fatalf("after the last one completed the due slot made %+v, want db-full-20261122t030000z", next)
 	}
+}
+
+// scheduleAfterRestart is what controllers started at now make of inst's
+// schedules, given the status a previous one left: five in a row, each a
+// fresh reconciler with nothing in memory, as after restarts, each seeing
+// the status the one before wrote.
+func scheduleAfterRestart(t *testing.T, inst *outpostv1.PostgresInstance, now time.Time) []*outpostv1.Backup {
+	t.Helper()
+	var made []*outpostv1.Backup
+	for range 5 {
+		r := backupReconciler(&blockingRunner{release: make(chan struct{})})
+		r.Now = func() time.Time { return now }
+		if b := r.Schedule(inst); b != nil {
+			made = append(made, b)
+		}
+	}
+	return made
+}
+
+func TestRestartAfterAMissedSlotRunsExactlyOneBackupNamedAfterTheSlot(t *testing.T) {
+	inst := &outpostv1.PostgresInstance{}
+	inst.Namespace, inst.Name = "default", "db"
+	inst.Status.Phase = outpostv1.InstanceRunning
+	inst.Spec.Backup = &outpostv1.BackupPolicy{Schedule: "0 2 * * *", IncrementalSchedule: "0 */6 * * *"}
+	slot := func(day, hour int) *metav1.Time {
+		t := metav1.NewTime(time.Date(2026, 11, day, hour, 0, 0, 0, time.UTC))
+		return &t
+	}
+	// The last full slot taken was on the 27th, the last incremental one at
+	// 18:00 on the 29th; the controller was down until 07:30 on the 30th,
+	// missing three full slots and two incremental ones.
+	inst.Status.Backups = &outpostv1.BackupScheduleStatus{LastScheduleTime: slot(27, 2), LastIncrementalScheduleTime: slot(29, 18)}
+	made := scheduleAfterRestart(t, inst, time.Date(2026, 11, 30, 7, 30, 0, 0, time.UTC))
+	if len(made) != 1 || made[0].Name != "db-full-20261130t020000z" || made[0].Spec.Type != outpostv1.BackupFull {
+		t.Fatalf("restart after missed slots made %v, want only the full Backup of the newest slot, db-full-20261130t020000z", names(made))
+	}
+	// The full backup counts for the incremental slot due with it.
+	if got := inst.Status.Backups; !got.LastScheduleTime.Equal(slot(30, 2)) || !got.LastIncrementalScheduleTime.Equal(slot(30, 6)) {
+		t.Fatalf("status after the restart: %+v", got)
+	}
+
+	// Restarted again within the same slots: nothing, even many times.
+	for _, at := range []time.Time{time.Date(2026, 11, 30, 7, 30, 5, 0, time.UTC), time.Date(2026, 11, 30, 11, 59, 59, 0, time.UTC)} {
+		if made := scheduleAfterRestart(t, inst, at); len(made) != 0 {
+			t.Fatalf("restart at %v within the slot taken made %v", at, names(made))
+		}
+	}
+	// The next slot is not skipped: at 12:00 the incremental one is due.
+	made = scheduleAfterRestart(t, inst, time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC))
+	if len(made) != 1 || made[0].Name != "db-incr-20261130t120000z" || made[0].Spec.Type != outpostv1.BackupIncremental {
+		t.Fatalf("at the next incremental slot the restart made %v, want db-incr-20261130t120000z", names(made))
+	}
+
+	// A status write lost after the Backup was created: the restart makes
+	// the very same name again, which the source's create takes as done.
+	lost := inst.DeepCopy()
+	lost.Status.Backups.LastIncrementalScheduleTime = slot(30, 6)
+	again := scheduleAfterRestart(t, lost, time.Date(2026, 11, 30, 12, 0, 30, 0, time.UTC))
+	if len(again) != 1 || again[0].Name != made[0].Name {
+		t.Fatalf("after a lost status write the restart made %v, want %s again", names(again), made[0].Name)
+	}
+}
+
+func TestDueSlotIsTheNewestSlotAfterTheLastOne(t *testing.T) {
+	at := func(s string) time.Time {
+		t.Helper()
+		v, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	for _, c := range []struct {
+		expr, last, now, want string
+	}{
+		{"0 2 * * *", "2026-11-29T02:00:00Z", "2026-11-30T01:59:59Z", ""},
+		{"0 2 * * *", "2026-11-29T02:00:00Z", "2026-11-30T02:00:00Z", "2026-11-30T02:00:00Z"},
+		{"0 2 * * *", "2025-01-01T00:00:00Z", "2026-11-30T12:00:00Z", "2026-11-30T02:00:00Z"},
+		{"* * * * *", "2026-11-30T10:00:00Z", "2026-11-30T10:05:30Z", "2026-11-30T10:05:00Z"},
+		{"*/20 * * * * *", "2026-11-30T10:00:00Z", "2026-11-30T10:00:19Z", ""},
+		{"0 0 1 1 *", "2020-01-01T00:00:00Z", "2026-11-30T12:00:00Z", "2026-01-01T00:00:00Z"},
+		// @every counts from the last slot taken, not from the clock.
+		{"@every 10s", "2026-11-30T10:00:03Z", "2026-11-30T10:00:12Z", ""},
+		{"@every 10s", "2026-11-30T10:00:03Z", "2026-11-30T10:01:02Z", "2026-11-30T10:00:53Z"},
+	} {
+		sched, err := ParseSchedule(c.expr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := DueSlot(sched, at(c.last), at(c.now))
+		if c.want == "" {
+			if ok {
+				t.Errorf("%s after %s at %s: slot %v, want none", c.expr, c.last, c.now, got)
+			}
+			continue
+		}
+		if !ok || !got.Equal(at(c.want)) {
+			t.Errorf("%s after %s at %s: slot %v (%v), want %s", c.expr, c.last, c.now, got, ok, c.want)
+		}
+	}
+}
+
+func names(bs []*outpostv1.Backup) []string {
+	var n []string
+	for _, b := range bs {
+		n = append(n, b.Name)
+	}
+	return n
 }
 
 // pruningRunner is a blockingRunner whose retention deleted backup "old".

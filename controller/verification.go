@@ -56,10 +56,17 @@ type verifyJob struct {
 // held. A due verification starts in the background; a finished one is
 // written into status.lastVerification with an event and metrics; the
 // BackupVerified condition says Passed, Failed, Stale (a scheduled run
-// was missed), Running or Pending (none ran yet). As with backup
-// schedules, the first sight of an instance only notes the time, so a
-// controller restart does not start a verification unless one is overdue
-// by the status.
+// was missed), Running or Pending (none ran yet).
+//
+// The schedule is level-based like the backup schedules (see Schedule):
+// the slot last started is status.backups.lastVerificationScheduleTime,
+// and the newest slot due after it starts, once, however many were missed
+// while no controller ran. The first sight of a schedule without a
+// recorded slot (or, from before that field, a lastVerification) records
+// the current time and starts nothing. A verification that a controller
+// restart cut short is not run again, as a Backup cut short is not: its
+// slot counts as taken, lastVerification keeps the run before, and the
+// next slot runs as usual.
 func (r *BackupReconciler) observeVerification(inst *outpostv1.PostgresInstance) {
 	if inst.Spec.Backup == nil || inst.Spec.Backup.Verification == nil {
 		meta.RemoveStatusCondition(&inst.Status.Conditions, outpostv1.ConditionBackupVerified)
@@ -88,16 +95,24 @@ func (r *BackupReconciler) observeVerification(inst *outpostv1.PostgresInstance)
 		default:
 		}
 	}
-	last, seen := r.verifyLast[key]
-	if lv := inst.Status.LastVerification; lv != nil && lv.Time.After(last) {
-		last, seen = lv.Time.Time, true
-	}
-	if !seen {
-		last = now
-		r.verifyLast[key] = now
-	}
 	_, running := r.verifying[key]
-	if !running && !sched.Next(last).After(now) && inst.Status.Phase == outpostv1.InstanceRunning {
+	if inst.Status.Backups == nil {
+		inst.Status.Backups = &outpostv1.BackupScheduleStatus{}
+	}
+	st := inst.Status.Backups
+	lv := inst.Status.LastVerification
+	switch {
+	case st.LastVerificationScheduleTime == nil && lv != nil:
+		slot := lv.Time
+		st.LastVerificationScheduleTime = &slot
+	case st.LastVerificationScheduleTime == nil:
+		anchor := metav1.NewTime(now.Truncate(time.Second))
+		st.LastVerificationScheduleTime = &anchor
+	}
+	last := st.LastVerificationScheduleTime.Time
+	if slot, due := DueSlot(sched, last, now); due && !running && inst.Status.Phase == outpostv1.InstanceRunning {
+		at := metav1.NewTime(slot)
+		st.LastVerificationScheduleTime = &at
 		r.startVerification(key, inst.DeepCopy(), pol.Restore == nil || *pol.Restore, now)
 		running = true
 	}
@@ -108,7 +123,6 @@ func (r *BackupReconciler) observeVerification(inst *outpostv1.PostgresInstance)
 func (r *BackupReconciler) startVerification(key string, inst *outpostv1.PostgresInstance, restore bool, start time.Time) {
 	job := &verifyJob{done: make(chan struct{})}
 	r.verifying[key] = job
-	r.verifyLast[key] = start
 	r.Events.Event(inst, "Normal", "VerificationStarted", "verifying the newest backup of "+inst.Name)
 	go func() {
 		defer close(job.done)

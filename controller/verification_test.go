@@ -129,3 +129,61 @@ func TestVerificationWithoutAVerifierSaysSoInsteadOfPassing(t *testing.T) {
 		t.Fatalf("BackupVerified without a verifier: %+v", c)
 	}
 }
+
+func TestVerificationScheduleSurvivesRestartsThroughTheStatus(t *testing.T) {
+	v := &scriptedVerifier{}
+	now := time.Date(2026, 11, 30, 9, 0, 30, 0, time.UTC)
+	// restarted is a controller started afresh, with nothing in memory.
+	restarted := func() *BackupReconciler {
+		return &BackupReconciler{Verifier: v, Events: &loggedEvents{}, Metrics: NewBackupMetrics(), Now: func() time.Time { return now }}
+	}
+	inst := testInstance()
+	inst.Status.Phase = outpostv1.InstanceRunning
+	inst.Spec.Backup = &outpostv1.BackupPolicy{Verification: &outpostv1.VerificationPolicy{Schedule: "*/10 * * * *"}}
+
+	// The first sight records where the schedule starts in the status, so
+	// restarts more often than the schedule do not put it off for ever.
+	restarted().ObserveInstance(inst)
+	for range 2 {
+		now = now.Add(4 * time.Minute)
+		restarted().ObserveInstance(inst)
+	}
+	v.wait(t, 0)
+	now = now.Add(4 * time.Minute)
+	restarted().ObserveInstance(inst)
+	if v.wait(t, 1); inst.Status.Backups.LastVerificationScheduleTime == nil || !inst.Status.Backups.LastVerificationScheduleTime.Time.Equal(time.Date(2026, 11, 30, 9, 10, 0, 0, time.UTC)) {
+		t.Fatalf("status.backups after the 09:10 slot: %+v", inst.Status.Backups)
+	}
+	// A controller down from 09:12 to 09:55 runs the newest missed slot
+	// once, and restarts within it run nothing.
+	now = time.Date(2026, 11, 30, 9, 55, 0, 0, time.UTC)
+	for range 3 {
+		restarted().ObserveInstance(inst)
+		now = now.Add(time.Minute)
+	}
+	v.wait(t, 2)
+	if got := inst.Status.Backups.LastVerificationScheduleTime.Time; !got.Equal(time.Date(2026, 11, 30, 9, 50, 0, 0, time.UTC)) {
+		t.Fatalf("lastVerificationScheduleTime %v after the restart, want the newest missed slot 09:50", got)
+	}
+}
+
+// wait waits until n verifications have run, and fails on more.
+func (v *scriptedVerifier) wait(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		v.mu.Lock()
+		runs := v.runs
+		v.mu.Unlock()
+		if runs > n {
+			t.Fatalf("%d verifications, want %d", runs, n)
+		}
+		if runs == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d verifications, want %d", runs, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -38,11 +38,17 @@ func (c *Controller) reconcileBackup(ctx context.Context, u *unstructured.Unstru
 // directory stays the one source of what exists, and `outpost get backups`
 // and `outpost delete backup` work on scheduled backups too. The file is
 // written under a hidden name and renamed, so a pass never reads half of it.
+// A file of that name already there is the same slot's Backup, written
+// before a restart lost the status that recorded it: writing it is done.
 func (c *Controller) writeScheduledBackup(b *outpostv1.Backup) error {
+	spec := map[string]any{"instance": map[string]any{"name": b.Spec.Instance.Name}}
+	if b.Spec.Type != "" {
+		spec["type"] = string(b.Spec.Type)
+	}
 	data, err := yaml.Marshal(map[string]any{
 		"apiVersion": b.APIVersion, "kind": b.Kind,
 		"metadata": map[string]any{"name": b.Name, "namespace": b.Namespace, "labels": b.Labels},
-		"spec":     map[string]any{"instance": map[string]any{"name": b.Spec.Instance.Name}},
+		"spec":     spec,
 	})
 	if err != nil {
 		return err
@@ -52,7 +58,8 @@ func (c *Controller) writeScheduledBackup(b *outpostv1.Backup) error {
 		return err
 	}
 	if _, err := os.Stat(file); err == nil {
-		return fmt.Errorf("%s already exists", file)
+		c.log.Info("scheduled backup already created", "backup", b.Namespace+"/"+b.Name, "file", file)
+		return nil
 	}
 	tmp := filepath.Join(filepath.Dir(file), "."+filepath.Base(file)+".tmp")
 	if err := os.WriteFile(tmp, data, 0o644); err != nil {

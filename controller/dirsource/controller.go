@@ -257,8 +257,12 @@ func (c *Controller) apply(ctx context.Context, obj manifest.Object, rec control
 		object = inst
 		if c.backups != nil {
 			c.backups.ObserveInstance(inst)
+			// The Backup file is written before the instance's status
+			// (below) records its slot as taken; see Schedule.
+			before := inst.Status.Backups.DeepCopy()
 			if b := c.backups.Schedule(inst); b != nil {
 				if err := c.writeScheduledBackup(b); err != nil {
+					controller.Unschedule(inst, before)
 					c.log.Error("cannot create scheduled Backup", "instance", obj.Key(), "backup", b.Name, "err", err)
 				} else {
 					requeue = time.Millisecond

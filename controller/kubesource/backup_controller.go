@@ -75,11 +75,6 @@ func (r *BackupScheduleReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	patch := client.MergeFrom(inst.DeepCopy())
 	before := inst.Status.DeepCopy()
 	r.Core.ObserveInstance(&inst)
-	if statusChanged(before, &inst.Status) {
-		if err := r.Client.Status().Patch(ctx, &inst, patch); err != nil {
-			return ctrl.Result{}, err
-		}
-	}
 	// Scheduled Backups whose backup retention deleted go, so they do not
 	// pile up; a completed backup's retention brings us here.
 	var list outpostv1.BackupList
@@ -93,15 +88,27 @@ func (r *BackupScheduleReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 			}
 		}
 	}
+	// The slot's Backup is created before the status records the slot as
+	// taken; an existing one is that slot's, created before a lost status
+	// write (see core.BackupReconciler.Schedule).
 	if b := r.Core.Schedule(&inst); b != nil {
-		if err := controllerutil.SetControllerReference(&inst, b, r.Client.Scheme()); err != nil {
-			return ctrl.Result{}, err
+		err := controllerutil.SetControllerReference(&inst, b, r.Client.Scheme())
+		if err == nil {
+			if err = r.Client.Create(ctx, b); apierrors.IsAlreadyExists(err) {
+				err = nil
+			}
 		}
-		if err := r.Client.Create(ctx, b); err != nil && !apierrors.IsAlreadyExists(err) {
+		if err != nil {
+			core.Unschedule(&inst, before.Backups)
 			return ctrl.Result{}, fmt.Errorf("create scheduled Backup %s: %w", b.Name, err)
 		}
 	}
-	if inst.Spec.Backup.Schedule == "" && inst.Spec.Backup.Verification == nil {
+	if statusChanged(before, &inst.Status) {
+		if err := r.Client.Status().Patch(ctx, &inst, patch); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	if inst.Spec.Backup.Schedule == "" && inst.Spec.Backup.IncrementalSchedule == "" && inst.Spec.Backup.Verification == nil {
 		return ctrl.Result{}, nil
 	}
 	return ctrl.Result{RequeueAfter: scheduleRecheck}, nil

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -270,6 +271,25 @@ func TestKubernetesBackupRunsInTheInstanceManager(t *testing.T) {
 	}
 	if running > 1 {
 		t.Fatalf("%d scheduled backups of db run at once", running)
+	}
+	// Each is named after its slot, and the slot the instance's status
+	// records as taken has its Backup: it is created before the status
+	// is written.
+	must(c.Get(ctx, client.ObjectKeyFromObject(inst), inst))
+	must(c.List(ctx, &scheduled, client.InNamespace("default"), client.MatchingLabels{controller.LabelScheduledBy: "db"}))
+	if inst.Status.Backups == nil || inst.Status.Backups.LastScheduleTime == nil {
+		t.Fatalf("db's status records no slot taken: %+v", inst.Status.Backups)
+	}
+	last := controller.ScheduledBackupName("db", outpostv1.BackupFull, inst.Status.Backups.LastScheduleTime.Time)
+	found := false
+	for _, b := range scheduled.Items {
+		if !regexp.MustCompile(`^db-full-\d{8}t\d{6}z$`).MatchString(b.Name) {
+			t.Fatalf("scheduled Backup %s is not named after its slot", b.Name)
+		}
+		found = found || b.Name == last
+	}
+	if !found {
+		t.Fatalf("no Backup %s of the slot db's status records as taken", last)
 	}
 
 	// Restore: rows written after the backups reach the archive as WAL;

@@ -323,6 +323,34 @@ type PostgresInstanceStatus struct {
 	// backups found.
 	// +optional
 	LastVerification *VerificationStatus `json:"lastVerification,omitempty"`
+
+	// Backups records which slots of the backup and verification schedules
+	// have been taken, so that a controller restart neither runs a slot
+	// again nor skips one.
+	// +optional
+	Backups *BackupScheduleStatus `json:"backups,omitempty"`
+}
+
+// BackupScheduleStatus holds, per schedule, the slot it last acted on: the
+// time the cron expression named, not when the controller got to it. A
+// scheduled Backup is named after its slot, so the slot alone says which
+// Backup it made. The controller keeps nothing else of a schedule: on
+// every pass it acts on the newest slot due after these times.
+type BackupScheduleStatus struct {
+	// LastScheduleTime is the slot of spec.backup.schedule (full backups)
+	// last taken.
+	// +optional
+	LastScheduleTime *metav1.Time `json:"lastScheduleTime,omitempty"`
+
+	// LastIncrementalScheduleTime is the slot of
+	// spec.backup.incrementalSchedule last taken.
+	// +optional
+	LastIncrementalScheduleTime *metav1.Time `json:"lastIncrementalScheduleTime,omitempty"`
+
+	// LastVerificationScheduleTime is the slot of
+	// spec.backup.verification.schedule last started.
+	// +optional
+	LastVerificationScheduleTime *metav1.Time `json:"lastVerificationScheduleTime,omitempty"`
 }
 
 // Condition types of a PostgresInstance besides Ready.

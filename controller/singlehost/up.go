@@ -69,7 +69,6 @@ func Up(ctx context.Context, opts UpOptions) (err error) {
 	defer func() { err = errors.Join(err, db.Stop()) }()
 
 	rt := &localruntime.Runtime{StateDir: sd.Root, Ports: db, FirstPort: opts.FirstPort, Log: log}
-	rt.ObjectStores = sd.ObjectStores()
 	defer func() { err = errors.Join(err, rt.Shutdown()) }()
 	reconciler := &controller.InstanceReconciler{Runtime: rt, Events: &dirsource.EventRecorder{DB: db.DB, Log: log}, Metrics: backupMetrics}
 	usage, err := startUsage(ctx, db.DB, sd, opts.Version, log)
@@ -77,11 +76,13 @@ func Up(ctx context.Context, opts UpOptions) (err error) {
 		return err
 	}
 	ctrl := dirsource.New(sd.Manifests(), validator, db.DB, reconciler, log)
+	accepted := fromSource(ctrl, sd.Manifests())
+	rt.ObjectStores = accepted.objectStores()
 	reconciler.Usage = usage.recorder(ctrl.Synced())
 	usage.applying = ctrl.Applying
 	rt.OnChange = ctrl.Kick
 	ctrl.OnFeatureStores(&controller.FeatureStoreReconciler{Databases: rt, Events: &dirsource.EventRecorder{DB: db.DB, Log: log}})
-	ctrl.OnBackups(&controller.BackupReconciler{Runner: rt, Verifier: rt, Metrics: backupMetrics, Instances: sd.Instances(), Events: &dirsource.EventRecorder{DB: db.DB, Log: log}})
+	ctrl.OnBackups(&controller.BackupReconciler{Runner: rt, Verifier: rt, Metrics: backupMetrics, Instances: accepted.instances(), Events: &dirsource.EventRecorder{DB: db.DB, Log: log}})
 	ctrl.OnSite(func(dc *outpostv1.DataController) {
 		listen := ""
 		if dc != nil {

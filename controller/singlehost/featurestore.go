@@ -2,6 +2,7 @@ package singlehost
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
@@ -22,8 +23,10 @@ func FeatureStoreDatabase(ctx context.Context, sd StateDir, namespace, name stri
 	}
 	defer done()
 	fs := &outpostv1.FeatureStore{}
-	if err := l(ctx, "FeatureStore", namespace, name, fs); err != nil {
+	if err := l(ctx, "FeatureStore", namespace, name, fs); errors.As(err, new(notDeclaredError)) {
 		return nil, "", fmt.Errorf("%w (outpost apply -f featurestore.yaml)", err)
+	} else if err != nil {
+		return nil, "", err
 	}
 	dir, err := sd.Instance(namespace, fs.Spec.Instance.Name)
 	if err != nil {

@@ -71,8 +71,14 @@ func notDeclared(kind, namespace, name, dir string) error {
 	if namespace == "" {
 		namespace = manifest.DefaultNamespace
 	}
-	return fmt.Errorf("no %s %s/%s in %s: apply one first", kind, namespace, name, dir)
+	return notDeclaredError{fmt.Sprintf("no %s %s/%s in %s: apply one first", kind, namespace, name, dir)}
 }
+
+// notDeclaredError is a lookup of an object nothing declares, which a
+// caller may add a hint to.
+type notDeclaredError struct{ msg string }
+
+func (e notDeclaredError) Error() string { return e.msg }
 
 // commandLookup is the lookup of a command run beside the controller:
 // controldb's objects, what the controller accepted, while `outpost up`

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -50,6 +51,8 @@ type Controller struct {
 	// applying holds the uids of the PostgresInstances being reconciled
 	// and not yet stored (see Applying).
 	applying sync.Map
+	// accepted holds the objects in force by Key (see Accepted).
+	accepted atomic.Pointer[map[string]manifest.Object]
 }
 
 // Applying returns the uids of the PostgresInstances a pass is reconciling
@@ -144,6 +147,7 @@ func (c *Controller) pass(ctx context.Context) time.Duration {
 		return requeueOnError
 	}
 	c.reportErrors(ctx, d.Errors)
+	c.accept(d, recs)
 	if c.site != nil {
 		c.site(siteOf(d, recs, c.log))
 	}

@@ -8,5 +8,7 @@
 // (kept in controldb), reconciles them through the core, and stores their
 // status in controldb. A bad manifest is reported with file and field and
 // touches nothing else; an object whose file has become unreadable keeps its
-// last accepted spec rather than being deleted.
+// last accepted spec rather than being deleted. Controller.Accepted answers
+// lookups from those same objects, so the rest of the host sees what the
+// source holds in force without validating the directory again.
 package dirsource

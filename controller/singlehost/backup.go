@@ -9,32 +9,10 @@ import (
 	"path/filepath"
 
 	"github.com/outpostdata/outpost/backup"
-	"github.com/outpostdata/outpost/controller"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
 	"github.com/outpostdata/outpost/controller/controldb"
 	"github.com/outpostdata/outpost/controller/localruntime"
-	"github.com/outpostdata/outpost/controller/manifest"
 )
-
-// ObjectStores looks ObjectStores up in the manifests directory, for the
-// local runtime's backups.
-func (s StateDir) ObjectStores() localruntime.ObjectStoreLookup {
-	return func(ctx context.Context, namespace, name string) (*outpostv1.ObjectStore, error) {
-		_, d, err := s.readManifests(ctx)
-		if err != nil {
-			return nil, err
-		}
-		obj, ok := d.Objects[manifest.Key("ObjectStore", namespace, name)]
-		if !ok {
-			return nil, fmt.Errorf("no ObjectStore %s/%s in %s: apply one first", namespace, name, s.Manifests())
-		}
-		o := &outpostv1.ObjectStore{}
-		if err := obj.Into(o); err != nil {
-			return nil, err
-		}
-		return o, nil
-	}
-}
 
 // BackupTarget is what backing up, listing and restoring one instance's
 // backups on this host needs.
@@ -51,29 +29,27 @@ type BackupTarget struct {
 	DataDir    string
 }
 
-// ResolveBackup finds an instance's manifest, its object store and key, and
-// its credentials, and opens the object store.
+// ResolveBackup finds an instance, its object store and key, and its
+// credentials, and opens the object store. The instance and its
+// ObjectStore are the ones the controller accepted (see commandLookup).
 func ResolveBackup(ctx context.Context, sd StateDir, namespace, name string) (*BackupTarget, error) {
 	if err := sd.mustExist(); err != nil {
 		return nil, err
 	}
-	_, d, err := sd.readManifests(ctx)
+	l, done, err := sd.commandLookup(ctx)
 	if err != nil {
 		return nil, err
 	}
-	obj, ok := d.Objects[manifest.Key("PostgresInstance", namespace, name)]
-	if !ok {
-		return nil, fmt.Errorf("no PostgresInstance %s/%s in %s", namespace, name, sd.Manifests())
-	}
-	inst := &outpostv1.PostgresInstance{}
-	if err := obj.Into(inst); err != nil {
+	defer done()
+	inst, err := l.instances()(ctx, namespace, name)
+	if err != nil {
 		return nil, err
 	}
 	if inst.Spec.Backup == nil {
 		return nil, fmt.Errorf("PostgresInstance %s/%s has no spec.backup: add an object store to back it up", namespace, name)
 	}
 	t := &BackupTarget{Instance: inst}
-	os_, err := sd.ObjectStores()(ctx, namespace, inst.Spec.Backup.ObjectStore.Name)
+	os_, err := l.objectStores()(ctx, namespace, inst.Spec.Backup.ObjectStore.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -108,26 +84,6 @@ func ResolveBackup(ctx context.Context, sd StateDir, namespace, name string) (*B
 		return nil, fmt.Errorf("instance %s/%s: %w", namespace, name, err)
 	}
 	return t, nil
-}
-
-// Instances looks PostgresInstances up in the manifests directory, for
-// Backups.
-func (s StateDir) Instances() controller.InstanceLookup {
-	return func(ctx context.Context, namespace, name string) (*outpostv1.PostgresInstance, error) {
-		_, d, err := s.readManifests(ctx)
-		if err != nil {
-			return nil, err
-		}
-		obj, ok := d.Objects[manifest.Key("PostgresInstance", namespace, name)]
-		if !ok {
-			return nil, fmt.Errorf("no PostgresInstance %s/%s in %s", namespace, name, s.Manifests())
-		}
-		inst := &outpostv1.PostgresInstance{}
-		if err := obj.Into(inst); err != nil {
-			return nil, err
-		}
-		return inst, nil
-	}
 }
 
 // RecordVerification writes the result of `outpost backup verify` into the

@@ -2,36 +2,30 @@ package singlehost
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
-	"github.com/outpostdata/outpost/controller/dirsource"
 	"github.com/outpostdata/outpost/controller/localruntime"
-	"github.com/outpostdata/outpost/controller/manifest"
 )
 
-// FeatureStoreDatabase finds a FeatureStore's manifest in the state
-// directory and returns it with a superuser URI for its database, from its
-// instance's credentials file. The controller must have reconciled the
+// FeatureStoreDatabase finds a FeatureStore the controller accepted (see
+// commandLookup) and returns it with a superuser URI for its database, from
+// its instance's credentials file. The controller must have reconciled the
 // store for its tables to exist; `outpost up` does that.
 func FeatureStoreDatabase(ctx context.Context, sd StateDir, namespace, name string) (*outpostv1.FeatureStore, string, error) {
 	if err := sd.mustExist(); err != nil {
 		return nil, "", err
 	}
-	v, err := manifest.NewValidator()
+	l, done, err := sd.commandLookup(ctx)
 	if err != nil {
 		return nil, "", err
 	}
-	d, err := dirsource.Read(ctx, sd.Manifests(), v, nil)
-	if err != nil {
-		return nil, "", err
-	}
-	obj, ok := d.Objects[manifest.Key("FeatureStore", namespace, name)]
-	if !ok {
-		return nil, "", fmt.Errorf("no FeatureStore %s/%s in %s: apply one first (outpost apply -f featurestore.yaml)", namespace, name, sd.Manifests())
-	}
+	defer done()
 	fs := &outpostv1.FeatureStore{}
-	if err := obj.Into(fs); err != nil {
+	if err := l(ctx, "FeatureStore", namespace, name, fs); errors.As(err, new(notDeclaredError)) {
+		return nil, "", fmt.Errorf("%w (outpost apply -f featurestore.yaml)", err)
+	} else if err != nil {
 		return nil, "", err
 	}
 	dir, err := sd.Instance(namespace, fs.Spec.Instance.Name)

@@ -69,19 +69,21 @@ func Up(ctx context.Context, opts UpOptions) (err error) {
 	defer func() { err = errors.Join(err, db.Stop()) }()
 
 	rt := &localruntime.Runtime{StateDir: sd.Root, Ports: db, FirstPort: opts.FirstPort, Log: log}
-	rt.ObjectStores = sd.ObjectStores()
 	defer func() { err = errors.Join(err, rt.Shutdown()) }()
 	usage, err := startUsage(ctx, db.DB, sd, opts.Version, log)
 	if err != nil {
 		return err
 	}
 	// The directory source with the local runtime, which also verifies
-	// backups by restoring them on this host.
+	// backups by restoring them on this host. Lookups answer from what the
+	// source accepted (lookup.go).
 	ctrl := dirsource.Assemble(dirsource.Assembly{
 		Dir: sd.Manifests(), Validator: validator, DB: db.DB, Log: log,
 		Runtime: rt, Verifier: rt, Metrics: backupMetrics,
 	})
-	ctrl.OnInstanceLookup(sd.Instances())
+	accepted := fromSource(ctrl, sd.Manifests())
+	rt.ObjectStores = accepted.objectStores()
+	ctrl.OnInstanceLookup(accepted.instances())
 	ctrl.OnUsage(usage.recorder(ctrl.Synced()))
 	usage.applying = ctrl.Applying
 	rt.OnChange = ctrl.Kick

@@ -8,21 +8,33 @@
 // One reconciler per kind, each given an object and writing its status,
 // knowing neither the Kubernetes API nor the manifests directory:
 // InstanceReconciler (instance.go; guard.go re-checks specs, pgvector.go
-// the parallel index builds), FeatureStoreReconciler (featurestore.go) and
-// BackupReconciler (backup.go; walarchiving.go and verification.go for the
-// WALArchiving and BackupVerified conditions). Instances are reached only
-// through interfaces a runtime implements (runtime.go), usage is recorded
-// through UsageRecorder (usage.go). metrics.go serves what the reconcilers
-// saw of WAL archiving and verification to Prometheus.
+// the parallel index builds), FeatureStoreReconciler (featurestore.go),
+// BackupReconciler (backup.go, with the level-based schedules: a scheduled
+// Backup is named after its cron slot and the slot taken is kept in the
+// instance's status; walarchiving.go and verification.go for the
+// WALArchiving and BackupVerified conditions) and DataControllerReconciler
+// (datacontroller.go). Instances are reached only through Runtime
+// (runtime.go), which both runtimes implement; usage is recorded through
+// UsageRecorder (usage.go). What both runtimes and both sources must agree
+// on is written once here: a PostgresInstance's server settings
+// (serversettings.go), an ObjectStore's store config (objectstoreconfig.go),
+// spec durations such as 7d (duration.go), and a condition with the event
+// that announces it (conditionevents.go). metrics.go serves what the
+// reconcilers saw of WAL archiving and verification to Prometheus.
 //
 // # Sources: where desired state comes from
 //
 //   - controller/kubesource: the Kubernetes API, through controller-runtime:
-//     finalizers, status subresources, events and leader election; and
-//     the ObjectStore and DataController reconcilers.
+//     finalizers, status subresources, events and leader election; the
+//     adapters load an object, call the core and write its status
+//     (NewManager assembles them with a Runtime); and the ObjectStore
+//     reconciler, which only Kubernetes has.
 //   - controller/dirsource: a directory of manifests, validated by
 //     controller/manifest, with identity, status and events kept in
-//     controldb.
+//     controldb (Assemble wires it to a Runtime). It keeps the last
+//     accepted object of a broken file in force, and lookups answer from
+//     that accepted state (accepted.go), never by reading the directory
+//     again.
 //
 // # Runtimes: where instances run
 //
@@ -49,7 +61,9 @@
 //
 // The domain work is done by the postgres, vectorstore, backup and
 // usageexport packages, which the packages above call and which import none
-// of them but the API types (usageexport reads controller/api/v1alpha1).
+// of them, nor the API types: they take plain inputs and return plain
+// results, and the core turns those into status (domain.go states the rule
+// and how the vocabularies are kept one).
 //
 // # Adding a kind
 //

@@ -16,8 +16,9 @@ import (
 	"github.com/outpostdata/outpost/postgres"
 )
 
-// ObjectStoreLookup finds an ObjectStore by namespace and name (the manifests
-// directory on one host).
+// ObjectStoreLookup finds an ObjectStore by namespace and name: on one host
+// from what the directory source last accepted (singlehost's lookup.go),
+// never by reading the manifests directory again.
 type ObjectStoreLookup func(ctx context.Context, namespace, name string) (*outpostv1.ObjectStore, error)
 
 // StoreConfig turns an ObjectStore into what the backup package connects

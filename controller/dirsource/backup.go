@@ -38,8 +38,10 @@ func (c *Controller) reconcileBackup(ctx context.Context, u *unstructured.Unstru
 // directory stays the one source of what exists, and `outpost get backups`
 // and `outpost delete backup` work on scheduled backups too. The file is
 // written under a hidden name and renamed, so a pass never reads half of it.
-// A file of that name already there is the same slot's Backup, written
-// before a restart lost the status that recorded it: writing it is done.
+// A file of that name already there holding this very Backup is the same
+// slot's, written before a restart lost the status that recorded it:
+// writing it is done. One holding anything else is an error, so that the
+// slot is not counted as taken.
 func (c *Controller) writeScheduledBackup(b *outpostv1.Backup) error {
 	spec := map[string]any{"instance": map[string]any{"name": b.Spec.Instance.Name}}
 	if b.Spec.Type != "" {
@@ -53,13 +55,20 @@ func (c *Controller) writeScheduledBackup(b *outpostv1.Backup) error {
 	if err != nil {
 		return err
 	}
-	file, err := safepath.Join(c.dir, safepath.Part{Field: "metadata.name", Value: "backup-" + b.Name + ".yaml"})
+	file, err := safepath.Join(c.dir, safepath.Part{Field: "metadata.name", Value: scheduledBackupFile(b)})
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(file); err == nil {
+	if existing, err := os.ReadFile(file); err == nil {
+		var there outpostv1.Backup
+		if err := yaml.Unmarshal(existing, &there); err != nil || there.Namespace != b.Namespace || there.Name != b.Name ||
+			there.Spec.Instance.Name != b.Spec.Instance.Name || there.Spec.Type != b.Spec.Type {
+			return fmt.Errorf("scheduled Backup %s/%s: %s already holds another manifest (Backup %s/%s of instance %q, type %q): move it away", b.Namespace, b.Name, file, there.Namespace, there.Name, there.Spec.Instance.Name, there.Spec.Type)
+		}
 		c.log.Info("scheduled backup already created", "backup", b.Namespace+"/"+b.Name, "file", file)
 		return nil
+	} else if !os.IsNotExist(err) {
+		return err
 	}
 	tmp := filepath.Join(filepath.Dir(file), "."+filepath.Base(file)+".tmp")
 	if err := os.WriteFile(tmp, data, 0o644); err != nil {
@@ -71,4 +80,16 @@ func (c *Controller) writeScheduledBackup(b *outpostv1.Backup) error {
 	}
 	c.log.Info("scheduled backup created", "backup", b.Namespace+"/"+b.Name, "file", file)
 	return nil
+}
+
+// scheduledBackupFile is the manifest file of a scheduled Backup. Two
+// instances of the same name in different namespaces with the same
+// schedule have Backups of the same name, so a namespace other than default
+// is part of the file name; a namespace is a DNS label, with no dot, and a
+// scheduled Backup's name has none either, so the dot keeps the two apart.
+func scheduledBackupFile(b *outpostv1.Backup) string {
+	if b.Namespace == "" || b.Namespace == "default" {
+		return "backup-" + b.Name + ".yaml"
+	}
+	return "backup-" + b.Namespace + "." + b.Name + ".yaml"
 }

@@ -48,8 +48,23 @@ const (
 const verificationTimeout = 6 * time.Hour
 
 type verifyJob struct {
+	// slot is the schedule slot the job runs for.
+	slot   time.Time
 	done   chan struct{}
 	result outpostv1.VerificationStatus
+	// recorded is set once the result went into a status with its event;
+	// the job is forgotten only when a later pass reads it back, so a lost
+	// status write does not lose the result.
+	recorded bool
+}
+
+func (j *verifyJob) finished() bool {
+	select {
+	case <-j.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // observeVerification runs spec.backup.verification on inst; r.mu is
@@ -87,19 +102,30 @@ func (r *BackupReconciler) observeVerification(inst *outpostv1.PostgresInstance)
 		return
 	}
 	now := r.now()
-	if job := r.verifying[key]; job != nil {
-		select {
-		case <-job.done:
-			delete(r.verifying, key)
+	job := r.verifying[key]
+	running := job != nil && !job.finished()
+	if job != nil && !running {
+		switch lv := inst.Status.LastVerification; {
+		case lv != nil && !lv.Time.Time.Before(job.result.Time.Time):
+			delete(r.verifying, key) // the status holds it
+		case !job.recorded:
 			r.recordVerification(inst, job.result)
+			job.recorded = true
 		default:
+			res := job.result
+			inst.Status.LastVerification = &res
 		}
 	}
-	_, running := r.verifying[key]
 	if inst.Status.Backups == nil {
 		inst.Status.Backups = &outpostv1.BackupScheduleStatus{}
 	}
 	st := inst.Status.Backups
+	// The slot of a job this process ran stays taken even if the write
+	// that recorded it was lost, so it never runs twice.
+	if job != nil && (st.LastVerificationScheduleTime == nil || st.LastVerificationScheduleTime.Time.Before(job.slot)) {
+		at := metav1.NewTime(job.slot)
+		st.LastVerificationScheduleTime = &at
+	}
 	lv := inst.Status.LastVerification
 	switch {
 	case st.LastVerificationScheduleTime == nil && lv != nil:
@@ -113,15 +139,15 @@ func (r *BackupReconciler) observeVerification(inst *outpostv1.PostgresInstance)
 	if slot, due := DueSlot(sched, last, now); due && !running && inst.Status.Phase == outpostv1.InstanceRunning {
 		at := metav1.NewTime(slot)
 		st.LastVerificationScheduleTime = &at
-		r.startVerification(key, inst.DeepCopy(), pol.Restore == nil || *pol.Restore, now)
+		r.startVerification(key, inst.DeepCopy(), pol.Restore == nil || *pol.Restore, slot, now)
 		running = true
 	}
 	r.setVerificationCondition(inst, sched, now, running)
 }
 
 // startVerification runs one verification in the background; r.mu is held.
-func (r *BackupReconciler) startVerification(key string, inst *outpostv1.PostgresInstance, restore bool, start time.Time) {
-	job := &verifyJob{done: make(chan struct{})}
+func (r *BackupReconciler) startVerification(key string, inst *outpostv1.PostgresInstance, restore bool, slot, start time.Time) {
+	job := &verifyJob{slot: slot, done: make(chan struct{})}
 	r.verifying[key] = job
 	r.Events.Event(inst, "Normal", "VerificationStarted", "verifying the newest backup of "+inst.Name)
 	go func() {

@@ -187,3 +187,45 @@ func (v *scriptedVerifier) wait(t *testing.T, n int) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// Every status write of the passes around a verification is lost (a
+// conflict, controldb briefly away): each pass starts again from the status
+// as it was stored. The verification still runs once for its slot, and its
+// result is given to every pass until one reads it back from the status.
+func TestVerificationSurvivesLostStatusWrites(t *testing.T) {
+	v := &scriptedVerifier{}
+	now := time.Date(2026, 11, 30, 9, 0, 30, 0, time.UTC)
+	r := &BackupReconciler{Verifier: v, Events: &loggedEvents{}, Metrics: NewBackupMetrics(), Now: func() time.Time { return now }}
+	stored := testInstance()
+	stored.Status.Phase = outpostv1.InstanceRunning
+	stored.Spec.Backup = &outpostv1.BackupPolicy{Verification: &outpostv1.VerificationPolicy{Schedule: "*/10 * * * *"}}
+	r.ObserveInstance(stored) // the first sight's anchor is written
+	now = now.Add(10 * time.Minute)
+
+	var seen *outpostv1.PostgresInstance
+	for range 50 {
+		seen = stored.DeepCopy()
+		r.ObserveInstance(seen) // and its status is never written
+		if seen.Status.LastVerification != nil {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	v.wait(t, 1)
+	if seen.Status.LastVerification == nil || seen.Status.Backups.LastVerificationScheduleTime == nil ||
+		!seen.Status.Backups.LastVerificationScheduleTime.Time.Equal(time.Date(2026, 11, 30, 9, 10, 0, 0, time.UTC)) {
+		t.Fatalf("status after the verification ran, its writes lost: %+v %+v", seen.Status.LastVerification, seen.Status.Backups)
+	}
+	again := stored.DeepCopy()
+	r.ObserveInstance(again)
+	v.wait(t, 1)
+	if again.Status.LastVerification == nil || again.Status.LastVerification.Result != outpostv1.VerificationPassed {
+		t.Fatalf("a later pass on the stored status lost the result: %+v", again.Status.LastVerification)
+	}
+	// Once a write lands, the job is forgotten and the next slot runs.
+	stored = again
+	r.ObserveInstance(stored)
+	now = now.Add(10 * time.Minute)
+	r.ObserveInstance(stored)
+	v.wait(t, 2)
+}

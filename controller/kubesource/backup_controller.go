@@ -2,6 +2,7 @@ package kubesource
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -64,7 +65,7 @@ type BackupScheduleReconciler struct {
 const scheduleRecheck = 15 * time.Second
 
 // Reconcile creates the Backup a due schedule asks for.
-func (r *BackupScheduleReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+func (r *BackupScheduleReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, err error) {
 	var inst outpostv1.PostgresInstance
 	if err := r.Client.Get(ctx, req.NamespacedName, &inst); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -75,6 +76,14 @@ func (r *BackupScheduleReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	patch := client.MergeFrom(inst.DeepCopy())
 	before := inst.Status.DeepCopy()
 	r.Core.ObserveInstance(&inst)
+	// Whatever fails below, the status is written: ObserveInstance may
+	// have taken a finished verification's result out of memory, and a
+	// verification started here has its slot recorded only in it.
+	defer func() {
+		if statusChanged(before, &inst.Status) {
+			err = errors.Join(err, r.Client.Status().Patch(ctx, &inst, patch))
+		}
+	}()
 	// Scheduled Backups whose backup retention deleted go, so they do not
 	// pile up; a completed backup's retention brings us here.
 	var list outpostv1.BackupList
@@ -101,11 +110,6 @@ func (r *BackupScheduleReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		if err != nil {
 			core.Unschedule(&inst, before.Backups)
 			return ctrl.Result{}, fmt.Errorf("create scheduled Backup %s: %w", b.Name, err)
-		}
-	}
-	if statusChanged(before, &inst.Status) {
-		if err := r.Client.Status().Patch(ctx, &inst, patch); err != nil {
-			return ctrl.Result{}, err
 		}
 	}
 	if inst.Spec.Backup.Schedule == "" && inst.Spec.Backup.IncrementalSchedule == "" && inst.Spec.Backup.Verification == nil {

@@ -367,7 +367,7 @@ func (r *BackupReconciler) Schedule(inst *outpostv1.PostgresInstance) *outpostv1
 		if err != nil {
 			continue
 		}
-		if *sc.last == nil {
+		if *sc.last == nil || r.clockWentBack(inst, *sc.last, now, "the "+string(sc.typ)+" backup schedule") {
 			anchor := metav1.NewTime(now.Truncate(time.Second))
 			*sc.last = &anchor
 			continue
@@ -434,6 +434,26 @@ func ScheduledBackupName(instance string, typ outpostv1.BackupType, at time.Time
 		kind = "incr"
 	}
 	return instance + "-" + kind + "-" + at.UTC().Format("20060102t150405z")
+}
+
+// clockSlack is how far a recorded slot may lie after the clock's now
+// before Schedule takes it for a clock that was set back.
+const clockSlack = time.Minute
+
+// clockWentBack reports whether last, a recorded schedule slot, lies after
+// now: the slot was taken while the clock was ahead (an offline host that
+// booted with a wrong date), and counting from it would run nothing until
+// the clock catches up. It says so with a Warning event; the caller starts
+// the schedule again from now.
+func (r *BackupReconciler) clockWentBack(inst *outpostv1.PostgresInstance, last *metav1.Time, now time.Time, what string) bool {
+	if last == nil || !last.Time.After(now.Add(clockSlack)) {
+		return false
+	}
+	if r.Events != nil {
+		r.Events.Event(inst, "Warning", "ScheduleClockWentBack", fmt.Sprintf("%s last ran its slot at %s, after the clock's now %s: the clock was set back, so the schedule starts again from now",
+			what, last.Time.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339)))
+	}
+	return true
 }
 
 // DueSlot returns the newest slot of sched after last and at or before

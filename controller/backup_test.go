@@ -363,3 +363,27 @@ func TestScheduledBackupsWhoseBackupRetentionDeletedExpire(t *testing.T) {
 		t.Error("a Backup whose backup is kept expired")
 	}
 }
+
+// A slot recorded while the clock was a year ahead (an offline host that
+// booted with a wrong date, then was corrected) does not stop the schedule
+// until the clock catches up: it starts again from now, with a warning, and
+// the next slot runs.
+func TestASlotRecordedAheadOfTheClockStartsTheScheduleAgain(t *testing.T) {
+	inst := &outpostv1.PostgresInstance{}
+	inst.Namespace, inst.Name = "default", "db"
+	inst.Status.Phase = outpostv1.InstanceRunning
+	inst.Spec.Backup = &outpostv1.BackupPolicy{Schedule: "0 2 * * *"}
+	ahead := metav1.NewTime(time.Date(2027, 11, 30, 2, 0, 0, 0, time.UTC))
+	inst.Status.Backups = &outpostv1.BackupScheduleStatus{LastScheduleTime: &ahead}
+	now := time.Date(2026, 11, 30, 7, 30, 0, 0, time.UTC)
+	if made := scheduleAfterRestart(t, inst, now); len(made) != 0 {
+		t.Fatalf("the pass that finds the clock set back made %v", names(made))
+	}
+	if got := inst.Status.Backups.LastScheduleTime.Time; !got.Equal(now) {
+		t.Fatalf("lastScheduleTime %v, want the schedule started again at %v", got, now)
+	}
+	made := scheduleAfterRestart(t, inst, time.Date(2026, 12, 1, 2, 0, 10, 0, time.UTC))
+	if len(made) != 1 || made[0].Name != "db-full-20261201t020000z" {
+		t.Fatalf("the next slot after the clock was set back made %v, want db-full-20261201t020000z", names(made))
+	}
+}

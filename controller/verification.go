@@ -131,7 +131,7 @@ func (r *BackupReconciler) observeVerification(inst *outpostv1.PostgresInstance)
 	case st.LastVerificationScheduleTime == nil && lv != nil:
 		slot := lv.Time
 		st.LastVerificationScheduleTime = &slot
-	case st.LastVerificationScheduleTime == nil:
+	case st.LastVerificationScheduleTime == nil, r.clockWentBack(inst, st.LastVerificationScheduleTime, now, "the verification schedule"):
 		anchor := metav1.NewTime(now.Truncate(time.Second))
 		st.LastVerificationScheduleTime = &anchor
 	}

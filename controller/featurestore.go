@@ -119,6 +119,9 @@ func (r *FeatureStoreReconciler) ReconcileWithProgress(ctx context.Context, fs *
 	if res.IndexRebuilt {
 		r.Events.Event(fs, "Normal", "IndexRebuilt", "index rebuilt CONCURRENTLY with the new parameters")
 	}
+	if res.TuningError != nil {
+		r.Events.Event(fs, "Warning", "SearchDefaultsNotMeasured", res.TuningError.Error()+"; searches keep the defaults they had until the next ingest measures them")
+	}
 	st, err := store.Stats(ctx)
 	if err != nil {
 		r.fail(fs, ReasonSchemaError, err.Error())

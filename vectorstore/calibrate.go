@@ -120,7 +120,7 @@ func (s *Store) Calibrate(ctx context.Context) (Tuning, error) {
 	if reltuples > 0 {
 		pct = min(100, 100*4*tuningQueries/reltuples)
 	}
-	rows, err := s.pool.Query(ctx, fmt.Sprintf("SELECT key, embedding::real[] FROM %s TABLESAMPLE BERNOULLI (%g) REPEATABLE (7) LIMIT %d", s.table, pct, tuningQueries))
+	rows, err := s.pool.Query(ctx, fmt.Sprintf("SELECT key, embedding::real[] FROM %s TABLESAMPLE BERNOULLI (%g) REPEATABLE (7) ORDER BY random() LIMIT %d", s.table, pct, tuningQueries))
 	if err != nil {
 		return Tuning{}, fmt.Errorf("calibrate %q: sample rows: %w", s.spec.Name, err)
 	}
@@ -175,6 +175,10 @@ func (s *Store) Calibrate(ctx context.Context) (Tuning, error) {
 		if err != nil {
 			return Tuning{}, fmt.Errorf("calibrate %q: exact neighbours: %w", s.spec.Name, err)
 		}
+		if len(res.Results) < tuningK {
+			// Rows deleted meanwhile: too few to measure.
+			return Tuning{}, nil
+		}
 		q.within = res.Results[len(res.Results)-1].Distance
 	}
 	opts := SearchOptions{K: tuningK}
@@ -222,6 +226,23 @@ ON CONFLICT (name) DO UPDATE SET tuning = EXCLUDED.tuning`, s.spec.Name, raw); e
 	return t, nil
 }
 
+// ensureTuningWithin bounds the measurement Ensure makes: it holds up the
+// reconcile of the store, and searches are right without it, only slower
+// or less complete.
+const ensureTuningWithin = 2 * time.Minute
+
+// ensureTuning measures the search defaults of an index Ensure just built
+// or rebuilt with other parameters. A store of at most tuningK rows has
+// nothing to measure, at the cost of a count.
+func (s *Store) ensureTuning(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, ensureTuningWithin)
+	defer cancel()
+	if _, err := s.Calibrate(ctx); err != nil {
+		return fmt.Errorf("feature store %q: %w: %w", s.spec.Name, ErrCalibration, err)
+	}
+	return nil
+}
+
 // nearestOther is the vector of a row near the row of key, by the index
 // at its default setting: only its distance is used, as a scale.
 func (s *Store) nearestOther(ctx context.Context, key string, vector []float32) ([]float32, error) {
@@ -254,7 +275,9 @@ func (s *Store) Tuning(ctx context.Context) (Tuning, bool, error) {
 		switch {
 		// A store that an older Outpost made, and Ensure has not
 		// shaped since, has no table of search defaults yet.
-		case errors.Is(err, pgx.ErrNoRows), isCode(err, "42P01"):
+		// A role no Ensure granted it to (a reader made by hand) cannot
+		// read it: the defaults before any measurement serve it.
+		case errors.Is(err, pgx.ErrNoRows), isCode(err, "42P01"), isCode(err, "42501"):
 			s.tuningCache.tuning = nil
 		case err != nil:
 			return Tuning{}, false, fmt.Errorf("search defaults of %q: %w", s.spec.Name, err)
@@ -287,6 +310,12 @@ SET tuning = jsonb_set(tuning, '{added}', to_jsonb(coalesce((tuning->>'added')::
 WHERE name = $1 RETURNING tuning`, s.spec.Name, inserted).Scan(&raw)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return true, nil
+	}
+	if isCode(err, "42P01") || isCode(err, "42501") {
+		// No table yet (a store Ensure has not shaped since an older
+		// Outpost made it) or not this role's to write: the next Ensure
+		// measures.
+		return false, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("search defaults of %q: %w", s.spec.Name, err)

@@ -61,4 +61,31 @@ func TestSearchDefaultsAreMeasuredOnTheStoresOwnData(t *testing.T) {
 		}
 		expectPath(t, s, queries[0].Embedding, vectorstore.SearchOptions{EfSearch: 1000}, vectorstore.PathHNSW, 10)
 	})
+
+	t.Run("index_added_and_dropped", func(t *testing.T) {
+		rows, _ := split(clustered(5000, 16, 20, 9), 500)
+		spec := vectorstore.Spec{Name: "later_index", Dimensions: 16, Index: vectorstore.Index{Type: vectorstore.NoIndex}, Features: testFeatures}
+		s := ensure(t, pool, spec)
+		if res := ingestRows(t, s, rows); res.Tuning != nil {
+			t.Fatalf("a store without an index measured %+v", *res.Tuning)
+		}
+		// An index added to a store that has rows is measured as Ensure
+		// builds it.
+		spec.Index = vectorstore.Index{Type: vectorstore.HNSW}
+		s, res, err := vectorstore.Ensure(ctx, pool, spec, vectorstore.EnsureOptions{})
+		if err != nil || !res.IndexBuilt || res.TuningError != nil {
+			t.Fatalf("ensure with an index added: %+v %v", res, err)
+		}
+		if got, ok, err := s.Tuning(ctx); err != nil || !ok || got.Rows != int64(len(rows)) {
+			t.Fatalf("tuning after the index was added: %+v %v %v", got, ok, err)
+		}
+		// Dropped, the measurement goes with it: the same index built
+		// again later is measured on the data it then holds.
+		spec.Index = vectorstore.Index{Type: vectorstore.NoIndex}
+		ensure(t, pool, spec)
+		var n int
+		if err := pool.QueryRow(ctx, "SELECT count(*) FROM outpost.search_tuning WHERE name = $1", spec.Name).Scan(&n); err != nil || n != 0 {
+			t.Fatalf("search_tuning rows of a store whose index was dropped: %d %v", n, err)
+		}
+	})
 }

@@ -70,5 +70,8 @@ func Drop(ctx context.Context, pool *pgxpool.Pool, name string) ([]string, error
 			return nil, fmt.Errorf("drop feature store %q: forget its spec: %w", name, err)
 		}
 	}
+	if _, err := tx.Exec(ctx, "DELETE FROM "+metaSchema+".search_tuning WHERE name = $1", name); err != nil && !isCode(err, "42P01") {
+		return nil, fmt.Errorf("drop feature store %q: forget its search defaults: %w", name, err)
+	}
 	return dropped, tx.Commit(ctx)
 }

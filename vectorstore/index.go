@@ -119,7 +119,12 @@ func (s *Store) ensureIndex(ctx context.Context, res *EnsureResult, progress fun
 	case want == "" && !cur.exists:
 		return nil
 	case want == "":
-		_, err := s.pool.Exec(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+pgx.Identifier{"public", s.indexName()}.Sanitize())
+		if _, err := s.pool.Exec(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+pgx.Identifier{"public", s.indexName()}.Sanitize()); err != nil {
+			return err
+		}
+		// An index built again later with the same parameters is measured
+		// on the data it then holds.
+		_, err := s.pool.Exec(ctx, "DELETE FROM "+metaSchema+".search_tuning WHERE name = $1", s.spec.Name)
 		return err
 	case cur.exists && cur.valid && cur.comment == want:
 		return nil
@@ -138,10 +143,6 @@ func (s *Store) ensureIndex(ctx context.Context, res *EnsureResult, progress fun
 	}
 	if _, err := s.pool.Exec(ctx, fmt.Sprintf("ALTER INDEX %s RENAME TO %s", pgx.Identifier{"public", s.newIndexName()}.Sanitize(), ident(s.indexName()))); err != nil {
 		return fmt.Errorf("swap in rebuilt index of %q: %w", s.spec.Name, err)
-	}
-	// The measured defaults were of the old index.
-	if _, err := s.Calibrate(ctx); err != nil {
-		return err
 	}
 	return nil
 }

@@ -32,6 +32,10 @@ type EnsureResult struct {
 	IndexBuilt     bool
 	IndexRebuilt   bool
 	PrunedVersions int64
+	// TuningError is why the search defaults of an index built here were
+	// not measured; searches keep the defaults they had, and the next
+	// ingest measures.
+	TuningError error
 }
 
 // Ensure makes the store's tables, index, read-only role and history
@@ -55,6 +59,9 @@ func Ensure(ctx context.Context, pool *pgxpool.Pool, spec Spec, opts EnsureOptio
 	}
 	if err := s.ensureIndex(ctx, &res, opts.OnIndexProgress); err != nil {
 		return nil, res, err
+	}
+	if res.IndexBuilt || res.IndexRebuilt {
+		res.TuningError = s.ensureTuning(ctx)
 	}
 	if err := s.ensureFeatureIndexes(ctx); err != nil {
 		return nil, res, err

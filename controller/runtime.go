@@ -20,6 +20,9 @@ import (
 //	dirsource          -                        dirsource.Assemble (outpost up)
 //
 // kubesource.RunController picks the runtime for `outpost controller`.
+// The kubesource+localruntime pairing (envtest driving real local
+// servers) has no ObjectStore lookup wired, so its backups and WAL
+// archiving say "no ObjectStore source" rather than run.
 //
 // Scheduled restore verification (RestoreVerifier) is not part of it: only
 // the local runtime has somewhere to restore into a throw-away server, so

@@ -22,6 +22,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/minio/minio-go/v7"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/outpostdata/outpost/backup"
 	"github.com/outpostdata/outpost/controller/localruntime"
@@ -40,7 +41,13 @@ import (
 //     as the data directory's owner, with archive_command switched to it;
 //   - the physical limits over the same bytes: a parallel raw read of the
 //     data directory, one MinIO PUT of a file of the same size (16 MiB parts,
-//     4 threads, unsigned payload), and `zstd -1` on every core.
+//     4 threads, unsigned payload), and `zstd -1` on every core;
+//   - restore's physical limits over the same bytes: ranged MinIO GETs of
+//     that file (16 MiB, 4 connections), `zstd -d` of its two halves in two
+//     processes (restore decompresses on both cores), and a sequential
+//     write of it with fsync to the same disk (restore syncs its files
+//     before it returns, as pgBackRest does). restore-outpost/limit is
+//     restore against the smallest of the three.
 //
 // The tools take turns (A B A B) so that both see the same machine load.
 // Restores are timed the same way: backup.Restore (what a recovery
@@ -416,7 +423,7 @@ func (e *backupBench) compare(b *testing.B, label string) {
 	source := dataDirBytes(b, e.srv.DataDir)
 	rounds := envInt("OUTPOST_BENCH_ROUNDS", 3) * b.N
 
-	var ours, pgbr, ourRestore, pgbrRestore, read, put, zstd result
+	var ours, pgbr, ourRestore, pgbrRestore, read, put, zstd, get, unzstd, write result
 	var lastID string
 	for range rounds {
 		e.useArchiver(b, e.outpostArchiveCommand())
@@ -446,14 +453,36 @@ func (e *backupBench) compare(b *testing.B, label string) {
 	// The limits, over the same bytes.
 	tarFile := filepath.Join(e.work, "datadir.tar")
 	writeDataDirTar(b, e.srv.DataDir, tarFile)
+	// Restore's limits: the tar in two halves compressed as the backup
+	// compresses, so that two decompressions use both cores as restore's
+	// workers do; and a copy of the tar written with fsync, as restore's
+	// files are made durable before it returns.
+	halves := splitFile(b, tarFile, 2)
+	for _, h := range halves {
+		run(b, exec.Command("zstd", "-q", "-1", "-f", h, "-o", h+".zst"))
+	}
+	copyFile := filepath.Join(e.work, "datadir.copy")
 	for range rounds {
 		timed(&read, func() { readDataDir(b, e.srv.DataDir) })
 		timed(&put, func() { e.putFile(b, tarFile) })
 		timed(&zstd, func() {
 			run(b, exec.Command("sh", "-c", "zstd -q -1 -T0 -c "+tarFile+" >/dev/null"))
 		})
+		timed(&get, func() { e.getFile(b, "limit/datadir.tar") })
+		timed(&unzstd, func() {
+			run(b, exec.Command("sh", "-c", "zstd -q -d -c "+halves[0]+".zst >/dev/null & zstd -q -d -c "+halves[1]+".zst >/dev/null; wait"))
+		})
+		run(b, exec.Command("sync"))
+		timed(&write, func() {
+			run(b, exec.Command("dd", "if="+tarFile, "of="+copyFile, "bs=16M", "conv=fsync", "status=none"))
+		})
+		os.Remove(copyFile)
 	}
 	os.Remove(tarFile)
+	for _, h := range halves {
+		os.Remove(h)
+		os.Remove(h + ".zst")
+	}
 
 	oursMB, pgbrMB := ours.mbps(source), pgbr.mbps(source)
 	putMB, zstdMB := put.mbps(source), zstd.mbps(source)
@@ -466,6 +495,8 @@ func (e *backupBench) compare(b *testing.B, label string) {
 	b.ReportMetric(ourRestore.mbps(source), "outpost-restore-MB/s")
 	b.ReportMetric(pgbrRestore.mbps(source), "pgbackrest-restore-MB/s")
 	b.ReportMetric(ourRestore.mbps(source)/pgbrRestore.mbps(source), "restore-outpost/pgbackrest")
+	restoreLimit := min(get.mbps(source), unzstd.mbps(source), write.mbps(source))
+	b.ReportMetric(ourRestore.mbps(source)/restoreLimit, "restore-outpost/limit")
 
 	fmt.Printf("\n%s: %d MB of data directory, %d runs each, MB/s of source data\n", label, source/1_000_000, rounds)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
@@ -482,11 +513,15 @@ func (e *backupBench) compare(b *testing.B, label string) {
 	read.name, put.name, zstd.name = "limit: raw read of the data directory", "limit: MinIO PUT over TLS (16 MiB x 4)", "limit: zstd -1 on all cores"
 	row(&ours, fmt.Sprintf("%.2fx pgBackRest, %.0f%% of limit", oursMB/pgbrMB, 100*oursMB/limit))
 	row(&pgbr, "")
-	row(&ourRestore, fmt.Sprintf("%.2fx pgBackRest", ourRestore.mbps(source)/pgbrRestore.mbps(source)))
+	row(&ourRestore, fmt.Sprintf("%.2fx pgBackRest, %.0f%% of limit", ourRestore.mbps(source)/pgbrRestore.mbps(source), 100*ourRestore.mbps(source)/restoreLimit))
 	row(&pgbrRestore, "")
 	row(&read, "")
 	row(&put, "")
 	row(&zstd, "")
+	get.name, unzstd.name, write.name = "restore limit: MinIO GET over TLS (16 MiB x 4)", "restore limit: zstd -d, 2 processes", "restore limit: sequential write + fsync"
+	row(&get, "")
+	row(&unzstd, "")
+	row(&write, "")
 	tw.Flush()
 }
 
@@ -686,6 +721,65 @@ func (e *backupBench) putFile(b *testing.B, file string) {
 	if err != nil {
 		b.Fatal(err)
 	}
+}
+
+// getFile downloads an object in 16 MiB ranges over 4 connections, as
+// restore's workers fetch their chunks, and drops the bytes.
+func (e *backupBench) getFile(b *testing.B, key string) {
+	ctx := context.Background()
+	info, err := e.minio.Client.StatObject(ctx, e.minio.Bucket, key, minio.StatObjectOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const part = 16 << 20
+	next := make(chan int64)
+	go func() {
+		defer close(next)
+		for off := int64(0); off < info.Size; off += part {
+			next <- off
+		}
+	}()
+	var g errgroup.Group
+	for range 4 {
+		g.Go(func() error {
+			for off := range next {
+				opts := minio.GetObjectOptions{}
+				if err := opts.SetRange(off, min(off+part, info.Size)-1); err != nil {
+					return err
+				}
+				obj, err := e.minio.Client.GetObject(ctx, e.minio.Bucket, key, opts)
+				if err != nil {
+					return err
+				}
+				_, err = io.Copy(io.Discard, obj)
+				obj.Close()
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// splitFile cuts file into n pieces of about equal size, beside it.
+func splitFile(b *testing.B, file string, n int) []string {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var out []string
+	for i := range n {
+		piece := fmt.Sprintf("%s.%d", file, i)
+		if err := os.WriteFile(piece, data[i*len(data)/n:(i+1)*len(data)/n], 0o600); err != nil {
+			b.Fatal(err)
+		}
+		out = append(out, piece)
+	}
+	return out
 }
 
 // envInt reads a tuning knob of the benchmark; def when unset.

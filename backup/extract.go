@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // extractTar writes the tar stream of s into dir, refusing names that
@@ -19,8 +20,8 @@ import (
 // offsets, by one goroutine per CPU: writing into the page cache costs the
 // kernel about as much CPU as decompressing, and a single writer would leave
 // the other cores idle.
-func extractTar(s *chunkStream, dir string, progress func(int64)) (err error) {
-	w := newParallelWriter(runtime.GOMAXPROCS(0))
+func extractTar(s *chunkStream, dir string, progress func(int64), timings *RestoreTimings) (err error) {
+	w := newParallelWriter(runtime.GOMAXPROCS(0), timings)
 	s.w = w
 	defer func() {
 		s.close()
@@ -82,6 +83,7 @@ type chunkStream struct {
 
 	sink             *openFile
 	sinkOff, sinkLen int64
+	timings          *RestoreTimings
 }
 
 // decoded is one object's raw bytes, shared by the write jobs that take
@@ -114,8 +116,10 @@ func (s *chunkStream) load() error {
 			s.cur.unref()
 			s.cur = nil
 		}
+		waited := time.Now()
 		select {
 		case d, ok := <-s.chunks:
+			s.timings.add(StageStalled, waited)
 			if !ok {
 				if err := s.fetchErr(); err != nil {
 					return err
@@ -213,7 +217,7 @@ type writeJob struct {
 	off int64
 }
 
-func newParallelWriter(workers int) *parallelWriter {
+func newParallelWriter(workers int, timings *RestoreTimings) *parallelWriter {
 	w := &parallelWriter{jobs: make(chan writeJob, 4*workers)}
 	for range workers {
 		w.wg.Add(1)
@@ -221,9 +225,11 @@ func newParallelWriter(workers int) *parallelWriter {
 			defer w.wg.Done()
 			for j := range w.jobs {
 				if w.failed() == nil {
+					start := time.Now()
 					if _, err := j.of.f.WriteAt(j.buf, j.off); err != nil {
 						w.fail(fmt.Errorf("write %s: %w", j.of.f.Name(), err))
 					}
+					timings.add(StageWrite, start)
 				}
 				j.src.unref()
 				w.unref(j.of)

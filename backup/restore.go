@@ -31,6 +31,8 @@ type RestoreOptions struct {
 	// place and recovery starts replaying archived WAL, so a caller can
 	// report that phase.
 	OnReplay func()
+	// Timings, if set, gathers where the restore's time went.
+	Timings *RestoreTimings
 }
 
 // ChooseBackup picks the backup a restore starts from and checks the target
@@ -159,15 +161,17 @@ func Restore(ctx context.Context, opts RestoreOptions) (*Manifest, error) {
 			return nil, err
 		}
 	}
+	synced := time.Now()
 	if err := syncFilesystem(opts.DataDir); err != nil {
 		return nil, fmt.Errorf("restore backup %s: make %s durable: %w", m.ID, opts.DataDir, err)
 	}
+	opts.Timings.add(StageSync, synced)
 	return m, nil
 }
 
 // restoreFull extracts full backup m into opts.DataDir.
 func restoreFull(ctx context.Context, opts RestoreOptions, m *Manifest) error {
-	return readBackup(ctx, opts, m, func(s *chunkStream) error { return extractTar(s, opts.DataDir, opts.Progress) })
+	return readBackup(ctx, opts, m, func(s *chunkStream) error { return extractTar(s, opts.DataDir, opts.Progress, opts.Timings) })
 }
 
 // readBackup fetches m's objects, some running ahead, and has consume read
@@ -184,7 +188,7 @@ func readBackup(ctx context.Context, opts RestoreOptions, m *Manifest, consume f
 	}()
 	// fetchErr is read only after chunks is closed, which happens after it
 	// is set.
-	stream := &chunkStream{ctx: ctx, chunks: chunks, fetchErr: func() error { return fetchErr }}
+	stream := &chunkStream{ctx: ctx, chunks: chunks, fetchErr: func() error { return fetchErr }, timings: opts.Timings}
 	if err := consume(stream); err != nil {
 		cancel(err)
 		for d := range chunks {
@@ -234,7 +238,7 @@ func fetchObjects(ctx context.Context, opts RestoreOptions, m *Manifest, out cha
 				case dst = <-free:
 				default:
 				}
-				data, err := fetchObject(ctx, opts.Store, opts.Keys, dir, o, dst)
+				data, err := fetchObject(ctx, opts.Store, opts.Keys, dir, o, dst, opts.Timings)
 				slots[i] <- result{data, err}
 			}()
 		}
@@ -263,16 +267,22 @@ func fetchObjects(ctx context.Context, opts RestoreOptions, m *Manifest, out cha
 
 // fetchObject downloads one object, checks it and opens it, decoding into
 // dst (which may be nil).
-func fetchObject(ctx context.Context, s *Store, keys Keys, dir string, o Object, dst []byte) ([]byte, error) {
+func fetchObject(ctx context.Context, s *Store, keys Keys, dir string, o Object, dst []byte, timings *RestoreTimings) ([]byte, error) {
+	start := time.Now()
 	stored, err := s.getSized(ctx, path.Join(dir, o.Name), o.Size)
 	if err != nil {
 		return nil, err
 	}
+	timings.add(StageGet, start)
+	start = time.Now()
 	if got := sha256Hex(stored); got != o.SHA256 || int64(len(stored)) != o.Size {
 		return nil, fmt.Errorf("%s: checksum mismatch (stored object has sha256 %s, %d bytes; manifest says %s, %d bytes): the object was altered or damaged", path.Join(dir, o.Name), got, len(stored), o.SHA256, o.Size)
 	}
+	timings.add(StageCheck, start)
 	if cap(dst) < int(o.RawSize) {
 		dst = make([]byte, 0, o.RawSize)
 	}
+	start = time.Now()
+	defer timings.add(StageOpen, start)
 	return keys.openInto(path.Join(dir, o.Name), stored, dst)
 }

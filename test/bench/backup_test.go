@@ -425,6 +425,7 @@ func (e *backupBench) compare(b *testing.B, label string) {
 
 	var ours, pgbr, ourRestore, pgbrRestore, read, put, zstd, get, unzstd, write result
 	var lastID string
+	timings := &backup.RestoreTimings{}
 	for range rounds {
 		e.useArchiver(b, e.outpostArchiveCommand())
 		timed(&ours, func() { lastID, ours.bytes = e.outpostBackup(b) })
@@ -434,7 +435,7 @@ func (e *backupBench) compare(b *testing.B, label string) {
 	for range rounds {
 		dir := filepath.Join(e.work, "restore-outpost")
 		timed(&ourRestore, func() {
-			if _, err := backup.Restore(ctx, backup.RestoreOptions{Store: e.store, Namespace: benchNamespace, Instance: benchInstance, BackupID: lastID, DataDir: dir}); err != nil {
+			if _, err := backup.Restore(ctx, backup.RestoreOptions{Store: e.store, Namespace: benchNamespace, Instance: benchInstance, BackupID: lastID, DataDir: dir, Timings: timings}); err != nil {
 				b.Fatal(err)
 			}
 		})
@@ -523,6 +524,26 @@ func (e *backupBench) compare(b *testing.B, label string) {
 	row(&unzstd, "")
 	row(&write, "")
 	tw.Flush()
+
+	// Where outpost restore's time went, per restore: get, check, open and
+	// write are summed over the goroutines doing them (worker time on 2
+	// cores); stalled is the tar reader waiting for an object, sync the
+	// final flush.
+	fmt.Printf("outpost restore, seconds per restore (wall %.2f):", mean(ourRestore.secs))
+	for _, st := range backup.RestoreStages() {
+		secs := timings.Of(st).Seconds() / float64(rounds)
+		fmt.Printf(" %s %.2f", st, secs)
+		b.ReportMetric(secs, "restore-"+st.String()+"-s")
+	}
+	fmt.Println()
+}
+
+func mean(s []float64) float64 {
+	var sum float64
+	for _, v := range s {
+		sum += v
+	}
+	return sum / float64(max(1, len(s)))
 }
 
 func secsList(s []float64) string {

@@ -53,7 +53,7 @@ vet:
 ## round), so they run once.
 bench: deps
 	go test -run '^$$' -bench . -skip '^Benchmark(BackupVsPgBackRest|IncrementalBackupVsPgBackRest|FeatureStoreSearchAtScale|IngestVsBinaryCopy|IngestWithHNSW)$$' -benchtime 5x -timeout 30m ./test/bench/
-	go test -run '^$$' -bench '^BenchmarkBackupVsPgBackRest$$' -benchtime 1x -timeout 30m ./test/bench/
+	go test -run '^$$' -bench '^BenchmarkBackupVsPgBackRest$$' -benchtime 1x -timeout 60m ./test/bench/
 	go test -run '^$$' -bench '^BenchmarkIncrementalBackupVsPgBackRest$$' -benchtime 1x -timeout 60m ./test/bench/
 	go test -run '^$$' -bench '^BenchmarkFeatureStoreSearchAtScale$$' -benchtime 1x -timeout 60m ./test/bench/
 	go test -run '^$$' -bench '^BenchmarkIngestVsBinaryCopy$$' -benchtime 1x -timeout 30m ./test/bench/

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	mrand "math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/minio/minio-go/v7"
+	"github.com/pgvector/pgvector-go"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/outpostdata/outpost/backup"
@@ -30,6 +32,7 @@ import (
 	"github.com/outpostdata/outpost/controller/singlehost"
 	"github.com/outpostdata/outpost/postgres"
 	"github.com/outpostdata/outpost/test/harness"
+	"github.com/outpostdata/outpost/vectorstore"
 )
 
 // BenchmarkBackupVsPgBackRest measures full backups and restores side by
@@ -54,18 +57,25 @@ import (
 // bootstrap runs) against `pgbackrest restore`. Throughput is MB of the
 // data directory (without pg_wal) per second. Two sub-benchmarks: pgbench
 // scale 70 (about 1 GB, compressible), then the same database plus about
-// 1 GB of random bytea (incompressible). Run it alone, once:
+// 1 GB of random bytea (incompressible), then a database of only a pgvector
+// table of 1.5M unclustered 128-dimensional float4 vectors with its HNSW
+// index (what a feature store's instance holds). Run it alone, once:
 //
-//	go test -run '^$' -bench BackupVsPgBackRest -benchtime 1x -timeout 30m ./test/bench/
+//	go test -run '^$' -bench BackupVsPgBackRest -benchtime 1x -timeout 60m ./test/bench/
 //
-// OUTPOST_BENCH_SCALE and OUTPOST_BENCH_RANDOM_MB change the sizes,
-// OUTPOST_BENCH_ROUNDS the number of turns (default 3).
+// OUTPOST_BENCH_SCALE, OUTPOST_BENCH_RANDOM_MB and
+// OUTPOST_BENCH_VECTOR_ROWS change the sizes, OUTPOST_BENCH_ROUNDS the
+// number of turns (default 3).
 func BenchmarkBackupVsPgBackRest(b *testing.B) {
 	env := newBackupBench(b)
 	b.Run("pgbench", func(b *testing.B) { env.compare(b, "pgbench") })
 	b.Run("pgbench+random", func(b *testing.B) {
 		env.addRandom(b, envInt("OUTPOST_BENCH_RANDOM_MB", 1024))
 		env.compare(b, "pgbench+random")
+	})
+	b.Run("pgvector+hnsw", func(b *testing.B) {
+		env.replaceWithVectors(b, envInt("OUTPOST_BENCH_VECTOR_ROWS", 1500000))
+		env.compare(b, "pgvector+hnsw")
 	})
 }
 
@@ -81,6 +91,7 @@ type backupBench struct {
 	pgbrConf  string
 	work      string
 	random    bool
+	vectors   bool
 }
 
 const (
@@ -392,6 +403,54 @@ func (e *backupBench) addRandom(b *testing.B, mb int) {
 			rows = rows[:0]
 		}
 	}
+}
+
+// replaceWithVectors drops the other tables and loads n uniformly random
+// 128-dimensional vectors with an HNSW index built on them (m 16,
+// ef_construction 64, pgvector's defaults and Outpost's).
+func (e *backupBench) replaceWithVectors(b *testing.B, n int) {
+	b.Helper()
+	if e.vectors {
+		return
+	}
+	e.vectors = true
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, e.srv.URL("postgres"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, `DROP TABLE IF EXISTS random_blobs, pgbench_accounts, pgbench_branches, pgbench_history, pgbench_tellers;
+CREATE EXTENSION IF NOT EXISTS vector;
+CREATE TABLE items (id bigint PRIMARY KEY, embedding vector(128))`); err != nil {
+		b.Fatal(err)
+	}
+	pool, err := vectorstore.Connect(ctx, e.srv.URL("postgres"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pool.Close()
+	rng := mrand.New(mrand.NewPCG(21, 22))
+	const batch = 20000
+	for start := 0; start < n; start += batch {
+		rows := make([][]any, 0, batch)
+		for i := start; i < min(n, start+batch); i++ {
+			v := make([]float32, 128)
+			for j := range v {
+				v[j] = rng.Float32()
+			}
+			rows = append(rows, []any{int64(i), pgvector.NewVector(v)})
+		}
+		if _, err := pool.CopyFrom(ctx, pgx.Identifier{"items"}, []string{"id", "embedding"}, pgx.CopyFromRows(rows)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	start := time.Now()
+	if _, err := admin.Exec(ctx, `SET maintenance_work_mem = '3GB'; SET max_parallel_maintenance_workers = 1;
+CREATE INDEX ON items USING hnsw (embedding vector_l2_ops)`); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("%d x 128 vectors loaded, HNSW index built in %s", n, time.Since(start).Round(time.Second))
 }
 
 // result is one measurement: seconds per run, over several runs.

@@ -61,17 +61,18 @@ func Drop(ctx context.Context, pool *pgxpool.Pool, name string) ([]string, error
 			return nil, fmt.Errorf("drop feature store %q: forget its tables: %w", name, err)
 		}
 	}
-	var meta bool
-	if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", metaSchema+".feature_stores").Scan(&meta); err != nil {
-		return nil, err
-	}
-	if meta {
-		if _, err := tx.Exec(ctx, "DELETE FROM "+metaSchema+".feature_stores WHERE name = $1", name); err != nil {
-			return nil, fmt.Errorf("drop feature store %q: forget its spec: %w", name, err)
+	// A store refused before Ensure made the metadata tables has none.
+	for _, meta := range []struct{ table, what string }{{"feature_stores", "spec"}, {"search_tuning", "search defaults"}} {
+		var exists bool
+		if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", metaSchema+"."+meta.table).Scan(&exists); err != nil {
+			return nil, err
 		}
-	}
-	if _, err := tx.Exec(ctx, "DELETE FROM "+metaSchema+".search_tuning WHERE name = $1", name); err != nil && !isCode(err, "42P01") {
-		return nil, fmt.Errorf("drop feature store %q: forget its search defaults: %w", name, err)
+		if !exists {
+			continue
+		}
+		if _, err := tx.Exec(ctx, "DELETE FROM "+metaSchema+"."+meta.table+" WHERE name = $1", name); err != nil {
+			return nil, fmt.Errorf("drop feature store %q: forget its %s: %w", name, meta.what, err)
+		}
 	}
 	return dropped, tx.Commit(ctx)
 }

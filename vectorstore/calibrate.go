@@ -20,7 +20,8 @@ import (
 // vectors, while on 500k uniformly random 128-dimensional ones the graph
 // pgvector builds with m 16 finds only 0.66 even at 1000, the most
 // pgvector allows. No fixed default fits both, so after an index is built
-// Calibrate measures it: it samples rows, ranks each one's true neighbours
+// Calibrate measures it: it samples rows, moves each a little (see
+// Calibrate), ranks the true neighbours of those queries
 // exactly, and keeps the smallest setting whose answers hold at least
 // tuningTarget of them. When none does, the index cannot answer well on
 // this data and searches at the defaults rank exactly: slower, never
@@ -100,7 +101,8 @@ func (s *Store) knobValues() (string, []int) {
 }
 
 // Calibrate measures which setting of the store's index finds tuningTarget
-// of the true 10 nearest neighbours of rows sampled from the store, records
+// of the true 10 nearest neighbours of queries made from rows sampled from
+// the store, records
 // it for searches at the defaults, and returns it. A store without an
 // index, or with fewer than tuningK+1 rows, has nothing to measure: it
 // returns a zero Tuning and records nothing.

@@ -102,10 +102,22 @@ func TestGoAPIWorksForTheAppRoleAndTheReadOnlyRole(t *testing.T) {
 		"DELETE FROM outpost.feature_stores",
 		"SELECT * FROM outpost.feature_store_tables",
 		"CREATE TABLE outpost.mine (x int)",
+		"UPDATE outpost.search_tuning SET tuning = '{}'",
+		"DELETE FROM outpost.search_tuning",
 	} {
 		if _, err := readerPool.Exec(ctx, q); err == nil {
 			t.Errorf("reader could run %q", q)
 		}
+	}
+
+	// A role that cannot read the measured search defaults (a grant taken
+	// back by hand) still searches, with the defaults before any
+	// measurement, instead of failing every unfiltered search.
+	if _, err := super.Exec(ctx, "REVOKE SELECT ON outpost.search_tuning FROM "+vectorstore.DefaultReaderRole); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openAs(t, readmeURL(pg, "analyst", "analyst-pw")).Search(ctx, []float32{0.1, 0.9, 0.2}, vectorstore.SearchOptions{K: 1}); err != nil {
+		t.Errorf("unfiltered search by a role that cannot read outpost.search_tuning: %v", err)
 	}
 }
 

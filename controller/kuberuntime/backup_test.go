@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/outpostdata/outpost/backup"
@@ -225,11 +226,14 @@ func TestRecoveryBootstrapConfiguresThePodToRestore(t *testing.T) {
 
 	// Once the restored instance has served, the identity leaves its pod:
 	// a superuser of the running instance must not read every backup's key.
-	if err := c.Get(ctx, client.ObjectKeyFromObject(inst), inst); err != nil {
-		t.Fatal(err)
-	}
-	inst.Status.Bootstrapped = true
-	if err := c.Status().Update(ctx, inst); err != nil {
+	// The reconciler writes this status too, so a conflict is retried on a fresh read.
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(inst), inst); err != nil {
+			return err
+		}
+		inst.Status.Bootstrapped = true
+		return c.Status().Update(ctx, inst)
+	}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 30*time.Second, "the age identity unmounted once the instance has served", func() error {

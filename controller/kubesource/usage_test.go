@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -153,9 +154,7 @@ func TestDataControllerMetersPostgresInstancesOnKubernetes(t *testing.T) {
 
 	// 01:15 on 1 October: a scales to one core, b is deleted.
 	fc.Set("2026-10-01T01:15:00Z")
-	must(t, c.Get(ctx, client.ObjectKeyFromObject(a), a))
-	a.Spec.Resources.CPU = resource.MustParse("1")
-	must(t, c.Update(ctx, a))
+	updateSpec(t, c, a, func() { a.Spec.Resources.CPU = resource.MustParse("1") })
 	must(t, c.Delete(ctx, b))
 	waitFor(t, "a's scale and b's deletion in the ledger", func() bool {
 		na, _ := intervals(a)
@@ -210,10 +209,10 @@ func TestDataControllerMetersPostgresInstancesOnKubernetes(t *testing.T) {
 	srv := serve()
 	must(t, c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "hub-token", Namespace: "default"},
 		Data: map[string][]byte{"token": []byte(token + "\n")}}))
-	must(t, c.Get(ctx, client.ObjectKeyFromObject(dc), dc))
-	dc.Spec.Connectivity = outpostv1.Connectivity{Mode: outpostv1.ConnectivityDirect, Hub: &outpostv1.Hub{
-		URL: "http://" + addr, AllowInsecureHub: true, CredentialsSecret: &outpostv1.LocalObjectReference{Name: "hub-token"}}}
-	must(t, c.Update(ctx, dc))
+	updateSpec(t, c, dc, func() {
+		dc.Spec.Connectivity = outpostv1.Connectivity{Mode: outpostv1.ConnectivityDirect, Hub: &outpostv1.Hub{
+			URL: "http://" + addr, AllowInsecureHub: true, CredentialsSecret: &outpostv1.LocalObjectReference{Name: "hub-token"}}}
+	})
 	fc.Set("2026-10-01T05:00:00Z")
 	hubTotal := func() usageexport.Total {
 		u, err := h.Usage(ctx, "plant-7", "2026-10")
@@ -255,9 +254,7 @@ func TestDataControllerMetersPostgresInstancesOnKubernetes(t *testing.T) {
 
 	// Back to indirect; export both months as the CLI does and verify them
 	// against the site's public key.
-	must(t, c.Get(ctx, client.ObjectKeyFromObject(dc), dc))
-	dc.Spec.Connectivity = outpostv1.Connectivity{Mode: outpostv1.ConnectivityIndirect}
-	must(t, c.Update(ctx, dc))
+	updateSpec(t, c, dc, func() { dc.Spec.Connectivity = outpostv1.Connectivity{Mode: outpostv1.ConnectivityIndirect} })
 	waitFor(t, "indirect again", func() bool { s, _ := cond(usageexport.ConditionUsageExported); return s != "" })
 	for _, want := range []struct {
 		month string
@@ -354,6 +351,19 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// updateSpec applies change to a fresh read of obj and writes it, again on a
+// conflict: the reconciler writes the same object's status meanwhile.
+func updateSpec(t *testing.T, c client.Client, obj client.Object, change func()) {
+	t.Helper()
+	must(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := c.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
+			return err
+		}
+		change()
+		return c.Update(context.Background(), obj)
+	}))
 }
 
 func must(t testing.TB, err error) {

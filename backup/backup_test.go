@@ -639,3 +639,37 @@ func TestObjectStoreOutageKeepsWALAndArchivingCatchesUp(t *testing.T) {
 		t.Fatalf("backup after the outage: %+v %v", v, err)
 	}
 }
+
+// A backup Create calls completed already has its last WAL segment in the
+// store: Create watches the archiver itself instead of pg_backup_stop's
+// one-second polls, and must not return before the archiver is done. The
+// fetch below does not wait or retry.
+func TestCompletedBackupsLastWALSegmentIsInTheStore(t *testing.T) {
+	s := newSite(t, false)
+	ctx := context.Background()
+	for i := range 3 {
+		s.exec(t, "CREATE TABLE IF NOT EXISTS t (n int); INSERT INTO t SELECT generate_series(1, 10000)")
+		m := s.backup(t)
+		seg := queryString(t, s.pg.URL("postgres"), "SELECT pg_walfile_name('"+m.StopLSN+"')")
+		dest := filepath.Join(s.dir, "fetched-"+seg)
+		if err := backup.FetchWAL(ctx, s.store, backup.Keys{}, "default", "src", m.SystemIdentifier, seg, dest); err != nil {
+			t.Fatalf("backup %d (%s) completed, but its last WAL segment %s is not in the store: %v", i, m.ID, seg, err)
+		}
+	}
+
+	// Control: with an archiver that fails (the store stays reachable, so
+	// only the wait can catch it), the backup fails and names the segment.
+	s.exec(t, "ALTER SYSTEM SET archive_command = 'false'")
+	s.exec(t, "SELECT pg_reload_conf()")
+	_, err := backup.Create(ctx, backup.CreateOptions{
+		Store: s.store, Namespace: "default", Instance: "src",
+		ConnString: s.pg.URL("postgres"), DataDir: s.pg.Server.DataDir, StopTimeout: 3 * time.Second,
+	})
+	if err == nil || !strings.Contains(err.Error(), "was not archived within 3s") || !strings.Contains(err.Error(), "(segment ") {
+		t.Fatalf("a backup whose WAL the archiver cannot archive: %v; want it to fail naming the segment not archived within 3s", err)
+	}
+	t.Log(err)
+	s.exec(t, "ALTER SYSTEM RESET archive_command")
+	s.exec(t, "SELECT pg_reload_conf()")
+	s.backup(t)
+}

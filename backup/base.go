@@ -99,8 +99,10 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 	defer conn.Close(context.WithoutCancel(ctx))
 
 	m := &Manifest{Format: manifestFormat, Type: TypeFull, Namespace: opts.Namespace, Instance: opts.Instance, Encrypted: opts.Keys.Encrypted()}
-	var versionNum string
-	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num'), (SELECT system_identifier::text FROM pg_control_system()), current_setting('data_checksums')").Scan(&versionNum, &m.SystemIdentifier, &m.DataChecksums); err != nil {
+	var versionNum, archiveMode string
+	var inRecovery bool
+	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num'), (SELECT system_identifier::text FROM pg_control_system()), current_setting('data_checksums'), current_setting('archive_mode'), pg_is_in_recovery()").
+		Scan(&versionNum, &m.SystemIdentifier, &m.DataChecksums, &archiveMode, &inRecovery); err != nil {
 		return nil, fmt.Errorf("backup: read server identity: %w", err)
 	}
 	v, _ := strconv.Atoi(versionNum)
@@ -150,19 +152,31 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 		m.StoredBytes += o.Size
 	}
 
-	// pg_backup_stop waits until the last WAL segment the backup needs is
-	// archived, so a completed backup can always be restored.
+	// The backup is complete only once the last WAL segment it needs is
+	// archived, so that it can always be restored. pg_backup_stop waits
+	// for that a second at a time; on a primary, waitArchived watches the
+	// same status files more often instead (archivewait.go). A standby's
+	// segment name is not at hand, so there PostgreSQL waits.
 	if opts.StopTimeout <= 0 {
 		opts.StopTimeout = 10 * time.Minute
 	}
 	stopCtx, stopCancel := context.WithTimeout(ctx, opts.StopTimeout)
 	defer stopCancel()
-	if err := conn.QueryRow(stopCtx, "SELECT lsn::text, labelfile, coalesce(spcmapfile, ''), clock_timestamp() FROM pg_backup_stop(true)").
-		Scan(&m.StopLSN, &m.BackupLabel, &m.TablespaceMap, &m.StopTime); err != nil {
+	var lastSegment string
+	if err := conn.QueryRow(stopCtx, "SELECT lsn::text, CASE WHEN $1 THEN '' ELSE pg_walfile_name(lsn) END, labelfile, coalesce(spcmapfile, ''), clock_timestamp() FROM pg_backup_stop($1)", inRecovery).
+		Scan(&m.StopLSN, &lastSegment, &m.BackupLabel, &m.TablespaceMap, &m.StopTime); err != nil {
 		if stopCtx.Err() != nil && ctx.Err() == nil {
-			return nil, fmt.Errorf("backup %s: the WAL it needs was not archived within %s: check archive_command (wal-push) errors in the server log and that the object store is reachable", m.ID, opts.StopTimeout)
+			return nil, notArchived(m.ID, "", opts.StopTimeout)
 		}
 		return nil, fmt.Errorf("backup %s: pg_backup_stop: %w", m.ID, err)
+	}
+	if !inRecovery && archiveMode != "off" {
+		if err := waitArchived(stopCtx, opts.DataDir, lastSegment); err != nil {
+			if ctx.Err() == nil {
+				return nil, notArchived(m.ID, lastSegment, opts.StopTimeout)
+			}
+			return nil, fmt.Errorf("backup %s: wait for WAL segment %s to be archived: %w", m.ID, lastSegment, context.Cause(ctx))
+		}
 	}
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {

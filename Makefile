@@ -47,14 +47,15 @@ vet:
 	go vet ./...
 
 ## bench: run the benchmarks in test/bench; each reports its ratio to the reference.
-## The backup comparisons with pgBackRest build 1-2 GB databases, search at
-## scale builds a 500k-vector index, and the ingest comparisons with psql's
-## binary COPY alternate their own rounds (1.5M x 128 with HNSW takes minutes a
-## round), so they run once.
+## The backup comparisons with pgBackRest and the restore of an incremental
+## chain build 1-2 GB databases, search at scale builds a 500k-vector index,
+## and the ingest comparisons with psql's binary COPY alternate their own
+## rounds (1.5M x 128 with HNSW takes minutes a round), so they run once.
 bench: deps
-	go test -run '^$$' -bench . -skip '^Benchmark(BackupVsPgBackRest|IncrementalBackupVsPgBackRest|FeatureStoreSearchAtScale|IngestVsBinaryCopy|IngestWithHNSW)$$' -benchtime 5x -timeout 30m ./test/bench/
+	go test -run '^$$' -bench . -skip '^Benchmark(BackupVsPgBackRest|IncrementalBackupVsPgBackRest|RestoreChainVsFull|FeatureStoreSearchAtScale|IngestVsBinaryCopy|IngestWithHNSW)$$' -benchtime 5x -timeout 30m ./test/bench/
 	go test -run '^$$' -bench '^BenchmarkBackupVsPgBackRest$$' -benchtime 1x -timeout 60m ./test/bench/
 	go test -run '^$$' -bench '^BenchmarkIncrementalBackupVsPgBackRest$$' -benchtime 1x -timeout 60m ./test/bench/
+	go test -run '^$$' -bench '^BenchmarkRestoreChainVsFull$$' -benchtime 1x -timeout 60m ./test/bench/
 	go test -run '^$$' -bench '^BenchmarkFeatureStoreSearchAtScale$$' -benchtime 1x -timeout 60m ./test/bench/
 	go test -run '^$$' -bench '^BenchmarkIngestVsBinaryCopy$$' -benchtime 1x -timeout 30m ./test/bench/
 	go test -run '^$$' -bench '^BenchmarkIngestWithHNSW$$' -benchtime 1x -timeout 60m ./test/bench/

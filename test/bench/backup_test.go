@@ -584,15 +584,19 @@ func (e *backupBench) compare(b *testing.B, label string) {
 	row(&write, "")
 	tw.Flush()
 
-	// Where outpost restore's time went, per restore: get, check, open and
-	// write are summed over the goroutines doing them (worker time on 2
-	// cores); stalled is the tar reader waiting for an object, sync the
-	// final flush.
-	fmt.Printf("outpost restore, seconds per restore (wall %.2f):", mean(ourRestore.secs))
+	reportRestoreStages(b, "outpost restore", "restore-", &ourRestore, timings)
+}
+
+// reportRestoreStages prints and reports where the restores timed in r went,
+// per restore: get, check, open and write are summed over the goroutines
+// doing them (worker time on 2 cores); stalled is the tar reader waiting for
+// an object, sync the final flush. Metrics are named prefix+stage+"-s".
+func reportRestoreStages(b *testing.B, what, prefix string, r *result, timings *backup.RestoreTimings) {
+	fmt.Printf("%s, seconds per restore (wall %.2f):", what, mean(r.secs))
 	for _, st := range backup.RestoreStages() {
-		secs := timings.Of(st).Seconds() / float64(rounds)
+		secs := timings.Of(st).Seconds() / float64(max(1, len(r.secs)))
 		fmt.Printf(" %s %.2f", st, secs)
-		b.ReportMetric(secs, "restore-"+st.String()+"-s")
+		b.ReportMetric(secs, prefix+st.String()+"-s")
 	}
 	fmt.Println()
 }

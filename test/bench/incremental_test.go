@@ -38,20 +38,7 @@ import (
 // turns (default 2), OUTPOST_BENCH_CHANGED_PERMILLE the share of pages
 // updated (default 20, 2%).
 func BenchmarkIncrementalBackupVsPgBackRest(b *testing.B) {
-	if os.Getenv("OUTPOST_BENCH_SCALE") == "" {
-		b.Setenv("OUTPOST_BENCH_SCALE", "140")
-	}
-	e := newBackupBench(b)
-	e.sql(b, "VACUUM ANALYZE")
-	e.sql(b, "CHECKPOINT")
-	e.waitArchived(b)
-	source := dataDirBytes(b, e.srv.DataDir)
-	pages := source / 8192
-	// A pgbench -N transaction updates one account: its old heap page and
-	// a B-tree leaf page change, and the new row version lands on a page
-	// that fills with many of them. So about half as many transactions as
-	// pages to change.
-	txns := int(pages) * envInt("OUTPOST_BENCH_CHANGED_PERMILLE", 20) / 1000 / 2
+	e, source, txns := newIncrementalBench(b)
 	rounds := envInt("OUTPOST_BENCH_ROUNDS", 2) * b.N
 
 	var ourFull, ourIncr, pgbrFull, pgbrIncr result
@@ -103,6 +90,30 @@ func BenchmarkIncrementalBackupVsPgBackRest(b *testing.B) {
 	row("pgBackRest 2.45 incr", &pgbrIncr, fmt.Sprintf("%.1f%% of full's time, %.2f%% of its bytes",
 		100*med(&pgbrIncr)/med(&pgbrFull), 100*float64(pgbrIncr.bytes)/float64(pgbrFull.bytes)))
 	tw.Flush()
+}
+
+// newIncrementalBench is the setup of the incremental benchmarks:
+// newBackupBench at pgbench scale 140 by default (about 2 GB), vacuumed,
+// checkpointed and archived. It returns the data directory's size and the
+// number of pgbench -N transactions that change
+// OUTPOST_BENCH_CHANGED_PERMILLE (default 20, 2%) of its pages.
+func newIncrementalBench(b *testing.B) (e *backupBench, source int64, txns int) {
+	b.Helper()
+	if os.Getenv("OUTPOST_BENCH_SCALE") == "" {
+		b.Setenv("OUTPOST_BENCH_SCALE", "140")
+	}
+	e = newBackupBench(b)
+	e.sql(b, "VACUUM ANALYZE")
+	e.sql(b, "CHECKPOINT")
+	e.waitArchived(b)
+	source = dataDirBytes(b, e.srv.DataDir)
+	pages := source / 8192
+	// A pgbench -N transaction updates one account: its old heap page and
+	// a B-tree leaf page change, and the new row version lands on a page
+	// that fills with many of them. So about half as many transactions as
+	// pages to change.
+	txns = int(pages) * envInt("OUTPOST_BENCH_CHANGED_PERMILLE", 20) / 1000 / 2
+	return e, source, txns
 }
 
 // pgbenchUpdates runs n pgbench -N transactions on two clients, then a

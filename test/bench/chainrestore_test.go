@@ -34,11 +34,11 @@ const chainIncrementals = 6
 //   - then, with no writes in between, another full backup, and the
 //     checksums of the source's pgbench tables.
 //
-// The rounds alternate which goes first (A B, B A, A B): backup.Restore of the last incremental
-// backup (its full backup, the 6 incrementals applied in order, then the
-// sync that makes the files durable) into an empty directory, then
-// backup.Restore of the full backup into another. Each directory is removed
-// after its restore, outside the clock. Both restores end with the same
+// Each round runs, in turn first (A B, B A, A B): backup.Restore of the
+// last incremental backup (its full backup, the 6 incrementals applied in
+// order, then the sync that makes the files durable) into an empty
+// directory, and backup.Restore of the full backup into another. Each
+// directory is removed after its restore, outside the clock. Both restores end with the same
 // data directory; the chain's also fetches the 6 incrementals and writes
 // their changed pages over its full backup's.
 //

@@ -104,16 +104,16 @@ type knobMeasure struct {
 	// recall is the recall@10 at value, or at the last setting tried.
 	recall float64
 	// offIndex is a query the plan did not answer from the vector index
-	// (the planner preferred another path), at setting offAt.
+	// (the planner preferred another path), first at setting offAt.
 	offIndex bool
 	offAt    int
 }
 
 // smallestReaching tries the settings of knob in values, smallest first,
 // with opts, on queries whose within is their true 10th neighbour's
-// distance, and stops at the first whose recall@10 reaches tuningTarget,
-// or at the first where a query was not answered from the vector index:
-// an answer the index did not give says nothing about the index.
+// distance, and stops at the first whose recall@10 reaches tuningTarget.
+// It notes a query the vector index did not answer: its answer says
+// nothing about the index.
 func (s *Store) smallestReaching(ctx context.Context, queries []tuningQuery, opts SearchOptions, knob string, values []int) (knobMeasure, error) {
 	var m knobMeasure
 	for _, v := range values {
@@ -129,7 +129,7 @@ func (s *Store) smallestReaching(ctx context.Context, queries []tuningQuery, opt
 			if err != nil {
 				return knobMeasure{}, fmt.Errorf("%s %d: %w", knob, v, err)
 			}
-			if !res.Path.indexPath() {
+			if !res.Path.indexPath() && !m.offIndex {
 				m.offIndex, m.offAt = true, v
 			}
 			// Ties count: with near-duplicates, another row at the same
@@ -142,9 +142,6 @@ func (s *Store) smallestReaching(ctx context.Context, queries []tuningQuery, opt
 			}
 		}
 		m.recall = float64(hits) / float64(tuningK*len(queries))
-		if m.offIndex {
-			return m, nil
-		}
 		if m.recall >= tuningTarget {
 			m.value = v
 			return m, nil

@@ -25,7 +25,9 @@ import (
 // exactly, and keeps the smallest setting whose answers hold at least
 // tuningTarget of them. When none does, the index cannot answer well on
 // this data and searches at the defaults rank exactly: slower, never
-// wrong. An explicit EfSearch or Probes, or Exact, always wins.
+// wrong. Filtered searches, which walk the index with the iterative scan,
+// are measured apart (see calibrate_filtered.go). An explicit EfSearch or
+// Probes, or Exact, always wins.
 
 // ErrCalibration is an ingest whose rows are committed but whose
 // measurement of the search defaults failed: searches keep the defaults

@@ -44,7 +44,10 @@ func (t Tuning) FilteredExact() bool { return t.FilteredMeasured && t.FilteredVa
 // queries (Calibrate's, whose within it does not change) and records it in
 // t. Too few matching rows, or a plan that did not walk the vector index,
 // leave it unmeasured, with the reason: filtered searches then keep the
-// defaults they had before any measurement.
+// defaults they had before any measurement. A scan that gives up
+// (max_scan_tuples) before 10 rows pass counts the missing rows as
+// misses: Search would answer that query exactly, but only after the
+// wasted scan, so a setting that needs it is not a good default.
 func (s *Store) calibrateFiltered(ctx context.Context, queries []tuningQuery, knob string, values []int, t *Tuning) error {
 	opts := SearchOptions{K: tuningK, sampleFilter: sampleFilterSQL}
 	filtered := make([]tuningQuery, len(queries))

@@ -155,6 +155,10 @@ func BenchmarkFeatureStoreSearchAtScale(b *testing.B) {
 			search{"default", vectorstore.SearchOptions{K: 10}, all, defaultPath},
 			search{"exact", vectorstore.SearchOptions{K: 10, Exact: true}, all, vectorstore.PathExact})
 		ratio(b, spent, 0, 1, "default/exact")
+		// What the measurement cost, here too since a parent
+		// benchmark's log is not printed without -v.
+		b.ReportMetric(tuning.Took.Seconds(), "calibration_s")
+		b.ReportMetric(float64(tuning.Value), "default_ef_search")
 	})
 	b.Run("ef_search", func(b *testing.B) {
 		var sides []search
@@ -173,6 +177,7 @@ func BenchmarkFeatureStoreSearchAtScale(b *testing.B) {
 			search{"filtered_ef40", vectorstore.SearchOptions{K: 10, Filters: []vectorstore.Filter{filter}, EfSearch: 40}, rare, vectorstore.PathHNSWIterative})
 		ratio(b, spent, 0, 2, "filtered/unfiltered")
 		ratio(b, spent, 0, 1, "filtered/exact_filtered")
+		b.ReportMetric(float64(tuning.FilteredValue), "filtered_default_ef_search")
 	})
 
 	spec.Features[0].Indexed = true

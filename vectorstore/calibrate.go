@@ -25,7 +25,9 @@ import (
 // exactly, and keeps the smallest setting whose answers hold at least
 // tuningTarget of them. When none does, the index cannot answer well on
 // this data and searches at the defaults rank exactly: slower, never
-// wrong. An explicit EfSearch or Probes, or Exact, always wins.
+// wrong. Filtered searches, which walk the index with the iterative scan,
+// are measured apart (see calibrate_filtered.go). An explicit EfSearch or
+// Probes, or Exact, always wins.
 
 // ErrCalibration is an ingest whose rows are committed but whose
 // measurement of the search defaults failed: searches keep the defaults
@@ -42,7 +44,7 @@ const tuningTarget = 0.97
 const tuningQueries = 24
 
 // tuningK is the k recall is measured at; a search for more neighbours
-// scales the setting up (see defaultKnob).
+// scales the setting up (see scaledKnob).
 const tuningK = 10
 
 // Tuning is what Calibrate measured.
@@ -58,6 +60,21 @@ type Tuning struct {
 	// Recall is the recall@10 measured at Value, or at the largest setting
 	// tried when Value is 0.
 	Recall float64 `json:"recall"`
+	// FilteredMeasured reports whether filtered searches were measured
+	// too (see calibrate_filtered.go). A tuning recorded before they were,
+	// or whose filtered measurement could not be made (FilteredUnmeasured
+	// says why), leaves filtered searches at the defaults they have before
+	// any measurement.
+	FilteredMeasured bool `json:"filteredMeasured,omitempty"`
+	// FilteredValue is the smallest setting whose iterative scan found
+	// tuningTarget of the true neighbours under a filter of about 1%; 0
+	// when none did, and filtered searches at the defaults rank exactly.
+	FilteredValue int `json:"filteredValue,omitempty"`
+	// FilteredRecall is the recall@10 measured at FilteredValue, or at
+	// the last setting tried.
+	FilteredRecall float64 `json:"filteredRecall,omitempty"`
+	// FilteredUnmeasured is why filtered searches were not measured.
+	FilteredUnmeasured string `json:"filteredUnmeasured,omitempty"`
 	// Rows is how many rows the store had, and Added how many ingests
 	// have added since: an ingest calibrates again once Added reaches
 	// Rows, the store having doubled.
@@ -73,6 +90,67 @@ type Tuning struct {
 // Exact reports whether searches at the defaults rank exactly because no
 // setting of the index reached the target.
 func (t Tuning) Exact() bool { return t.Value == 0 }
+
+// tuningQuery is one query of a measurement: a sampled row moved by noise.
+type tuningQuery struct {
+	key    string
+	vector []float32
+	// within is the distance of the 10th true neighbour.
+	within float64
+}
+
+// knobMeasure is what smallestReaching found.
+type knobMeasure struct {
+	// value is the smallest setting reaching tuningTarget, 0 if none did.
+	value int
+	// recall is the recall@10 at value, or at the last setting tried.
+	recall float64
+	// offIndex is a query the plan did not answer from the vector index
+	// (the planner preferred another path), first at setting offAt.
+	offIndex bool
+	offAt    int
+}
+
+// smallestReaching tries the settings of knob in values, smallest first,
+// with opts, on queries whose within is their true 10th neighbour's
+// distance, and stops at the first whose recall@10 reaches tuningTarget.
+// It notes a query the vector index did not answer: its answer says
+// nothing about the index.
+func (s *Store) smallestReaching(ctx context.Context, queries []tuningQuery, opts SearchOptions, knob string, values []int) (knobMeasure, error) {
+	var m knobMeasure
+	for _, v := range values {
+		o := opts
+		if knob == "hnsw.ef_search" {
+			o.EfSearch = v
+		} else {
+			o.Probes = v
+		}
+		hits := 0
+		for _, q := range queries {
+			res, err := s.search(ctx, s.queryValue(q.vector), o, false)
+			if err != nil {
+				return knobMeasure{}, fmt.Errorf("%s %d: %w", knob, v, err)
+			}
+			if !res.Path.indexPath() && !m.offIndex {
+				m.offIndex, m.offAt = true, v
+			}
+			// Ties count: with near-duplicates, another row at the same
+			// distance as a true neighbour is as good an answer.
+			tie := 1e-6*math.Abs(q.within) + 1e-9
+			for _, r := range res.Results {
+				if r.Distance <= q.within+tie {
+					hits++
+				}
+			}
+		}
+		m.recall = float64(hits) / float64(tuningK*len(queries))
+		if m.recall >= tuningTarget {
+			m.value = v
+			return m, nil
+		}
+	}
+	return m, nil
+}
 
 // tuningCache keeps a store's tuning for a few seconds, so a search at the
 // defaults does not read it every time.
@@ -126,15 +204,9 @@ func (s *Store) Calibrate(ctx context.Context) (Tuning, error) {
 	if err != nil {
 		return Tuning{}, fmt.Errorf("calibrate %q: sample rows: %w", s.spec.Name, err)
 	}
-	type query struct {
-		key    string
-		vector []float32
-		// within is the distance of the 10th true neighbour.
-		within float64
-	}
-	var queries []query
+	var queries []tuningQuery
 	for rows.Next() {
-		var q query
+		var q tuningQuery
 		if err := rows.Scan(&q.key, &q.vector); err != nil {
 			rows.Close()
 			return Tuning{}, fmt.Errorf("calibrate %q: sample rows: %w", s.spec.Name, err)
@@ -183,35 +255,14 @@ func (s *Store) Calibrate(ctx context.Context) (Tuning, error) {
 		}
 		q.within = res.Results[len(res.Results)-1].Distance
 	}
-	opts := SearchOptions{K: tuningK}
 	t := Tuning{Index: s.indexSignature(), Knob: knob, Rows: total, Queries: len(queries)}
-	for _, v := range values {
-		o := opts
-		if knob == "hnsw.ef_search" {
-			o.EfSearch = v
-		} else {
-			o.Probes = v
-		}
-		hits := 0
-		for _, q := range queries {
-			res, err := s.search(ctx, s.queryValue(q.vector), o, false)
-			if err != nil {
-				return Tuning{}, fmt.Errorf("calibrate %q: %s %d: %w", s.spec.Name, knob, v, err)
-			}
-			// Ties count: with near-duplicates, another row at the same
-			// distance as a true neighbour is as good an answer.
-			tie := 1e-6*math.Abs(q.within) + 1e-9
-			for _, r := range res.Results {
-				if r.Distance <= q.within+tie {
-					hits++
-				}
-			}
-		}
-		t.Recall = float64(hits) / float64(tuningK*len(queries))
-		if t.Recall >= tuningTarget {
-			t.Value = v
-			break
-		}
+	m, err := s.smallestReaching(ctx, queries, SearchOptions{K: tuningK}, knob, values)
+	if err != nil {
+		return Tuning{}, fmt.Errorf("calibrate %q: %w", s.spec.Name, err)
+	}
+	t.Value, t.Recall = m.value, m.recall
+	if err := s.calibrateFiltered(ctx, queries, knob, values, &t); err != nil {
+		return Tuning{}, fmt.Errorf("calibrate %q: filtered: %w", s.spec.Name, err)
 	}
 	t.MeasuredAt, t.Took = time.Now().UTC(), time.Since(start)
 	raw, err := json.Marshal(t)
@@ -329,11 +380,10 @@ WHERE name = $1 RETURNING tuning`, s.spec.Name, inserted).Scan(&raw)
 	return t.Index != s.indexSignature() || t.Added >= max(t.Rows, tuningK), nil
 }
 
-// defaultKnob is the setting a search for k neighbours uses when the
-// caller gave none: the measured one, scaled for k beyond tuningK, since
+// scaledKnob is the setting a search for k neighbours uses when the
+// caller gave none: the measured one, v, scaled for k beyond tuningK, since
 // the candidates looked at must hold k neighbours, not ten.
-func (t Tuning) defaultKnob(k, limit int) int {
-	v := t.Value
+func scaledKnob(v, k, limit int) int {
 	if k > tuningK {
 		v = int(math.Ceil(float64(v) * float64(k) / tuningK))
 	}

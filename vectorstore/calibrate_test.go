@@ -2,6 +2,7 @@ package vectorstore_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/outpostdata/outpost/vectorstore"
@@ -26,7 +27,10 @@ func TestSearchDefaultsAreMeasuredOnTheStoresOwnData(t *testing.T) {
 			t.Fatalf("tuning after the first ingest: %+v, want an ef_search reaching 0.97", res.Tuning)
 		}
 		t.Logf("measured: %+v", *res.Tuning)
-		if got, ok, err := s.Tuning(ctx); err != nil || !ok || got.Value != res.Tuning.Value {
+		if !res.Tuning.FilteredMeasured || !res.Tuning.FilteredExact() && res.Tuning.FilteredRecall < 0.97 {
+			t.Errorf("filtered searches after the first ingest: %+v, want measured, reaching 0.97 or ranked exactly", *res.Tuning)
+		}
+		if got, ok, err := s.Tuning(ctx); err != nil || !ok || got.Value != res.Tuning.Value || got.FilteredValue != res.Tuning.FilteredValue {
 			t.Fatalf("recorded tuning: %+v %v %v, want %+v", got, ok, err, *res.Tuning)
 		}
 		// A small ingest keeps the measurement; doubling the rows takes a
@@ -60,6 +64,79 @@ func TestSearchDefaultsAreMeasuredOnTheStoresOwnData(t *testing.T) {
 			t.Errorf("recall@10 of the sparse graph at ef_search 1000 = %.3f: the data is not hard enough to show anything", r)
 		}
 		expectPath(t, s, queries[0].Embedding, vectorstore.SearchOptions{EfSearch: 1000}, vectorstore.PathHNSW, 10)
+		// Through the iterative scan the sparse graph misses as many:
+		// filtered searches at the defaults rank exactly too, and an
+		// explicit ef_search still walks the graph.
+		if !res.Tuning.FilteredExact() {
+			t.Fatalf("filtered tuning: %+v, want no ef_search reaching the target", *res.Tuning)
+		}
+		rare := []vectorstore.Filter{filter(t, s, "category = rare")}
+		expectPath(t, s, queries[0].Embedding, vectorstore.SearchOptions{Filters: rare}, vectorstore.PathExact, 10)
+		// (At 1000 PostgreSQL costs the graph above a scan, and scans.)
+		expectPath(t, s, queries[0].Embedding, vectorstore.SearchOptions{Filters: rare, EfSearch: 40}, vectorstore.PathHNSWIterative, 10)
+	})
+
+	t.Run("too_few_rows_for_the_sample_filter", func(t *testing.T) {
+		// About 1 row in 128 passes the sample filter: 600 rows hold
+		// fewer than 10, so filtered searches are not measured, and
+		// the record says why. (What an unmeasured tuning does to
+		// searches is the next test's: on a table this small
+		// PostgreSQL scans it for any filter.)
+		rows, _ := split(clustered(600, 16, 10, 12), 100)
+		s := ensure(t, pool, vectorstore.Spec{Name: "few_rows", Dimensions: 16, Index: vectorstore.Index{Type: vectorstore.HNSW}, Features: testFeatures})
+		res := ingestRows(t, s, rows)
+		if res.Tuning == nil || res.Tuning.FilteredMeasured || !strings.Contains(res.Tuning.FilteredUnmeasured, "fewer than 10") {
+			t.Fatalf("tuning: %+v, want filtered searches unmeasured for too few rows", res.Tuning)
+		}
+	})
+
+	t.Run("tuning_recorded_before_filtered_searches_were_measured", func(t *testing.T) {
+		// 20k rows: on fewer PostgreSQL prefers a scan to the graph for
+		// a 1% filter.
+		rows, queries := split(nearDuplicates(20000, 32, 20, 8), 1000)
+		s := ensure(t, pool, vectorstore.Spec{Name: "old_tuning", Dimensions: 32, Index: vectorstore.Index{Type: vectorstore.HNSW}, Features: testFeatures})
+		ingestRows(t, s, rows)
+		rare := []vectorstore.Filter{filter(t, s, "category = rare")}
+		// rewrite records the tuning as edit makes it, and opens the
+		// store again, so no cached tuning hides it.
+		rewrite := func(edit string) *vectorstore.Store {
+			t.Helper()
+			if _, err := pool.Exec(ctx, "UPDATE outpost.search_tuning SET tuning = "+edit+" WHERE name = $1", "old_tuning"); err != nil {
+				t.Fatal(err)
+			}
+			s, err := vectorstore.Open(ctx, pool, "old_tuning")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}
+		// Measured, and no ef_search reached the target: exact, unless
+		// the caller sets one.
+		s = rewrite(`(tuning - 'filteredValue') || '{"filteredMeasured": true}'`)
+		expectPath(t, s, queries[0].Embedding, vectorstore.SearchOptions{Filters: rare}, vectorstore.PathExact, 10)
+		expectPath(t, s, queries[0].Embedding, vectorstore.SearchOptions{Filters: rare, EfSearch: 40}, vectorstore.PathHNSWIterative, 10)
+
+		// The JSON an Outpost before this measurement recorded: the
+		// filtered fields absent. Filtered searches are as they were:
+		// the iterative scan at the size-based ef_search, 120 below
+		// 100k rows, so they return what ef_search 120 returns.
+		s = rewrite(`tuning - 'filteredMeasured' - 'filteredValue' - 'filteredRecall' - 'filteredUnmeasured'`)
+		if got, ok, err := s.Tuning(ctx); err != nil || !ok || got.FilteredMeasured {
+			t.Fatalf("old tuning read back: %+v %v %v", got, ok, err)
+		}
+		for _, q := range queries {
+			atDefaults, err := s.Search(ctx, q.Embedding, vectorstore.SearchOptions{Filters: rare})
+			if err != nil {
+				t.Fatal(err)
+			}
+			at120, err := s.Search(ctx, q.Embedding, vectorstore.SearchOptions{Filters: rare, EfSearch: 120})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if atDefaults.Path != vectorstore.PathHNSWIterative || keysOf(atDefaults) != keysOf(at120) {
+				t.Fatalf("filtered search with an old tuning: %s by %s, want %s by %s (ef_search 120)", keysOf(atDefaults), atDefaults.Path, keysOf(at120), vectorstore.PathHNSWIterative)
+			}
+		}
 	})
 
 	t.Run("index_added_and_dropped", func(t *testing.T) {
@@ -88,4 +165,13 @@ func TestSearchDefaultsAreMeasuredOnTheStoresOwnData(t *testing.T) {
 			t.Fatalf("search_tuning rows of a store whose index was dropped: %d %v", n, err)
 		}
 	})
+}
+
+// keysOf is the keys a search returned, in order.
+func keysOf(res vectorstore.SearchResult) string {
+	keys := make([]string, len(res.Results))
+	for i, r := range res.Results {
+		keys[i] = r.Key
+	}
+	return strings.Join(keys, ",")
 }

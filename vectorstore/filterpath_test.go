@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -72,14 +73,19 @@ func randomRow(rng *rand.Rand, i int, v []float32) row {
 		Category: cat, Views: int64(i), Active: i%2 == 0}
 }
 
-// A 1%-selective filter is answered by pgvector's iterative index scan,
-// HNSW and IVFFlat, on uniform data and on data full of near-duplicates:
-// Search reports the iterative scan, returns exactly k rows, all passing
-// the filter and mostly the true nearest ones. On an Indexed feature the
-// same filter is read through the B-tree and ranked exactly. The controls
-// show the path is what happened: a scan budget too small for the filter
-// reports the exact fallback, Exact reports a scan, and a broad filter on
-// the indexed feature goes back to the vector index.
+// A 1%-selective filter at Search's defaults finds at least 0.95 of the
+// true 10 nearest rows that pass it, HNSW and IVFFlat, on uniform data and
+// on data full of near-duplicates: the ingest that built the index
+// measured the iterative scan under a filter (calibrate_filtered.go), and
+// Search answers through the iterative scan at the setting measured, or,
+// where no setting reached the target, ranks exactly (PathExact); which
+// one is read from the recorded Tuning. On an Indexed feature the same
+// filter is read through the B-tree and ranked exactly. The controls show
+// the path is what happened and that the measurement matters: pgvector's
+// own default setting finds fewer of the neighbours on at least one set,
+// a scan budget too small for the filter reports the exact fallback,
+// Exact reports a scan, and a broad filter on the indexed feature leaves
+// the B-tree.
 func TestOnePercentFilterIsAnsweredByTheIndexNotTheFallback(t *testing.T) {
 	_, pool := newDB(t)
 	const n, dims = 20000, 48
@@ -90,16 +96,27 @@ func TestOnePercentFilterIsAnsweredByTheIndexNotTheFallback(t *testing.T) {
 		{"uniform", uniform(n, dims, 5)},
 		{"near_duplicates", nearDuplicates(n, dims, 20, 6)},
 	}
+	// calibrationMatters: a set where pgvector's own default finds fewer
+	// true neighbours than the measured default.
+	calibrationMatters := false
 	for _, set := range sets {
 		rows, queries := split(set.rows, 500)
 		for _, index := range []vectorstore.Index{{Type: vectorstore.HNSW}, {Type: vectorstore.IVFFlat, Lists: 100}} {
 			t.Run(set.name+"_"+string(index.Type), func(t *testing.T) {
 				spec := vectorstore.Spec{Name: set.name + "_" + string(index.Type), Dimensions: dims, Index: index, Features: testFeatures}
 				s := ensure(t, pool, spec)
-				ingestRows(t, s, rows)
+				ingested := ingestRows(t, s, rows)
+				tuning := ingested.Tuning
+				if tuning == nil || !tuning.FilteredMeasured {
+					t.Fatalf("the ingest that built the index measured no filtered searches: %+v", tuning)
+				}
+				t.Logf("measured: %+v", *tuning)
 				iterative := vectorstore.PathHNSWIterative
+				// pgvector's own default: ef_search 40, or sqrt(lists)
+				// probes.
+				pgvectorDefault := vectorstore.SearchOptions{EfSearch: 40}
 				if index.Type == vectorstore.IVFFlat {
-					iterative = vectorstore.PathIVFFlatIterative
+					iterative, pgvectorDefault = vectorstore.PathIVFFlatIterative, vectorstore.SearchOptions{Probes: 10}
 				}
 				if set.name == "uniform" && index.Type == vectorstore.HNSW {
 					// Search's default ef_search, against pgvector's
@@ -111,10 +128,25 @@ func TestOnePercentFilterIsAnsweredByTheIndexNotTheFallback(t *testing.T) {
 					}
 				}
 				rare := filter(t, s, "category = rare")
-				recall := filteredRecall(t, s, rows, queries, rare, iterative)
-				t.Logf("%s, %s: 1%% filter recall@10 = %.3f", set.name, index.Type, recall)
-				if floor := recallFloor[set.name+"_"+string(index.Type)]; recall < floor {
-					t.Errorf("1%% filter recall@10 = %.3f, want at least %.2f", recall, floor)
+				// The measurement says which path answers at the
+				// defaults: exact ranking where no setting reached the
+				// target, else the iterative scan at the setting
+				// measured, unless PostgreSQL costs the index at that
+				// setting above a scan of the table (IVFFlat probing most
+				// of its lists), and ranks every row instead.
+				atDefaults := []vectorstore.SearchPath{iterative, vectorstore.PathExact}
+				if tuning.FilteredExact() {
+					atDefaults = []vectorstore.SearchPath{vectorstore.PathExact}
+				}
+				measured, paths := filteredRecall(t, s, rows, queries, rare, vectorstore.SearchOptions{}, atDefaults...)
+				unmeasured, _ := filteredRecall(t, s, rows, queries, rare, pgvectorDefault, iterative)
+				t.Logf("%s, %s: 1%% filter recall@10 = %.3f at the defaults (%s %d; answered %v), %.3f at pgvector's default %+v",
+					set.name, index.Type, measured, tuning.Knob, tuning.FilteredValue, paths, unmeasured, pgvectorDefault)
+				if measured < 0.95 {
+					t.Errorf("1%% filter recall@10 at the defaults = %.3f, want at least 0.95", measured)
+				}
+				if unmeasured < measured {
+					calibrationMatters = true
 				}
 				if index.Type == vectorstore.HNSW {
 					// Control: 50 tuples cannot hold 10 rare rows.
@@ -129,25 +161,20 @@ func TestOnePercentFilterIsAnsweredByTheIndexNotTheFallback(t *testing.T) {
 				if _, err := pool.Exec(context.Background(), "ANALYZE "+s.Table()); err != nil {
 					t.Fatal(err)
 				}
-				if recall := filteredRecall(t, s, rows, queries, rare, vectorstore.PathBTree); recall != 1 {
+				if recall, _ := filteredRecall(t, s, rows, queries, rare, vectorstore.SearchOptions{}, vectorstore.PathBTree); recall != 1 {
 					t.Errorf("1%% filter through the B-tree: recall@10 = %.3f, want 1 (exact)", recall)
 				}
 				// Control: half the rows pass a broad filter on the
-				// same indexed feature, too many to rank exactly.
-				expectPath(t, s, queries[0].Embedding, vectorstore.SearchOptions{Filters: []vectorstore.Filter{filter(t, s, "category = common")}}, iterative, 10)
+				// same indexed feature, too many to rank exactly from the
+				// B-tree: the vector index answers it, at an explicit
+				// setting since the defaults may rank exactly.
+				expectPath(t, s, queries[0].Embedding, vectorstore.SearchOptions{Filters: []vectorstore.Filter{filter(t, s, "category = common")}, EfSearch: pgvectorDefault.EfSearch, Probes: pgvectorDefault.Probes}, iterative, 10)
 			})
 		}
 	}
-}
-
-// recallFloor is the least recall@10 a 1% filter reaches through the
-// iterative scan at Search's defaults, a little under what was measured
-// (uniform: HNSW 1.00, IVFFlat 0.27; near-duplicates: HNSW 0.63, IVFFlat
-// 0.45). IVFFlat at sqrt(lists) probes and HNSW on near-duplicates miss
-// many true neighbours; the B-tree path (an Indexed feature) is exact.
-var recallFloor = map[string]float64{
-	"uniform_hnsw": 0.95, "uniform_ivfflat": 0.2,
-	"near_duplicates_hnsw": 0.55, "near_duplicates_ivfflat": 0.35,
+	if !calibrationMatters {
+		t.Error("pgvector's own default setting found as many true neighbours under the 1% filter as the measured one on every set: the data shows nothing")
+	}
 }
 
 func filter(t *testing.T, s *vectorstore.Store, expr string) vectorstore.Filter {
@@ -170,21 +197,25 @@ func expectPath(t *testing.T, s *vectorstore.Store, q []float32, opts vectorstor
 	}
 }
 
-// filteredRecall searches every query with the 1% "rare" filter, checks
-// that each was answered by path with exactly 10 rare rows nearest first,
-// and returns the recall@10 against the exact answer computed in Go.
-func filteredRecall(t *testing.T, s *vectorstore.Store, rows, queries []row, rare vectorstore.Filter, path vectorstore.SearchPath) float64 {
+// filteredRecall searches every query with the 1% "rare" filter and the
+// settings of opts, checks that each was answered by one of paths with
+// exactly 10 rare rows nearest first, and returns the recall@10 against
+// the exact answer computed in Go, and how many queries each path
+// answered.
+func filteredRecall(t *testing.T, s *vectorstore.Store, rows, queries []row, rare vectorstore.Filter, opts vectorstore.SearchOptions, paths ...vectorstore.SearchPath) (float64, map[vectorstore.SearchPath]int) {
 	t.Helper()
 	isRare := func(r row) bool { return r.Category == "rare" }
-	hits := 0
+	opts.K, opts.Filters = 10, []vectorstore.Filter{rare}
+	hits, by := 0, map[vectorstore.SearchPath]int{}
 	for i, q := range queries {
-		res, err := s.Search(context.Background(), q.Embedding, vectorstore.SearchOptions{K: 10, Filters: []vectorstore.Filter{rare}})
+		res, err := s.Search(context.Background(), q.Embedding, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res.Path != path || len(res.Results) != 10 {
-			t.Fatalf("query %d: %d rows by %s (%s), want 10 by %s", i, len(res.Results), res.Path, res.Index, path)
+		if !slices.Contains(paths, res.Path) || len(res.Results) != 10 {
+			t.Fatalf("query %d: %d rows by %s (%s), want 10 by one of %v", i, len(res.Results), res.Path, res.Index, paths)
 		}
+		by[res.Path]++
 		want := map[string]bool{}
 		for _, k := range exactNeighbours(rows, q.Embedding, 10, isRare) {
 			want[k] = true
@@ -201,7 +232,7 @@ func filteredRecall(t *testing.T, s *vectorstore.Store, rows, queries []row, rar
 			}
 		}
 	}
-	return float64(hits) / float64(10*len(queries))
+	return float64(hits) / float64(10*len(queries)), by
 }
 
 // recall is the unfiltered recall@10 of Search at ef_search ef (0: the

@@ -92,14 +92,16 @@ type SearchOptions struct {
 	// Filters are ANDed.
 	Filters []Filter
 	// EfSearch sets hnsw.ef_search for this query (1–1000); 0 takes what
-	// Calibrate measured on the store's data (see calibrate.go), or before
-	// any measurement picks it by the store's size (see
-	// defaultEfSearchSQL), and at least 2×K.
+	// Calibrate measured on the store's data (see calibrate.go; with
+	// filters, what it measured through the iterative scan, see
+	// calibrate_filtered.go), or before any measurement picks it by the
+	// store's size (see defaultEfSearchSQL), and at least 2×K.
 	EfSearch int
 	// MaxScanTuples sets hnsw.max_scan_tuples, how far an iterative scan
 	// goes looking for rows that pass the filters; 0 keeps 20,000.
 	MaxScanTuples int
-	// Probes sets ivfflat.probes; 0 takes what Calibrate measured, or
+	// Probes sets ivfflat.probes; 0 takes what Calibrate measured (with
+	// filters, through the iterative scan), or
 	// before any measurement the square root of the lists, pgvector's
 	// recommended start (the server's default, 1, misses many neighbours
 	// that sit near a list's edge).
@@ -109,7 +111,16 @@ type SearchOptions struct {
 	AsOf time.Time
 	// Exact skips the index: a full scan, exact results.
 	Exact bool
+
+	// sampleFilter is a predicate in SQL that Calibrate ANDs to the
+	// filters to measure filtered searches (see calibrate_filtered.go);
+	// never set from outside the package.
+	sampleFilter string
 }
+
+// filtered reports whether the search has a filter, so that it needs the
+// iterative scan.
+func (o SearchOptions) filtered() bool { return len(o.Filters) > 0 || o.sampleFilter != "" }
 
 // SearchResult is what Search found and how.
 type SearchResult struct {
@@ -145,7 +156,10 @@ func ParseVector(s string) ([]float32, error) {
 // B-tree (an Indexed feature, or the key) and PostgreSQL estimates that at
 // most exactMatchLimit rows pass the filters, it reads those rows through
 // the B-tree and ranks them exactly instead: exact results, and cheaper
-// than walking the vector index past the rows that fail the filters. It
+// than walking the vector index past the rows that fail the filters.
+// Otherwise a filtered search that sets no EfSearch or Probes takes the
+// setting Calibrate measured for the iterative scan under a filter, or,
+// when no setting reached the target, ranks exactly (PathExact). It
 // returns K rows whenever K matching rows exist within max_scan_tuples; if
 // the iterative scan still comes up short it answers exactly instead
 // (PathExactFallback).
@@ -180,9 +194,7 @@ func (s *Store) Search(ctx context.Context, vector []float32, opts SearchOptions
 		}
 		exact = few
 	}
-	// Filtered searches keep their own defaults: the iterative scan goes
-	// on past ef_search until it has k rows that pass.
-	if !exact && len(opts.Filters) == 0 {
+	if !exact {
 		var err error
 		if exact, err = s.applyTuning(ctx, &opts); err != nil {
 			return SearchResult{}, err
@@ -208,7 +220,8 @@ func (s *Store) queryValue(vector []float32) any {
 }
 
 // applyTuning fills in the index setting the caller left at its default
-// from what Calibrate measured, and reports whether the search must rank
+// from what Calibrate measured, for a filtered search what it measured
+// through the iterative scan, and reports whether the search must rank
 // exactly because no setting of the index reached the target on this
 // data. Without a measurement the size-based defaults apply.
 func (s *Store) applyTuning(ctx context.Context, opts *SearchOptions) (exact bool, err error) {
@@ -221,13 +234,23 @@ func (s *Store) applyTuning(ctx context.Context, opts *SearchOptions) (exact boo
 	if err != nil || !ok {
 		return false, err
 	}
-	if t.Exact() {
+	value := t.Value
+	if opts.filtered() {
+		if !t.FilteredMeasured {
+			// Recorded before filtered searches were measured, or
+			// not measurable on this store: the iterative scan keeps
+			// the defaults it had before any measurement.
+			return false, nil
+		}
+		value = t.FilteredValue
+	}
+	if value == 0 {
 		return true, nil
 	}
 	if s.spec.Index.Type == HNSW {
-		opts.EfSearch = t.defaultKnob(opts.K, 1000)
+		opts.EfSearch = scaledKnob(value, opts.K, 1000)
 	} else {
-		opts.Probes = t.defaultKnob(opts.K, s.spec.Index.Lists)
+		opts.Probes = scaledKnob(value, opts.K, s.spec.Index.Lists)
 	}
 	return false, nil
 }
@@ -313,6 +336,12 @@ func (s *Store) fewMatches(ctx context.Context, filters []Filter) (bool, error) 
 func (s *Store) search(ctx context.Context, q any, opts SearchOptions, exact bool) (SearchResult, error) {
 	args := append([]any{q}, filterValues(opts.Filters)...)
 	where := whereSQL(opts.Filters, 2)
+	switch {
+	case opts.sampleFilter != "" && where == "":
+		where = "WHERE " + opts.sampleFilter
+	case opts.sampleFilter != "":
+		where += " AND " + opts.sampleFilter
+	}
 	args = append(args, opts.K)
 	limit := fmt.Sprintf("$%d", len(args))
 	dist := fmt.Sprintf("%s %s %s", s.spec.indexedExpr(), s.spec.distanceOp(), s.spec.queryParam("$1"))
@@ -371,7 +400,7 @@ SELECT key, (%s)::float8, event_time, updated_at%s FROM asof %s ORDER BY 2 LIMIT
 	if res.Results, err = s.scanResults(rows); err != nil {
 		return SearchResult{}, fmt.Errorf("search %q: %w", s.spec.Name, err)
 	}
-	res.Path, res.Index = s.pathOf(indexes, len(opts.Filters) > 0)
+	res.Path, res.Index = s.pathOf(indexes, opts.filtered())
 	if !opts.AsOf.IsZero() {
 		// The history view has no vector index, and an index its plan
 		// reads serves DISTINCT ON (key), not the filters: every
@@ -406,12 +435,19 @@ func (s *Store) settings(opts SearchOptions, exact bool) [][2]string {
 		return nil
 	}
 	var out [][2]string
+	if opts.sampleFilter != "" {
+		// Calibrate measures the index: without statistics on the
+		// sample filter, and at the larger settings, which pgvector
+		// costs higher, the planner may rank every row instead, which
+		// tells nothing of the index (see calibrate_filtered.go).
+		out = append(out, [2]string{"enable_seqscan", "off"})
+	}
 	switch s.spec.Index.Type {
 	case HNSW:
 		if opts.EfSearch > 0 {
 			out = append(out, [2]string{"hnsw.ef_search", strconv.Itoa(opts.EfSearch)})
 		}
-		if len(opts.Filters) > 0 {
+		if opts.filtered() {
 			// relaxed_order lets the scan hand back matches as it meets
 			// them instead of holding them to keep the order strict; on
 			// a selective filter it is several times faster. search sorts
@@ -428,7 +464,7 @@ func (s *Store) settings(opts SearchOptions, exact bool) [][2]string {
 			probes = max(1, int(math.Round(math.Sqrt(float64(s.spec.Index.Lists)))))
 		}
 		out = append(out, [2]string{"ivfflat.probes", strconv.Itoa(probes)})
-		if len(opts.Filters) > 0 {
+		if opts.filtered() {
 			// ivfflat offers relaxed_order only: search sorts the rows
 			// by distance again.
 			out = append(out, [2]string{"ivfflat.iterative_scan", "relaxed_order"})

@@ -83,12 +83,27 @@ file with the row and field named. The format follows the extension: .csv
 			} else if t != nil {
 				fmt.Fprintf(cmd.ErrOrStderr(), "search defaults: %s %d finds %.2f of the true neighbours of %d sampled rows\n", t.Knob, t.Value, t.Recall, t.Queries)
 			}
+			if t := res.Tuning; t != nil {
+				fmt.Fprintln(cmd.ErrOrStderr(), filteredDefaults(*t))
+			}
 			return err
 		},
 	}
 	cmd.Flags().StringVar(&file, "file", "", "CSV, JSON Lines or Parquet file")
 	cmd.MarkFlagRequired("file")
 	return cmd
+}
+
+// filteredDefaults says what an ingest measured for filtered searches,
+// which search differently (the iterative scan) from unfiltered ones.
+func filteredDefaults(t vectorstore.Tuning) string {
+	switch {
+	case t.FilteredExact():
+		return fmt.Sprintf("search defaults with a filter: no %s finds 0.97 of the true neighbours passing a 1%% filter through the iterative scan (%.2f at the largest tried), so filtered searches rank exactly unless told otherwise", t.Knob, t.FilteredRecall)
+	case t.FilteredMeasured:
+		return fmt.Sprintf("search defaults with a filter: %s %d finds %.2f of the true neighbours passing a 1%% filter through the iterative scan", t.Knob, t.FilteredValue, t.FilteredRecall)
+	}
+	return fmt.Sprintf("search defaults with a filter: not measured (%s); filtered searches use the iterative scan at the defaults before any measurement", t.FilteredUnmeasured)
 }
 
 func newFSQueryCommand(f *singleHostFlags) *cobra.Command {
@@ -133,9 +148,9 @@ func newFSQueryCommand(f *singleHostFlags) *cobra.Command {
 	cmd.Flags().IntVarP(&opts.K, "k", "k", 10, "how many neighbours")
 	cmd.Flags().StringArrayVar(&where, "where", nil, "filter 'feature OP value' (OP: = != < <= > >=); repeat to AND")
 	cmd.Flags().StringVar(&asOf, "as-of", "", "answer from history as of this time (RFC 3339)")
-	cmd.Flags().IntVar(&opts.EfSearch, "ef-search", 0, "hnsw.ef_search for this query (default: what the ingest that built the index measured on the store's rows, or exact ranking when no value finds 0.97 of the true neighbours)")
+	cmd.Flags().IntVar(&opts.EfSearch, "ef-search", 0, "hnsw.ef_search for this query (default: what the ingest that built the index measured on the store's rows, with --where through the iterative scan, or exact ranking when no value finds 0.97 of the true neighbours)")
 	cmd.Flags().IntVar(&opts.MaxScanTuples, "max-scan-tuples", 0, "hnsw.max_scan_tuples for filtered search (default 20000)")
-	cmd.Flags().IntVar(&opts.Probes, "probes", 0, "ivfflat.probes for this query (default: what the ingest that built the index measured on the store's rows)")
+	cmd.Flags().IntVar(&opts.Probes, "probes", 0, "ivfflat.probes for this query (default: what the ingest that built the index measured on the store's rows, with --where through the iterative scan, or exact ranking when no value finds 0.97 of the true neighbours)")
 	cmd.Flags().BoolVar(&opts.Exact, "exact", false, "scan instead of using the index: exact results")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 	cmd.MarkFlagRequired("vector")

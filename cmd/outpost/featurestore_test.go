@@ -4,7 +4,10 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
+
+	"github.com/outpostdata/outpost/vectorstore"
 )
 
 // TestVectorFlag checks --vector as given and as @FILE, and that a bad
@@ -25,5 +28,23 @@ func TestVectorFlag(t *testing.T) {
 	}
 	if _, err := parseVectorFlag("@" + file + ".missing"); err == nil {
 		t.Error("--vector @ a missing file succeeded")
+	}
+}
+
+// The ingest says what it measured for filtered searches, which the
+// unfiltered figures do not tell: a setting, exact ranking, or why not
+// measured.
+func TestFilteredDefaultsAreReported(t *testing.T) {
+	for _, c := range []struct {
+		tuning vectorstore.Tuning
+		want   string
+	}{
+		{vectorstore.Tuning{Knob: "hnsw.ef_search", FilteredMeasured: true, FilteredValue: 80, FilteredRecall: 0.98}, "hnsw.ef_search 80 finds 0.98"},
+		{vectorstore.Tuning{Knob: "ivfflat.probes", FilteredMeasured: true, FilteredRecall: 0.6}, "filtered searches rank exactly"},
+		{vectorstore.Tuning{Knob: "hnsw.ef_search", FilteredUnmeasured: "fewer than 10 rows pass the sample filter"}, "not measured (fewer than 10 rows"},
+	} {
+		if got := filteredDefaults(c.tuning); !strings.Contains(got, c.want) {
+			t.Errorf("filteredDefaults(%+v) = %q, want it to say %q", c.tuning, got, c.want)
+		}
 	}
 }

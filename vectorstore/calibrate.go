@@ -262,13 +262,18 @@ func (s *Store) Calibrate(ctx context.Context) (Tuning, error) {
 	}
 	t.Value, t.Recall = m.value, m.recall
 	if err := s.calibrateFiltered(ctx, queries, knob, values, &t); err != nil {
-		return Tuning{}, fmt.Errorf("calibrate %q: filtered: %w", s.spec.Name, err)
+		// What was measured unfiltered still stands; filtered searches
+		// keep the defaults they had before any measurement.
+		t.FilteredMeasured, t.FilteredValue, t.FilteredUnmeasured = false, 0, "the measurement failed: "+err.Error()
 	}
 	t.MeasuredAt, t.Took = time.Now().UTC(), time.Since(start)
 	raw, err := json.Marshal(t)
 	if err != nil {
 		return Tuning{}, err
 	}
+	// Recorded even when ctx ran out during the filtered measurement.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
 	if _, err := s.pool.Exec(ctx, `INSERT INTO `+metaSchema+`.search_tuning (name, tuning) VALUES ($1, $2)
 ON CONFLICT (name) DO UPDATE SET tuning = EXCLUDED.tuning`, s.spec.Name, raw); err != nil {
 		return Tuning{}, fmt.Errorf("calibrate %q: record: %w", s.spec.Name, err)

@@ -22,32 +22,47 @@ const (
 )
 
 // waitArchived returns once the server whose data directory is dataDir has
-// archived WAL segment seg, or when ctx ends. It asks what PostgreSQL asks
-// in pg_backup_stop: a .done status file means archived, a .ready one
-// means not yet, and neither, with the segment gone from pg_wal, means it
-// was archived and then recycled.
+// archived WAL segment seg, or when ctx ends. A data directory whose
+// pg_wal/archive_status cannot be read is an error at once: nothing there
+// could ever say the segment is archived.
 func waitArchived(ctx context.Context, dataDir, seg string) error {
-	status := filepath.Join(dataDir, "pg_wal", "archive_status", seg)
-	for wait := archiveWaitMin; ; wait = min(2*wait, archiveWaitMax) {
-		if exists(status + ".done") {
-			return nil
-		}
-		if !exists(status+".ready") && !exists(status+".done") && !exists(filepath.Join(dataDir, "pg_wal", seg)) {
-			return nil
-		}
+	status := filepath.Join(dataDir, "pg_wal", "archive_status")
+	if _, err := os.Stat(status); err != nil {
+		return fmt.Errorf("see whether WAL segment %s is archived: %w", seg, err)
+	}
+	for wait := archiveWaitMin; !archived(dataDir, seg); wait = min(2*wait, archiveWaitMax) {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(wait):
 		}
 	}
+	return nil
 }
 
-// exists reports whether p exists; an error other than "not there" counts
-// as there, so that waitArchived keeps waiting rather than skip the wait.
-func exists(p string) bool {
+// archived asks what PostgreSQL asks in pg_backup_stop: a .done status file
+// means archived, a .ready one means not yet, and neither, with the
+// segment gone from pg_wal, means it was archived and then recycled. A file
+// that cannot be looked at counts as not archived.
+func archived(dataDir, seg string) bool {
+	wal := filepath.Join(dataDir, "pg_wal")
+	status := filepath.Join(wal, "archive_status", seg)
+	if there(status+".done") == nil {
+		return true
+	}
+	if !errors.Is(there(status+".ready"), fs.ErrNotExist) {
+		return false
+	}
+	// The archiver may have just renamed .ready to .done.
+	if there(status+".done") == nil {
+		return true
+	}
+	return errors.Is(there(filepath.Join(wal, seg)), fs.ErrNotExist)
+}
+
+func there(p string) error {
 	_, err := os.Stat(p)
-	return !errors.Is(err, fs.ErrNotExist)
+	return err
 }
 
 // notArchived is the error of a backup whose last WAL segment (seg, if

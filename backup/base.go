@@ -39,8 +39,8 @@ type CreateOptions struct {
 	ChunkSize int
 	// Progress, if set, is called with the bytes read so far.
 	Progress func(read int64)
-	// StopTimeout bounds the wait in pg_backup_stop for the WAL the backup
-	// needs to be archived; 0 means 10 minutes. A backup that runs into it
+	// StopTimeout bounds the wait, after pg_backup_stop, for the WAL the
+	// backup needs to be archived; 0 means 10 minutes. A backup that runs into it
 	// fails instead of staying "running".
 	StopTimeout time.Duration
 	// OnStart, if set, is called with the backup ID once the backup has
@@ -57,14 +57,15 @@ type CreateOptions struct {
 // Create makes a full base backup of a running server without blocking
 // writes: a non-exclusive pg_backup_start on one connection, the data
 // directory streamed as a tar split into objects that are compressed,
-// encrypted and uploaded concurrently, then pg_backup_stop, which waits for
+// encrypted and uploaded concurrently, then pg_backup_stop and a wait for
 // the WAL the backup needs to be archived. The manifest is written last; a
 // backup interrupted before it never counts as completed. The backup holds
 // the instance's lease from before pg_backup_start to the manifest, so it
 // never runs alongside another backup, retention or delete (ErrBusy).
 //
 // An incremental backup (opts.Type) stores only what changed since its
-// parent; see incremental.go.
+// parent; see incremental.go. TypeIncrementalOrFull makes a full backup
+// when nothing can be the parent (ErrNoParent), and says why.
 func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -75,9 +76,9 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 		opts.Concurrency = max(4, 2*runtime.GOMAXPROCS(0))
 	}
 	switch opts.Type {
-	case "", TypeFull, TypeIncremental:
+	case "", TypeFull, TypeIncremental, TypeIncrementalOrFull:
 	default:
-		return nil, fmt.Errorf("backup %s/%s: type %q: want %s or %s", opts.Namespace, opts.Instance, opts.Type, TypeFull, TypeIncremental)
+		return nil, fmt.Errorf("backup %s/%s: type %q: want %s, %s or %s", opts.Namespace, opts.Instance, opts.Type, TypeFull, TypeIncremental, TypeIncrementalOrFull)
 	}
 	if opts.Parent != "" && opts.Type != TypeIncremental {
 		return nil, fmt.Errorf("backup %s/%s: a parent (%s) is only for an incremental backup", opts.Namespace, opts.Instance, opts.Parent)
@@ -113,16 +114,22 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 	}
 	defer lease.Release(ctx)
 	inv := &inventory{}
-	if opts.Type == TypeIncremental {
+	var parent *Manifest
+	if opts.Type == TypeIncremental || opts.Type == TypeIncrementalOrFull {
 		// Chosen under the lease, so that retention cannot delete the
 		// parent meanwhile.
-		parent, err := chooseParent(ctx, opts.Store, opts.Namespace, opts.Instance, m.SystemIdentifier, opts.Parent)
-		if err != nil {
+		parent, err = chooseParent(ctx, opts.Store, opts.Namespace, opts.Instance, m.SystemIdentifier, opts.Parent)
+		if err == nil {
+			err = checkParentTimeline(ctx, conn, parent)
+		}
+		switch {
+		case err != nil && opts.Type == TypeIncrementalOrFull && errors.Is(err, ErrNoParent):
+			parent, m.FullBecause = nil, err.Error()
+		case err != nil:
 			return nil, fmt.Errorf("incremental backup of %s/%s: %w", opts.Namespace, opts.Instance, err)
 		}
-		if err := checkParentTimeline(ctx, conn, parent); err != nil {
-			return nil, fmt.Errorf("incremental backup of %s/%s: %w", opts.Namespace, opts.Instance, err)
-		}
+	}
+	if parent != nil {
 		m.Format, m.Type, m.Parent = incrementalFormat, TypeIncremental, parent.ID
 		inv.parent, inv.since, inv.parentStart, inv.dataDir = parentFiles(parent), parseLSN(parent.StartLSN), parent.StartTime, opts.DataDir
 		if parent.DataChecksums != m.DataChecksums {
@@ -172,10 +179,13 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 	}
 	if !inRecovery && archiveMode != "off" {
 		if err := waitArchived(stopCtx, opts.DataDir, lastSegment); err != nil {
-			if ctx.Err() == nil {
+			switch {
+			case ctx.Err() != nil:
+				return nil, fmt.Errorf("backup %s: wait for WAL segment %s to be archived: %w", m.ID, lastSegment, context.Cause(ctx))
+			case stopCtx.Err() != nil:
 				return nil, notArchived(m.ID, lastSegment, opts.StopTimeout)
 			}
-			return nil, fmt.Errorf("backup %s: wait for WAL segment %s to be archived: %w", m.ID, lastSegment, context.Cause(ctx))
+			return nil, fmt.Errorf("backup %s: %w", m.ID, err)
 		}
 	}
 	b, err := json.MarshalIndent(m, "", "  ")

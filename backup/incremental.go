@@ -140,8 +140,8 @@ func checkParentTimeline(ctx context.Context, conn *pgx.Conn, parent *Manifest) 
 		return fmt.Errorf("read the server's timeline from WAL file name %q: %w", walfile, err)
 	}
 	if uint32(tli) != parent.Timeline || parseLSN(parent.StopLSN) > parseLSN(current) {
-		return fmt.Errorf("parent backup %s is of timeline %d up to %s, the server is on timeline %d at %s (it was restored or promoted since): make a full backup first",
-			parent.ID, parent.Timeline, parent.StopLSN, tli, current)
+		return fmt.Errorf("%w: parent backup %s is of timeline %d up to %s, the server is on timeline %d at %s (it was restored or promoted since): make a full backup first",
+			ErrNoParent, parent.ID, parent.Timeline, parent.StopLSN, tli, current)
 	}
 	return nil
 }
@@ -209,6 +209,12 @@ func (inv *inventory) writePages(w *chunkWriter, header func(*tar.Header) error,
 	return nil
 }
 
+// ErrNoParent is an incremental backup that nothing can be the parent of:
+// no completed backup of the running cluster, one from before a restore or
+// promotion, or one whose own chain is broken. A full backup is what is
+// needed (TypeIncrementalOrFull makes it).
+var ErrNoParent = errors.New("no backup can be the parent of an incremental one")
+
 // chooseParent finds the backup an incremental one goes on top of: id, or
 // the newest completed backup of cluster sysid. It must list its files
 // (made by a version with incremental backups) and its own chain must be
@@ -222,7 +228,7 @@ func chooseParent(ctx context.Context, s *Store, namespace, instance, sysid, id 
 	for _, b := range all {
 		switch {
 		case id != "" && b.ID == id && !b.Completed:
-			return nil, fmt.Errorf("parent backup %s is not completed or is damaged %s", id, b.Damaged)
+			return nil, fmt.Errorf("%w: parent backup %s is not completed or is damaged %s", ErrNoParent, id, b.Damaged)
 		case id != "" && b.ID == id:
 			parent = b.Manifest
 		case id == "" && b.Completed && b.Manifest.SystemIdentifier == sysid:
@@ -231,17 +237,17 @@ func chooseParent(ctx context.Context, s *Store, namespace, instance, sysid, id 
 	}
 	switch {
 	case parent == nil && id != "":
-		return nil, fmt.Errorf("parent backup %s of %s/%s is not in %s (outpost backup list shows them)", id, namespace, instance, s)
+		return nil, fmt.Errorf("%w: parent backup %s of %s/%s is not in %s (outpost backup list shows them)", ErrNoParent, id, namespace, instance, s)
 	case parent == nil:
-		return nil, fmt.Errorf("an incremental backup needs a parent, and %s/%s has no completed backup of cluster %s in %s: make a full backup first", namespace, instance, sysid, s)
+		return nil, fmt.Errorf("%w: an incremental backup needs a parent, and %s/%s has no completed backup of cluster %s in %s: make a full backup first", ErrNoParent, namespace, instance, sysid, s)
 	case parent.SystemIdentifier != sysid:
-		return nil, fmt.Errorf("parent backup %s is of PostgreSQL cluster %s, not of the running one (%s): %w", parent.ID, parent.SystemIdentifier, sysid, ErrWrongCluster)
+		return nil, fmt.Errorf("%w: parent backup %s is of PostgreSQL cluster %s, not of the running one (%s): %w", ErrNoParent, parent.ID, parent.SystemIdentifier, sysid, ErrWrongCluster)
 	case len(parent.Files) == 0:
-		return nil, fmt.Errorf("parent backup %s was made by an older version of Outpost and does not list its files, so no incremental backup can go on top of it: make a full backup first", parent.ID)
+		return nil, fmt.Errorf("%w: parent backup %s was made by an older version of Outpost and does not list its files, so no incremental backup can go on top of it: make a full backup first", ErrNoParent, parent.ID)
 	}
 	// An incremental on top of a broken chain could never be restored.
 	if _, err := chainOf(all, parent); err != nil {
-		return nil, fmt.Errorf("parent backup %s cannot be restored, so no incremental backup can go on top of it (make a full backup): %w", parent.ID, err)
+		return nil, fmt.Errorf("%w: parent backup %s cannot be restored, so no incremental backup can go on top of it (make a full backup): %w", ErrNoParent, parent.ID, err)
 	}
 	return parent, nil
 }

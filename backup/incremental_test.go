@@ -348,3 +348,50 @@ func TestRetentionAndDeleteNeverRemoveAParentOfAKeptIncremental(t *testing.T) {
 		t.Fatalf("restored %s, want %s", got, want)
 	}
 }
+
+// What a schedule asks for: an incremental backup when something can be
+// its parent, and a full one, saying why, when nothing can. The same state
+// fails an incremental backup asked for by name.
+func TestIncrementalOrFullIsFullOnlyWhenNothingCanBeTheParent(t *testing.T) {
+	s := newSite(t, false)
+	ctx := context.Background()
+	create := func(typ string) (*backup.Manifest, error) {
+		return backup.Create(ctx, backup.CreateOptions{
+			Store: s.store, Namespace: "default", Instance: "src",
+			ConnString: s.pg.URL("postgres"), DataDir: s.pg.Server.DataDir, Type: typ,
+		})
+	}
+	s.exec(t, "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 20000) g")
+	first, err := create(backup.TypeIncrementalOrFull)
+	if err != nil || first.Incremental() || first.Parent != "" || !strings.Contains(first.FullBecause, "make a full backup first") {
+		t.Fatalf("with no backup yet: %+v %v; want a full backup saying there is nothing to go on top of", first, err)
+	}
+	s.exec(t, "UPDATE t SET v = 'one' WHERE id % 5 = 0")
+	inc, err := create(backup.TypeIncrementalOrFull)
+	if err != nil || !inc.Incremental() || inc.Parent != first.ID || inc.FullBecause != "" {
+		t.Fatalf("on top of %s: %+v %v; want an incremental backup", first.ID, inc, err)
+	}
+
+	// The full backup's manifest deleted by hand: the chain is broken.
+	mf := "backups/default/src/" + first.SystemIdentifier + "/base/" + first.ID + "/manifest.json"
+	if err := s.minio.Client.RemoveObject(ctx, s.minio.Bucket, mf, minio.RemoveObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := create(backup.TypeIncremental); !errors.Is(err, backup.ErrNoParent) || !errors.Is(err, backup.ErrBrokenChain) {
+		t.Fatalf("an incremental backup asked for on a broken chain: %v; want ErrNoParent and ErrBrokenChain", err)
+	}
+	s.exec(t, "UPDATE t SET v = 'two' WHERE id % 11 = 0")
+	full, err := create(backup.TypeIncrementalOrFull)
+	if err != nil || full.Incremental() || !strings.Contains(full.FullBecause, backup.ErrBrokenChain.Error()) || !strings.Contains(full.FullBecause, inc.ID) {
+		t.Fatalf("on a broken chain: %+v %v; want a full backup naming %s's broken chain", full, err, inc.ID)
+	}
+	s.archiveNow(t)
+	want := queryString(t, s.pg.URL("postgres"), tableSum)
+	restored, err := s.restore(t, backup.Keys{}, full.ID, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := queryString(t, restored.URL("postgres"), tableSum); got != want {
+		t.Fatalf("restored %s: %s, want %s", full.ID, got, want)
+	}
+}

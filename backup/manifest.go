@@ -28,9 +28,12 @@ type Manifest struct {
 	// Parent is the backup an incremental one is on top of (full or
 	// incremental, of the same cluster): a restore applies the chain from
 	// its full backup up to this one.
-	Parent    string `json:"parent,omitempty"`
-	Namespace string `json:"namespace"`
-	Instance  string `json:"instance"`
+	Parent string `json:"parent,omitempty"`
+	// FullBecause says why a backup asked for as TypeIncrementalOrFull is
+	// full: nothing could be its parent.
+	FullBecause string `json:"fullBecause,omitempty"`
+	Namespace   string `json:"namespace"`
+	Instance    string `json:"instance"`
 	// StartTime and StopTime are the server's clock at pg_backup_start and
 	// pg_backup_stop. A restore cannot target a time before StopTime.
 	StartTime time.Time `json:"startTime"`
@@ -74,6 +77,11 @@ type Manifest struct {
 const (
 	TypeFull        = "full"
 	TypeIncremental = "incremental"
+	// TypeIncrementalOrFull asks for an incremental backup, and for a full
+	// one when no backup can be its parent (ErrNoParent): what a schedule
+	// wants, since a failed slot protects nothing until the next full one.
+	// The manifest's Type says which was made, and FullBecause why.
+	TypeIncrementalOrFull = "incremental-or-full"
 )
 
 // Incremental reports whether m holds only what changed since its parent.

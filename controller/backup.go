@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -18,7 +19,8 @@ import (
 // runs; the runtime knows where its data and object store are.
 type BackupRunner interface {
 	// RunBackup backs the instance up, full or incremental (typ, "" being
-	// full), and blocks until the backup is completed or failed. onStart
+	// full; backup.TypeIncrementalOrFull for a scheduled incremental one,
+	// see runType), and blocks until the backup is completed or failed. onStart
 	// receives the backup ID once known.
 	RunBackup(ctx context.Context, inst *outpostv1.PostgresInstance, typ outpostv1.BackupType, onStart func(id string)) (*backup.Manifest, string, error)
 	// ApplyRetention deletes what the instance's retention policy no
@@ -36,7 +38,10 @@ const (
 	ReasonBackupFailed      = "Failed"
 	ReasonBackupWaiting     = "WaitingForOtherBackup"
 	ReasonBackupInterrupted = "Interrupted"
-	requeueBackupRunning    = 2 * time.Second
+	// ReasonFullInsteadOfIncremental is the warning of a scheduled
+	// incremental backup that nothing could be the parent of, made full.
+	ReasonFullInsteadOfIncremental = "FullInsteadOfIncremental"
+	requeueBackupRunning           = 2 * time.Second
 )
 
 // cronParser takes 5 fields as people write them, 6 with seconds, and
@@ -189,7 +194,7 @@ func (r *BackupReconciler) Reconcile(ctx context.Context, b *outpostv1.Backup) t
 			r.setCondition(b, metav1.ConditionFalse, ReasonBackupWaiting, "waiting for backup "+other+" of the same instance to finish")
 			return requeueBackupRunning
 		}
-		job = r.start(key, instKey, b.Name, b.Spec.Type, inst)
+		job = r.start(key, instKey, b.Name, runType(b), inst)
 		now := metav1.NewTime(r.now())
 		b.Status.Phase, b.Status.StartedAt = outpostv1.BackupRunning, &now
 		r.setCondition(b, metav1.ConditionFalse, ReasonBackupRunning, "backing up "+b.Spec.Instance.Name)
@@ -213,7 +218,12 @@ func (r *BackupReconciler) Reconcile(ctx context.Context, b *outpostv1.Backup) t
 	b.Status.Type, b.Status.Parent = outpostv1.BackupType(m.TypeName()), m.Parent
 	started := metav1.NewTime(m.StartTime)
 	b.Status.StartedAt = &started
-	r.finish(b, outpostv1.BackupCompleted, ReasonBackupCompleted, fmt.Sprintf("backup %s: %d bytes read, %d stored", m.ID, m.SourceBytes, m.StoredBytes))
+	msg := fmt.Sprintf("backup %s: %d bytes read, %d stored", m.ID, m.SourceBytes, m.StoredBytes)
+	if m.FullBecause != "" {
+		msg = fmt.Sprintf("full backup %s instead of an incremental one (%s): %d bytes read, %d stored", m.ID, m.FullBecause, m.SourceBytes, m.StoredBytes)
+		r.Events.Event(b, corev1.EventTypeWarning, ReasonFullInsteadOfIncremental, msg)
+	}
+	r.finish(b, outpostv1.BackupCompleted, ReasonBackupCompleted, msg)
 	stopped := metav1.NewTime(m.StopTime)
 	b.Status.StoppedAt = &stopped
 	ib := instanceBackups{last: b.Name, lastTime: m.StopTime}
@@ -244,6 +254,18 @@ func (r *BackupReconciler) Expired(b *outpostv1.Backup) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.expired[b.Namespace+"/"+b.Spec.Instance.Name][b.Status.BackupID]
+}
+
+// runType is the type of backup to ask the runtime for. A scheduled
+// incremental backup that nothing can be the parent of (none made yet, a
+// broken chain, a restore since) is made full: failing it would leave the
+// instance without a new backup until the full schedule's next slot, days
+// away. One a person asked for fails and says why.
+func runType(b *outpostv1.Backup) outpostv1.BackupType {
+	if b.Spec.Type == outpostv1.BackupIncremental && b.Labels[LabelScheduledBy] != "" {
+		return outpostv1.BackupType(backup.TypeIncrementalOrFull)
+	}
+	return b.Spec.Type
 }
 
 // start runs a backup in the background; r.mu is held.

@@ -2,8 +2,11 @@ package localruntime_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
 
 	"github.com/outpostdata/outpost/controller"
 	outpostv1 "github.com/outpostdata/outpost/controller/api/v1alpha1"
@@ -86,4 +89,52 @@ func TestScheduledIncrementalsGoOnTopOfTheNewestBackupAndVerifyThroughTheChain(t
 		t.Fatalf("verification of incremental %s: %+v", parent, lv)
 	}
 	t.Logf("verification of %s: %s", lv.Backup, lv.Message)
+}
+
+// A daily incremental schedule with nothing yet to go on top of (no full
+// schedule, no backup): its first slot makes a full backup and says why,
+// in the Backup's condition and a warning event; the next slot goes on top
+// of it. A Backup a person asks to be incremental in the same state fails.
+func TestScheduledIncrementalWithNothingToGoOnTopOfMakesAFullBackup(t *testing.T) {
+	s := newSite(t, true)
+	inst := newInstance("db")
+	withBackup(inst)
+	inst.Spec.Backup.IncrementalSchedule = "0 3 * * *"
+	s.ready(t, inst)
+	clock := harness.NewClock("2026-11-30T02:59:30Z")
+	r := &controller.BackupReconciler{Runner: s.rt, Events: s.events, Metrics: controller.NewBackupMetrics(), Now: clock.Now,
+		Instances: func(context.Context, string, string) (*outpostv1.PostgresInstance, error) { return inst, nil }}
+
+	asked := &outpostv1.Backup{Spec: outpostv1.BackupSpec{Instance: outpostv1.LocalObjectReference{Name: "db"}, Type: outpostv1.BackupIncremental}}
+	asked.Namespace, asked.Name, asked.Generation = inst.Namespace, "asked", 1
+	deadline := time.Now().Add(3 * time.Minute)
+	for r.Reconcile(context.Background(), asked); asked.Status.Phase != outpostv1.BackupFailed; r.Reconcile(context.Background(), asked) {
+		if asked.Status.Phase == outpostv1.BackupCompleted || time.Now().After(deadline) {
+			t.Fatalf("an incremental Backup asked for with no backup to go on top of: %+v; want it Failed", asked.Status)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(asked.Status.Error, "make a full backup first") {
+		t.Fatalf("the failed incremental Backup says %q; want it to say a full backup is needed first", asked.Status.Error)
+	}
+
+	if b := r.Schedule(inst); b != nil {
+		t.Fatalf("the first pass created Backup %s", b.Name)
+	}
+	clock.Add(time.Minute)
+	first := runScheduled(t, r, inst)
+	ready := meta.FindStatusCondition(first.Status.Conditions, outpostv1.ConditionReady)
+	if first.Spec.Type != outpostv1.BackupIncremental || first.Status.Type != outpostv1.BackupFull || first.Status.Parent != "" ||
+		ready == nil || !strings.Contains(ready.Message, "instead of an incremental one") || !strings.Contains(ready.Message, "make a full backup first") {
+		t.Fatalf("the first scheduled incremental Backup %s: spec type %q, status type %q, parent %q, Ready %+v; want a full backup saying why",
+			first.Name, first.Spec.Type, first.Status.Type, first.Status.Parent, ready)
+	}
+	if ev := s.events.find("Warning " + controller.ReasonFullInsteadOfIncremental); !strings.Contains(ev, first.Status.BackupID) {
+		t.Fatalf("no %s warning naming %s; events: %v", controller.ReasonFullInsteadOfIncremental, first.Status.BackupID, s.events.all)
+	}
+	clock.Add(24 * time.Hour)
+	next := runScheduled(t, r, inst)
+	if next.Status.Type != outpostv1.BackupIncremental || next.Status.Parent != first.Status.BackupID {
+		t.Fatalf("the next slot's Backup %s: status type %q, parent %q; want an incremental on top of %s", next.Name, next.Status.Type, next.Status.Parent, first.Status.BackupID)
+	}
 }

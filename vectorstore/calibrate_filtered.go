@@ -36,6 +36,20 @@ const (
 	filteredOffPath = "PostgreSQL answered the sample filter without the vector index at %s %d"
 )
 
+// FilteredDefault is the setting a filtered search at the defaults starts
+// from, for k = 10; 0 means it ranks exactly. The filtered setting was
+// measured under a 1% filter, where the iterative scan goes far past its
+// start anyway. A broad filter is met within the first candidates, as if
+// unfiltered, so it needs the unfiltered setting: the larger of the two
+// serves both, and either one unreachable means ranking exactly. Only
+// for a tuning with FilteredMeasured.
+func (t Tuning) FilteredDefault() int {
+	if t.Exact() || t.FilteredExact() {
+		return 0
+	}
+	return max(t.Value, t.FilteredValue)
+}
+
 // FilteredExact reports whether filtered searches at the defaults rank
 // exactly because no setting of the index reached the target through the
 // iterative scan.

@@ -242,15 +242,7 @@ func (s *Store) applyTuning(ctx context.Context, opts *SearchOptions) (exact boo
 			// the defaults it had before any measurement.
 			return false, nil
 		}
-		// The filtered setting was measured under a 1% filter, where the
-		// iterative scan goes far past its start anyway. A broad filter
-		// is met within the first candidates, as if unfiltered, so it
-		// needs the unfiltered setting: the larger of the two serves
-		// both, and either one unreachable means ranking exactly.
-		if t.Exact() || t.FilteredExact() {
-			return true, nil
-		}
-		value = max(t.Value, t.FilteredValue)
+		value = t.FilteredDefault()
 	}
 	if value == 0 {
 		return true, nil

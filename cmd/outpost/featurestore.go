@@ -100,8 +100,10 @@ func filteredDefaults(t vectorstore.Tuning) string {
 	switch {
 	case t.FilteredExact():
 		return fmt.Sprintf("search defaults with a filter: no %s finds 0.97 of the true neighbours passing a 1%% filter through the iterative scan (%.2f at the largest tried), so filtered searches rank exactly unless told otherwise", t.Knob, t.FilteredRecall)
+	case t.FilteredMeasured && t.FilteredDefault() == 0:
+		return fmt.Sprintf("search defaults with a filter: %s %d finds %.2f of the true neighbours passing a 1%% filter through the iterative scan, but unfiltered searches rank exactly, and so do filtered ones, which a broad filter makes like unfiltered", t.Knob, t.FilteredValue, t.FilteredRecall)
 	case t.FilteredMeasured:
-		return fmt.Sprintf("search defaults with a filter: %s %d finds %.2f of the true neighbours passing a 1%% filter through the iterative scan", t.Knob, t.FilteredValue, t.FilteredRecall)
+		return fmt.Sprintf("search defaults with a filter: %s %d finds %.2f of the true neighbours passing a 1%% filter through the iterative scan; filtered searches use %s %d, the larger of this and the unfiltered setting, which a broad filter needs", t.Knob, t.FilteredValue, t.FilteredRecall, t.Knob, t.FilteredDefault())
 	}
 	return fmt.Sprintf("search defaults with a filter: not measured (%s); filtered searches use the iterative scan at the defaults before any measurement", t.FilteredUnmeasured)
 }

@@ -39,7 +39,10 @@ func TestFilteredDefaultsAreReported(t *testing.T) {
 		tuning vectorstore.Tuning
 		want   string
 	}{
-		{vectorstore.Tuning{Knob: "hnsw.ef_search", FilteredMeasured: true, FilteredValue: 80, FilteredRecall: 0.98}, "hnsw.ef_search 80 finds 0.98"},
+		{vectorstore.Tuning{Knob: "hnsw.ef_search", Value: 160, FilteredMeasured: true, FilteredValue: 80, FilteredRecall: 0.98}, "hnsw.ef_search 80 finds 0.98"},
+		{vectorstore.Tuning{Knob: "hnsw.ef_search", Value: 160, FilteredMeasured: true, FilteredValue: 80, FilteredRecall: 0.98}, "filtered searches use hnsw.ef_search 160"},
+		{vectorstore.Tuning{Knob: "hnsw.ef_search", Value: 40, FilteredMeasured: true, FilteredValue: 80, FilteredRecall: 0.98}, "filtered searches use hnsw.ef_search 80"},
+		{vectorstore.Tuning{Knob: "hnsw.ef_search", FilteredMeasured: true, FilteredValue: 80, FilteredRecall: 0.98}, "unfiltered searches rank exactly, and so do filtered ones"},
 		{vectorstore.Tuning{Knob: "ivfflat.probes", FilteredMeasured: true, FilteredRecall: 0.6}, "filtered searches rank exactly"},
 		{vectorstore.Tuning{Knob: "hnsw.ef_search", FilteredUnmeasured: "fewer than 10 rows pass the sample filter"}, "not measured (fewer than 10 rows"},
 	} {

@@ -95,7 +95,7 @@ func BenchmarkFeatureStoreSearchAtScale(b *testing.B) {
 		defaultPath = vectorstore.PathExact
 	}
 	filteredPath := vectorstore.PathHNSWIterative
-	if tuning.FilteredExact() {
+	if tuning.FilteredMeasured && tuning.FilteredDefault() == 0 {
 		filteredPath = vectorstore.PathExact
 	}
 	all := exactTop10(vecs, qs, func(int) bool { return true })
@@ -177,7 +177,8 @@ func BenchmarkFeatureStoreSearchAtScale(b *testing.B) {
 			search{"filtered_ef40", vectorstore.SearchOptions{K: 10, Filters: []vectorstore.Filter{filter}, EfSearch: 40}, rare, vectorstore.PathHNSWIterative})
 		ratio(b, spent, 0, 2, "filtered/unfiltered")
 		ratio(b, spent, 0, 1, "filtered/exact_filtered")
-		b.ReportMetric(float64(tuning.FilteredValue), "filtered_default_ef_search")
+		// 0: exact ranking.
+		b.ReportMetric(float64(tuning.FilteredDefault()), "filtered_default_ef_search")
 	})
 
 	spec.Features[0].Indexed = true

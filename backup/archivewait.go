@@ -15,10 +15,12 @@ import (
 // second between looks, and the archiver has not finished before the first
 // one: every backup paid about a second for nothing. Create stops the
 // backup without the wait and watches the same files itself, as often as
-// archiveWaitMax.
+// archiveWaitMax: a look is three stat calls, so looking every 10 ms costs
+// nothing while the backup's caller waits at most that long past the
+// archiver.
 const (
-	archiveWaitMin = 5 * time.Millisecond
-	archiveWaitMax = 100 * time.Millisecond
+	archiveWaitMin = time.Millisecond
+	archiveWaitMax = 10 * time.Millisecond
 )
 
 // waitArchived returns once the server whose data directory is dataDir has

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -269,9 +268,13 @@ func (k Keys) openInto(name string, stored, dst []byte) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: decrypt with the given age key: %w", name, err)
 		}
-		if compressed, err = io.ReadAll(r); err != nil {
+		// The plaintext is shorter than the stored object: one buffer of
+		// that size holds it, where io.ReadAll would grow one by copying.
+		buf := bytes.NewBuffer(make([]byte, 0, len(stored)+bytes.MinRead))
+		if _, err := buf.ReadFrom(r); err != nil {
 			return nil, fmt.Errorf("%s: decrypt: %w", name, err)
 		}
+		compressed = buf.Bytes()
 	}
 	raw, err := decoder.DecodeAll(compressed, dst[:0])
 	if err != nil {

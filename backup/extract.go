@@ -229,6 +229,7 @@ func newParallelWriter(workers int, timings *RestoreTimings) *parallelWriter {
 					if _, err := j.of.f.WriteAt(j.buf, j.off); err != nil {
 						w.fail(fmt.Errorf("write %s: %w", j.of.f.Name(), err))
 					}
+					startWriteback(j.of.f, j.off, int64(len(j.buf)))
 					timings.add(StageWrite, start)
 				}
 				j.src.unref()

@@ -212,7 +212,7 @@ func fetchObjects(ctx context.Context, opts RestoreOptions, m *Manifest, out cha
 		data []byte
 		err  error
 	}
-	free := make(chan []byte, conc+2)
+	free, freeStored := make(chan []byte, conc+2), make(chan []byte, conc)
 	release := func(b []byte) {
 		select {
 		case free <- b[:0]:
@@ -233,12 +233,20 @@ func fetchObjects(ctx context.Context, opts RestoreOptions, m *Manifest, out cha
 				return
 			}
 			go func() {
-				var dst []byte
+				var dst, stored []byte
 				select {
 				case dst = <-free:
 				default:
 				}
-				data, err := fetchObject(ctx, opts.Store, opts.Keys, dir, o, dst, opts.Timings)
+				select {
+				case stored = <-freeStored:
+				default:
+				}
+				data, stored, err := fetchObject(ctx, opts.Store, opts.Keys, dir, o, dst, stored, opts.Timings)
+				select {
+				case freeStored <- stored:
+				default:
+				}
 				slots[i] <- result{data, err}
 			}()
 		}
@@ -265,18 +273,19 @@ func fetchObjects(ctx context.Context, opts RestoreOptions, m *Manifest, out cha
 	return nil
 }
 
-// fetchObject downloads one object, checks it and opens it, decoding into
-// dst (which may be nil).
-func fetchObject(ctx context.Context, s *Store, keys Keys, dir string, o Object, dst []byte, timings *RestoreTimings) ([]byte, error) {
+// fetchObject downloads one object into stored's room, checks it and opens
+// it, decoding into dst's; either may be nil. It returns the decoded bytes,
+// and the download buffer for the next object.
+func fetchObject(ctx context.Context, s *Store, keys Keys, dir string, o Object, dst, stored []byte, timings *RestoreTimings) ([]byte, []byte, error) {
 	start := time.Now()
-	stored, err := s.getSized(ctx, path.Join(dir, o.Name), o.Size)
+	stored, err := s.getSized(ctx, path.Join(dir, o.Name), o.Size, stored)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	timings.add(StageGet, start)
 	start = time.Now()
 	if got := sha256Hex(stored); got != o.SHA256 || int64(len(stored)) != o.Size {
-		return nil, fmt.Errorf("%s: checksum mismatch (stored object has sha256 %s, %d bytes; manifest says %s, %d bytes): the object was altered or damaged", path.Join(dir, o.Name), got, len(stored), o.SHA256, o.Size)
+		return nil, nil, fmt.Errorf("%s: checksum mismatch (stored object has sha256 %s, %d bytes; manifest says %s, %d bytes): the object was altered or damaged", path.Join(dir, o.Name), got, len(stored), o.SHA256, o.Size)
 	}
 	timings.add(StageCheck, start)
 	if cap(dst) < int(o.RawSize) {
@@ -284,5 +293,6 @@ func fetchObject(ctx context.Context, s *Store, keys Keys, dir string, o Object,
 	}
 	start = time.Now()
 	defer timings.add(StageOpen, start)
-	return keys.openInto(path.Join(dir, o.Name), stored, dst)
+	data, err := keys.openInto(path.Join(dir, o.Name), stored, dst)
+	return data, stored, err
 }

@@ -219,8 +219,8 @@ func (s *Store) get(ctx context.Context, rel string) ([]byte, error) {
 }
 
 // getSized is get for an object whose size is known, read into one buffer
-// of that size instead of a growing one.
-func (s *Store) getSized(ctx context.Context, rel string, size int64) ([]byte, error) {
+// of that size instead of a growing one: dst's, if it is large enough.
+func (s *Store) getSized(ctx context.Context, rel string, size int64, dst []byte) ([]byte, error) {
 	obj, err := s.client.GetObject(ctx, s.bucket, s.key(rel), minio.GetObjectOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("download %s from %s: %w", rel, s.desc, err)
@@ -228,7 +228,10 @@ func (s *Store) getSized(ctx context.Context, rel string, size int64) ([]byte, e
 	defer obj.Close()
 	// bytes.Buffer keeps 512 bytes free for each read; with them it never
 	// grows for an object of the expected size.
-	buf := bytes.NewBuffer(make([]byte, 0, size+bytes.MinRead))
+	if int64(cap(dst)) < size+bytes.MinRead {
+		dst = make([]byte, 0, size+bytes.MinRead)
+	}
+	buf := bytes.NewBuffer(dst[:0])
 	if _, err := buf.ReadFrom(obj); err != nil {
 		if isNotFound(err) {
 			return nil, fmt.Errorf("download %s from %s: %w", rel, s.desc, ErrNotFound)

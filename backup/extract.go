@@ -228,8 +228,9 @@ func newParallelWriter(workers int, timings *RestoreTimings) *parallelWriter {
 					start := time.Now()
 					if _, err := j.of.f.WriteAt(j.buf, j.off); err != nil {
 						w.fail(fmt.Errorf("write %s: %w", j.of.f.Name(), err))
+					} else if err := startWriteback(j.of.f, j.off, int64(len(j.buf))); err != nil {
+						w.fail(err)
 					}
-					startWriteback(j.of.f, j.off, int64(len(j.buf)))
 					timings.add(StageWrite, start)
 				}
 				j.src.unref()

@@ -145,6 +145,11 @@ func Restore(ctx context.Context, opts RestoreOptions) (*Manifest, error) {
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return nil, err
 	}
+	disk, err := openFileSystem(opts.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	defer disk.Close()
 	if err := restoreFull(ctx, opts, chain[0]); err != nil {
 		return nil, fmt.Errorf("restore backup %s: %w", chain[0].ID, err)
 	}
@@ -162,7 +167,7 @@ func Restore(ctx context.Context, opts RestoreOptions) (*Manifest, error) {
 		}
 	}
 	synced := time.Now()
-	if err := syncFilesystem(opts.DataDir); err != nil {
+	if err := disk.sync(); err != nil {
 		return nil, fmt.Errorf("restore backup %s: make %s durable: %w", m.ID, opts.DataDir, err)
 	}
 	opts.Timings.add(StageSync, synced)

@@ -147,7 +147,7 @@ func Restore(ctx context.Context, opts RestoreOptions) (*Manifest, error) {
 	}
 	disk, err := openFileSystem(opts.DataDir)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("restore into %s: %w", opts.DataDir, err)
 	}
 	defer disk.Close()
 	if err := restoreFull(ctx, opts, chain[0]); err != nil {

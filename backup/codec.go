@@ -163,9 +163,15 @@ func WriteNewKeyFile(file string) (recipient string, err error) {
 // window instead of the default 8 MiB: the encoder copies its input through
 // a history buffer of twice the window, which then stays in the CPU cache;
 // on PostgreSQL pages it compresses as well (matches are near) and about
-// twice as fast.
+// twice as fast. No Huffman coding of literals: restore waits on decoding,
+// and Huffman decoding is most of it where pages are mostly literals. On
+// pgvector tables with their HNSW index, Huffman coding stored 0.751 of
+// the raw bytes where 0.840 is stored without it, but decoded at 695 MB/s
+// a core against 5.8 GB/s (pgBackRest's lz4 stores 0.87); on pgbench
+// tables, whose pages are mostly matches, 0.052 against 0.063, decoding at
+// 1.4 and 1.6 GB/s. Encoding is twice as fast without it too.
 var (
-	encoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithEncoderCRC(false), zstd.WithWindowSize(512<<10))
+	encoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithEncoderCRC(false), zstd.WithWindowSize(512<<10), zstd.WithNoEntropyCompression(true))
 	decoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(1<<32))
 )
 

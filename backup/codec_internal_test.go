@@ -108,10 +108,12 @@ func firstLiteralsType(t *testing.T, frame []byte) byte {
 	if err := h.Decode(frame); err != nil {
 		t.Fatal(err)
 	}
-	if !h.FirstBlock.OK || !h.FirstBlock.Compressed {
+	// Block_Type 2 is a compressed block; FirstBlock.Compressed also
+	// holds for an RLE block, which has no literals section.
+	const blockHeader, compressedBlock = 3, 2
+	if !h.FirstBlock.OK || (frame[h.HeaderSize]>>1)&3 != compressedBlock {
 		t.Fatalf("the first block is not a compressed block: %+v", h.FirstBlock)
 	}
-	const blockHeader = 3
 	return frame[h.HeaderSize+blockHeader] & 3
 }
 

@@ -79,7 +79,7 @@ file with the row and field named. The format follows the extension: .csv
 			fmt.Fprintf(cmd.OutOrStdout(), "ingested %d rows into %s in %s: %d new, %d updated, %d older than the store (history only); %d versions added to history\n",
 				res.Rows, s.Table(), time.Since(start).Round(time.Millisecond), res.Inserted, res.Updated, res.Stale, res.HistoryAppended)
 			if t := res.Tuning; t != nil && t.Exact() {
-				fmt.Fprintf(cmd.ErrOrStderr(), "search defaults: no %s finds 0.97 of the true neighbours on this data (%.2f at the largest tried), so searches rank exactly unless told otherwise\n", t.Knob, t.Recall)
+				fmt.Fprintf(cmd.ErrOrStderr(), "search defaults: no %s finds 0.98 of the true neighbours on this data (%.2f at the largest tried), so searches rank exactly unless told otherwise\n", t.Knob, t.Recall)
 			} else if t != nil {
 				fmt.Fprintf(cmd.ErrOrStderr(), "search defaults: %s %d finds %.2f of the true neighbours of %d sampled rows\n", t.Knob, t.Value, t.Recall, t.Queries)
 			}
@@ -99,7 +99,7 @@ file with the row and field named. The format follows the extension: .csv
 func filteredDefaults(t vectorstore.Tuning) string {
 	switch {
 	case t.FilteredExact():
-		return fmt.Sprintf("search defaults with a filter: no %s finds 0.97 of the true neighbours passing a 1%% filter through the iterative scan (%.2f at the largest tried), so filtered searches rank exactly unless told otherwise", t.Knob, t.FilteredRecall)
+		return fmt.Sprintf("search defaults with a filter: no %s finds 0.98 of the true neighbours passing a 1%% filter through the iterative scan (%.2f at the largest tried), so filtered searches rank exactly unless told otherwise", t.Knob, t.FilteredRecall)
 	case t.FilteredMeasured && t.FilteredDefault() == 0:
 		return fmt.Sprintf("search defaults with a filter: %s %d finds %.2f of the true neighbours passing a 1%% filter through the iterative scan, but unfiltered searches rank exactly, and so do filtered ones, which a broad filter makes like unfiltered", t.Knob, t.FilteredValue, t.FilteredRecall)
 	case t.FilteredMeasured:
@@ -150,9 +150,9 @@ func newFSQueryCommand(f *singleHostFlags) *cobra.Command {
 	cmd.Flags().IntVarP(&opts.K, "k", "k", 10, "how many neighbours")
 	cmd.Flags().StringArrayVar(&where, "where", nil, "filter 'feature OP value' (OP: = != < <= > >=); repeat to AND")
 	cmd.Flags().StringVar(&asOf, "as-of", "", "answer from history as of this time (RFC 3339)")
-	cmd.Flags().IntVar(&opts.EfSearch, "ef-search", 0, "hnsw.ef_search for this query (default: what the ingest that built the index measured on the store's rows, with --where through the iterative scan, or exact ranking when no value finds 0.97 of the true neighbours)")
+	cmd.Flags().IntVar(&opts.EfSearch, "ef-search", 0, "hnsw.ef_search for this query (default: what the ingest that built the index measured on the store's rows, with --where through the iterative scan, or exact ranking when no value finds 0.98 of the true neighbours)")
 	cmd.Flags().IntVar(&opts.MaxScanTuples, "max-scan-tuples", 0, "hnsw.max_scan_tuples for filtered search (default 20000)")
-	cmd.Flags().IntVar(&opts.Probes, "probes", 0, "ivfflat.probes for this query (default: what the ingest that built the index measured on the store's rows, with --where through the iterative scan, or exact ranking when no value finds 0.97 of the true neighbours)")
+	cmd.Flags().IntVar(&opts.Probes, "probes", 0, "ivfflat.probes for this query (default: what the ingest that built the index measured on the store's rows, with --where through the iterative scan, or exact ranking when no value finds 0.98 of the true neighbours)")
 	cmd.Flags().BoolVar(&opts.Exact, "exact", false, "scan instead of using the index: exact results")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 	cmd.MarkFlagRequired("vector")

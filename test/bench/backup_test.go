@@ -39,12 +39,14 @@ import (
 // side in one run, against the same PostgreSQL 15 and the same MinIO over
 // TLS (a self-signed certificate that both tools trust):
 //
-//   - `outpost backup create` (the built binary; zstd level 1);
+//   - `outpost backup create` (the built binary; zstd level 1, literals not
+//     Huffman-coded);
 //   - pgBackRest 2.45 (repo type s3 on that MinIO, lz4, process-max=2), run
 //     as the data directory's owner, with archive_command switched to it;
 //   - the physical limits over the same bytes: a parallel raw read of the
 //     data directory, one MinIO PUT of a file of the same size (16 MiB parts,
-//     4 threads, unsigned payload), and `zstd -1` on every core;
+//     4 threads, unsigned payload), and `zstd -1 --no-compress-literals`
+//     (what the backup writes) on every core;
 //   - restore's physical limits over the same bytes: ranged MinIO GETs of
 //     that file (16 MiB, 4 connections), `zstd -d` of its two halves in two
 //     processes (restore decompresses on both cores), and a sequential
@@ -534,19 +536,20 @@ func (e *backupBench) compare(b *testing.B, label string) {
 	tarFile := filepath.Join(e.work, "datadir.tar")
 	writeDataDirTar(b, e.srv.DataDir, tarFile)
 	// Restore's limits: the tar in two halves compressed as the backup
-	// compresses, so that two decompressions use both cores as restore's
-	// workers do; and a copy of the tar written with fsync, as restore's
-	// files are made durable before it returns.
+	// compresses (level 1, literals not Huffman-coded), so that two
+	// decompressions use both cores as restore's workers do; and a copy
+	// of the tar written with fsync, as restore's files are made durable
+	// before it returns.
 	halves := splitFile(b, tarFile, 2)
 	for _, h := range halves {
-		run(b, exec.Command("zstd", "-q", "-1", "-f", h, "-o", h+".zst"))
+		run(b, exec.Command("zstd", "-q", "-1", "--no-compress-literals", "-f", h, "-o", h+".zst"))
 	}
 	copyFile := filepath.Join(e.work, "datadir.copy")
 	for range rounds {
 		timed(&read, func() { readDataDir(b, e.srv.DataDir) })
 		timed(&put, func() { e.putFile(b, tarFile) })
 		timed(&zstd, func() {
-			run(b, exec.Command("sh", "-c", "zstd -q -1 -T0 -c "+tarFile+" >/dev/null"))
+			run(b, exec.Command("sh", "-c", "zstd -q -1 --no-compress-literals -T0 -c "+tarFile+" >/dev/null"))
 		})
 		timed(&get, func() { e.getFile(b, "limit/datadir.tar") })
 		timed(&unzstd, func() {

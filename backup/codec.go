@@ -153,7 +153,7 @@ func WriteNewKeyFile(file string) (recipient string, err error) {
 
 // zstd level 1 compresses at several hundred MB/s per core; each object is
 // compressed on its own so that objects compress in parallel. The shared
-// encoder holds one state per CPU: EncodeAll takes a free one, so as many
+// encoders hold one state per CPU: EncodeAll takes a free one, so as many
 // objects as there are CPUs compress at once (a concurrency of 1 would make
 // every upload worker queue for a single state). No lower-memory mode: with
 // it the fast encoder slides its whole window down after every 128 KiB block,
@@ -163,17 +163,30 @@ func WriteNewKeyFile(file string) (recipient string, err error) {
 // window instead of the default 8 MiB: the encoder copies its input through
 // a history buffer of twice the window, which then stays in the CPU cache;
 // on PostgreSQL pages it compresses as well (matches are near) and about
-// twice as fast. No Huffman coding of literals: restore waits on decoding,
-// and Huffman decoding is most of it where pages are mostly literals. On
-// pgvector tables with their HNSW index, Huffman coding stored 0.751 of
-// the raw bytes where 0.840 is stored without it, but decoded at 695 MB/s
-// a core against 5.8 GB/s (pgBackRest's lz4 stores 0.87); on pgbench
-// tables, whose pages are mostly matches, 0.052 against 0.063, decoding at
-// 1.4 and 1.6 GB/s. Encoding is twice as fast without it too.
+// twice as fast.
+//
+// Huffman coding of literals only where literals are few. Restore waits
+// on decoding, and Huffman decoding is most of it where pages are mostly
+// literals: on pgvector tables with their HNSW index, Huffman coding stored
+// 0.751 of the raw bytes where 0.840 is stored without it, but decoded at
+// 695 MB/s a core against 5.8 GB/s (pgBackRest's lz4 stores 0.87), and
+// encoded at half the speed. On pgbench tables, whose pages are mostly
+// matches, it stored 0.052 against 0.063 and decoded at 1.4 against 1.6
+// GB/s: there the bytes are worth it, and the daily incrementals a slow
+// link carries are such pages.
 var (
-	encoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithEncoderCRC(false), zstd.WithWindowSize(512<<10), zstd.WithNoEntropyCompression(true))
-	decoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(1<<32))
+	encoder        = newEncoder(zstd.WithNoEntropyCompression(true))
+	huffmanEncoder = newEncoder()
+	decoder, _     = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(1<<32))
 )
+
+func newEncoder(opts ...zstd.EOption) *zstd.Encoder {
+	e, err := zstd.NewWriter(nil, append([]zstd.EOption{zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithEncoderCRC(false), zstd.WithWindowSize(512 << 10)}, opts...)...)
+	if err != nil {
+		panic(err)
+	}
+	return e
+}
 
 const ageHeader = "age-encryption.org/v1"
 
@@ -186,20 +199,31 @@ func (k Keys) objectSuffix() string {
 }
 
 // compress appends raw to dst as zstd frames of up to segmentSize (4 MiB)
-// bytes. A segment whose first probeSize bytes do not compress (random or
-// already compressed data, which PostgreSQL keeps in TOAST) is stored in raw
-// blocks without searching it for matches: that search would cost a
-// core-second per GB for nothing, CPU the object store needs to take the
-// bytes in.
+// bytes. Each segment's first probeSize bytes, encoded without Huffman
+// coding, decide how it is stored:
+//   - not compressing (random or already compressed data, which PostgreSQL
+//     keeps in TOAST): in raw blocks, without searching it for matches,
+//     which would cost a core-second per GB for nothing, CPU the object
+//     store needs to take the bytes in;
+//   - to under a quarter of its size: with Huffman-coded literals, which
+//     are then at most a quarter of the bytes to decode;
+//   - otherwise with literals stored as they are.
+//
 // Concatenated frames are one valid zstd stream.
 func compress(dst, raw []byte) []byte {
 	var probe [probeSize + 512]byte
 	for len(raw) > 0 {
 		seg := raw[:min(segmentSize, len(raw))]
 		raw = raw[len(seg):]
-		if len(seg) >= 2*probeSize && len(encoder.EncodeAll(seg[:probeSize], probe[:0])) > probeSize*97/100 {
-			dst = appendRawFrame(dst, seg)
-			continue
+		if len(seg) >= 2*probeSize {
+			switch n := len(encoder.EncodeAll(seg[:probeSize], probe[:0])); {
+			case n > probeSize*97/100:
+				dst = appendRawFrame(dst, seg)
+				continue
+			case n < probeSize/4:
+				dst = huffmanEncoder.EncodeAll(seg, dst)
+				continue
+			}
 		}
 		dst = encoder.EncodeAll(seg, dst)
 	}

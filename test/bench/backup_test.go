@@ -39,14 +39,14 @@ import (
 // side in one run, against the same PostgreSQL 15 and the same MinIO over
 // TLS (a self-signed certificate that both tools trust):
 //
-//   - `outpost backup create` (the built binary; zstd level 1, literals not
-//     Huffman-coded);
+//   - `outpost backup create` (the built binary; zstd level 1, literals
+//     Huffman-coded only in segments that are mostly matches);
 //   - pgBackRest 2.45 (repo type s3 on that MinIO, lz4, process-max=2), run
 //     as the data directory's owner, with archive_command switched to it;
 //   - the physical limits over the same bytes: a parallel raw read of the
 //     data directory, one MinIO PUT of a file of the same size (16 MiB parts,
 //     4 threads, unsigned payload), and `zstd -1 --no-compress-literals`
-//     (what the backup writes) on every core;
+//     (the faster of the backup's two encodings) on every core;
 //   - restore's physical limits over the same bytes: ranged MinIO GETs of
 //     that file (16 MiB, 4 connections), `zstd -d` of its two halves in two
 //     processes (restore decompresses on both cores), and a sequential
@@ -536,7 +536,7 @@ func (e *backupBench) compare(b *testing.B, label string) {
 	tarFile := filepath.Join(e.work, "datadir.tar")
 	writeDataDirTar(b, e.srv.DataDir, tarFile)
 	// Restore's limits: the tar in two halves compressed as the backup
-	// compresses (level 1, literals not Huffman-coded), so that two
+	// compresses most pages (level 1, literals not Huffman-coded), so that two
 	// decompressions use both cores as restore's workers do; and a copy
 	// of the tar written with fsync, as restore's files are made durable
 	// before it returns.

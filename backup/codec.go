@@ -153,10 +153,11 @@ func WriteNewKeyFile(file string) (recipient string, err error) {
 
 // zstd level 1 compresses at several hundred MB/s per core; each object is
 // compressed on its own so that objects compress in parallel. The shared
-// encoders hold one state per CPU: EncodeAll takes a free one, so as many
-// objects as there are CPUs compress at once (a concurrency of 1 would make
-// every upload worker queue for a single state). No lower-memory mode: with
-// it the fast encoder slides its whole window down after every 128 KiB block,
+// encoders hold one state per CPU (about 1.6 MiB each): EncodeAll takes a
+// free one, so as many objects as there are CPUs compress at once (a
+// concurrency of 1 would make every upload worker queue for a single
+// state). No lower-memory mode: with it the fast encoder slides its whole
+// window down after every block,
 // which costs more than the compression. No frame CRC: every stored object's
 // SHA-256 is checked before it is decompressed, and the CRC's xxhash pass
 // over the raw bytes would be the second hash of the same data. A 512 KiB

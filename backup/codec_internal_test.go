@@ -55,8 +55,8 @@ func TestSealOpenRoundTripsCompressibleRandomAndMixedData(t *testing.T) {
 	}
 }
 
-// Pages of float vectors are mostly literals, which zstd would Huffman-code
-// for about a tenth of their size at an eighth of the decoding speed, and
+// Pages of float vectors are mostly literals, whose Huffman coding saves
+// about a tenth of their size and decodes at an eighth of the speed, and
 // restores wait on decoding: their literals are stored as they are. Pages
 // of rows that repeat their neighbours but for a few bytes are mostly
 // matches, and Huffman coding their few literals is cheap to decode: it is

@@ -299,8 +299,8 @@ ON CONFLICT (name) DO UPDATE SET tuning = EXCLUDED.tuning`, s.spec.Name, raw); e
 // or less complete. Each query costs two exact scans, so the measurement
 // grows with the store: on uniformly random 128-dimensional rows, where
 // every setting is tried, it took 39 s on 500k rows (30 s with 24
-// queries, and 28 s then on 1.5M); the bound leaves room for several
-// times that store, after an index build that itself takes minutes.
+// queries); the bound leaves room for several times that store, after an
+// index build that itself takes minutes.
 const ensureTuningWithin = 5 * time.Minute
 
 // ensureTuning measures the search defaults of an index Ensure just built

@@ -118,7 +118,14 @@ func siteExport(t *testing.T, db string) (path, publicKey string) {
 	must(t, usageexport.EnsureSchema(ctx, pool))
 	key, err := usageexport.LoadOrCreateKey(filepath.Join(t.TempDir(), "usage.key"))
 	must(t, err)
+	// 24 hours inside one month, the month exported: the last 24 before
+	// this hour, or before this month began when those would straddle
+	// it (in the first hours of a month the export held only the
+	// previous month's part of them).
 	end := time.Now().UTC().Truncate(time.Hour)
+	if monthStart := time.Date(end.Year(), end.Month(), 1, 0, 0, 0, 0, time.UTC); end.Sub(monthStart) < 24*time.Hour {
+		end = monthStart
+	}
 	start := end.Add(-24 * time.Hour)
 	clock := harness.NewClock(start.Format(time.RFC3339))
 	ledger := usageexport.NewLedger(pool, clock)

@@ -131,13 +131,17 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 	}
 	if parent != nil {
 		m.Format, m.Type, m.Parent = incrementalFormat, TypeIncremental, parent.ID
-		inv.parent, inv.since, inv.parentStart, inv.dataDir = parentFiles(parent), parseLSN(parent.StartLSN), parent.StartTime, opts.DataDir
+		inv.parent, inv.since, inv.parentDatabases = parentFiles(parent), parseLSN(parent.StartLSN), parent.Databases
 		if parent.DataChecksums != m.DataChecksums {
 			// Checksums were turned on or off since the parent (or it does
 			// not say): every page may differ at the same LSN.
 			inv.parent = map[string]bool{}
 		}
 	}
+	if m.Databases, err = databaseIdentities(ctx, conn, opts.DataDir); err != nil {
+		return nil, fmt.Errorf("backup %s/%s: %w", opts.Namespace, opts.Instance, err)
+	}
+	inv.databases = m.Databases
 	if err := conn.QueryRow(ctx, "SELECT pg_backup_start($1, true)::text, clock_timestamp()", "outpost").Scan(&m.StartLSN, &m.StartTime); err != nil {
 		return nil, fmt.Errorf("backup: pg_backup_start: %w", err)
 	}

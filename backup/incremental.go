@@ -9,14 +9,11 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
-	"golang.org/x/sys/unix"
 )
 
 // Block-level incremental backups. PostgreSQL 15 has none of its own, so an
@@ -29,9 +26,9 @@ import (
 // What is not judged by page LSN is taken whole:
 //   - files the parent did not list: new files, including ones copied with
 //     their old LSNs (CREATE DATABASE ... STRATEGY FILE_COPY);
-//   - every file of a database directory made since the parent began (a
-//     database dropped and made again under the same OID has files of the
-//     names the parent listed, copied with old LSNs);
+//   - every file of a database directory that is not the one the parent
+//     saw (databases.go): a database dropped and made again under the same
+//     OID has files of the names the parent listed, copied with old LSNs;
 //   - every file that is not a relation's main fork: pg_control, pg_xact,
 //     configuration, the relation map, and the free space map (_fsm), whose
 //     pages are not WAL-logged, the visibility map (_vm), whose bits are
@@ -77,11 +74,9 @@ type inventory struct {
 	// and since its start LSN.
 	parent map[string]bool
 	since  uint64
-	// parentStart is when the parent began, and dataDir where the files
-	// are: a database directory made again since then is taken whole.
-	parentStart time.Time
-	dataDir     string
-	recreated   map[string]bool
+	// parentDatabases and databases identify each database directory as
+	// the parent and this backup found it before they began.
+	parentDatabases, databases map[string]string
 	// scan is the buffer the pages' LSNs are read through.
 	scan []byte
 }
@@ -91,38 +86,17 @@ func (inv *inventory) byPage(rel string, size int64) bool {
 	return inv.parent != nil && inv.parent[rel] && size%pageSize == 0 && mainFork.MatchString(rel) && !inv.databaseRecreated(rel)
 }
 
-// recreatedMargin allows for file times lagging the server's clock: both
-// are this machine's (a backup reads the data directory where the server
-// runs), but the kernel stamps files from a coarse clock. Erring early only
-// takes more files whole.
-const recreatedMargin = time.Second
-
-// databaseRecreated reports whether the database directory holding rel was
-// made after the parent began. CREATE DATABASE ... STRATEGY FILE_COPY
-// copies the template's pages with their old LSNs, and a database dropped
-// and made again with the same OID has files of the same names as the
-// parent listed: taken by page, the restore would keep the dropped
-// database's pages. PG_VERSION is written once, when the directory is
-// made, so its change time says when that was.
+// databaseRecreated reports whether the database directory holding rel
+// may not be the one the parent saw: its identity differs, or either backup
+// lacks it (a directory being made or dropped as they began, or a parent
+// from before identities were kept). Taking its files whole is always safe.
 func (inv *inventory) databaseRecreated(rel string) bool {
 	dir, _, ok := strings.Cut(strings.TrimPrefix(rel, "base/"), "/")
 	if !ok || !strings.HasPrefix(rel, "base/") {
 		return false
 	}
-	if r, ok := inv.recreated[dir]; ok {
-		return r
-	}
-	r := true // unknown: take the files whole, which is always safe
-	var st unix.Stat_t
-	if err := unix.Stat(filepath.Join(inv.dataDir, "base", dir, "PG_VERSION"), &st); err == nil {
-		made := time.Unix(st.Ctim.Unix())
-		r = !made.Before(inv.parentStart.Add(-recreatedMargin))
-	}
-	if inv.recreated == nil {
-		inv.recreated = map[string]bool{}
-	}
-	inv.recreated[dir] = r
-	return r
+	was, ok := inv.parentDatabases[dir]
+	return !ok || was != inv.databases[dir]
 }
 
 // checkParentTimeline refuses a parent from another timeline, or from past

@@ -138,10 +138,6 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 			inv.parent = map[string]bool{}
 		}
 	}
-	if m.Databases, err = databaseIdentities(ctx, conn, opts.DataDir); err != nil {
-		return nil, fmt.Errorf("backup %s/%s: %w", opts.Namespace, opts.Instance, err)
-	}
-	inv.databases = m.Databases
 	if err := conn.QueryRow(ctx, "SELECT pg_backup_start($1, true)::text, clock_timestamp()", "outpost").Scan(&m.StartLSN, &m.StartTime); err != nil {
 		return nil, fmt.Errorf("backup: pg_backup_start: %w", err)
 	}
@@ -152,6 +148,13 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 	if opts.OnStart != nil {
 		opts.OnStart(m.ID)
 	}
+	// After the start, so that a database made again before this look is
+	// seen as another, and one made again after it is in the WAL replayed
+	// from the start.
+	if m.Databases, err = databaseIdentities(ctx, conn, opts.DataDir); err != nil {
+		return nil, fmt.Errorf("backup %s: %w", m.ID, err)
+	}
+	inv.databases = m.Databases
 	dir := m.dir()
 
 	objects, source, err := uploadDataDir(ctx, opts, dir, inv)

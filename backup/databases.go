@@ -19,19 +19,25 @@ import (
 // pages with their old LSNs) has files of the very names the parent listed,
 // and its pages would look unchanged.
 //
-// PG_VERSION is written once, when the directory is made, and never again,
-// so its inode number and change time (to the nanosecond) identify the
-// directory. Comparing them for equality, rather than judging the change
-// time against the parent's start, needs no allowance for clock skew: a
-// database made a moment before a full backup is still the same database at
-// the next incremental one.
+// The identity is PG_VERSION's inode number and change time, written once
+// when the directory is made, and the transaction that wrote the database's
+// catalog row (its xmin), which every CREATE DATABASE makes anew: a kernel
+// may hand a freed inode number straight back, and its clock ticks
+// coarsely. They are compared for equality, not judged against the parent's
+// start, so a database made a moment before a full backup is still the same
+// database at the next incremental one. ALTER DATABASE rewrites the row,
+// and the next incremental backup then takes the database whole.
+//
+// A backup reads the identities after pg_backup_start and before reading
+// any file. A database made again before that look shows another identity;
+// one made again after it is in the WAL a restore replays from the start.
 //
 // An identity is recorded only for a database whose creation had committed,
-// which CREATE DATABASE does after copying every file: a backup that records
-// it and reads the files afterwards holds them whole. The directories are
-// read before and after the catalog, and one that changed in between is not
-// recorded. Whatever is not recorded is taken whole by the next incremental
-// backup, which is always safe.
+// which CREATE DATABASE does after copying every file, so the walk that
+// follows reads its files whole. The directories are read before and after
+// the catalog, and one that changed in between is not recorded. Whatever is
+// not recorded is taken whole by the next incremental backup, which is
+// always safe.
 
 // databaseIdentities reads the identity of every database directory under
 // dataDir/base whose database conn's catalog shows as made.
@@ -40,12 +46,16 @@ func databaseIdentities(ctx context.Context, conn *pgx.Conn, dataDir string) (ma
 	if err != nil {
 		return nil, err
 	}
-	rows, err := conn.Query(ctx, "SELECT oid::text FROM pg_database")
+	rows, err := conn.Query(ctx, "SELECT oid::text, xmin::text FROM pg_database")
 	if err != nil {
 		return nil, fmt.Errorf("list databases: %w", err)
 	}
-	made, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
+	made := map[string]string{}
+	var oid, xmin string
+	if _, err := pgx.ForEachRow(rows, []any{&oid, &xmin}, func() error {
+		made[oid] = xmin
+		return nil
+	}); err != nil {
 		return nil, fmt.Errorf("list databases: %w", err)
 	}
 	after, err := directoryIdentities(dataDir)
@@ -53,9 +63,9 @@ func databaseIdentities(ctx context.Context, conn *pgx.Conn, dataDir string) (ma
 		return nil, err
 	}
 	ids := make(map[string]string, len(made))
-	for _, oid := range made {
+	for oid, xmin := range made {
 		if id, ok := before[oid]; ok && id == after[oid] {
-			ids[oid] = id
+			ids[oid] = id + ":" + xmin
 		}
 	}
 	return ids, nil

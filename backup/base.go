@@ -35,7 +35,8 @@ type CreateOptions struct {
 	// Concurrency is how many objects are compressed and uploaded at once;
 	// 0 means twice the number of CPUs, at least 4.
 	Concurrency int
-	// ChunkSize is the raw size of one object; 0 means 32 MiB.
+	// ChunkSize is the raw size of one object; 0 means 32 MiB for a full
+	// backup and 8 MiB for an incremental one.
 	ChunkSize int
 	// Progress, if set, is called with the bytes read so far.
 	Progress func(read int64)
@@ -69,9 +70,6 @@ type CreateOptions struct {
 func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if opts.ChunkSize <= 0 {
-		opts.ChunkSize = 32 << 20
-	}
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = max(4, 2*runtime.GOMAXPROCS(0))
 	}
@@ -127,6 +125,15 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 			parent, m.FullBecause = nil, err.Error()
 		case err != nil:
 			return nil, fmt.Errorf("incremental backup of %s/%s: %w", opts.Namespace, opts.Instance, err)
+		}
+	}
+	if opts.ChunkSize <= 0 {
+		// An incremental backup reads much and keeps little: smaller
+		// objects are compressed while the scan goes on, where the last
+		// of a few large ones would be compressed alone after it.
+		opts.ChunkSize = 32 << 20
+		if parent != nil {
+			opts.ChunkSize = 8 << 20
 		}
 	}
 	if parent != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"testing"
 )
@@ -44,5 +45,47 @@ func TestPageScanKeepsNewerPagesAndSurvivesAFileThatShrank(t *testing.T) {
 	}
 	if got, err := inv.changedPages(f, 0); err != nil || len(got) != 0 {
 		t.Errorf("scan of an empty file: %v, %v", got, err)
+	}
+}
+
+// A large file is scanned in spans side by side: the blocks come back in
+// order, whole, with those at the spans' edges, also when the file ends
+// short of the size scanned.
+func TestPageScanOfALargeFileInSpansMissesNoPage(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	const since = 0x1_00000000
+	n := 3*scanSpan/pageSize + 5
+	pages := make([]byte, n*pageSize)
+	for i := range n {
+		binary.LittleEndian.PutUint32(pages[i*pageSize:], 0)
+		binary.LittleEndian.PutUint32(pages[i*pageSize+4:], 0x10) // older than since
+	}
+	perSpan := scanSpan / pageSize
+	want := []uint32{0, uint32(perSpan - 1), uint32(perSpan), uint32(perSpan + 1), uint32(2*perSpan + 7), uint32(n - 1)}
+	for _, b := range want {
+		binary.LittleEndian.PutUint32(pages[int(b)*pageSize:], 1) // since + b
+		binary.LittleEndian.PutUint32(pages[int(b)*pageSize+4:], b)
+	}
+	file := filepath.Join(t.TempDir(), "16384")
+	if err := os.WriteFile(file, pages, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	inv := &inventory{since: since}
+	for _, size := range []int64{int64(len(pages)), int64(len(pages)) + scanSpan} {
+		got, err := inv.changedPages(f, size)
+		if err != nil {
+			t.Fatalf("scan of %d bytes (the file has %d): %v", size, len(pages), err)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("scan of %d bytes (the file has %d): blocks %v, want %v", size, len(pages), got, want)
+		}
+	}
+	if len(inv.scan) < 3 {
+		t.Errorf("the file was scanned through %d buffers, want one for each of 3 spans at least", len(inv.scan))
 	}
 }

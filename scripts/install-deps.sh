@@ -253,11 +253,12 @@ install_chromium() {
 }
 
 # pgBackRest is the peer the backup benchmark measures us against, side by
-# side; Debian's package (2.45 on bookworm) is the version operators get.
-have_pgbackrest() { debs_installed pgbackrest; }
+# side; Debian's package (2.45 on bookworm) is the version operators get. The
+# zstd command is the same benchmark's decompression limit.
+have_pgbackrest() { debs_installed pgbackrest zstd; }
 install_pgbackrest() {
 	apt_update_once
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends pgbackrest
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends pgbackrest zstd
 }
 
 # The images' base layer: Debian minbase with PostgreSQL 15, ca-certificates

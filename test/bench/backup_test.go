@@ -108,7 +108,7 @@ func newBackupBench(b *testing.B) *backupBench {
 		b.Fatal("pgbackrest is not installed: run scripts/install-deps.sh (step pgbackrest)")
 	}
 	if _, err := exec.LookPath("zstd"); err != nil {
-		b.Fatal("the zstd command is not installed; it is the compression limit of this benchmark")
+		b.Fatal("the zstd command is not installed; it is the decompression limit of this benchmark: run scripts/install-deps.sh (step pgbackrest)")
 	}
 	ctx := context.Background()
 	e := &backupBench{minio: harness.StartMinIOTLS(b), work: harness.TempDir(b)}

@@ -124,6 +124,11 @@ func applyTar(s *chunkStream, dir string) error {
 					break
 				}
 			}
+			if err == nil {
+				// As the full backup's files are (durable.go), so that
+				// the final sync does not wait for every link's pages.
+				err = startWriteback(f, 0, 0)
+			}
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}
@@ -136,6 +141,9 @@ func applyTar(s *chunkStream, dir string) error {
 				return err
 			}
 			_, err = io.Copy(f, tr)
+			if err == nil {
+				err = startWriteback(f, 0, 0)
+			}
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}

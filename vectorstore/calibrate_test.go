@@ -16,7 +16,7 @@ import (
 // instead. The control asks that graph for 1000 candidates explicitly: its
 // recall is what the defaults would have given without the measurement.
 func TestSearchDefaultsAreMeasuredOnTheStoresOwnData(t *testing.T) {
-	_, pool := newDB(t)
+	pg, pool := newDB(t)
 	ctx := context.Background()
 
 	t.Run("clustered", func(t *testing.T) {
@@ -87,6 +87,50 @@ func TestSearchDefaultsAreMeasuredOnTheStoresOwnData(t *testing.T) {
 		res := ingestRows(t, s, rows)
 		if res.Tuning == nil || res.Tuning.FilteredMeasured || !strings.Contains(res.Tuning.FilteredUnmeasured, "fewer than 10") {
 			t.Fatalf("tuning: %+v, want filtered searches unmeasured for too few rows", res.Tuning)
+		}
+	})
+
+	t.Run("filtered_measurement_fails", func(t *testing.T) {
+		// The server cancels the filtered measurement's first query (an
+		// administrator's pg_cancel_backend, a statement timeout): the
+		// unfiltered measurement is recorded all the same, and the
+		// record says why filtered searches were not measured. Had the
+		// cancel not landed, they would have been (the first subtest):
+		// the test fails rather than pass without the fault.
+		rows, _ := split(clustered(20000, 48, 50, 21), 500)
+		s := ensure(t, pool, vectorstore.Spec{Name: "filtered_fails", Dimensions: 48, Index: vectorstore.Index{Type: vectorstore.HNSW}, Features: testFeatures})
+		// A superuser sees every session's query. A cancel that reaches
+		// a session between statements is lost, so every one seen is
+		// cancelled until the ingest returns.
+		admin := pg.Connect(t, "postgres")
+		watch, cancel := context.WithCancel(ctx)
+		cancelled := make(chan []string, 1)
+		go func() {
+			var seen []string
+			defer func() { cancelled <- seen }()
+			for watch.Err() == nil {
+				var query string
+				err := admin.QueryRow(watch, `SELECT query FROM pg_stat_activity
+					WHERE query LIKE '%hashtext(key) & 127%' AND pid <> pg_backend_pid() AND state = 'active' AND pg_cancel_backend(pid)
+					LIMIT 1`).Scan(&query)
+				if err == nil {
+					seen = append(seen, query)
+				}
+			}
+		}()
+		res := ingestRows(t, s, rows)
+		cancel()
+		seen := <-cancelled
+		if len(seen) == 0 {
+			t.Fatalf("the filtered measurement's queries were never seen running; tuning %+v", res.Tuning)
+		}
+		t.Logf("%d cancels sent, the first to: %.100s", len(seen), seen[0])
+		if res.Tuning == nil || res.Tuning.Exact() || res.Tuning.FilteredMeasured ||
+			!strings.Contains(res.Tuning.FilteredUnmeasured, "the measurement failed") || !strings.Contains(res.Tuning.FilteredUnmeasured, "canceling statement") {
+			t.Fatalf("tuning: %+v, want the unfiltered setting measured and filtered searches unmeasured because the measurement failed", res.Tuning)
+		}
+		if got, ok, err := s.Tuning(ctx); err != nil || !ok || got.Value != res.Tuning.Value || got.FilteredUnmeasured != res.Tuning.FilteredUnmeasured {
+			t.Fatalf("recorded tuning: %+v %v %v, want %+v", got, ok, err, *res.Tuning)
 		}
 	})
 

@@ -145,6 +145,7 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 			inv.parent = map[string]bool{}
 		}
 	}
+	beforeBackupStart()
 	if err := conn.QueryRow(ctx, "SELECT pg_backup_start($1, true)::text, clock_timestamp()", "outpost").Scan(&m.StartLSN, &m.StartTime); err != nil {
 		return nil, fmt.Errorf("backup: pg_backup_start: %w", err)
 	}
@@ -245,7 +246,7 @@ func uploadDataDir(ctx context.Context, opts CreateOptions, dir string, inv *inv
 	// Chunk buffers circulate between the reader and the workers: at most
 	// one being filled, one queued and one per worker. A bounded free list
 	// rather than a sync.Pool, which the garbage collector empties, making
-	// the next 32 MiB buffer a fresh allocation the runtime must zero.
+	// the next chunk buffer a fresh allocation the runtime must zero.
 	free := &bufferList{free: make(chan []byte, opts.Concurrency+2), size: opts.ChunkSize}
 	chunks := make(chan chunk, 1)
 	var (

@@ -39,6 +39,10 @@ import (
 // not recorded is taken whole by the next incremental backup, which is
 // always safe.
 
+// beforeBackupStart is called just before pg_backup_start; only tests set
+// it, to make a database again where the identities must still see it.
+var beforeBackupStart = func() {}
+
 // databaseIdentities reads the identity of every database directory under
 // dataDir/base whose database conn's catalog shows as made.
 func databaseIdentities(ctx context.Context, conn *pgx.Conn, dataDir string) (map[string]string, error) {

@@ -78,7 +78,7 @@ type inventory struct {
 	parent map[string]bool
 	since  uint64
 	// parentDatabases and databases identify each database directory as
-	// the parent and this backup found it before they began.
+	// the parent and this backup found it, just after each began.
 	parentDatabases, databases map[string]string
 	// scan holds the buffers the pages' LSNs are read through, one for
 	// each span scanned at once.

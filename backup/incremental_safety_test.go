@@ -51,52 +51,69 @@ func TestIncrementalTakesADatabaseMadeAgainUnderTheSameOIDWhole(t *testing.T) {
 	}
 }
 
-// The same, with the database made again while an incremental backup runs,
-// just after it began: that backup and the next one on top of it restore
-// what the source holds.
-func TestDatabaseMadeAgainDuringAnIncrementalRestoresThroughTheChain(t *testing.T) {
-	s := newSite(t, false)
-	ctx := context.Background()
-	s.exec(t, "CREATE DATABASE tmpl")
-	s.exec(t, "CREATE DATABASE app")
-	for db, sql := range map[string]string{
-		"tmpl": "CREATE TABLE from_template AS SELECT g AS id FROM generate_series(1, 500) g",
-		"app":  "CREATE TABLE dropped_with_app AS SELECT g AS id FROM generate_series(1, 700) g",
-	} {
-		conn := s.pg.Connect(t, db)
-		if _, err := conn.Exec(ctx, sql); err != nil {
-			t.Fatal(err)
-		}
-		conn.Close(ctx)
-	}
-	oid := queryString(t, s.pg.URL("postgres"), "SELECT oid::text FROM pg_database WHERE datname = 'app'")
-	s.backup(t)
+// The same, with the database made again as an incremental backup begins:
+// just before pg_backup_start, where its WAL is not replayed and only its
+// new identity shows it, and just after, where WAL replay remakes it. The
+// backup, and the next one on top of it, restore what the source holds.
+func TestDatabaseMadeAgainAsAnIncrementalBeginsRestoresThroughTheChain(t *testing.T) {
+	for _, moment := range []string{"before_start", "after_start"} {
+		t.Run(moment, func(t *testing.T) {
+			s := newSite(t, false)
+			ctx := context.Background()
+			s.exec(t, "CREATE DATABASE tmpl")
+			s.exec(t, "CREATE DATABASE app")
+			for db, sql := range map[string]string{
+				"tmpl": "CREATE TABLE from_template AS SELECT g AS id FROM generate_series(1, 500) g",
+				"app":  "CREATE TABLE dropped_with_app AS SELECT g AS id FROM generate_series(1, 700) g",
+			} {
+				conn := s.pg.Connect(t, db)
+				if _, err := conn.Exec(ctx, sql); err != nil {
+					t.Fatal(err)
+				}
+				conn.Close(ctx)
+			}
+			oid := queryString(t, s.pg.URL("postgres"), "SELECT oid::text FROM pg_database WHERE datname = 'app'")
+			s.backup(t)
 
-	during, err := backup.Create(ctx, backup.CreateOptions{
-		Store: s.store, Namespace: "default", Instance: "src",
-		ConnString: s.pg.URL("postgres"), DataDir: s.pg.Server.DataDir, Type: backup.TypeIncremental,
-		OnStart: func(string) {
-			s.exec(t, "DROP DATABASE app")
-			s.exec(t, "CREATE DATABASE app OID "+oid+" TEMPLATE tmpl STRATEGY FILE_COPY")
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	next := s.incremental(t, "")
-	want := sums(t, s.pg.URL("app"), "from_template", "dropped_with_app")
-	if !strings.Contains(want, "dropped_with_app=missing") {
-		t.Fatalf("the source itself: %s", want)
-	}
-	s.archiveNow(t)
-	for _, id := range []string{during.ID, next.ID} {
-		restored, err := s.restore(t, backup.Keys{}, id, time.Time{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := sums(t, restored.URL("app"), "from_template", "dropped_with_app"); got != want {
-			t.Fatalf("database app restored from the chain up to %s: %s, want %s", id, got, want)
-		}
+			remake := func() {
+				s.exec(t, "DROP DATABASE app")
+				s.exec(t, "CREATE DATABASE app OID "+oid+" TEMPLATE tmpl STRATEGY FILE_COPY")
+			}
+			opts := backup.CreateOptions{
+				Store: s.store, Namespace: "default", Instance: "src",
+				ConnString: s.pg.URL("postgres"), DataDir: s.pg.Server.DataDir, Type: backup.TypeIncremental,
+			}
+			if moment == "before_start" {
+				done := false
+				backup.BeforeBackupStart(t, func() {
+					if !done {
+						done = true
+						remake()
+					}
+				})
+			} else {
+				opts.OnStart = func(string) { remake() }
+			}
+			during, err := backup.Create(ctx, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			next := s.incremental(t, "")
+			want := sums(t, s.pg.URL("app"), "from_template", "dropped_with_app")
+			if !strings.Contains(want, "dropped_with_app=missing") {
+				t.Fatalf("the source itself: %s", want)
+			}
+			s.archiveNow(t)
+			for _, id := range []string{during.ID, next.ID} {
+				restored, err := s.restore(t, backup.Keys{}, id, time.Time{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := sums(t, restored.URL("app"), "from_template", "dropped_with_app"); got != want {
+					t.Fatalf("database app restored from the chain up to %s: %s, want %s", id, got, want)
+				}
+			}
+		})
 	}
 }
 

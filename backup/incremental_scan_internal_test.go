@@ -2,6 +2,7 @@ package backup
 
 import (
 	"encoding/binary"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -60,8 +61,18 @@ func TestPageScanOfALargeFileInSpansMissesNoPage(t *testing.T) {
 		binary.LittleEndian.PutUint32(pages[i*pageSize:], 0)
 		binary.LittleEndian.PutUint32(pages[i*pageSize+4:], 0x10) // older than since
 	}
-	perSpan := scanSpan / pageSize
-	want := []uint32{0, uint32(perSpan - 1), uint32(perSpan), uint32(perSpan + 1), uint32(2*perSpan + 7), uint32(n - 1)}
+	// The changed pages are the first and last, and those on each side
+	// of every edge between spans, for both sizes scanned below (3 spans
+	// of the file, 4 of the file and one more span).
+	changed := map[uint32]bool{0: true, uint32(n - 1): true}
+	for _, size := range []int64{int64(n) * pageSize, int64(n)*pageSize + scanSpan} {
+		spans := min(4, size/scanSpan)
+		per := (size/spans + pageSize - 1) / pageSize
+		for k := int64(1); k < spans && k*per < int64(n); k++ {
+			changed[uint32(k*per-1)], changed[uint32(k*per)] = true, true
+		}
+	}
+	want := slices.Sorted(maps.Keys(changed))
 	for _, b := range want {
 		binary.LittleEndian.PutUint32(pages[int(b)*pageSize:], 1) // since + b
 		binary.LittleEndian.PutUint32(pages[int(b)*pageSize+4:], b)

@@ -71,8 +71,8 @@ type Manifest struct {
 	// have neither, and cannot be a parent.
 	Files []FileEntry `json:"files,omitempty"`
 	Dirs  []string    `json:"dirs,omitempty"`
-	// Databases identifies each database directory under base/ as it was
-	// just before the backup began (databases.go). An incremental backup
+	// Databases identifies each database directory under base/ as the
+	// backup found it just after it began (databases.go). An incremental backup
 	// takes whole every file of a database whose identity is not its
 	// parent's, or that its parent does not record.
 	Databases map[string]string `json:"databases,omitempty"`

@@ -207,7 +207,7 @@ func readBackup(ctx context.Context, opts RestoreOptions, m *Manifest, consume f
 // fetchObjects downloads, checks and opens the backup's objects with some
 // running ahead, and sends them to out in order. Decoded buffers come back
 // through a free list once their bytes are written, so that a restore does
-// not allocate (and the runtime zero) a new 32 MiB buffer per object.
+// not allocate (and the runtime zero) a new buffer per object.
 func fetchObjects(ctx context.Context, opts RestoreOptions, m *Manifest, out chan<- *decoded) error {
 	conc := opts.Concurrency
 	if conc <= 0 {

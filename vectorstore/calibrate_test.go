@@ -2,8 +2,12 @@ package vectorstore_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/outpostdata/outpost/vectorstore"
 )
@@ -101,26 +105,38 @@ func TestSearchDefaultsAreMeasuredOnTheStoresOwnData(t *testing.T) {
 		s := ensure(t, pool, vectorstore.Spec{Name: "filtered_fails", Dimensions: 48, Index: vectorstore.Index{Type: vectorstore.HNSW}, Features: testFeatures})
 		// A superuser sees every session's query. A cancel that reaches
 		// a session between statements is lost, so every one seen is
-		// cancelled until the ingest returns.
+		// cancelled until the ingest returns. CASE keeps the watcher from
+		// cancelling itself: its own text matches too, and PostgreSQL
+		// orders a WHERE clause's conditions as it likes.
 		admin := pg.Connect(t, "postgres")
 		watch, cancel := context.WithCancel(ctx)
-		cancelled := make(chan []string, 1)
+		var seen []string
+		stopped := make(chan struct{})
 		go func() {
-			var seen []string
-			defer func() { cancelled <- seen }()
+			defer close(stopped)
 			for watch.Err() == nil {
 				var query string
 				err := admin.QueryRow(watch, `SELECT query FROM pg_stat_activity
-					WHERE query LIKE '%hashtext(key) & 127%' AND pid <> pg_backend_pid() AND state = 'active' AND pg_cancel_backend(pid)
+					WHERE query LIKE '%hashtext(key) & 127%' AND state = 'active'
+					AND CASE WHEN pid = pg_backend_pid() THEN false ELSE pg_cancel_backend(pid) END
 					LIMIT 1`).Scan(&query)
-				if err == nil {
+				switch {
+				case err == nil:
 					seen = append(seen, query)
+				case errors.Is(err, pgx.ErrNoRows):
+					time.Sleep(time.Millisecond)
+				default:
+					time.Sleep(10 * time.Millisecond)
 				}
 			}
 		}()
+		// Registered after Connect's cleanup, so run before it: the
+		// watcher is gone before its connection closes, whatever ends
+		// the test.
+		stop := func() { cancel(); <-stopped }
+		t.Cleanup(stop)
 		res := ingestRows(t, s, rows)
-		cancel()
-		seen := <-cancelled
+		stop()
 		if len(seen) == 0 {
 			t.Fatalf("the filtered measurement's queries were never seen running; tuning %+v", res.Tuning)
 		}

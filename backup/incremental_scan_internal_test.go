@@ -24,26 +24,10 @@ func TestPageScanKeepsNewerPagesAndSurvivesAFileThatShrank(t *testing.T) {
 		binary.LittleEndian.PutUint32(pages[i*pageSize+4:], uint32(lsn))
 		pages[i*pageSize+100] = 0xff // content that is not an LSN
 	}
-	file := filepath.Join(t.TempDir(), "16384")
-	if err := os.WriteFile(file, pages, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := relationFile(t, pages)
 	want := []uint32{0, 2, 3, 5}
 	inv := &inventory{since: since}
-	for _, size := range []int64{int64(len(pages)), int64(len(pages)) + 10*pageSize} {
-		got, err := inv.changedPages(f, size)
-		if err != nil {
-			t.Fatalf("scan of %d bytes (the file has %d): %v", size, len(pages), err)
-		}
-		if !slices.Equal(got, want) {
-			t.Errorf("scan of %d bytes (the file has %d): blocks %v, want %v", size, len(pages), got, want)
-		}
-	}
+	expectBlocks(t, inv, f, int64(len(pages)), 10*pageSize, want)
 	if got, err := inv.changedPages(f, 0); err != nil || len(got) != 0 {
 		t.Errorf("scan of an empty file: %v, %v", got, err)
 	}
@@ -77,6 +61,17 @@ func TestPageScanOfALargeFileInSpansMissesNoPage(t *testing.T) {
 		binary.LittleEndian.PutUint32(pages[int(b)*pageSize:], 1) // since + b
 		binary.LittleEndian.PutUint32(pages[int(b)*pageSize+4:], b)
 	}
+	f := relationFile(t, pages)
+	inv := &inventory{since: since}
+	expectBlocks(t, inv, f, int64(len(pages)), scanSpan, want)
+	if len(inv.scan) < 3 {
+		t.Errorf("the file was scanned through %d buffers, want one for each of 3 spans at least", len(inv.scan))
+	}
+}
+
+// relationFile is a file holding pages, open for reading until t ends.
+func relationFile(t *testing.T, pages []byte) *os.File {
+	t.Helper()
 	file := filepath.Join(t.TempDir(), "16384")
 	if err := os.WriteFile(file, pages, 0o600); err != nil {
 		t.Fatal(err)
@@ -85,18 +80,22 @@ func TestPageScanOfALargeFileInSpansMissesNoPage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	inv := &inventory{since: since}
-	for _, size := range []int64{int64(len(pages)), int64(len(pages)) + scanSpan} {
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// expectBlocks scans f, of length bytes, as its own size and as extra
+// bytes more (the file shrank after it was listed), and checks that both
+// find the blocks want.
+func expectBlocks(t *testing.T, inv *inventory, f *os.File, length, extra int64, want []uint32) {
+	t.Helper()
+	for _, size := range []int64{length, length + extra} {
 		got, err := inv.changedPages(f, size)
 		if err != nil {
-			t.Fatalf("scan of %d bytes (the file has %d): %v", size, len(pages), err)
+			t.Fatalf("scan of %d bytes (the file has %d): %v", size, length, err)
 		}
 		if !slices.Equal(got, want) {
-			t.Errorf("scan of %d bytes (the file has %d): blocks %v, want %v", size, len(pages), got, want)
+			t.Errorf("scan of %d bytes (the file has %d): blocks %v, want %v", size, length, got, want)
 		}
-	}
-	if len(inv.scan) < 3 {
-		t.Errorf("the file was scanned through %d buffers, want one for each of 3 spans at least", len(inv.scan))
 	}
 }

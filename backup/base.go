@@ -488,7 +488,7 @@ func writeTar(ctx context.Context, dataDir string, w *chunkWriter, inv *inventor
 		size := info.Size()
 		inv.files = append(inv.files, FileEntry{Path: rel, Size: size})
 		if inv.byPage(rel, size) {
-			if err := inv.writePages(w, header, f, rel, info); err != nil {
+			if err := inv.writePages(ctx, w, header, f, rel, info); err != nil {
 				return err
 			}
 			progress(size)

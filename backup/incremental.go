@@ -132,14 +132,16 @@ const scanSpan = 64 << 20
 // changedPages reads f (size bytes) and returns the blocks whose page LSN
 // is 0 or at or after inv.since, in order. A file that shrinks while it is
 // read ends the scan of each span where it ends: its truncation is after
-// this backup's start, so WAL replay repeats it.
-func (inv *inventory) changedPages(f *os.File, size int64) ([]uint32, error) {
+// this backup's start, so WAL replay repeats it. Each span stops at its
+// next read once ctx is done, so a cancelled backup does not finish
+// scanning a 1 GiB segment first.
+func (inv *inventory) changedPages(ctx context.Context, f *os.File, size int64) ([]uint32, error) {
 	spans := int(min(int64(runtime.GOMAXPROCS(0)), max(1, size/scanSpan)))
 	for len(inv.scan) < spans {
 		inv.scan = append(inv.scan, make([]byte, 128*pageSize))
 	}
 	if spans == 1 {
-		return inv.scanSpan(f, inv.scan[0], 0, size)
+		return inv.scanSpan(ctx, f, inv.scan[0], 0, size)
 	}
 	// Spans end on page boundaries.
 	per := (size/int64(spans) + pageSize - 1) / pageSize * pageSize
@@ -151,7 +153,7 @@ func (inv *inventory) changedPages(f *os.File, size int64) ([]uint32, error) {
 		go func() {
 			defer wg.Done()
 			start := int64(i) * per
-			found[i], errs[i] = inv.scanSpan(f, inv.scan[i], start, min(size, start+per))
+			found[i], errs[i] = inv.scanSpan(ctx, f, inv.scan[i], start, min(size, start+per))
 		}()
 	}
 	wg.Wait()
@@ -162,9 +164,12 @@ func (inv *inventory) changedPages(f *os.File, size int64) ([]uint32, error) {
 }
 
 // scanSpan is changedPages over bytes [from, to) of f, read through buf.
-func (inv *inventory) scanSpan(f *os.File, buf []byte, from, to int64) ([]uint32, error) {
+func (inv *inventory) scanSpan(ctx context.Context, f *os.File, buf []byte, from, to int64) ([]uint32, error) {
 	var blocks []uint32
 	for off := from; off < to; {
+		if ctx.Err() != nil {
+			return nil, context.Cause(ctx)
+		}
 		n, err := f.ReadAt(buf[:min(int64(len(buf)), to-off)], off)
 		for p := 0; p+pageSize <= n; p += pageSize {
 			// pd_lsn is {uint32 xlogid; uint32 xrecoff} in the server's
@@ -189,8 +194,8 @@ func (inv *inventory) scanSpan(f *os.File, buf []byte, from, to int64) ([]uint32
 // into w. The pages are read a second time, after the scan, so that a
 // 1 GiB segment is never held in memory; a page that changed in between
 // is repaired by WAL replay as above.
-func (inv *inventory) writePages(w *chunkWriter, header func(*tar.Header) error, f *os.File, rel string, info fs.FileInfo) error {
-	blocks, err := inv.changedPages(f, info.Size())
+func (inv *inventory) writePages(ctx context.Context, w *chunkWriter, header func(*tar.Header) error, f *os.File, rel string, info fs.FileInfo) error {
+	blocks, err := inv.changedPages(ctx, f, info.Size())
 	if err != nil {
 		return fmt.Errorf("read %s: %w", rel, err)
 	}

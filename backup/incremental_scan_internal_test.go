@@ -1,7 +1,9 @@
 package backup
 
 import (
+	"context"
 	"encoding/binary"
+	"errors"
 	"maps"
 	"os"
 	"path/filepath"
@@ -28,7 +30,7 @@ func TestPageScanKeepsNewerPagesAndSurvivesAFileThatShrank(t *testing.T) {
 	want := []uint32{0, 2, 3, 5}
 	inv := &inventory{since: since}
 	expectBlocks(t, inv, f, int64(len(pages)), 10*pageSize, want)
-	if got, err := inv.changedPages(f, 0); err != nil || len(got) != 0 {
+	if got, err := inv.changedPages(context.Background(), f, 0); err != nil || len(got) != 0 {
 		t.Errorf("scan of an empty file: %v, %v", got, err)
 	}
 }
@@ -69,6 +71,24 @@ func TestPageScanOfALargeFileInSpansMissesNoPage(t *testing.T) {
 	}
 }
 
+// A cancelled backup stops scanning at once, in every span, with the
+// cancel's cause: not after the rest of a 1 GiB segment, and not with the
+// blocks found so far as if the scan had finished.
+func TestPageScanStopsWhenTheBackupIsCancelled(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	f := relationFile(t, make([]byte, 2*scanSpan)) // every page new (LSN 0)
+	stop := errors.New("backup cancelled")
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(stop)
+	inv := &inventory{since: 0x1_00000000}
+	for _, size := range []int64{pageSize, 2 * scanSpan} {
+		got, err := inv.changedPages(ctx, f, size)
+		if !errors.Is(err, stop) || got != nil {
+			t.Errorf("cancelled scan of %d bytes: %d blocks, error %v; want no blocks and %q", size, len(got), err, stop)
+		}
+	}
+}
+
 // relationFile is a file holding pages, open for reading until t ends.
 func relationFile(t *testing.T, pages []byte) *os.File {
 	t.Helper()
@@ -90,7 +110,7 @@ func relationFile(t *testing.T, pages []byte) *os.File {
 func expectBlocks(t *testing.T, inv *inventory, f *os.File, length, extra int64, want []uint32) {
 	t.Helper()
 	for _, size := range []int64{length, length + extra} {
-		got, err := inv.changedPages(f, size)
+		got, err := inv.changedPages(context.Background(), f, size)
 		if err != nil {
 			t.Fatalf("scan of %d bytes (the file has %d): %v", size, length, err)
 		}

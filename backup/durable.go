@@ -60,5 +60,7 @@ func startWriteback(f *os.File, off, n int64) error {
 }
 
 // writeBehind is off only in the test that shows the final flush: with it
-// on, a restore's data never piles up dirty where a test could see it.
+// on, a restore's data never piles up dirty where a test could see it,
+// being either handed to the disk as it lands or written past the page
+// cache (directwrite.go).
 var writeBehind = true

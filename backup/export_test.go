@@ -9,8 +9,9 @@ func BeforeBackupStart(t testing.TB, f func()) {
 	t.Cleanup(func() { beforeBackupStart = func() {} })
 }
 
-// WithoutWriteBehind turns off startWriteback for the rest of t, so that
-// a restore's data stays dirty in the page cache until the final flush.
+// WithoutWriteBehind turns off startWriteback and direct writes for the
+// rest of t, so that a restore's data stays dirty in the page cache until
+// the final flush.
 func WithoutWriteBehind(t testing.TB) {
 	writeBehind = false
 	t.Cleanup(func() { writeBehind = true })

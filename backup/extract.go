@@ -3,6 +3,7 @@ package backup
 import (
 	"archive/tar"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -19,9 +20,11 @@ import (
 // copied out of the decoded objects but written from them, at their
 // offsets, by one goroutine per CPU: writing into the page cache costs the
 // kernel about as much CPU as decompressing, and a single writer would leave
-// the other cores idle.
+// the other cores idle. Large files are written past the page cache
+// (directwrite.go); those writes wait on the disk, not the CPU, hence two
+// writers more than CPUs.
 func extractTar(s *chunkStream, dir string, progress func(int64), timings *RestoreTimings) (err error) {
-	w := newParallelWriter(runtime.GOMAXPROCS(0), timings)
+	w := newParallelWriter(runtime.GOMAXPROCS(0)+2, timings)
 	s.w = w
 	defer func() {
 		s.close()
@@ -57,9 +60,19 @@ func extractTar(s *chunkStream, dir string, progress func(int64), timings *Resto
 			if err != nil {
 				return err
 			}
+			of := w.open(f)
+			if h.Size >= directMin && writeBehind && !w.directUnsupported {
+				of.direct, err = openDirect(p)
+				if errors.Is(err, errDirectUnsupported) {
+					w.directUnsupported = true
+				} else if err != nil {
+					w.done(of)
+					return err
+				}
+			}
 			// The data follows; the next tr.Next skips it through
 			// s.Seek, which hands it to the writers.
-			s.sinkTo(w.open(f), h.Size)
+			s.sinkTo(of, h.Size)
 			written += h.Size
 			if progress != nil {
 				progress(written)
@@ -142,7 +155,11 @@ func (s *chunkStream) take(n int64) []byte {
 	s.pos += int64(len(b))
 	if s.sink != nil {
 		k := min(int64(len(b)), s.sinkLen)
-		s.w.write(s.sink, s.cur, b[:k], s.sinkOff)
+		if s.sink.direct != nil {
+			s.w.addDirect(s.sink, s.cur, b[:k], s.sinkOff)
+		} else {
+			s.w.write(s.sink, s.cur, b[:k], s.sinkOff)
+		}
 		s.sinkOff += k
 		s.sinkLen -= k
 		if s.sinkLen == 0 {
@@ -203,18 +220,29 @@ type parallelWriter struct {
 	wg   sync.WaitGroup
 	mu   sync.Mutex
 	err  error
+	// directUnsupported is set, by the stream, once the file system
+	// refused an O_DIRECT open.
+	directUnsupported bool
 }
 
 type openFile struct {
-	f    *os.File
-	refs atomic.Int32
+	f *os.File
+	// direct is f opened again with O_DIRECT, for a large file; window
+	// is the part of it not yet sent to the writers, from windowOff.
+	direct    *os.File
+	window    []part
+	windowOff int64
+	refs      atomic.Int32
 }
 
+// writeJob is buf, a slice of src, to be written at off through the page
+// cache; or, with parts, a window to be written directly at off.
 type writeJob struct {
-	of  *openFile
-	src *decoded
-	buf []byte
-	off int64
+	of    *openFile
+	src   *decoded
+	buf   []byte
+	parts []part
+	off   int64
 }
 
 func newParallelWriter(workers int, timings *RestoreTimings) *parallelWriter {
@@ -223,17 +251,31 @@ func newParallelWriter(workers int, timings *RestoreTimings) *parallelWriter {
 		w.wg.Add(1)
 		go func() {
 			defer w.wg.Done()
+			var window []byte
 			for j := range w.jobs {
 				if w.failed() == nil {
 					start := time.Now()
-					if _, err := j.of.f.WriteAt(j.buf, j.off); err != nil {
-						w.fail(fmt.Errorf("write %s: %w", j.of.f.Name(), err))
-					} else if err := startWriteback(j.of.f, j.off, int64(len(j.buf))); err != nil {
+					var err error
+					if j.parts != nil {
+						if window == nil {
+							window = alignedBuffer(directWindow)
+						}
+						err = writeWindow(j, window)
+					} else {
+						err = writeBuffered(j.of.f, j.buf, j.off)
+					}
+					if err != nil {
 						w.fail(err)
 					}
 					timings.add(StageWrite, start)
 				}
-				j.src.unref()
+				if j.parts != nil {
+					for _, p := range j.parts {
+						p.src.unref()
+					}
+				} else {
+					j.src.unref()
+				}
 				w.unref(j.of)
 			}
 		}()
@@ -269,12 +311,21 @@ func (w *parallelWriter) write(of *openFile, src *decoded, buf []byte, off int64
 	w.jobs <- writeJob{of: of, src: src, buf: buf, off: off}
 }
 
-// done drops the stream's reference to of.
-func (w *parallelWriter) done(of *openFile) { w.unref(of) }
+// done sends what is left of of's data and drops the stream's reference.
+func (w *parallelWriter) done(of *openFile) {
+	w.flushDirect(of)
+	w.unref(of)
+}
 
 func (w *parallelWriter) unref(of *openFile) {
-	if of.refs.Add(-1) == 0 {
-		if err := of.f.Close(); err != nil {
+	if of.refs.Add(-1) != 0 {
+		return
+	}
+	for _, f := range []*os.File{of.direct, of.f} {
+		if f == nil {
+			continue
+		}
+		if err := f.Close(); err != nil {
 			w.fail(fmt.Errorf("write %s: %w", of.f.Name(), err))
 		}
 	}

@@ -94,6 +94,9 @@ func (w *parallelWriter) flushDirect(of *openFile) {
 func writeWindow(j writeJob, buf []byte) error {
 	n := 0
 	for _, p := range j.parts {
+		if len(p.buf) > len(buf)-n {
+			return fmt.Errorf("write %s: a window of more than %d bytes at %d", j.of.f.Name(), len(buf), j.off)
+		}
 		n += copy(buf[n:], p.buf)
 	}
 	aligned := n &^ (directAlign - 1)

@@ -62,12 +62,13 @@ func extractTar(s *chunkStream, dir string, progress func(int64), timings *Resto
 			}
 			of := w.open(f)
 			if h.Size >= directMin && writeBehind && !w.directUnsupported {
+				// Refused, the file is written through the page cache
+				// as before: a file system without O_DIRECT, or a
+				// read-only file when not root (its first handle came
+				// from creating it).
 				of.direct, err = openDirect(p)
 				if errors.Is(err, errDirectUnsupported) {
 					w.directUnsupported = true
-				} else if err != nil {
-					w.done(of)
-					return err
 				}
 			}
 			// The data follows; the next tr.Next skips it through

@@ -165,9 +165,12 @@ func newWritebacks() *writebacks {
 	go func() {
 		defer close(w.done)
 		for f := range w.files {
-			err := startWriteback(f, 0, 0)
-			if cerr := f.Close(); err == nil && cerr != nil {
-				err = fmt.Errorf("write %s: %w", f.Name(), cerr)
+			var err error
+			if w.err == nil {
+				err = startWriteback(f, 0, 0)
+			}
+			if cerr := f.Close(); err == nil {
+				err = cerr // names the file
 			}
 			if w.err == nil {
 				w.err = err

@@ -518,8 +518,10 @@ func TestCLIBackupScheduleAndRetentionNeverOverlap(t *testing.T) {
 
 // backupStarted reports whether PostgreSQL shows an outpost backup of
 // instance name that has called pg_backup_start: its session's last query
-// is that call or one after it. It reads pg_stat_activity as the superuser,
-// the role that sees every session's query.
+// is that call or one after it (the checkpoint's timeline, the databases'
+// identities, which it shows while it copies the files, or the stop). It
+// reads pg_stat_activity as the superuser, the role that sees every
+// session's query.
 func (s *site) backupStarted(name string) bool {
 	s.t.Helper()
 	u, err := localruntime.SuperuserURL(filepath.Join(s.stateDir, "instances", "default", name), "postgres")
@@ -535,7 +537,7 @@ func (s *site) backupStarted(name string) bool {
 	defer conn.Close(ctx)
 	var n int
 	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = 'outpost backup'
-		AND (query LIKE '%pg_backup_start%' OR query LIKE '%pg_control_checkpoint%' OR query LIKE '%pg_backup_stop%')`).Scan(&n); err != nil {
+		AND (query LIKE '%pg_backup_start%' OR query LIKE '%pg_control_checkpoint%' OR query LIKE '%xmin::text FROM pg_database%' OR query LIKE '%pg_backup_stop%')`).Scan(&n); err != nil {
 		s.t.Fatal(err)
 	}
 	return n > 0

@@ -45,8 +45,8 @@ type part struct {
 
 // openDirect opens the file at p, which the restore has just created, a
 // second time for writing with O_DIRECT. A file system that refuses
-// O_DIRECT (tmpfs before Linux 6.6, some FUSE ones) returns errDirectUnsupported, and the
-// restore writes through the page cache.
+// O_DIRECT (tmpfs before Linux 6.6, some FUSE ones) returns
+// errDirectUnsupported, and the restore writes through the page cache.
 func openDirect(p string) (*os.File, error) {
 	f, err := os.OpenFile(p, os.O_WRONLY|unix.O_DIRECT, 0)
 	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP) {

@@ -67,16 +67,14 @@ func chainOf(all []BackupInfo, m *Manifest) ([]*Manifest, error) {
 	return chain, nil
 }
 
-// applyIncremental puts incremental backup m on top of the restore of its
-// parent in dataDir: whole files are written, changed pages are written at
-// their offsets, files are cut to the size m saw, and files and
-// directories m did not see are removed. Every file m lists must then
+// applyIncremental puts incremental backup m, read from s, on top of the
+// restore of its parent in dataDir: whole files are written, changed pages
+// are written at their offsets, files are cut to the size m saw, and files
+// and directories m did not see are removed. Every file m lists must then
 // exist; one that does not means the chain below m lacked it.
-func applyIncremental(ctx context.Context, opts RestoreOptions, m *Manifest, dataDir string) error {
-	err := readBackup(ctx, opts, m, func(s *chunkStream) error {
-		defer s.close()
-		return applyTar(s, dataDir)
-	})
+func applyIncremental(s *chunkStream, m *Manifest, dataDir string) error {
+	err := applyTar(s, dataDir)
+	s.close()
 	if err != nil {
 		return err
 	}

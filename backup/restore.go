@@ -150,13 +150,20 @@ func Restore(ctx context.Context, opts RestoreOptions) (*Manifest, error) {
 		return nil, fmt.Errorf("restore into %s: %w", opts.DataDir, err)
 	}
 	defer disk.Close()
-	if err := restoreFull(ctx, opts, chain[0]); err != nil {
-		return nil, fmt.Errorf("restore backup %s: %w", chain[0].ID, err)
-	}
-	for _, inc := range chain[1:] {
-		if err := applyIncremental(ctx, opts, inc, opts.DataDir); err != nil {
-			return nil, fmt.Errorf("restore backup %s: apply incremental backup %s: %w", m.ID, inc.ID, err)
+	err = readChain(ctx, opts, chain, func(i int, s *chunkStream) error {
+		if i == 0 {
+			if err := extractTar(s, opts.DataDir, opts.Progress, opts.Timings); err != nil {
+				return fmt.Errorf("restore backup %s: %w", chain[0].ID, err)
+			}
+			return nil
 		}
+		if err := applyIncremental(s, chain[i], opts.DataDir); err != nil {
+			return fmt.Errorf("restore backup %s: apply incremental backup %s: %w", m.ID, chain[i].ID, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if err := os.WriteFile(filepath.Join(opts.DataDir, "backup_label"), []byte(m.BackupLabel), 0o600); err != nil {
 		return nil, err
@@ -174,45 +181,78 @@ func Restore(ctx context.Context, opts RestoreOptions) (*Manifest, error) {
 	return m, nil
 }
 
-// restoreFull extracts full backup m into opts.DataDir.
-func restoreFull(ctx context.Context, opts RestoreOptions, m *Manifest) error {
-	return readBackup(ctx, opts, m, func(s *chunkStream) error { return extractTar(s, opts.DataDir, opts.Progress, opts.Timings) })
-}
-
-// readBackup fetches m's objects, some running ahead, and has consume read
-// them as one stream. If consume fails, the fetch is cancelled and what
-// was fetched is let go.
-func readBackup(ctx context.Context, opts RestoreOptions, m *Manifest, consume func(*chunkStream) error) error {
+// readChain fetches the objects of every backup in chain, in order, with
+// some running ahead, and has consume read each backup's as one stream, the
+// full backup's first. The fetch runs on from one backup into the next, so
+// that the next link's first objects are fetched while the last ones of the
+// link before are written, rather than every link starting with nothing
+// fetched. If consume fails, the fetch is cancelled and what was fetched is
+// let go.
+func readChain(ctx context.Context, opts RestoreOptions, chain []*Manifest, consume func(link int, s *chunkStream) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	chunks := make(chan *decoded, 1)
-	var fetchErr error
-	go func() {
-		fetchErr = fetchObjects(ctx, opts, m, chunks)
-		close(chunks)
-	}()
-	// fetchErr is read only after chunks is closed, which happens after it
-	// is set.
-	stream := &chunkStream{ctx: ctx, chunks: chunks, fetchErr: func() error { return fetchErr }, timings: opts.Timings}
-	if err := consume(stream); err != nil {
-		cancel(err)
-		for d := range chunks {
-			d.unref()
+	links := make([]chan *decoded, len(chain))
+	for i := range links {
+		links[i] = make(chan *decoded, 1)
+	}
+	// errs[i] says why links[i] was closed early; it is set before the
+	// close, and read only after it.
+	errs := make([]error, len(chain))
+	go fetchObjects(ctx, opts, chain, links, errs)
+	for i := range chain {
+		stream := &chunkStream{ctx: ctx, chunks: links[i], fetchErr: func() error { return errs[i] }, timings: opts.Timings}
+		err := consume(i, stream)
+		if err == nil {
+			// The stream ends with its tar trailer; what may follow it is
+			// let go, so that the fetch goes on to the next link.
+			for d := range links[i] {
+				d.unref()
+			}
+			err = errs[i]
 		}
-		return err
+		if err != nil {
+			cancel(err)
+			for _, rest := range links[i:] {
+				for d := range rest {
+					d.unref()
+				}
+			}
+			return err
+		}
 	}
 	return nil
 }
 
-// fetchObjects downloads, checks and opens the backup's objects with some
-// running ahead, and sends them to out in order. Decoded buffers come back
-// through a free list once their bytes are written, so that a restore does
-// not allocate (and the runtime zero) a new buffer per object.
-func fetchObjects(ctx context.Context, opts RestoreOptions, m *Manifest, out chan<- *decoded) error {
+// fetchObjects downloads, checks and opens the objects of chain's backups
+// with some running ahead, and sends each backup's to its channel in links,
+// in order, closing each once its last object is sent. A failure is put in
+// errs, at the link it stops, and every channel from that one on is closed.
+// Decoded buffers come back through a free list once their bytes are
+// written, so that a restore does not allocate (and the runtime zero) a new
+// buffer per object.
+func fetchObjects(ctx context.Context, opts RestoreOptions, chain []*Manifest, links []chan *decoded, errs []error) {
 	conc := opts.Concurrency
 	if conc <= 0 {
 		conc = max(4, 2*runtime.GOMAXPROCS(0))
 	}
+	type job struct {
+		link int
+		dir  string
+		o    Object
+	}
+	var jobs []job
+	for i, m := range chain {
+		for _, o := range m.Objects {
+			jobs = append(jobs, job{i, m.dir(), o})
+		}
+	}
+	// link is the first channel not yet closed.
+	link := 0
+	defer func() {
+		for ; link < len(links); link++ {
+			close(links[link])
+		}
+	}()
 	type result struct {
 		data []byte
 		err  error
@@ -224,14 +264,13 @@ func fetchObjects(ctx context.Context, opts RestoreOptions, m *Manifest, out cha
 		default:
 		}
 	}
-	dir := m.dir()
-	slots := make([]chan result, len(m.Objects))
+	slots := make([]chan result, len(jobs))
 	for i := range slots {
 		slots[i] = make(chan result, 1)
 	}
 	sem := make(chan struct{}, conc)
 	go func() {
-		for i, o := range m.Objects {
+		for i, j := range jobs {
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
@@ -247,7 +286,8 @@ func fetchObjects(ctx context.Context, opts RestoreOptions, m *Manifest, out cha
 				case stored = <-freeStored:
 				default:
 				}
-				data, stored, err := fetchObject(ctx, opts.Store, opts.Keys, dir, o, dst, stored, opts.Timings)
+				data, stored, err := fetchObject(ctx, opts.Store, opts.Keys, j.dir, j.o, dst, stored, opts.Timings)
+				objectFetched(j.link)
 				select {
 				case freeStored <- stored:
 				default:
@@ -256,27 +296,37 @@ func fetchObjects(ctx context.Context, opts RestoreOptions, m *Manifest, out cha
 			}()
 		}
 	}()
-	for i := range m.Objects {
+	for i, j := range jobs {
+		for ; link < j.link; link++ {
+			close(links[link])
+		}
 		var r result
 		select {
 		case r = <-slots[i]:
 		case <-ctx.Done():
-			return context.Cause(ctx)
+			errs[link] = context.Cause(ctx)
+			return
 		}
 		<-sem
 		if r.err != nil {
-			return r.err
+			errs[link] = r.err
+			return
 		}
 		d := &decoded{data: r.data, release: release}
 		d.refs.Store(1)
 		select {
-		case out <- d:
+		case links[link] <- d:
 		case <-ctx.Done():
-			return context.Cause(ctx)
+			d.unref()
+			errs[link] = context.Cause(ctx)
+			return
 		}
 	}
-	return nil
 }
+
+// objectFetched is called with its link's place in the chain as each
+// object has been fetched; a test watches the fetch run ahead through it.
+var objectFetched = func(link int) {}
 
 // fetchObject downloads one object into stored's room, checks it and opens
 // it, decoding into dst's; either may be nil. It returns the decoded bytes,

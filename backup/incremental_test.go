@@ -209,8 +209,10 @@ func TestBrokenChainFailsLoudlyNamingTheBackup(t *testing.T) {
 	saved := s.readObject(t, obj)
 	s.damage(t, obj)
 	_, err := s.restore(t, backup.Keys{}, "", time.Time{})
-	if err == nil || !strings.Contains(err.Error(), inc1.ID) || !strings.Contains(err.Error(), "checksum mismatch") {
-		t.Fatalf("restore through a damaged link: %v, want a checksum mismatch naming %s", err, inc1.ID)
+	// The object's path holds inc1's ID too: the error must say it was
+	// inc1 being applied, not the link before.
+	if err == nil || !strings.Contains(err.Error(), "apply incremental backup "+inc1.ID) || !strings.Contains(err.Error(), "checksum mismatch") {
+		t.Fatalf("restore through a damaged link: %v, want a checksum mismatch while applying %s", err, inc1.ID)
 	}
 	v, err := backup.Verify(ctx, s.store, "default", "src", inc2.ID)
 	if err != nil || v.OK || !strings.Contains(strings.Join(v.Errors, "\n"), inc1.ID) {

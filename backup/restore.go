@@ -7,6 +7,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"sync/atomic"
 	"time"
 )
 
@@ -186,7 +187,8 @@ func Restore(ctx context.Context, opts RestoreOptions) (*Manifest, error) {
 // full backup's first. The fetch runs on from one backup into the next, so
 // that the next link's first objects are fetched while the last ones of the
 // link before are written, rather than every link starting with nothing
-// fetched. If consume fails, the fetch is cancelled and what was fetched is
+// fetched. If consume fails, or an object after a link's tar trailer cannot
+// be fetched or is damaged, the fetch is cancelled and what was fetched is
 // let go.
 func readChain(ctx context.Context, opts RestoreOptions, chain []*Manifest, consume func(link int, s *chunkStream) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -202,13 +204,17 @@ func readChain(ctx context.Context, opts RestoreOptions, chain []*Manifest, cons
 	for i := range chain {
 		stream := &chunkStream{ctx: ctx, chunks: links[i], fetchErr: func() error { return errs[i] }, timings: opts.Timings}
 		err := consume(i, stream)
+		stream.close()
 		if err == nil {
 			// The stream ends with its tar trailer; what may follow it is
-			// let go, so that the fetch goes on to the next link.
+			// still fetched and checked, then let go, so that the fetch
+			// goes on to the next link.
 			for d := range links[i] {
 				d.unref()
 			}
-			err = errs[i]
+			if errs[i] != nil {
+				err = fmt.Errorf("backup %s, past the end of its tar stream: %w", chain[i].ID, errs[i])
+			}
 		}
 		if err != nil {
 			cancel(err)
@@ -287,7 +293,9 @@ func fetchObjects(ctx context.Context, opts RestoreOptions, chain []*Manifest, l
 				default:
 				}
 				data, stored, err := fetchObject(ctx, opts.Store, opts.Keys, j.dir, j.o, dst, stored, opts.Timings)
-				objectFetched(j.link)
+				if hook := objectFetched.Load(); hook != nil {
+					(*hook)(j.link)
+				}
 				select {
 				case freeStored <- stored:
 				default:
@@ -326,7 +334,7 @@ func fetchObjects(ctx context.Context, opts RestoreOptions, chain []*Manifest, l
 
 // objectFetched is called with its link's place in the chain as each
 // object has been fetched; a test watches the fetch run ahead through it.
-var objectFetched = func(link int) {}
+var objectFetched atomic.Pointer[func(link int)]
 
 // fetchObject downloads one object into stored's room, checks it and opens
 // it, decoding into dst's; either may be nil. It returns the decoded bytes,

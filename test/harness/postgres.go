@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,11 +38,23 @@ func StartPostgres(tb testing.TB) *Postgres {
 	if err := srv.InitDB(ctx); err != nil {
 		tb.Fatal(err)
 	}
-	if err := srv.WriteConfig(map[string]string{"fsync": "off"}); err != nil {
-		tb.Fatal(err)
-	}
-	if err := srv.Start(ctx); err != nil {
-		tb.Fatal(err)
+	// The port was free when FreePort looked, but tests running alongside
+	// (their listeners, their outgoing connections) can take it before the
+	// server binds it, initdb's seconds later: that is no failure of the
+	// test, so the server is started again on another port.
+	for attempt := 1; ; attempt++ {
+		if err := srv.WriteConfig(map[string]string{"fsync": "off"}); err != nil {
+			tb.Fatal(err)
+		}
+		err := srv.Start(ctx)
+		if err == nil {
+			break
+		}
+		if attempt == 3 || !strings.Contains(err.Error(), "Address already in use") {
+			tb.Fatal(err)
+		}
+		tb.Logf("port %d was taken before postgres bound it; starting it again on another: %v", srv.Port, err)
+		srv.Port = FreePort(tb)
 	}
 	tb.Cleanup(func() {
 		if err := srv.Stop(context.Background()); err != nil {
